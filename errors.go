@@ -1,0 +1,89 @@
+package multiproc
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+
+	"github.com/multiproc-go/multiproc/internal/spawn"
+)
+
+// Sentinel errors. Match them with errors.Is: the errors the package
+// returns wrap them with details (which process, which item).
+var (
+	// ErrFull: a Queue holds maxsize messages (TryPut).
+	ErrFull = errors.New("multiproc: queue is full")
+	// ErrEmpty: a Queue holds no message (TryGet, or a Get whose deadline passed).
+	ErrEmpty = errors.New("multiproc: queue is empty")
+	// ErrClosed: the object was closed in this process.
+	ErrClosed = errors.New("multiproc: use of a closed object")
+	// ErrPoolClosed: the Pool was closed or terminated and takes no new work.
+	ErrPoolClosed = errors.New("multiproc: pool is closed")
+	// ErrWorkerDied: the pool worker running a task died before the task ended.
+	ErrWorkerDied = errors.New("multiproc: pool worker died")
+
+	// ErrNoMain: the program did not call Main first thing in main (or in
+	// TestMain), so its children cannot start. It is returned by Start in a
+	// parent whose child never completed the handshake, and by every call
+	// that would start a process inside such a child, which can never
+	// multiply.
+	ErrNoMain = spawn.ErrNoHello
+	// ErrNotStarted: a Process method that needs a started process was
+	// called before Start.
+	ErrNotStarted = errors.New("multiproc: process not started")
+	// ErrStarted: Start was called on a process that was already started.
+	ErrStarted = errors.New("multiproc: process already started")
+	// ErrNotRegistered: the function or Runner type was not registered,
+	// so a child could not find it.
+	ErrNotRegistered = errors.New("multiproc: not registered")
+	// ErrBrokenBarrier: a Barrier was broken by a waiter whose context ended.
+	ErrBrokenBarrier = errors.New("multiproc: barrier is broken")
+)
+
+// ExitError reports a child process that did not exit with status 0: it
+// returned an error, panicked, called os.Exit with another code, or was
+// ended by a signal. Join and Call return it (as *ExitError).
+type ExitError struct {
+	Name     string // the process's Name
+	Pid      int    // its process id
+	ExitCode int    // as ExitCode(): the exit status, or -N when ended by signal N
+	Message  string // the child's error or panic text; "" when it died by a signal
+}
+
+// Error describes the failure; it starts with "multiproc:".
+func (e *ExitError) Error() string {
+	var how string
+	if e.ExitCode < 0 {
+		sig := syscall.Signal(-e.ExitCode)
+		how = fmt.Sprintf("killed by signal %d (%v)", -e.ExitCode, sig)
+	} else {
+		how = fmt.Sprintf("exit status %d", e.ExitCode)
+	}
+	s := fmt.Sprintf("multiproc: process %s (pid %d) failed: %s", e.Name, e.Pid, how)
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	return s
+}
+
+// Signal returns the signal that ended the process, or 0 if it exited.
+func (e *ExitError) Signal() syscall.Signal {
+	if e.ExitCode < 0 {
+		return syscall.Signal(-e.ExitCode)
+	}
+	return 0
+}
+
+// RemoteError is a function's error as it came back from a child process:
+// only its text crosses the process boundary.
+type RemoteError struct {
+	Text  string // the error's text in the child
+	Panic bool   // the function panicked; Text is the panic value
+}
+
+func (e *RemoteError) Error() string {
+	if e.Panic {
+		return "multiproc: panic in child: " + e.Text
+	}
+	return e.Text
+}

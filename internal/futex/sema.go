@@ -1,0 +1,80 @@
+package futex
+
+import (
+	"context"
+	"sync/atomic"
+)
+
+// Sema is a counting semaphore in two shared words: the count of free
+// units and the number of processes' waiters that may sleep on it.
+type Sema struct{ Count, Waiters *uint32 }
+
+// TryAcquire takes a unit if one is free.
+func (s Sema) TryAcquire() bool {
+	for {
+		c := load(s.Count)
+		if c == 0 {
+			return false
+		}
+		if cas(s.Count, c, c-1) {
+			return true
+		}
+	}
+}
+
+// Acquire takes a unit, waiting until one is free or ctx is done.
+func (s Sema) Acquire(ctx context.Context) error {
+	if s.TryAcquire() || Spin(SpinTime, s.TryAcquire) {
+		return nil
+	}
+	atomic.AddUint32(s.Waiters, 1)
+	defer atomic.AddUint32(s.Waiters, ^uint32(0))
+	for {
+		if s.TryAcquire() {
+			return nil
+		}
+		if err := WaitCtx(ctx, s.Count, 0); err != nil {
+			return err
+		}
+	}
+}
+
+// Release returns a unit and wakes a waiter if one may sleep.
+func (s Sema) Release() {
+	atomic.AddUint32(s.Count, 1)
+	if load(s.Waiters) != 0 {
+		Wake(s.Count, 1)
+	}
+}
+
+// Event is a flag in one shared word that waiters sleep on until it is set.
+type Event struct{ W *uint32 }
+
+// Set sets the flag and wakes every waiter.
+func (e Event) Set() {
+	if atomic.SwapUint32(e.W, 1) == 0 {
+		WakeAll(e.W)
+	}
+}
+
+// Clear resets the flag.
+func (e Event) Clear() { atomic.StoreUint32(e.W, 0) }
+
+// IsSet reports the flag.
+func (e Event) IsSet() bool { return load(e.W) != 0 }
+
+// Wait blocks until the flag is set or ctx is done.
+func (e Event) Wait(ctx context.Context) error {
+	if Spin(SpinTime, e.IsSet) {
+		return nil
+	}
+	for !e.IsSet() {
+		if err := WaitCtx(ctx, e.W, 0); err != nil {
+			if e.IsSet() {
+				return nil
+			}
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,190 @@
+// Package spawn starts child processes by re-executing the running binary,
+// and carries the control channel between parent and child.
+//
+// Go cannot fork: a child is /proc/self/exe started again with a role in
+// its environment and one end of a socketpair as fd 3. Every child is
+// started from one goroutine locked to its OS thread for the life of the
+// process, because Pdeathsig fires when the thread that started a child
+// exits (golang/go#27505), not when the process does.
+package spawn
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Environment variables that make a re-executed binary a child.
+const (
+	EnvRole = "MULTIPROC_ROLE" // "child"; removed by the child before user code runs
+	EnvName = "MULTIPROC_NAME" // the process's name, for messages
+	CtlFd   = 3                // the control socket's fd in the child
+)
+
+// Protocol is the version of the parent/child handshake; a child that
+// answers with another version is refused.
+const Protocol = 1
+
+// Message types on the control channel.
+const (
+	MsgHello  byte = 1 + iota // child → parent: protocol, pid
+	MsgTask                   // parent → child: what to run, with its handles' fds
+	MsgResult                 // child → parent: the outcome of one task
+	MsgCancel                 // parent → child: nobody waits for the running task any more
+	MsgExit                   // parent → worker: finish and exit
+	MsgFds                    // parent → worker: descriptors for the next task
+)
+
+type startReq struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+var (
+	spawnOnce sync.Once
+	spawnCh   chan startReq
+)
+
+// Start starts cmd from the spawner thread, so that its Pdeathsig, if set,
+// fires only when this whole process dies.
+func Start(cmd *exec.Cmd) error {
+	spawnOnce.Do(func() {
+		spawnCh = make(chan startReq)
+		go func() {
+			runtime.LockOSThread() // never unlocked: this thread lives as long as the process
+			for r := range spawnCh {
+				r.done <- r.cmd.Start()
+			}
+		}()
+	})
+	done := make(chan error, 1)
+	spawnCh <- startReq{cmd, done}
+	return <-done
+}
+
+// Command builds the re-exec of this binary for a child named name, with
+// ctlFile as its fd 3. daemon children get Pdeathsig SIGKILL as a backstop
+// to their lifeline. pidfd receives a pidfd for the child (-1 if the kernel
+// has none).
+func Command(name string, ctlFile *os.File, daemon bool, pidfd *int) *exec.Cmd {
+	cmd := &exec.Cmd{
+		// The literal path: os.Executable() may name a deleted or replaced file.
+		Path:       "/proc/self/exe",
+		Args:       []string{os.Args[0]},
+		Env:        append(os.Environ(), EnvRole+"=child", EnvName+"="+name),
+		Stdout:     os.Stdout,
+		Stderr:     os.Stderr,
+		ExtraFiles: []*os.File{ctlFile},
+	}
+	*pidfd = -1
+	cmd.SysProcAttr = &syscall.SysProcAttr{PidFD: pidfd}
+	if daemon {
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	}
+	return cmd
+}
+
+// WaitExit blocks until the process behind pidfd has exited, without
+// holding an OS thread: the pidfd becomes readable then, and the netpoller
+// watches it. It closes pidfd. With pidfd < 0 it returns at once.
+func WaitExit(pidfd int) error {
+	if pidfd < 0 {
+		return nil
+	}
+	if err := unix.SetNonblock(pidfd, true); err != nil {
+		unix.Close(pidfd)
+		return err
+	}
+	f := os.NewFile(uintptr(pidfd), "pidfd")
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var perr error
+	err = rc.Read(func(fd uintptr) bool {
+		p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, e := unix.Poll(p, 0)
+		if e == unix.EINTR {
+			return false
+		}
+		if e != nil {
+			perr = e
+			return true
+		}
+		return n > 0
+	})
+	if err == nil {
+		err = perr
+	}
+	return err
+}
+
+// ErrNoHello is wrapped by the error of a child that did not complete the
+// start handshake.
+var ErrNoHello = errors.New("multiproc: the child did not start multiproc: call multiproc.Main() first thing in main (and in TestMain)")
+
+// HelloTimeout bounds how long a parent waits for a new child's hello.
+var HelloTimeout = 10 * time.Second
+
+// AwaitHello reads the child's hello within HelloTimeout. A child that
+// exits, answers with something else, or says nothing in time has not
+// called Main.
+func AwaitHello(ctl *Ctl, pid int) error {
+	type res struct {
+		typ     byte
+		payload []byte
+		fds     []int
+		err     error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		t, p, f, err := ctl.Recv()
+		ch <- res{t, p, f, err}
+	}()
+	timer := time.NewTimer(HelloTimeout)
+	defer timer.Stop()
+	select {
+	case r := <-ch:
+		for _, fd := range r.fds {
+			unix.Close(fd)
+		}
+		if r.err != nil {
+			return fmt.Errorf("%w (pid %d ended the handshake: %v)", ErrNoHello, pid, r.err)
+		}
+		if r.typ != MsgHello || len(r.payload) < 8 {
+			return fmt.Errorf("%w (pid %d sent message type %d)", ErrNoHello, pid, r.typ)
+		}
+		if v := le32(r.payload); v != Protocol {
+			return fmt.Errorf("multiproc: child pid %d speaks protocol %d, this parent %d", pid, v, Protocol)
+		}
+		return nil
+	case <-timer.C:
+		// Unblock the reader; the caller kills the child.
+		ctl.Close()
+		<-ch
+		return fmt.Errorf("%w (no answer from pid %d in %v)", ErrNoHello, pid, HelloTimeout)
+	}
+}
+
+// Hello is the payload a child sends first.
+func Hello() []byte {
+	b := make([]byte, 8)
+	put32(b, Protocol)
+	put32(b[4:], uint32(os.Getpid()))
+	return b
+}
+
+func le32(b []byte) uint32 {
+	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+}
+func put32(b []byte, v uint32) {
+	b[0], b[1], b[2], b[3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
+}

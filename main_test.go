@@ -1,0 +1,13 @@
+package multiproc_test
+
+import (
+	"os"
+	"testing"
+
+	"github.com/multiproc-go/multiproc"
+)
+
+func TestMain(m *testing.M) {
+	multiproc.Main()
+	os.Exit(m.Run())
+}

@@ -1,0 +1,172 @@
+package multiproc
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"sync"
+
+	"github.com/multiproc-go/multiproc/internal/handle"
+)
+
+// A task is what a child runs: a registered function or Runner type by
+// name, with its encoded argument and the shareable objects inside it.
+type taskKind byte
+
+const (
+	kindFunc taskKind = 1 + iota
+	kindRunner
+)
+
+// runFn runs a registered entry in a child from its encoded argument and
+// returns the encoded result.
+type runFn func(ctx context.Context, arg []byte, entries []handle.Entry) ([]byte, error)
+
+var (
+	regMu      sync.RWMutex
+	funcs      = map[string]runFn{}
+	runners    = map[string]runFn{}
+	runnerName = map[reflect.Type]string{}
+)
+
+func lookup(kind taskKind, name string) (runFn, bool) {
+	regMu.RLock()
+	defer regMu.RUnlock()
+	if kind == kindRunner {
+		f, ok := runners[name]
+		return f, ok
+	}
+	f, ok := funcs[name]
+	return f, ok
+}
+
+// Func is a function registered under a name, so that a child process,
+// the same binary started again, can find and run it. Make one with
+// Register in a package-level var: registration must happen at package
+// initialisation, in the parent and in every child alike.
+type Func[A, R any] struct {
+	name string
+	fn   func(context.Context, A) (R, error)
+}
+
+// Register registers fn under name and returns the Func that runs it in
+// other processes. Call it from a package-level var declaration or init,
+// so that every process of the program registers the same functions
+// before Main runs. It panics if name is empty or already registered.
+//
+// The argument A and the result R cross the process boundary by value
+// (encoding/gob rules: exported fields; no channels or functions). A
+// *Value, *Array, *Lock, *Semaphore, *Event, *Barrier, *Conn or *Queue
+// in A — as A itself, or an exported field of it at any depth of plain
+// structs — arrives in the child as the same shared object.
+func Register[A, R any](name string, fn func(ctx context.Context, arg A) (R, error)) *Func[A, R] {
+	if name == "" {
+		panic("multiproc: Register with an empty name")
+	}
+	if fn == nil {
+		panic(fmt.Sprintf("multiproc: Register(%q) with a nil function", name))
+	}
+	f := &Func[A, R]{name: name, fn: fn}
+	regMu.Lock()
+	defer regMu.Unlock()
+	if _, dup := funcs[name]; dup {
+		panic(fmt.Sprintf("multiproc: function %q registered twice", name))
+	}
+	funcs[name] = f.run
+	return f
+}
+
+// Name returns the name the function was registered under.
+func (f *Func[A, R]) Name() string { return f.name }
+
+// run is the child side: decode, call, encode.
+func (f *Func[A, R]) run(ctx context.Context, arg []byte, entries []handle.Entry) ([]byte, error) {
+	a, err := decodeArg[A](arg, entries)
+	if err != nil {
+		return nil, err
+	}
+	r, err := f.fn(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	return encodeValue(&r)
+}
+
+// Runner is the Go form of subclassing Python's Process and overriding
+// run(): a struct whose Run method is the child's body. Register its type
+// once with RegisterRunner, start it with NewProcess. The struct travels to
+// the child by its exported fields, as a Func argument does.
+type Runner interface {
+	Run(ctx context.Context) error
+}
+
+// RegisterRunner registers the concrete type of prototype (a struct or a
+// pointer to one) under name, so that NewProcess can run values of that
+// type in a child. Call it at package initialisation, like Register. It
+// panics on an empty or duplicate name, a nil prototype, or a type
+// registered twice.
+func RegisterRunner(name string, prototype Runner) {
+	if name == "" {
+		panic("multiproc: RegisterRunner with an empty name")
+	}
+	if prototype == nil {
+		panic(fmt.Sprintf("multiproc: RegisterRunner(%q) with a nil prototype", name))
+	}
+	t := reflect.TypeOf(prototype)
+	isPtr := t.Kind() == reflect.Pointer
+	base := t
+	if isPtr {
+		base = t.Elem()
+	}
+	run := func(ctx context.Context, arg []byte, entries []handle.Entry) ([]byte, error) {
+		pv := reflect.New(base)
+		if err := decodeRunner(arg, entries, pv); err != nil {
+			return nil, err
+		}
+		r := pv.Interface()
+		if !isPtr {
+			r = pv.Elem().Interface()
+		}
+		return nil, r.(Runner).Run(ctx)
+	}
+	regMu.Lock()
+	defer regMu.Unlock()
+	if _, dup := runners[name]; dup {
+		panic(fmt.Sprintf("multiproc: runner %q registered twice", name))
+	}
+	if old, dup := runnerName[t]; dup {
+		panic(fmt.Sprintf("multiproc: runner type %v registered twice (as %q and %q)", t, old, name))
+	}
+	runners[name] = run
+	runnerName[t] = name
+}
+
+// encodeRunner encodes the struct behind r (a value or a pointer).
+func encodeRunner(r Runner) ([]byte, []handle.Entry, error) {
+	v := reflect.ValueOf(r)
+	if v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			return nil, nil, fmt.Errorf("multiproc: nil %T runner", r)
+		}
+		v = v.Elem()
+	}
+	p := reflect.New(v.Type())
+	p.Elem().Set(v)
+	cp, entries, err := handle.Collect(p.Interface())
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := gobEncodeReflect(reflect.ValueOf(cp).Elem())
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, entries, nil
+}
+
+func decodeRunner(b []byte, entries []handle.Entry, pv reflect.Value) error {
+	if err := gobDecodeReflect(b, pv); err != nil {
+		handle.CloseFds(entries)
+		return err
+	}
+	return handle.Restore(pv.Interface(), entries)
+}
