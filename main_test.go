@@ -1,6 +1,7 @@
 package multiproc_test
 
 import (
+	"fmt"
 	"os"
 	"testing"
 
@@ -8,6 +9,12 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv("MULTIPROC_TEST_NOMAIN") == "1" {
+		// A program that forgot multiproc.Main: try to start a child.
+		err := double.Process(1).Start()
+		fmt.Println("start error:", err)
+		os.Exit(3)
+	}
 	multiproc.Main()
 	os.Exit(m.Run())
 }

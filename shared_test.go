@@ -1,0 +1,295 @@
+package multiproc_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/multiproc-go/multiproc"
+)
+
+type counterJob struct {
+	Counter *multiproc.Value[int64]
+	N       int
+	Inner   struct {
+		Floats *multiproc.Array[float64]
+		Deeper *deeper
+	}
+}
+
+type deeper struct{ Lock *multiproc.Lock }
+
+var (
+	// lockedIncrements adds 1 to the counter N times under its lock, with
+	// a non-atomic read-modify-write: any lost update shows a broken lock.
+	lockedIncrements = multiproc.Register("test.lockedIncrements", func(ctx context.Context, j counterJob) (int, error) {
+		for range j.N {
+			j.Counter.Lock()
+			j.Counter.Store(j.Counter.Load() + 1)
+			j.Counter.Unlock()
+		}
+		return j.N, nil
+	})
+	atomicAdds = multiproc.Register("test.atomicAdds", func(ctx context.Context, j counterJob) (int, error) {
+		for range j.N {
+			j.Counter.Add(1)
+			j.Inner.Floats.Lock()
+			s := j.Inner.Floats.Slice()
+			s[0] += 0.5
+			j.Inner.Floats.Unlock()
+		}
+		return j.N, nil
+	})
+	fillArray = multiproc.Register("test.fillArray", func(ctx context.Context, a *multiproc.Array[int32]) (int, error) {
+		s := a.Slice()
+		for i := range s {
+			s[i] = int32(i * 3)
+		}
+		return len(s), nil
+	})
+	// holdLock takes the lock, says so through the event, then sleeps.
+	holdLock = multiproc.Register("test.holdLock", func(ctx context.Context, j holdJob) (int, error) {
+		j.Lock.Lock()
+		j.Held.Set()
+		<-ctx.Done()
+		time.Sleep(time.Minute)
+		return 0, nil
+	})
+	makesValue = multiproc.Register("test.makesValue", func(ctx context.Context, x int64) (*multiproc.Value[int64], error) {
+		return multiproc.NewValue(x)
+	})
+	smallTypes = multiproc.Register("test.smallTypes", func(ctx context.Context, j smallJob) (int, error) {
+		for range 1000 {
+			j.I8.Add(1)
+			j.U16.Add(3)
+			j.F32.Add(0.25)
+		}
+		j.Bytes.Store(1, 200)
+		return 0, nil
+	})
+)
+
+type holdJob struct {
+	Lock *multiproc.Lock
+	Held *multiproc.Event
+}
+
+type smallJob struct {
+	I8    *multiproc.Value[int8]
+	U16   *multiproc.Value[uint16]
+	F32   *multiproc.Value[float32]
+	Bytes *multiproc.Array[uint8]
+}
+
+func TestValueArrayInProcess(t *testing.T) {
+	v, err := multiproc.NewValue(1.5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Add(2) != 3.5 || v.Load() != 3.5 {
+		t.Fatalf("float Add: %v", v.Load())
+	}
+	v.Store(-1)
+	if v.Load() != -1 {
+		t.Fatal("Store")
+	}
+	i8, _ := multiproc.NewValue[int8](127)
+	if i8.Add(1) != -128 {
+		t.Fatal("int8 wraps as Go does")
+	}
+	a, err := multiproc.ArrayOf([]uint16{1, 2, 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Store(1, 65535)
+	if a.Len() != 3 || a.Load(0) != 1 || a.Load(1) != 65535 || a.Load(2) != 3 {
+		t.Fatalf("Array = %v", a.Slice())
+	}
+	if _, err := multiproc.NewArray[int](-1); err == nil {
+		t.Fatal("NewArray(-1) succeeded")
+	}
+	empty, err := multiproc.NewArray[float64](0)
+	if err != nil || empty.Len() != 0 || len(empty.Slice()) != 0 {
+		t.Fatal("empty array", err)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("out-of-range Load did not panic")
+		}
+	}()
+	a.Load(3)
+}
+
+func TestLockedCounterAcrossProcesses(t *testing.T) {
+	ctx := testCtx(t, 60*time.Second)
+	counter, err := multiproc.NewValue[int64](0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const procs, n = 4, 20000
+	var ps []*multiproc.Process
+	for range procs {
+		p := lockedIncrements.Process(counterJob{Counter: counter, N: n})
+		if err := p.Start(); err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+	}
+	// The parent joins in too.
+	for range n {
+		counter.Lock()
+		counter.Store(counter.Load() + 1)
+		counter.Unlock()
+	}
+	for _, p := range ps {
+		if err := p.Join(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := counter.Load(); got != (procs+1)*n {
+		t.Fatalf("counter = %d, want %d: the lock let updates through", got, (procs+1)*n)
+	}
+}
+
+func TestAtomicAddAndNestedHandles(t *testing.T) {
+	ctx := testCtx(t, 60*time.Second)
+	counter, _ := multiproc.NewValue[int64](0)
+	floats, _ := multiproc.NewArray[float64](4)
+	lock, _ := multiproc.NewLock()
+	j := counterJob{Counter: counter, N: 50000}
+	j.Inner.Floats = floats
+	j.Inner.Deeper = &deeper{Lock: lock}
+	var ps []*multiproc.Process
+	for range 2 {
+		p := atomicAdds.Process(j)
+		if err := p.Start(); err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+	}
+	for _, p := range ps {
+		if err := p.Join(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if counter.Load() != 100000 || floats.Load(0) != 50000 {
+		t.Fatalf("counter %d floats[0] %v", counter.Load(), floats.Load(0))
+	}
+	// The caller's struct was not changed by the trip.
+	if j.Inner.Deeper.Lock != lock || j.Counter != counter {
+		t.Fatal("sending changed the argument")
+	}
+}
+
+func TestArrayFilledByChild(t *testing.T) {
+	ctx := testCtx(t, 20*time.Second)
+	a, _ := multiproc.NewArray[int32](1 << 20)
+	n, err := fillArray.Call(ctx, a)
+	if err != nil || n != 1<<20 {
+		t.Fatal(n, err)
+	}
+	for _, i := range []int{0, 1, 12345, 1<<20 - 1} {
+		if a.Load(i) != int32(i*3) {
+			t.Fatalf("a[%d] = %d", i, a.Load(i))
+		}
+	}
+}
+
+func TestSmallScalarsAcrossProcesses(t *testing.T) {
+	ctx := testCtx(t, 20*time.Second)
+	j := smallJob{}
+	j.I8, _ = multiproc.NewValue[int8](0)
+	j.U16, _ = multiproc.NewValue[uint16](0)
+	j.F32, _ = multiproc.NewValue[float32](0)
+	j.Bytes, _ = multiproc.NewArray[uint8](3)
+	p1, p2 := smallTypes.Process(j), smallTypes.Process(j)
+	p1.Start()
+	p2.Start()
+	if err := p1.Join(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := p2.Join(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if j.I8.Load() != -48 { // 2000 increments wrap: 2000 mod 256 = 208 = int8(-48)
+		t.Fatalf("int8 = %d", j.I8.Load())
+	}
+	if j.U16.Load() != 6000 || j.F32.Load() != 500 || j.Bytes.Load(1) != 200 || j.Bytes.Load(0) != 0 || j.Bytes.Load(2) != 0 {
+		t.Fatalf("u16 %d f32 %v bytes %v", j.U16.Load(), j.F32.Load(), j.Bytes.Slice())
+	}
+}
+
+func TestLockHolderKilled(t *testing.T) {
+	ctx := testCtx(t, 30*time.Second)
+	lock, _ := multiproc.NewLock()
+	held, _ := multiproc.NewEvent()
+	p := holdLock.Process(holdJob{Lock: lock, Held: held})
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := held.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if lock.TryLock() {
+		t.Fatal("TryLock succeeded while a live child holds the lock")
+	}
+	p.Kill()
+	done := make(chan struct{})
+	go func() { lock.Lock(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Fatal("Lock hung on a lock whose holder was SIGKILLed")
+	}
+	if lock.Takeovers() != 1 {
+		t.Fatalf("Takeovers = %d", lock.Takeovers())
+	}
+	lock.Unlock()
+	if !lock.TryLock() {
+		t.Fatal("lock not free after Unlock")
+	}
+	lock.Unlock()
+}
+
+func TestValueInResultIsRefused(t *testing.T) {
+	ctx := testCtx(t, 20*time.Second)
+	_, err := makesValue.Call(ctx, 1)
+	var re *multiproc.RemoteError
+	if !errors.As(err, &re) || !strings.Contains(re.Text, "travel") {
+		t.Fatalf("a Value returned as a result: %v", err)
+	}
+}
+
+func TestManyLockWaitersFewThreads(t *testing.T) {
+	ctx := testCtx(t, 30*time.Second)
+	lock, _ := multiproc.NewLock()
+	held, _ := multiproc.NewEvent()
+	p := holdLock.Process(holdJob{Lock: lock, Held: held})
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Kill()
+	if err := held.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := countThreads(t)
+	done := make(chan struct{}, 200)
+	for range 200 {
+		go func() { lock.Lock(); lock.Unlock(); done <- struct{}{} }()
+	}
+	time.Sleep(300 * time.Millisecond)
+	if during := countThreads(t); during > before+20 {
+		t.Fatalf("200 blocked Lock calls took %d OS threads (before: %d)", during-before, before)
+	}
+	p.Kill()
+	for range 200 {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			t.Fatal("waiters did not get the lock after its holder died")
+		}
+	}
+}
+
