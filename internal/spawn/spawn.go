@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -78,7 +79,7 @@ func Command(name string, ctlFile *os.File, daemon bool, pidfd *int) *exec.Cmd {
 		// The literal path: os.Executable() may name a deleted or replaced file.
 		Path:       "/proc/self/exe",
 		Args:       []string{os.Args[0]},
-		Env:        append(os.Environ(), EnvRole+"=child", EnvName+"="+name),
+		Env:        childEnv(name),
 		Stdout:     os.Stdout,
 		Stderr:     os.Stderr,
 		ExtraFiles: []*os.File{ctlFile},
@@ -89,6 +90,27 @@ func Command(name string, ctlFile *os.File, daemon bool, pidfd *int) *exec.Cmd {
 		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	}
 	return cmd
+}
+
+// childEnv is the parent's environment plus the child's role. Under the
+// race detector a process sleeps a second at exit (GORACE atexit_sleep_ms)
+// to let reports flush; children report on the inherited stderr at once,
+// so that sleep is turned off for them unless the user set it.
+func childEnv(name string) []string {
+	env := make([]string, 0, len(os.Environ())+3)
+	race := "GORACE=atexit_sleep_ms=0"
+	for _, kv := range os.Environ() {
+		if v, ok := strings.CutPrefix(kv, "GORACE="); ok {
+			if !strings.Contains(v, "atexit_sleep_ms") {
+				race = kv + " atexit_sleep_ms=0"
+			} else {
+				race = kv
+			}
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, race, EnvRole+"=child", EnvName+"="+name)
 }
 
 // WaitExit blocks until the process behind pidfd has exited, without

@@ -1,0 +1,68 @@
+// Package multiproc is Python's multiprocessing for Go: real OS processes
+// that run registered Go functions, a process pool, and the classic Unix
+// IPC mechanisms — pipes, queues, shared memory, locks and semaphores —
+// with a typed, context-aware API and no hangs, zombies or leaks.
+//
+// Use it for what goroutines cannot give: a task that can be killed, a
+// crash (a segfaulting C library, the OOM killer) that takes down one
+// process and not the service, memory that is given back when a process
+// exits, hard per-task timeouts.
+//
+// # Starting
+//
+// Go cannot fork. A child process is the same program started again; Main,
+// the first statement of main (and of TestMain), runs the child's task
+// there and exits, and returns at once in the parent. Functions are found
+// in the child by name, so they are registered at package initialisation:
+//
+//	var square = multiproc.Register("square", func(ctx context.Context, x int) (int, error) {
+//		return x * x, nil
+//	})
+//
+//	func main() {
+//		multiproc.Main()
+//		n, err := square.Call(context.Background(), 7) // 49, computed in a child process
+//		...
+//	}
+//
+// Package initialisation runs again in every child, so keep it cheap. A
+// program that forgets Main cannot multiply: Start fails with ErrNoMain.
+//
+// # Python to Go
+//
+//	Python multiprocessing                       multiproc
+//	-------------------------------------------  ----------------------------------------------------
+//	Process(target=f, args=(a,)); p.start()      p := f.Process(a); p.Start()   (f from Register)
+//	p.name, p.daemon (before start)              p.Name, p.Daemon (fields, before Start)
+//	p.join(timeout)                              p.Join(ctx): nil, *ExitError, or ctx.Err()
+//	p.pid, p.is_alive(), p.exitcode              p.Pid(), p.IsAlive(), p.ExitCode()  (-N: signal N)
+//	p.terminate(), p.kill()                      p.Terminate(), p.Kill(), p.Signal(sig)
+//	class P(Process): def run(self)              type P struct{...}; func (p *P) Run(ctx) error;
+//	                                             RegisterRunner("p", &P{}); NewProcess(&P{...})
+//	waitpid / double fork against zombies        nothing: every child is reaped as it exits
+//	result of a function in a child              f.Call(ctx, a)
+//	Value('d', 0.0), v.value, v.get_lock()       NewValue(0.0), v.Load/Store/Add, v.Lock/Unlock
+//	Array('i', 10), Array('d', [1, 2])           NewArray[int32](10), ArrayOf([]float64{1, 2}), a.Slice()
+//	Lock, Semaphore(n), Event, Barrier(n)        NewLock, NewSemaphore(n), NewEvent, NewBarrier(n)
+//	timeout=...                                  a context.Context with a deadline
+//
+// # Sharing objects with a child
+//
+// Arguments are copied to the child (encoding/gob rules: exported fields).
+// A *Value, *Array, *Lock, *Semaphore, *Event or *Barrier is not copied:
+// passed as the argument itself, or as an exported field of it or of a
+// Runner at any depth of plain structs, it arrives in the child as the same
+// shared object. Shared memory lives in memfd segments, never in /dev/shm,
+// so a crash leaks nothing: the kernel frees a segment when the last
+// process holding it is gone.
+//
+// # Lifetimes
+//
+// Every child is reaped the moment it exits. A Daemon child dies with its
+// parent, even when the parent is killed with SIGKILL. A non-daemon child
+// outlives its parent, but the context its task gets is cancelled when the
+// parent is gone. A child whose task returns first kills its daemon
+// children and waits for its other children, as in Python. Locks record
+// their holder's pid: a holder that dies while holding one does not
+// deadlock the others.
+package multiproc
