@@ -138,11 +138,28 @@ func (p *Process) Start() error {
 		cmd.Wait()
 		return err
 	}
+	// A small task goes out before the hello comes back, saving a round
+	// trip: the socket buffers it. A large one could fill the buffer and
+	// block forever on a child that never reads (no Main), so it waits.
+	early := len(msg) <= 32<<10
+	send := func() error {
+		if err := ctl.Send(spawn.MsgTask, msg, handle.AllFds(entries)); err != nil {
+			return fmt.Errorf("multiproc: sending %s its task: %w", p.Name, err)
+		}
+		return nil
+	}
+	if early {
+		if err := send(); err != nil {
+			return fail(err)
+		}
+	}
 	if err := spawn.AwaitHello(ctl, pid); err != nil {
 		return fail(fmt.Errorf("multiproc: starting %s: %w", p.Name, err))
 	}
-	if err := ctl.Send(spawn.MsgTask, msg, handle.AllFds(entries)); err != nil {
-		return fail(fmt.Errorf("multiproc: sending %s its task: %w", p.Name, err))
+	if !early {
+		if err := send(); err != nil {
+			return fail(err)
+		}
 	}
 	p.started = true
 	p.pid = pid
