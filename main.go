@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
+	"encoding/binary"
 	"os"
 	"runtime/debug"
 	"sync"
@@ -47,14 +47,22 @@ func inChildWithoutMain() bool { return os.Getenv(spawn.EnvRole) == "child" }
 
 // Message layout of a task (parent → child):
 //
-//	kind byte, flags byte, function name, process name, handle table, argument
+//	kind byte, flags byte, function name, process name, item count,
+//	then per item: handle table, argument
+//
+// A Process's task has one item; a pool chunk has several, run in order.
+// The fds of every item's handles travel beside the message, in order.
 const flagDaemon = 1
 
 type task struct {
-	kind    taskKind
-	daemon  bool
-	fn      string
-	name    string
+	kind   taskKind
+	daemon bool
+	fn     string
+	name   string
+	items  []taskItem
+}
+
+type taskItem struct {
 	entries []handle.Entry
 	arg     []byte
 }
@@ -67,35 +75,71 @@ func (t *task) append(b []byte) []byte {
 	b = append(b, byte(t.kind), flags)
 	b = handle.AppendString(b, t.fn)
 	b = handle.AppendString(b, t.name)
-	b = handle.AppendEntries(b, t.entries)
-	return handle.AppendBytes(b, t.arg)
+	b = binary.AppendUvarint(b, uint64(len(t.items)))
+	for _, it := range t.items {
+		b = handle.AppendEntries(b, it.entries)
+		b = handle.AppendBytes(b, it.arg)
+	}
+	return b
+}
+
+func (t *task) fds() []int {
+	var fds []int
+	for _, it := range t.items {
+		fds = append(fds, handle.AllFds(it.entries)...)
+	}
+	return fds
 }
 
 func parseTask(b []byte, fds []int) (*task, error) {
-	if len(b) < 2 {
+	fail := func(err error) (*task, error) {
 		unixCloseAll(fds)
-		return nil, errors.New("multiproc: short task message")
+		return nil, err
+	}
+	if len(b) < 2 {
+		return fail(errors.New("multiproc: short task message"))
 	}
 	t := &task{kind: taskKind(b[0]), daemon: b[1]&flagDaemon != 0}
 	r := handle.NewReader(b[2:])
 	t.fn = r.String()
 	t.name = r.String()
+	n := r.Uvarint()
 	if err := r.Err(); err != nil {
-		unixCloseAll(fds)
-		return nil, err
+		return fail(err)
 	}
-	entries, rest, err := handle.ParseEntries(r.Rest(), fds)
-	if err != nil {
-		return nil, err
+	if n > uint64(len(r.Rest())) {
+		return fail(errors.New("multiproc: corrupt task message"))
 	}
-	t.entries = entries
-	r = handle.NewReader(rest)
-	t.arg = r.Bytes()
-	if err := r.Err(); err != nil {
-		handle.CloseFds(entries)
-		return nil, err
+	rest := r.Rest()
+	for i := uint64(0); i < n; i++ {
+		// Each item takes the fds its table names, from the front.
+		entries, after, used, err := handle.ParseEntriesPrefix(rest, fds)
+		if err != nil {
+			t.closeFds()
+			return fail(err)
+		}
+		fds = fds[used:]
+		r := handle.NewReader(after)
+		arg := r.Bytes()
+		if err := r.Err(); err != nil {
+			handle.CloseFds(entries)
+			t.closeFds()
+			return fail(err)
+		}
+		t.items = append(t.items, taskItem{entries: entries, arg: arg})
+		rest = r.Rest()
+	}
+	if len(fds) != 0 {
+		t.closeFds()
+		return fail(errors.New("multiproc: descriptors arrived that no handle claims"))
 	}
 	return t, nil
+}
+
+func (t *task) closeFds() {
+	for _, it := range t.items {
+		handle.CloseFds(it.entries)
+	}
 }
 
 func unixCloseAll(fds []int) {
@@ -104,15 +148,57 @@ func unixCloseAll(fds []int) {
 	}
 }
 
-// Result statuses (child → parent): status byte, then the encoded result
-// or the error text.
+// Result statuses (child → parent). A result message holds, per item of
+// the task, a status byte and the encoded result or the error text.
 const (
 	resultOK byte = iota
 	resultErr
 	resultPanic
 )
 
-// childMain is the whole life of a child: handshake, one task, result.
+type itemResult struct {
+	status byte
+	data   []byte
+}
+
+func appendResults(b []byte, rs []itemResult) []byte {
+	b = binary.AppendUvarint(b, uint64(len(rs)))
+	for _, r := range rs {
+		b = append(b, r.status)
+		b = handle.AppendBytes(b, r.data)
+	}
+	return b
+}
+
+func parseResults(b []byte) ([]itemResult, error) {
+	r := handle.NewReader(b)
+	n := r.Uvarint()
+	if r.Err() != nil || n > uint64(len(b)) {
+		return nil, errors.New("multiproc: corrupt result message")
+	}
+	rs := make([]itemResult, 0, n)
+	for i := uint64(0); i < n; i++ {
+		st := r.Bytes1()
+		d := r.Bytes()
+		if r.Err() != nil {
+			return nil, errors.New("multiproc: corrupt result message")
+		}
+		rs = append(rs, itemResult{status: st, data: d})
+	}
+	return rs, nil
+}
+
+// child is the state of this process when it is a child.
+var child struct {
+	mu      sync.Mutex
+	cancel  context.CancelFunc // the running task's
+	gone    bool               // the parent is gone
+	daemon  bool
+	parentC chan struct{} // closed when the parent is gone
+}
+
+// childMain is the whole life of a child: handshake, then one task (a
+// Process) or a stream of them (a pool worker).
 func childMain(name string) int {
 	syscall.CloseOnExec(spawn.CtlFd)
 	ctl, err := spawn.NewCtl(os.NewFile(spawn.CtlFd, "multiproc-ctl"))
@@ -123,77 +209,125 @@ func childMain(name string) int {
 	if err := ctl.Send(spawn.MsgHello, spawn.Hello(), nil); err != nil {
 		return 1
 	}
-	typ, payload, fds, err := ctl.Recv()
-	if err != nil || typ != spawn.MsgTask {
-		// The parent gave up on us (or is gone): nothing to run.
-		unixCloseAll(fds)
+	child.parentC = make(chan struct{})
+	tasks := make(chan *task, 1)
+	exit := make(chan struct{})
+	go readControl(ctl, tasks, exit)
+	var t *task
+	select {
+	case t = <-tasks:
+	case <-exit:
+		return 0
+	case <-child.parentC:
 		return 1
 	}
-	t, err := parseTask(payload, fds)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "multiproc: child %s: %v\n", name, err)
-		return 1
+	child.mu.Lock()
+	child.daemon = t.daemon
+	child.mu.Unlock()
+	if t.kind == kindWorker {
+		return workerMain(ctl, t, tasks, exit)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go lifeline(ctl, cancel, t.daemon)
-
-	status, out := runTask(ctx, t)
+	rs := runTask(t)
 	finishChildren()
-	res := append([]byte{status}, out...)
-	if err := ctl.Send(spawn.MsgResult, res, nil); err != nil && status == resultOK {
+	if err := ctl.Send(spawn.MsgResult, appendResults(nil, rs), nil); err != nil && rs[0].status == resultOK {
 		return 1
 	}
-	if status != resultOK {
+	if rs[0].status != resultOK {
 		return 1
 	}
 	return 0
 }
 
-// lifeline reads the control socket for the rest of the child's life:
-// MsgCancel cancels the task's context, and EOF means the parent is gone —
-// the context is cancelled, and a daemon child dies at once with its own
-// daemon children.
-func lifeline(ctl *spawn.Ctl, cancel context.CancelFunc, daemon bool) {
+// readControl reads the control socket for the child's whole life: tasks
+// go to tasks, MsgCancel cancels the running task's context, MsgExit closes
+// exit, and EOF means the parent is gone — the running task's context is
+// cancelled, and a daemon child dies at once with its own daemon children.
+func readControl(ctl *spawn.Ctl, tasks chan<- *task, exit chan struct{}) {
 	for {
-		typ, _, fds, err := ctl.Recv()
-		unixCloseAll(fds)
+		typ, payload, fds, err := ctl.Recv()
 		if err != nil {
-			cancel()
+			child.mu.Lock()
+			child.gone = true
+			if child.cancel != nil {
+				child.cancel()
+			}
+			daemon := child.daemon
+			child.mu.Unlock()
+			close(child.parentC)
 			if daemon {
 				killDaemonChildren()
 				unix.Kill(os.Getpid(), unix.SIGKILL)
 			}
-			if err != io.EOF {
-				return
-			}
 			return
 		}
-		if typ == spawn.MsgCancel {
-			cancel()
+		switch typ {
+		case spawn.MsgTask:
+			t, err := parseTask(payload, fds)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "multiproc: child: %v\n", err)
+				unix.Kill(os.Getpid(), unix.SIGKILL)
+			}
+			tasks <- t
+		case spawn.MsgCancel:
+			unixCloseAll(fds)
+			child.mu.Lock()
+			if child.cancel != nil {
+				child.cancel()
+			}
+			child.mu.Unlock()
+		case spawn.MsgExit:
+			unixCloseAll(fds)
+			close(exit)
+		default:
+			unixCloseAll(fds)
 		}
 	}
 }
 
-// runTask runs t and returns the result status and payload; a panic is
-// recovered into resultPanic, with its stack printed on stderr.
-func runTask(ctx context.Context, t *task) (status byte, out []byte) {
-	run, ok := lookup(t.kind, t.fn)
-	if !ok {
-		handle.CloseFds(t.entries)
-		return resultErr, fmt.Appendf(nil, "multiproc: %q is not registered in the child (register it at package initialisation)", t.fn)
+// taskContext is the context a task runs under: cancelled by MsgCancel
+// or when the parent is gone.
+func taskContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	child.mu.Lock()
+	if child.gone {
+		cancel()
 	}
+	child.cancel = cancel
+	child.mu.Unlock()
+	return ctx, cancel
+}
+
+// runTask runs every item of t in order.
+func runTask(t *task) []itemResult {
+	ctx, cancel := taskContext()
+	defer cancel()
+	rs := make([]itemResult, len(t.items))
+	run, ok := lookup(t.kind, t.fn)
+	for i, it := range t.items {
+		if !ok {
+			handle.CloseFds(it.entries)
+			rs[i] = itemResult{resultErr, fmt.Appendf(nil, "multiproc: %q is not registered in the child (register it at package initialisation)", t.fn)}
+			continue
+		}
+		rs[i] = runItem(ctx, t, run, it)
+	}
+	return rs
+}
+
+// runItem runs one call; a panic is recovered into resultPanic, with its
+// stack printed on stderr.
+func runItem(ctx context.Context, t *task, run runFn, it taskItem) (res itemResult) {
 	defer func() {
 		if r := recover(); r != nil {
 			fmt.Fprintf(os.Stderr, "panic in multiproc child %s (%s): %v\n\n%s", t.name, t.fn, r, debug.Stack())
-			status, out = resultPanic, fmt.Append(nil, r)
+			res = itemResult{resultPanic, fmt.Append(nil, r)}
 		}
 	}()
-	b, err := run(ctx, t.arg, t.entries)
+	b, err := run(ctx, it.arg, it.entries)
 	if err != nil {
-		return resultErr, []byte(err.Error())
+		return itemResult{resultErr, []byte(err.Error())}
 	}
-	return resultOK, b
+	return itemResult{resultOK, b}
 }
 
 // children is every process this process started that has not been reaped.

@@ -16,5 +16,8 @@ func TestMain(m *testing.M) {
 		os.Exit(3)
 	}
 	multiproc.Main()
+	if os.Getenv("MULTIPROC_TEST_SIGINT") == "1" {
+		os.Exit(sigintHelper())
+	}
 	os.Exit(m.Run())
 }

@@ -105,9 +105,6 @@ func (p *Process) Start() error {
 	if p.encode == nil {
 		return errors.New("multiproc: Process has nothing to run: make it with Func.Process or NewProcess")
 	}
-	if inChildWithoutMain() {
-		return fmt.Errorf("%w (this process is a child whose main never called Main)", ErrNoMain)
-	}
 	arg, entries, err := p.encode()
 	if err != nil {
 		return err
@@ -115,36 +112,64 @@ func (p *Process) Start() error {
 	if p.Name == "" {
 		p.Name = fmt.Sprintf("Process-%d", processCount.Add(1))
 	}
-	t := &task{kind: p.kind, daemon: p.Daemon, fn: p.fn, name: p.Name, entries: entries, arg: arg}
-	msg := t.append(nil)
-
-	ctl, childEnd, err := spawn.Pair()
+	t := &task{kind: p.kind, daemon: p.Daemon, fn: p.fn, name: p.Name, items: []taskItem{{entries, arg}}}
+	c, err := spawnChild(p.Name, p.Daemon, false, t)
 	if err != nil {
 		return err
 	}
-	var pidfd int
-	cmd := spawn.Command(p.Name, childEnd, p.Daemon, &pidfd)
-	err = spawn.Start(cmd)
+	p.started = true
+	p.pid = c.pid
+	p.proc = c.cmd.Process
+	p.done = make(chan struct{})
+	addChild(p)
+	go p.watch(c)
+	return nil
+}
+
+// childProc is a started child: its command, control channel and pidfd.
+type childProc struct {
+	cmd   *exec.Cmd
+	ctl   *spawn.Ctl
+	pid   int
+	pidfd int
+}
+
+// spawnChild starts a child named name, completes the start handshake
+// and sends it t. ownGroup puts it in a process group of its own, out of
+// reach of the terminal's Ctrl-C (pool workers: the pool decides).
+func spawnChild(name string, daemon, ownGroup bool, t *task) (*childProc, error) {
+	if inChildWithoutMain() {
+		return nil, fmt.Errorf("%w (this process is a child whose main never called Main)", ErrNoMain)
+	}
+	msg := t.append(nil)
+	ctl, childEnd, err := spawn.Pair()
+	if err != nil {
+		return nil, err
+	}
+	c := &childProc{ctl: ctl}
+	c.cmd = spawn.Command(name, childEnd, daemon, &c.pidfd)
+	if ownGroup {
+		c.cmd.SysProcAttr.Setpgid = true
+	}
+	err = spawn.Start(c.cmd)
 	childEnd.Close()
 	if err != nil {
 		ctl.Close()
-		return fmt.Errorf("multiproc: starting %s: %w", p.Name, err)
+		return nil, fmt.Errorf("multiproc: starting %s: %w", name, err)
 	}
-	pid := cmd.Process.Pid
-	fail := func(err error) error {
-		cmd.Process.Kill()
-		ctl.Close()
-		spawn.WaitExit(pidfd)
-		cmd.Wait()
-		return err
+	c.pid = c.cmd.Process.Pid
+	fail := func(err error) (*childProc, error) {
+		c.cmd.Process.Kill()
+		c.reap()
+		return nil, err
 	}
 	// A small task goes out before the hello comes back, saving a round
 	// trip: the socket buffers it. A large one could fill the buffer and
 	// block forever on a child that never reads (no Main), so it waits.
 	early := len(msg) <= 32<<10
 	send := func() error {
-		if err := ctl.Send(spawn.MsgTask, msg, handle.AllFds(entries)); err != nil {
-			return fmt.Errorf("multiproc: sending %s its task: %w", p.Name, err)
+		if err := ctl.Send(spawn.MsgTask, msg, t.fds()); err != nil {
+			return fmt.Errorf("multiproc: sending %s its task: %w", name, err)
 		}
 		return nil
 	}
@@ -153,45 +178,46 @@ func (p *Process) Start() error {
 			return fail(err)
 		}
 	}
-	if err := spawn.AwaitHello(ctl, pid); err != nil {
-		return fail(fmt.Errorf("multiproc: starting %s: %w", p.Name, err))
+	if err := spawn.AwaitHello(ctl, c.pid); err != nil {
+		return fail(fmt.Errorf("multiproc: starting %s: %w", name, err))
 	}
 	if !early {
 		if err := send(); err != nil {
 			return fail(err)
 		}
 	}
-	p.started = true
-	p.pid = pid
-	p.proc = cmd.Process
-	p.done = make(chan struct{})
-	addChild(p)
-	go p.watch(cmd, ctl, pidfd)
-	return nil
+	return c, nil
+}
+
+// reap waits for the child to exit, reaps it, closes its control channel
+// and returns its exit code (-N for signal N).
+func (c *childProc) reap() int {
+	spawn.WaitExit(c.pidfd)
+	c.cmd.Wait()
+	c.ctl.Close()
+	st := c.cmd.ProcessState
+	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return -int(ws.Signal())
+	}
+	return st.ExitCode()
 }
 
 // watch collects the child's result, then reaps it the moment it exits.
-func (p *Process) watch(cmd *exec.Cmd, ctl *spawn.Ctl, pidfd int) {
-	typ, payload, fds, err := ctl.Recv()
+func (p *Process) watch(c *childProc) {
+	typ, payload, fds, err := c.ctl.Recv()
 	unixCloseAll(fds)
-	if err == nil && typ == spawn.MsgResult && len(payload) > 0 {
-		p.gotRes = true
-		p.status = payload[0]
-		if p.status == resultOK {
-			p.result = payload[1:]
-		} else {
-			p.msg = string(payload[1:])
+	if err == nil && typ == spawn.MsgResult {
+		if rs, err := parseResults(payload); err == nil && len(rs) == 1 {
+			p.gotRes = true
+			p.status = rs[0].status
+			if p.status == resultOK {
+				p.result = rs[0].data
+			} else {
+				p.msg = string(rs[0].data)
+			}
 		}
 	}
-	spawn.WaitExit(pidfd)
-	cmd.Wait()
-	ctl.Close()
-	st := cmd.ProcessState
-	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		p.code = -int(ws.Signal())
-	} else {
-		p.code = st.ExitCode()
-	}
+	p.code = c.reap()
 	removeChild(p)
 	close(p.done)
 }

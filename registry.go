@@ -16,6 +16,7 @@ type taskKind byte
 const (
 	kindFunc taskKind = 1 + iota
 	kindRunner
+	kindWorker // a pool worker: its one item is the pool's Initializer, if any
 )
 
 // runFn runs a registered entry in a child from its encoded argument and

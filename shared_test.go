@@ -292,4 +292,3 @@ func TestManyLockWaitersFewThreads(t *testing.T) {
 		}
 	}
 }
-

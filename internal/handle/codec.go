@@ -70,6 +70,20 @@ func (d *Reader) bytes() []byte {
 	return s
 }
 
+// Bytes1 reads one byte.
+func (d *Reader) Bytes1() byte {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) == 0 {
+		d.err = errShort
+		return 0
+	}
+	v := d.b[0]
+	d.b = d.b[1:]
+	return v
+}
+
 // Bytes reads a length-prefixed byte string (aliasing the input).
 func (d *Reader) Bytes() []byte { return d.bytes() }
 

@@ -187,15 +187,21 @@ func AppendEntries(b []byte, entries []Entry) []byte {
 	return b
 }
 
-// ParseEntries decodes what AppendEntries wrote, handing out fds in order.
-// It returns the rest of b. On error every fd is closed.
-func ParseEntries(b []byte, fds []int) (entries []Entry, rest []byte, err error) {
+// ParseEntriesPrefix decodes what AppendEntries wrote, handing out fds in
+// order from the front of fds; it returns the rest of b and how many fds
+// the entries took. On error it closes nothing: the caller owns fds.
+func ParseEntriesPrefix(b []byte, fds []int) (entries []Entry, rest []byte, used int, err error) {
 	d := Reader{b: b}
 	n := d.uvarint()
-	used := 0
+	if n > uint64(len(d.b)) {
+		d.err = errShort
+	}
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		var e Entry
 		np := d.uvarint()
+		if np > uint64(len(d.b)) {
+			d.err = errShort
+		}
 		for j := uint64(0); j < np && d.err == nil; j++ {
 			e.Path = append(e.Path, int(d.uvarint()))
 		}
@@ -212,14 +218,10 @@ func ParseEntries(b []byte, fds []int) (entries []Entry, rest []byte, err error)
 		used += nf
 		entries = append(entries, e)
 	}
-	if d.err == nil && used != len(fds) {
-		d.err = errors.New("multiproc: descriptors arrived that no handle claims")
-	}
 	if d.err != nil {
-		closeFds(fds)
-		return nil, nil, d.err
+		return nil, nil, 0, d.err
 	}
-	return entries, d.b, nil
+	return entries, d.b, used, nil
 }
 
 func closeFds(fds []int) {
