@@ -25,8 +25,10 @@ type Ctl struct {
 	// not yet claimed by a message, in arrival order.
 	rbuf []byte
 	r, w int
-	fds  []int
 	oob  []byte
+
+	fdMu sync.Mutex // fds is shared with Close, which may run during a Recv
+	fds  []int
 }
 
 // MaxMessage is the largest control message accepted: larger lengths are
@@ -136,6 +138,8 @@ func (c *Ctl) Recv() (typ byte, payload []byte, fds []int, err error) {
 		}
 		n += m
 	}
+	c.fdMu.Lock()
+	defer c.fdMu.Unlock()
 	if nfd > len(c.fds) {
 		return 0, nil, nil, fmt.Errorf("%w: a message announced %d descriptors, %d arrived", ErrCorrupt, nfd, len(c.fds))
 	}
@@ -172,7 +176,9 @@ func (c *Ctl) read(b []byte) (int, error) {
 		if perr == nil {
 			for _, m := range msgs {
 				if fds, e := unix.ParseUnixRights(&m); e == nil {
+					c.fdMu.Lock()
 					c.fds = append(c.fds, fds...)
+					c.fdMu.Unlock()
 				}
 			}
 		}
@@ -192,10 +198,12 @@ func unexpected(err error) error {
 
 // Close closes the socket and any received descriptors nobody claimed.
 func (c *Ctl) Close() error {
+	c.fdMu.Lock()
 	for _, fd := range c.fds {
 		unix.Close(fd)
 	}
 	c.fds = nil
+	c.fdMu.Unlock()
 	return c.conn.Close()
 }
 
