@@ -2,9 +2,9 @@ package multiproc
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"encoding/binary"
 	"os"
 	"runtime/debug"
 	"sync"
@@ -52,11 +52,15 @@ func inChildWithoutMain() bool { return os.Getenv(spawn.EnvRole) == "child" }
 //
 // A Process's task has one item; a pool chunk has several, run in order.
 // The fds of every item's handles travel beside the message, in order.
-const flagDaemon = 1
+const (
+	flagDaemon = 1 << iota
+	flagStdio  // the first two fds are the stdout and stderr to use (a spare's)
+)
 
 type task struct {
 	kind   taskKind
 	daemon bool
+	stdio  bool
 	fn     string
 	name   string
 	items  []taskItem
@@ -71,6 +75,9 @@ func (t *task) append(b []byte) []byte {
 	var flags byte
 	if t.daemon {
 		flags |= flagDaemon
+	}
+	if t.stdio {
+		flags |= flagStdio
 	}
 	b = append(b, byte(t.kind), flags)
 	b = handle.AppendString(b, t.fn)
@@ -99,7 +106,18 @@ func parseTask(b []byte, fds []int) (*task, error) {
 	if len(b) < 2 {
 		return fail(errors.New("multiproc: short task message"))
 	}
-	t := &task{kind: taskKind(b[0]), daemon: b[1]&flagDaemon != 0}
+	t := &task{kind: taskKind(b[0]), daemon: b[1]&flagDaemon != 0, stdio: b[1]&flagStdio != 0}
+	if t.stdio {
+		if len(fds) < 2 {
+			return fail(errors.New("multiproc: a task announced stdio without descriptors"))
+		}
+		// Take over the parent's stdout and stderr.
+		for i, fd := range fds[:2] {
+			unix.Dup3(fd, 1+i, 0)
+			unix.Close(fd)
+		}
+		fds = fds[2:]
+	}
 	r := handle.NewReader(b[2:])
 	t.fn = r.String()
 	t.name = r.String()
@@ -200,6 +218,7 @@ var child struct {
 // childMain is the whole life of a child: handshake, then one task (a
 // Process) or a stream of them (a pool worker).
 func childMain(name string) int {
+	ppid := os.Getppid()
 	syscall.CloseOnExec(spawn.CtlFd)
 	ctl, err := spawn.NewCtl(os.NewFile(spawn.CtlFd, "multiproc-ctl"))
 	if err != nil {
@@ -224,6 +243,15 @@ func childMain(name string) int {
 	child.mu.Lock()
 	child.daemon = t.daemon
 	child.mu.Unlock()
+	if t.daemon {
+		// A spare was started before anyone knew it would be a daemon: arm
+		// the parent-death signal now, then make sure the parent did not
+		// die before that.
+		unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
+		if os.Getppid() != ppid {
+			return 1
+		}
+	}
 	if t.kind == kindWorker {
 		return workerMain(ctl, t, tasks, exit)
 	}

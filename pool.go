@@ -324,6 +324,12 @@ func (p *Pool) poke() {
 // run sends pt to w and delivers its outcome. It returns false if w must
 // be replaced: it died, overran TaskTimeout, or was abandoned mid-task.
 func (p *Pool) run(w *worker, pt *poolTask) bool {
+	if w.c.exited() {
+		// It died while idle and its slot has not heard yet: the task
+		// waits for the replacement.
+		p.requeue(pt)
+		return false
+	}
 	if err := w.c.ctl.Send(spawn.MsgTask, pt.t.append(nil), pt.t.fds()); err != nil {
 		pt.deliver(nil, fmt.Errorf("%w: %s (pid %d) could not take task %s: %v", ErrWorkerDied, w.name, w.c.pid, pt.t.fn, err))
 		return false
@@ -390,6 +396,32 @@ func (p *Pool) submit(pt *poolTask) {
 	p.pending = append(p.pending, pt)
 	p.mu.Unlock()
 	p.poke()
+}
+
+// requeue puts a task that no worker has seen back at the head of the queue.
+func (p *Pool) requeue(pt *poolTask) {
+	p.mu.Lock()
+	if p.broken != nil || p.isTerminated() {
+		err := p.broken
+		p.mu.Unlock()
+		if err == nil {
+			err = fmt.Errorf("%w: terminated", ErrPoolClosed)
+		}
+		pt.deliver(nil, err)
+		return
+	}
+	p.pending = append([]*poolTask{pt}, p.pending...)
+	p.mu.Unlock()
+	p.poke()
+}
+
+func (p *Pool) isTerminated() bool {
+	select {
+	case <-p.term:
+		return true
+	default:
+		return false
+	}
 }
 
 // breakPool records a failed replacement worker: every pending and later

@@ -131,7 +131,32 @@ type childProc struct {
 	cmd   *exec.Cmd
 	ctl   *spawn.Ctl
 	pid   int
-	pidfd int
+	pidfd int // owned by reap
+
+	pollMu sync.Mutex
+	pollfd int // a second pidfd, for exited; -1 when closed
+}
+
+// exited reports, without waiting, whether the child has exited (even if
+// it is not reaped yet).
+func (c *childProc) exited() bool {
+	c.pollMu.Lock()
+	defer c.pollMu.Unlock()
+	if c.pollfd < 0 {
+		return true
+	}
+	p := []unix.PollFd{{Fd: int32(c.pollfd), Events: unix.POLLIN}}
+	n, err := unix.Poll(p, 0)
+	return err == nil && n > 0
+}
+
+func (c *childProc) initPoll() {
+	c.pollfd = -1
+	if c.pidfd >= 0 {
+		if fd, err := unix.FcntlInt(uintptr(c.pidfd), unix.F_DUPFD_CLOEXEC, 3); err == nil {
+			c.pollfd = fd
+		}
+	}
 }
 
 // spawnChild starts a child named name, completes the start handshake
@@ -142,12 +167,22 @@ func spawnChild(name string, daemon, ownGroup bool, t *task) (*childProc, error)
 		return nil, fmt.Errorf("%w (this process is a child whose main never called Main)", ErrNoMain)
 	}
 	msg := t.append(nil)
+	if !ownGroup {
+		if c := takeSpare(); c != nil {
+			if err := sendToSpare(c, t); err == nil {
+				return c, nil
+			}
+			c.cmd.Process.Kill()
+			c.reap()
+		}
+	}
 	ctl, childEnd, err := spawn.Pair()
 	if err != nil {
 		return nil, err
 	}
 	c := &childProc{ctl: ctl}
 	c.cmd = spawn.Command(name, childEnd, daemon, &c.pidfd)
+	c.cmd.Stdout, c.cmd.Stderr = os.Stdout, os.Stderr
 	if ownGroup {
 		c.cmd.SysProcAttr.Setpgid = true
 	}
@@ -158,6 +193,7 @@ func spawnChild(name string, daemon, ownGroup bool, t *task) (*childProc, error)
 		return nil, fmt.Errorf("multiproc: starting %s: %w", name, err)
 	}
 	c.pid = c.cmd.Process.Pid
+	c.initPoll()
 	fail := func(err error) (*childProc, error) {
 		c.cmd.Process.Kill()
 		c.reap()
@@ -189,12 +225,30 @@ func spawnChild(name string, daemon, ownGroup bool, t *task) (*childProc, error)
 	return c, nil
 }
 
+// sendToSpare sends t to a spare with this process's stdout and stderr.
+func sendToSpare(c *childProc, t *task) error {
+	stdio, err := stdioFds()
+	defer unixCloseAll(stdio)
+	if err != nil {
+		return err
+	}
+	st := *t
+	st.stdio = true
+	return c.ctl.Send(spawn.MsgTask, st.append(nil), append(stdio, t.fds()...))
+}
+
 // reap waits for the child to exit, reaps it, closes its control channel
 // and returns its exit code (-N for signal N).
 func (c *childProc) reap() int {
 	spawn.WaitExit(c.pidfd)
 	c.cmd.Wait()
 	c.ctl.Close()
+	c.pollMu.Lock()
+	if c.pollfd >= 0 {
+		unix.Close(c.pollfd)
+		c.pollfd = -1
+	}
+	c.pollMu.Unlock()
 	st := c.cmd.ProcessState
 	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		return -int(ws.Signal())

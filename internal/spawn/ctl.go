@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -171,6 +172,7 @@ func (c *Ctl) fill(n int) error {
 
 func (c *Ctl) read(b []byte) (int, error) {
 	n, oobn, _, _, err := c.conn.ReadMsgUnix(b, c.oob)
+	n, oobn = max(n, 0), max(oobn, 0) // -1 on some errors
 	if oobn > 0 {
 		msgs, perr := unix.ParseSocketControlMessage(c.oob[:oobn])
 		if perr == nil {
@@ -206,6 +208,10 @@ func (c *Ctl) Close() error {
 	c.fdMu.Unlock()
 	return c.conn.Close()
 }
+
+// SetReadDeadline makes a blocked or later Recv fail with
+// os.ErrDeadlineExceeded once t has passed; the zero time clears it.
+func (c *Ctl) SetReadDeadline(t time.Time) error { return c.conn.SetReadDeadline(t) }
 
 // CloseWrite shuts down the sending direction: the peer reads EOF.
 func (c *Ctl) CloseWrite() error { return c.conn.CloseWrite() }

@@ -71,7 +71,8 @@ func Start(cmd *exec.Cmd) error {
 }
 
 // Command builds the re-exec of this binary for a child named name, with
-// ctlFile as its fd 3. daemon children get Pdeathsig SIGKILL as a backstop
+// ctlFile as its fd 3 (stdin, stdout and stderr /dev/null until the caller
+// sets them). daemon children get Pdeathsig SIGKILL as a backstop
 // to their lifeline. pidfd receives a pidfd for the child (-1 if the kernel
 // has none).
 func Command(name string, ctlFile *os.File, daemon bool, pidfd *int) *exec.Cmd {
@@ -80,8 +81,6 @@ func Command(name string, ctlFile *os.File, daemon bool, pidfd *int) *exec.Cmd {
 		Path:       "/proc/self/exe",
 		Args:       []string{os.Args[0]},
 		Env:        childEnv(name),
-		Stdout:     os.Stdout,
-		Stderr:     os.Stderr,
 		ExtraFiles: []*os.File{ctlFile},
 	}
 	*pidfd = -1

@@ -1,0 +1,1085 @@
+package wire
+
+import (
+	"bytes"
+	"encoding"
+	"encoding/binary"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"reflect"
+	"sync"
+	"unsafe"
+)
+
+// Codec encodes and decodes values of type T, one value per message. Both
+// ends know T statically, so no type information travels: a message is
+// only meaningful to a Codec of the same T in the same binary. The format
+// is not portable across architectures or builds; it is meant for
+// processes spawned from one executable on one machine.
+//
+// The encoding is chosen once per type, when the codec is built:
+//
+//   - A type whose pointer implements both encoding.BinaryMarshaler and
+//     encoding.BinaryUnmarshaler (time.Time, for one) is encoded by those
+//     methods, wherever it appears. (Beware embedding such a type: its
+//     promoted methods then encode the whole outer struct, as with gob.)
+//   - []byte and string (including named types) at the top level are sent
+//     as their raw bytes, since the frame already carries the length. A nil
+//     and an empty []byte both decode as nil.
+//   - "Plain" types, which hold no pointers and whose struct fields are all
+//     exported (blank _ fields allowed), are copied as raw memory in host
+//     byte order: bools, integers, floats, complex numbers and arrays and
+//     structs of them.
+//   - Anything else is compiled into a field-by-field encoder: integers as
+//     varints, floats as fixed little-endian 4 or 8 bytes, strings with a
+//     length prefix, pointers behind a presence byte, structs as their
+//     exported fields in order (unexported fields are skipped, like gob),
+//     maps as a count and entries in iteration order, and arrays and slices
+//     element by element, except that a slice or array of a plain type is
+//     copied as one block of raw memory. Slices and maps keep the
+//     difference between nil and empty; pointers keep nil.
+//   - Interface values are encoded with encoding/gob, one fresh gob stream
+//     per value, so their concrete types must be registered with
+//     gob.Register. This is slow, but correct.
+//
+// Channels, functions, unsafe.Pointer and structs that have data but no
+// exported fields (sync.Mutex, say) are rejected by NewCodec. Recursive
+// types are supported; a value may nest its recursive type at most 10000
+// deep, which also turns cyclic data into an error instead of a crash.
+//
+// A Codec is safe for concurrent use.
+type Codec[T any] struct {
+	c *compiled
+}
+
+// NewCodec returns the codec for T, compiling it on first use and caching
+// it for the life of the process. The error names the type, and the field,
+// that cannot be encoded.
+func NewCodec[T any]() (*Codec[T], error) {
+	c, err := compiledFor(reflect.TypeFor[T]())
+	if err != nil {
+		return nil, err
+	}
+	return &Codec[T]{c: c}, nil
+}
+
+// Append appends the encoding of *v to dst and returns the extended slice.
+// On error it returns dst unchanged in length.
+func (c *Codec[T]) Append(dst []byte, v *T) ([]byte, error) {
+	if v == nil {
+		return dst, fmt.Errorf("multiproc: encoding %v: nil pointer", c.c.typ)
+	}
+	p := unsafe.Pointer(v)
+	cc := c.c
+	switch cc.mode {
+	case modeBytes:
+		return append(dst, *(*[]byte)(p)...), nil
+	case modeString:
+		return append(dst, *(*string)(p)...), nil
+	case modePlain:
+		return append(dst, unsafe.Slice((*byte)(p), cc.size)...), nil
+	case modeMarshal:
+		b, err := appendMarshal(dst, cc.typ, p, cc.appender)
+		if err != nil {
+			return dst, fmt.Errorf("multiproc: encoding %v: %w", cc.typ, err)
+		}
+		return b, nil
+	}
+	b, err := cc.enc(dst, p, 0)
+	if err != nil {
+		return dst, fmt.Errorf("multiproc: encoding %v: %w", cc.typ, err)
+	}
+	return b, nil
+}
+
+// Decode sets *v to the value encoded in b, which must hold exactly one
+// message. *v is first reset to the zero value, so nothing from a previous
+// use of *v survives, and it is zero again if Decode fails. Decoded values
+// never alias b. Malformed input yields an error, never a panic, and no
+// allocation is sized from a length prefix before checking that the input
+// can hold that many elements; truncation errors match io.ErrUnexpectedEOF.
+func (c *Codec[T]) Decode(b []byte, v *T) error {
+	if v == nil {
+		return fmt.Errorf("multiproc: decoding %v: nil pointer", c.c.typ)
+	}
+	p := unsafe.Pointer(v)
+	cc := c.c
+	var zero T
+	switch cc.mode {
+	case modeBytes:
+		if len(b) == 0 {
+			*(*[]byte)(p) = nil
+		} else {
+			*(*[]byte)(p) = bytes.Clone(b)
+		}
+		return nil
+	case modeString:
+		*(*string)(p) = string(b)
+		return nil
+	case modePlain:
+		if uintptr(len(b)) != cc.size {
+			*v = zero
+			return fmt.Errorf("multiproc: decoding %v: got %d bytes, want %d", cc.typ, len(b), cc.size)
+		}
+		copy(unsafe.Slice((*byte)(p), cc.size), b)
+		if cc.check != nil && !cc.check(p) {
+			*v = zero
+			return fmt.Errorf("multiproc: decoding %v: %w", cc.typ, errBool)
+		}
+		return nil
+	case modeMarshal:
+		*v = zero
+		if err := reflect.NewAt(cc.typ, p).Interface().(encoding.BinaryUnmarshaler).UnmarshalBinary(b); err != nil {
+			*v = zero
+			return fmt.Errorf("multiproc: decoding %v: %w", cc.typ, err)
+		}
+		return nil
+	}
+	*v = zero
+	rest, err := cc.dec(b, p, 0)
+	if err == nil && len(rest) != 0 {
+		err = fmt.Errorf("%d trailing bytes after the value", len(rest))
+	}
+	if err != nil {
+		*v = zero
+		return fmt.Errorf("multiproc: decoding %v: %w", cc.typ, err)
+	}
+	return nil
+}
+
+// maxDepth bounds re-entries of a recursive type while encoding or
+// decoding, so cyclic data or a hostile message cannot exhaust the stack.
+const maxDepth = 10000
+
+// wrapErr gives a decode failure its own text while letting callers match
+// the standard error it amounts to.
+type wrapErr struct {
+	msg string
+	err error
+}
+
+func (e *wrapErr) Error() string { return e.msg }
+func (e *wrapErr) Unwrap() error { return e.err }
+
+// These are static so the hot paths return errors without allocating; the
+// public methods add the "multiproc:" prefix and the type name.
+var (
+	errTruncated = &wrapErr{"input ends in the middle of a value", io.ErrUnexpectedEOF}
+	errTooLong   = &wrapErr{"length exceeds the remaining input", io.ErrUnexpectedEOF}
+	errVarint    = errors.New("varint overflows 64 bits")
+	errRange     = errors.New("integer out of range for its type")
+	errBool      = errors.New("bool byte is neither 0 nor 1")
+	errPresence  = errors.New("pointer presence byte is neither 0 nor 1")
+	errDupKey    = errors.New("duplicate map keys")
+	errDepth     = fmt.Errorf("recursive type nested more than %d deep (cyclic value?)", maxDepth)
+)
+
+type mode uint8
+
+const (
+	modeGeneral mode = iota
+	modeBytes
+	modeString
+	modePlain
+	modeMarshal
+)
+
+// encFn appends the value at p to b. decFn decodes one value from the
+// front of b into the zeroed memory at p and returns the rest of b. Depth
+// counts recursive re-entries. Both take and return plain values so that
+// no per-call state escapes to the heap.
+type (
+	encFn func(b []byte, p unsafe.Pointer, depth int) ([]byte, error)
+	decFn func(b []byte, p unsafe.Pointer, depth int) ([]byte, error)
+)
+
+// compiled is the type-erased codec shared by every Codec of one type.
+type compiled struct {
+	typ      reflect.Type
+	mode     mode
+	size     uintptr                   // modePlain
+	check    func(unsafe.Pointer) bool // modePlain: validates bools, nil if none
+	appender bool                      // modeMarshal: has AppendBinary
+	enc      encFn                     // modeGeneral
+	dec      decFn                     // modeGeneral
+}
+
+var codecCache sync.Map // reflect.Type -> *compiled
+
+func compiledFor(t reflect.Type) (*compiled, error) {
+	if c, ok := codecCache.Load(t); ok {
+		return c.(*compiled), nil
+	}
+	c, err := compileTop(t)
+	if err != nil {
+		return nil, fmt.Errorf("multiproc: cannot build codec for %v: %w", t, err)
+	}
+	actual, _ := codecCache.LoadOrStore(t, c)
+	return actual.(*compiled), nil
+}
+
+func compileTop(t reflect.Type) (*compiled, error) {
+	c := &compiled{typ: t}
+	switch {
+	case hasMarshal(t):
+		c.mode = modeMarshal
+		c.appender = reflect.PointerTo(t).Implements(appenderType)
+	case t.Kind() == reflect.String:
+		c.mode = modeString
+	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8 && isPlain(t.Elem()):
+		c.mode = modeBytes
+	case isPlain(t):
+		c.mode = modePlain
+		c.size = t.Size()
+		c.check = boolCheck(t)
+	default:
+		cc := compiler{seen: make(map[reflect.Type]*typeInfo)}
+		ti, err := cc.compile(t)
+		if err != nil {
+			return nil, err
+		}
+		c.enc, c.dec = ti.enc, ti.dec
+	}
+	return c, nil
+}
+
+var (
+	marshalerType   = reflect.TypeFor[encoding.BinaryMarshaler]()
+	unmarshalerType = reflect.TypeFor[encoding.BinaryUnmarshaler]()
+	appenderType    = reflect.TypeFor[encoding.BinaryAppender]()
+)
+
+// hasMarshal reports whether t encodes itself. Only both methods together
+// count, since a codec must be able to read back what it wrote.
+func hasMarshal(t reflect.Type) bool {
+	if t.Kind() == reflect.Pointer || t.Kind() == reflect.Interface {
+		return false
+	}
+	pt := reflect.PointerTo(t)
+	return pt.Implements(marshalerType) && pt.Implements(unmarshalerType)
+}
+
+// isPlain reports whether t can be copied as raw memory: no pointers, and
+// no field that the field-by-field encoding would skip or treat specially,
+// so that copying memory is never observably different from it.
+func isPlain(t reflect.Type) bool {
+	if hasMarshal(t) {
+		return false
+	}
+	if t.Size() == 0 {
+		return true
+	}
+	switch t.Kind() {
+	case reflect.Bool,
+		reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128:
+		return true
+	case reflect.Array:
+		return isPlain(t.Elem())
+	case reflect.Struct:
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if (!f.IsExported() && f.Name != "_") || !isPlain(f.Type) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// boolCheck returns a validator for the bools inside plain type t, or nil
+// if it has none: raw memory from a garbled message could otherwise hold a
+// bool that is neither true nor false.
+func boolCheck(t reflect.Type) func(unsafe.Pointer) bool {
+	switch t.Kind() {
+	case reflect.Bool:
+		return func(p unsafe.Pointer) bool { return *(*uint8)(p) <= 1 }
+	case reflect.Array:
+		ec := boolCheck(t.Elem())
+		n, size := t.Len(), t.Elem().Size()
+		if ec == nil || n == 0 {
+			return nil
+		}
+		if t.Elem().Kind() == reflect.Bool {
+			return func(p unsafe.Pointer) bool { return bytesAreBools(unsafe.Slice((*byte)(p), n)) }
+		}
+		return func(p unsafe.Pointer) bool {
+			for i := range n {
+				if !ec(unsafe.Add(p, uintptr(i)*size)) {
+					return false
+				}
+			}
+			return true
+		}
+	case reflect.Struct:
+		type fieldCheck struct {
+			off   uintptr
+			check func(unsafe.Pointer) bool
+		}
+		var fcs []fieldCheck
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if ec := boolCheck(f.Type); ec != nil {
+				fcs = append(fcs, fieldCheck{f.Offset, ec})
+			}
+		}
+		if len(fcs) == 0 {
+			return nil
+		}
+		return func(p unsafe.Pointer) bool {
+			for _, fc := range fcs {
+				if !fc.check(unsafe.Add(p, fc.off)) {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	return nil
+}
+
+func bytesAreBools(b []byte) bool {
+	for _, c := range b {
+		if c > 1 {
+			return false
+		}
+	}
+	return true
+}
+
+// minSize is the fewest bytes any value of t encodes to in the general
+// encoding. Decoders use it to refuse element counts the remaining input
+// cannot hold before allocating for them. It never recurses through a
+// pointer, slice, map or interface, so recursive types terminate.
+func minSize(t reflect.Type) uint64 {
+	if hasMarshal(t) {
+		return 1
+	}
+	switch t.Kind() {
+	case reflect.Float32:
+		return 4
+	case reflect.Float64, reflect.Complex64:
+		return 8
+	case reflect.Complex128:
+		return 16
+	case reflect.Array:
+		if isPlain(t) {
+			return uint64(t.Size())
+		}
+		return uint64(t.Len()) * minSize(t.Elem())
+	case reflect.Struct:
+		var n uint64
+		for i := range t.NumField() {
+			if f := t.Field(i); f.IsExported() {
+				n += minSize(f.Type)
+			}
+		}
+		return n
+	case reflect.Chan, reflect.Func, reflect.UnsafePointer:
+		return 0
+	}
+	return 1 // bool, integers (varint), string, slice, map, pointer, interface
+}
+
+// emptyBase gives decoded empty-but-not-nil slices a non-nil data pointer.
+var emptyBase byte
+
+// sliceHeader mirrors the runtime layout of every slice type, letting one
+// decoder fill slices whose element type is only known at run time.
+type sliceHeader struct {
+	data     unsafe.Pointer
+	len, cap int
+}
+
+type typeInfo struct {
+	enc encFn
+	dec decFn
+}
+
+// compiler builds the general encoding; seen holds finished types and the
+// ones being built, whose second appearance marks a recursive type.
+type compiler struct {
+	seen map[reflect.Type]*typeInfo
+}
+
+func (c *compiler) compile(t reflect.Type) (*typeInfo, error) {
+	if ti, ok := c.seen[t]; ok {
+		if ti.enc != nil {
+			return ti, nil
+		}
+		// t contains itself (through a pointer, slice, map): call through ti,
+		// which is filled in once t is built, and count the depth there.
+		return &typeInfo{
+			enc: func(b []byte, p unsafe.Pointer, depth int) ([]byte, error) {
+				if depth >= maxDepth {
+					return b, errDepth
+				}
+				return ti.enc(b, p, depth+1)
+			},
+			dec: func(b []byte, p unsafe.Pointer, depth int) ([]byte, error) {
+				if depth >= maxDepth {
+					return b, errDepth
+				}
+				return ti.dec(b, p, depth+1)
+			},
+		}, nil
+	}
+	ti := &typeInfo{}
+	c.seen[t] = ti
+	enc, dec, err := c.build(t)
+	if err != nil {
+		return nil, err
+	}
+	ti.enc, ti.dec = enc, dec
+	return ti, nil
+}
+
+func (c *compiler) build(t reflect.Type) (encFn, decFn, error) {
+	if hasMarshal(t) {
+		return marshalCodec(t)
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		return encUint8, decBool, nil
+	case reflect.Int8, reflect.Uint8:
+		return encUint8, decUint8, nil
+	case reflect.Int, reflect.Int16, reflect.Int32, reflect.Int64:
+		switch t.Size() {
+		case 2:
+			return encInt16, decInt16, nil
+		case 4:
+			return encInt32, decInt32, nil
+		default:
+			return encInt64, decInt64, nil
+		}
+	case reflect.Uint, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		switch t.Size() {
+		case 2:
+			return encUint16, decUint16, nil
+		case 4:
+			return encUint32, decUint32, nil
+		default:
+			return encUint64, decUint64, nil
+		}
+	case reflect.Float32:
+		return encFloat32, decFloat32, nil
+	case reflect.Float64:
+		return encFloat64, decFloat64, nil
+	case reflect.Complex64:
+		return encComplex64, decComplex64, nil
+	case reflect.Complex128:
+		return encComplex128, decComplex128, nil
+	case reflect.String:
+		return encString, decString, nil
+	case reflect.Slice:
+		return c.slice(t)
+	case reflect.Array:
+		return c.array(t)
+	case reflect.Map:
+		return c.mapCodec(t)
+	case reflect.Pointer:
+		return c.pointer(t)
+	case reflect.Struct:
+		return c.structCodec(t)
+	case reflect.Interface:
+		enc, dec := gobCodec(t)
+		return enc, dec, nil
+	}
+	return nil, nil, fmt.Errorf("unsupported type %v", t)
+}
+
+// varintErr turns binary.Uvarint's failure code into an error.
+func varintErr(n int) error {
+	if n == 0 {
+		return errTruncated
+	}
+	return errVarint
+}
+
+func encUint8(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+	return append(b, *(*uint8)(p)), nil
+}
+
+func decUint8(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+	if len(b) < 1 {
+		return b, errTruncated
+	}
+	*(*uint8)(p) = b[0]
+	return b[1:], nil
+}
+
+func decBool(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+	if len(b) < 1 {
+		return b, errTruncated
+	}
+	if b[0] > 1 {
+		return b, errBool
+	}
+	*(*uint8)(p) = b[0]
+	return b[1:], nil
+}
+
+func encInt16(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+	return binary.AppendVarint(b, int64(*(*int16)(p))), nil
+}
+
+func encInt32(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+	return binary.AppendVarint(b, int64(*(*int32)(p))), nil
+}
+
+func encInt64(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+	return binary.AppendVarint(b, *(*int64)(p)), nil
+}
+
+func decInt16(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+	v, n := binary.Varint(b)
+	if n <= 0 {
+		return b, varintErr(n)
+	}
+	if v != int64(int16(v)) {
+		return b, errRange
+	}
+	*(*int16)(p) = int16(v)
+	return b[n:], nil
+}
+
+func decInt32(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+	v, n := binary.Varint(b)
+	if n <= 0 {
+		return b, varintErr(n)
+	}
+	if v != int64(int32(v)) {
+		return b, errRange
+	}
+	*(*int32)(p) = int32(v)
+	return b[n:], nil
+}
+
+func decInt64(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+	v, n := binary.Varint(b)
+	if n <= 0 {
+		return b, varintErr(n)
+	}
+	*(*int64)(p) = v
+	return b[n:], nil
+}
+
+func encUint16(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+	return binary.AppendUvarint(b, uint64(*(*uint16)(p))), nil
+}
+
+func encUint32(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+	return binary.AppendUvarint(b, uint64(*(*uint32)(p))), nil
+}
+
+func encUint64(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+	return binary.AppendUvarint(b, *(*uint64)(p)), nil
+}
+
+func decUint16(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+	v, n := binary.Uvarint(b)
+	if n <= 0 {
+		return b, varintErr(n)
+	}
+	if v > math.MaxUint16 {
+		return b, errRange
+	}
+	*(*uint16)(p) = uint16(v)
+	return b[n:], nil
+}
+
+func decUint32(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+	v, n := binary.Uvarint(b)
+	if n <= 0 {
+		return b, varintErr(n)
+	}
+	if v > math.MaxUint32 {
+		return b, errRange
+	}
+	*(*uint32)(p) = uint32(v)
+	return b[n:], nil
+}
+
+func decUint64(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+	v, n := binary.Uvarint(b)
+	if n <= 0 {
+		return b, varintErr(n)
+	}
+	*(*uint64)(p) = v
+	return b[n:], nil
+}
+
+func encFloat32(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+	return binary.LittleEndian.AppendUint32(b, *(*uint32)(p)), nil
+}
+
+func decFloat32(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+	if len(b) < 4 {
+		return b, errTruncated
+	}
+	*(*uint32)(p) = binary.LittleEndian.Uint32(b)
+	return b[4:], nil
+}
+
+func encFloat64(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+	return binary.LittleEndian.AppendUint64(b, *(*uint64)(p)), nil
+}
+
+func decFloat64(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+	if len(b) < 8 {
+		return b, errTruncated
+	}
+	*(*uint64)(p) = binary.LittleEndian.Uint64(b)
+	return b[8:], nil
+}
+
+func encComplex64(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+	c := (*[2]uint32)(p)
+	return binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32(b, c[0]), c[1]), nil
+}
+
+func decComplex64(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+	if len(b) < 8 {
+		return b, errTruncated
+	}
+	c := (*[2]uint32)(p)
+	c[0], c[1] = binary.LittleEndian.Uint32(b), binary.LittleEndian.Uint32(b[4:])
+	return b[8:], nil
+}
+
+func encComplex128(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+	c := (*[2]uint64)(p)
+	return binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(b, c[0]), c[1]), nil
+}
+
+func decComplex128(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+	if len(b) < 16 {
+		return b, errTruncated
+	}
+	c := (*[2]uint64)(p)
+	c[0], c[1] = binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[8:])
+	return b[16:], nil
+}
+
+func encString(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+	s := *(*string)(p)
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...), nil
+}
+
+func decString(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+	n, b, err := readSize(b)
+	if err != nil {
+		return b, err
+	}
+	*(*string)(p) = string(b[:n])
+	return b[n:], nil
+}
+
+// readSize reads a byte count and checks that b holds that many bytes.
+func readSize(b []byte) (int, []byte, error) {
+	u, k := binary.Uvarint(b)
+	if k <= 0 {
+		return 0, b, varintErr(k)
+	}
+	b = b[k:]
+	if u > uint64(len(b)) {
+		return 0, b, errTooLong
+	}
+	return int(u), b, nil
+}
+
+// readCount reads the element count of a slice or map, sent as count+1 so
+// that 0 can mean nil (returned as -1). It refuses counts the rest of the
+// input cannot hold at elemMin bytes per element; zero-size elements carry no
+// bytes, so only the int range limits them.
+func readCount(b []byte, elemMin uint64) (int, []byte, error) {
+	u, k := binary.Uvarint(b)
+	if k <= 0 {
+		return 0, b, varintErr(k)
+	}
+	b = b[k:]
+	if u == 0 {
+		return -1, b, nil
+	}
+	u--
+	if elemMin > 0 && u > uint64(len(b))/elemMin || u > math.MaxInt {
+		return 0, b, errTooLong
+	}
+	return int(u), b, nil
+}
+
+func appendCount(b []byte, n int, isNil bool) []byte {
+	if isNil {
+		return append(b, 0)
+	}
+	return binary.AppendUvarint(b, uint64(n)+1)
+}
+
+// allocPlain allocates zeroed, pointer-free memory of total bytes with the
+// given alignment. Plain elements need no type information for the
+// garbage collector, so a uintN slice of matching alignment serves, which
+// is cheaper than going through reflect.
+func allocPlain(total, align uintptr) unsafe.Pointer {
+	switch {
+	case total == 0:
+		return unsafe.Pointer(&emptyBase)
+	case align >= 8:
+		return unsafe.Pointer(unsafe.SliceData(make([]uint64, total/8)))
+	case align == 4:
+		return unsafe.Pointer(unsafe.SliceData(make([]uint32, total/4)))
+	case align == 2:
+		return unsafe.Pointer(unsafe.SliceData(make([]uint16, total/2)))
+	}
+	return unsafe.Pointer(unsafe.SliceData(make([]byte, total)))
+}
+
+func (c *compiler) slice(t reflect.Type) (encFn, decFn, error) {
+	et := t.Elem()
+	size := et.Size()
+	if isPlain(et) {
+		align := uintptr(et.Align())
+		check := boolCheck(et)
+		enc := func(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+			s := *(*sliceHeader)(p)
+			b = appendCount(b, s.len, s.data == nil)
+			if s.data == nil {
+				return b, nil
+			}
+			return append(b, unsafe.Slice((*byte)(s.data), uintptr(s.len)*size)...), nil
+		}
+		dec := func(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+			n, b, err := readCount(b, uint64(size))
+			if err != nil || n < 0 {
+				return b, err
+			}
+			total := uintptr(n) * size
+			data := allocPlain(total, align)
+			copy(unsafe.Slice((*byte)(data), total), b)
+			if check != nil {
+				for i := range n {
+					if !check(unsafe.Add(data, uintptr(i)*size)) {
+						return b, errBool
+					}
+				}
+			}
+			*(*sliceHeader)(p) = sliceHeader{data, n, n}
+			return b[total:], nil
+		}
+		return enc, dec, nil
+	}
+	ti, err := c.compile(et)
+	if err != nil {
+		return nil, nil, err
+	}
+	elemEnc, elemDec, elemMin := ti.enc, ti.dec, minSize(et)
+	enc := func(b []byte, p unsafe.Pointer, depth int) ([]byte, error) {
+		s := *(*sliceHeader)(p)
+		b = appendCount(b, s.len, s.data == nil)
+		var err error
+		for i := range s.len {
+			if b, err = elemEnc(b, unsafe.Add(s.data, uintptr(i)*size), depth); err != nil {
+				return b, err
+			}
+		}
+		return b, nil
+	}
+	dec := func(b []byte, p unsafe.Pointer, depth int) ([]byte, error) {
+		n, b, err := readCount(b, elemMin)
+		if err != nil || n < 0 {
+			return b, err
+		}
+		if n == 0 {
+			*(*sliceHeader)(p) = sliceHeader{data: unsafe.Pointer(&emptyBase)}
+			return b, nil
+		}
+		// Value.Grow allocates typed, zeroed memory for n elements in place,
+		// without the extra allocation reflect.MakeSlice makes.
+		reflect.NewAt(t, p).Elem().Grow(n)
+		s := (*sliceHeader)(p)
+		s.len = n
+		for i := range n {
+			if b, err = elemDec(b, unsafe.Add(s.data, uintptr(i)*size), depth); err != nil {
+				return b, err
+			}
+		}
+		return b, nil
+	}
+	return enc, dec, nil
+}
+
+func (c *compiler) array(t reflect.Type) (encFn, decFn, error) {
+	if isPlain(t) {
+		size := t.Size()
+		check := boolCheck(t)
+		enc := func(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+			return append(b, unsafe.Slice((*byte)(p), size)...), nil
+		}
+		dec := func(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+			if uintptr(len(b)) < size {
+				return b, errTruncated
+			}
+			copy(unsafe.Slice((*byte)(p), size), b)
+			if check != nil && !check(p) {
+				return b, errBool
+			}
+			return b[size:], nil
+		}
+		return enc, dec, nil
+	}
+	ti, err := c.compile(t.Elem())
+	if err != nil {
+		return nil, nil, err
+	}
+	elemEnc, elemDec, n, size := ti.enc, ti.dec, t.Len(), t.Elem().Size()
+	enc := func(b []byte, p unsafe.Pointer, depth int) ([]byte, error) {
+		var err error
+		for i := range n {
+			if b, err = elemEnc(b, unsafe.Add(p, uintptr(i)*size), depth); err != nil {
+				return b, err
+			}
+		}
+		return b, nil
+	}
+	dec := func(b []byte, p unsafe.Pointer, depth int) ([]byte, error) {
+		var err error
+		for i := range n {
+			if b, err = elemDec(b, unsafe.Add(p, uintptr(i)*size), depth); err != nil {
+				return b, err
+			}
+		}
+		return b, nil
+	}
+	return enc, dec, nil
+}
+
+func (c *compiler) pointer(t reflect.Type) (encFn, decFn, error) {
+	et := t.Elem()
+	ti, err := c.compile(et)
+	if err != nil {
+		return nil, nil, err
+	}
+	elemEnc, elemDec, elemMin := ti.enc, ti.dec, minSize(et)
+	enc := func(b []byte, p unsafe.Pointer, depth int) ([]byte, error) {
+		q := *(*unsafe.Pointer)(p)
+		if q == nil {
+			return append(b, 0), nil
+		}
+		return elemEnc(append(b, 1), q, depth)
+	}
+	dec := func(b []byte, p unsafe.Pointer, depth int) ([]byte, error) {
+		if len(b) < 1 {
+			return b, errTruncated
+		}
+		switch b[0] {
+		case 0:
+			return b[1:], nil
+		case 1:
+		default:
+			return b, errPresence
+		}
+		b = b[1:]
+		if uint64(len(b)) < elemMin {
+			return b, errTruncated // before allocating a possibly large element
+		}
+		q := reflect.New(et).UnsafePointer()
+		*(*unsafe.Pointer)(p) = q
+		return elemDec(b, q, depth)
+	}
+	return enc, dec, nil
+}
+
+func (c *compiler) mapCodec(t reflect.Type) (encFn, decFn, error) {
+	kt, vt := t.Key(), t.Elem()
+	kti, err := c.compile(kt)
+	if err != nil {
+		return nil, nil, err
+	}
+	vti, err := c.compile(vt)
+	if err != nil {
+		return nil, nil, err
+	}
+	entryMin := minSize(kt) + minSize(vt)
+	enc := func(b []byte, p unsafe.Pointer, depth int) ([]byte, error) {
+		m := reflect.NewAt(t, p).Elem()
+		b = appendCount(b, m.Len(), m.IsNil())
+		if m.Len() == 0 {
+			return b, nil
+		}
+		// One key and one value buffer serve every entry: SetIterKey copies
+		// into them without the allocation that MapIter.Key would make.
+		k, v := reflect.New(kt).Elem(), reflect.New(vt).Elem()
+		kp, vp := k.Addr().UnsafePointer(), v.Addr().UnsafePointer()
+		var err error
+		for it := m.MapRange(); it.Next(); {
+			k.SetIterKey(it)
+			v.SetIterValue(it)
+			if b, err = kti.enc(b, kp, depth); err != nil {
+				return b, err
+			}
+			if b, err = vti.enc(b, vp, depth); err != nil {
+				return b, err
+			}
+		}
+		return b, nil
+	}
+	dec := func(b []byte, p unsafe.Pointer, depth int) ([]byte, error) {
+		n, b, err := readCount(b, entryMin)
+		if err != nil || n < 0 {
+			return b, err
+		}
+		if entryMin == 0 && n > 1 {
+			// Entries that encode to nothing have zero-size keys, and all
+			// zero-size keys are equal.
+			return b, errTooLong
+		}
+		// The size hint is capped: the map grows as entries really decode.
+		m := reflect.MakeMapWithSize(t, min(n, 1024))
+		k, v := reflect.New(kt).Elem(), reflect.New(vt).Elem()
+		kp, vp := k.Addr().UnsafePointer(), v.Addr().UnsafePointer()
+		for range n {
+			k.SetZero()
+			v.SetZero()
+			if b, err = kti.dec(b, kp, depth); err != nil {
+				return b, err
+			}
+			if b, err = vti.dec(b, vp, depth); err != nil {
+				return b, err
+			}
+			m.SetMapIndex(k, v)
+		}
+		if m.Len() != n {
+			return b, errDupKey
+		}
+		reflect.NewAt(t, p).Elem().Set(m)
+		return b, nil
+	}
+	return enc, dec, nil
+}
+
+func (c *compiler) structCodec(t reflect.Type) (encFn, decFn, error) {
+	type field struct {
+		off uintptr
+		enc encFn
+		dec decFn
+	}
+	var fields []field
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		ti, err := c.compile(f.Type)
+		if err != nil {
+			return nil, nil, fmt.Errorf("field %s.%s: %w", t, f.Name, err)
+		}
+		fields = append(fields, field{f.Offset, ti.enc, ti.dec})
+	}
+	if t.Size() > 0 && minSize(t) == 0 {
+		// Its data would silently vanish; gob refuses these too.
+		return nil, nil, fmt.Errorf("type %v has no exported fields", t)
+	}
+	enc := func(b []byte, p unsafe.Pointer, depth int) ([]byte, error) {
+		var err error
+		for i := range fields {
+			f := &fields[i]
+			if b, err = f.enc(b, unsafe.Add(p, f.off), depth); err != nil {
+				return b, err
+			}
+		}
+		return b, nil
+	}
+	dec := func(b []byte, p unsafe.Pointer, depth int) ([]byte, error) {
+		var err error
+		for i := range fields {
+			f := &fields[i]
+			if b, err = f.dec(b, unsafe.Add(p, f.off), depth); err != nil {
+				return b, err
+			}
+		}
+		return b, nil
+	}
+	return enc, dec, nil
+}
+
+// appendMarshal appends t's own binary form of the value at p, preferring
+// AppendBinary, which can write straight into b.
+func appendMarshal(b []byte, t reflect.Type, p unsafe.Pointer, appender bool) ([]byte, error) {
+	m := reflect.NewAt(t, p).Interface()
+	if appender {
+		return m.(encoding.BinaryAppender).AppendBinary(b)
+	}
+	data, err := m.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		return b, err
+	}
+	return append(b, data...), nil
+}
+
+func marshalCodec(t reflect.Type) (encFn, decFn, error) {
+	appender := reflect.PointerTo(t).Implements(appenderType)
+	enc := func(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+		start := len(b)
+		b, err := appendMarshal(b, t, p, appender)
+		if err != nil {
+			return b[:start], err
+		}
+		// The length goes before the data but is known only after it:
+		// shift the data right by the size of its varint.
+		n := len(b) - start
+		var lenBuf [binary.MaxVarintLen64]byte
+		l := binary.PutUvarint(lenBuf[:], uint64(n))
+		b = append(b, lenBuf[:l]...)
+		copy(b[start+l:], b[start:start+n])
+		copy(b[start:], lenBuf[:l])
+		return b, nil
+	}
+	dec := func(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+		n, b, err := readSize(b)
+		if err != nil {
+			return b, err
+		}
+		u := reflect.NewAt(t, p).Interface().(encoding.BinaryUnmarshaler)
+		if err := u.UnmarshalBinary(b[:n]); err != nil {
+			return b, err
+		}
+		return b[n:], nil
+	}
+	return enc, dec, nil
+}
+
+// gobCodec encodes an interface value as its own gob stream. A fresh
+// encoder per value keeps every message self-contained, at the price of
+// resending the type description each time.
+func gobCodec(t reflect.Type) (encFn, decFn) {
+	enc := func(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+		v := reflect.NewAt(t, p)
+		if v.Elem().IsNil() {
+			return append(b, 0), nil
+		}
+		var buf bytes.Buffer
+		// Passing a pointer to the interface makes gob send the concrete
+		// type's registered name along with the value.
+		if err := gob.NewEncoder(&buf).EncodeValue(v); err != nil {
+			return b, err
+		}
+		b = appendCount(b, buf.Len(), false)
+		return append(b, buf.Bytes()...), nil
+	}
+	dec := func(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+		n, b, err := readCount(b, 1)
+		if err != nil || n < 0 {
+			return b, err
+		}
+		if err := gob.NewDecoder(bytes.NewReader(b[:n])).DecodeValue(reflect.NewAt(t, p)); err != nil {
+			return b, err
+		}
+		return b[n:], nil
+	}
+	return enc, dec
+}

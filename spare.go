@@ -1,0 +1,196 @@
+package multiproc
+
+import (
+	"errors"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/multiproc-go/multiproc/internal/spawn"
+	"golang.org/x/sys/unix"
+)
+
+// A spare is a child started ahead of need: it has answered the start
+// handshake and waits for a task. Starting a Go program costs a
+// millisecond or more (exec, runtime start, package initialisation); a
+// spare moves that cost off the path of the next Start, which then costs
+// one message. After a program has started its first process, one spare
+// is kept ready. A spare costs one idle process; it exits with its parent.
+//
+// A spare starts with /dev/null as standard output and error: it gets the
+// parent's current ones with its task (so it never holds a pipe the parent
+// has since replaced, and never writes to a stale one). It is used only if
+// the program's environment and working directory are still what they were
+// when it started.
+type spare struct {
+	c        *childProc
+	env      []string
+	dir      string
+	claimed  atomic.Bool
+	dead     atomic.Bool
+	released chan struct{} // closed when the idle watcher has stopped
+}
+
+var spares struct {
+	mu       sync.Mutex
+	ready    *spare
+	starting chan struct{} // non-nil while a spare is being started
+}
+
+// SpareProcesses turns the spare process off when set to false before the
+// first Start: every Start then pays for a full program start.
+var SpareProcesses = true
+
+// takeSpare returns a started, idle child for a non-daemon or daemon
+// Process, or nil. It also starts the next spare.
+func takeSpare() *childProc {
+	if !SpareProcesses {
+		return nil
+	}
+	spares.mu.Lock()
+	s, wait := spares.ready, spares.starting
+	spares.ready = nil
+	spares.mu.Unlock()
+	if s == nil && wait != nil {
+		// One is on its way: it will be ready before a fresh one would.
+		select {
+		case <-wait:
+		case <-time.After(spawn.HelloTimeout):
+		}
+		spares.mu.Lock()
+		s = spares.ready
+		spares.ready = nil
+		spares.mu.Unlock()
+	}
+	go refillSpare()
+	if s == nil {
+		return nil
+	}
+	if !s.claim() || !s.current() {
+		s.discard()
+		return nil
+	}
+	return s.c
+}
+
+// current reports whether the process state the spare inherited is still
+// the program's.
+func (s *spare) current() bool {
+	dir, _ := os.Getwd()
+	return dir == s.dir && slices.Equal(s.env, os.Environ())
+}
+
+// claim stops the idle watcher; false if the spare died while idle.
+func (s *spare) claim() bool {
+	s.claimed.Store(true)
+	s.c.ctl.SetReadDeadline(time.Unix(1, 0))
+	<-s.released
+	if s.dead.Load() {
+		return false
+	}
+	s.c.ctl.SetReadDeadline(time.Time{})
+	return true
+}
+
+func (s *spare) discard() {
+	if !s.dead.Load() {
+		s.c.cmd.Process.Kill()
+		s.c.reap()
+	}
+}
+
+// refillSpare starts a spare unless one is ready or on its way.
+func refillSpare() {
+	spares.mu.Lock()
+	if spares.ready != nil || spares.starting != nil {
+		spares.mu.Unlock()
+		return
+	}
+	ch := make(chan struct{})
+	spares.starting = ch
+	spares.mu.Unlock()
+	s, err := startSpare()
+	spares.mu.Lock()
+	spares.starting = nil
+	if err == nil {
+		spares.ready = s
+	}
+	spares.mu.Unlock()
+	close(ch)
+}
+
+func startSpare() (*spare, error) {
+	dir, _ := os.Getwd()
+	s := &spare{env: os.Environ(), dir: dir, released: make(chan struct{})}
+	ctl, childEnd, err := spawn.Pair()
+	if err != nil {
+		return nil, err
+	}
+	c := &childProc{ctl: ctl}
+	c.cmd = spawn.Command("spare", childEnd, false, &c.pidfd)
+	err = spawn.Start(c.cmd)
+	childEnd.Close()
+	if err != nil {
+		ctl.Close()
+		return nil, err
+	}
+	c.pid = c.cmd.Process.Pid
+	c.initPoll()
+	if err := spawn.AwaitHello(ctl, c.pid); err != nil {
+		c.cmd.Process.Kill()
+		c.reap()
+		return nil, err
+	}
+	s.c = c
+	go s.watchIdle()
+	return s, nil
+}
+
+// watchIdle reaps the spare if it dies while idle (it sends nothing then,
+// so any Recv outcome but the claim's deadline means it is gone).
+func (s *spare) watchIdle() {
+	_, _, fds, err := s.c.ctl.Recv()
+	unixCloseAll(fds)
+	if s.claimed.Load() && errors.Is(err, os.ErrDeadlineExceeded) {
+		close(s.released)
+		return
+	}
+	s.dead.Store(true)
+	s.c.cmd.Process.Kill()
+	s.c.reap()
+	close(s.released)
+	// A dead spare is replaced only when the next one is taken.
+	spares.mu.Lock()
+	if spares.ready == s {
+		spares.ready = nil
+	}
+	spares.mu.Unlock()
+}
+
+// stdioFds duplicates this process's current standard output and error
+// for a spare (close-on-exec copies; the caller closes them). It goes
+// through SyscallConn, not Fd, which would switch the files to blocking.
+func stdioFds() ([]int, error) {
+	var fds []int
+	for _, f := range []*os.File{os.Stdout, os.Stderr} {
+		if f == nil {
+			return fds, errors.New("multiproc: no standard output or error")
+		}
+		rc, err := f.SyscallConn()
+		if err != nil {
+			return fds, err
+		}
+		var dup int
+		var derr error
+		if err := rc.Control(func(fd uintptr) { dup, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 3) }); err != nil {
+			return fds, err
+		}
+		if derr != nil {
+			return fds, derr
+		}
+		fds = append(fds, dup)
+	}
+	return fds, nil
+}
