@@ -6,7 +6,8 @@ import (
 )
 
 // Call runs f(ctx, arg) once in a fresh child process and returns its
-// result. If the function returns an error, Call returns a *RemoteError
+// result as soon as it arrives (the child, which has nothing left to do,
+// is reaped in the background). If the function returns an error, Call returns a *RemoteError
 // with its text; if the child dies (a signal, os.Exit), an *ExitError. If
 // ctx ends first, the child is killed and reaped, and Call returns
 // ctx.Err().
@@ -19,8 +20,10 @@ func (f *Func[A, R]) Call(ctx context.Context, arg A) (R, error) {
 	if err := p.Start(); err != nil {
 		return zero, err
 	}
+	// The result is back before the child has finished exiting: return
+	// then; the child is reaped in the background.
 	select {
-	case <-p.done:
+	case <-p.settled:
 	case <-ctx.Done():
 		p.Kill()
 		<-p.done

@@ -7,14 +7,16 @@ import (
 	"reflect"
 
 	"github.com/multiproc-go/multiproc/internal/handle"
+	"github.com/multiproc-go/multiproc/internal/wire"
 )
-
-// envelope lets gob carry any T, nil pointers and zero values included.
-type envelope[T any] struct{ V T }
 
 // encodeArg turns v into bytes plus the table of shareable objects found
 // in it (which travel beside the bytes, as file descriptors).
 func encodeArg[T any](v *T) ([]byte, []handle.Entry, error) {
+	if !handle.MayHold(reflect.TypeFor[T]()) {
+		b, err := encodeValue(v)
+		return b, nil, err
+	}
 	cp, entries, err := handle.Collect(v)
 	if err != nil {
 		return nil, nil, err
@@ -39,22 +41,27 @@ func decodeArg[T any](b []byte, entries []handle.Entry) (T, error) {
 	return v, nil
 }
 
-// encodeValue encodes a value that holds no shareable objects.
+// encodeValue encodes a value that holds no shareable objects, with the
+// per-message binary codec (both ends are the same binary: no type
+// information travels).
 func encodeValue[T any](v *T) ([]byte, error) {
-	var buf bytes.Buffer
-	if err := gob.NewEncoder(&buf).Encode(envelope[T]{*v}); err != nil {
-		return nil, fmt.Errorf("multiproc: encoding %T: %w", *v, err)
+	return appendValue(nil, v)
+}
+
+func appendValue[T any](dst []byte, v *T) ([]byte, error) {
+	c, err := wire.NewCodec[T]()
+	if err != nil {
+		return nil, err
 	}
-	return buf.Bytes(), nil
+	return c.Append(dst, v)
 }
 
 func decodeValue[T any](b []byte, v *T) error {
-	var e envelope[T]
-	if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&e); err != nil {
-		return fmt.Errorf("multiproc: decoding %T: %w", *v, err)
+	c, err := wire.NewCodec[T]()
+	if err != nil {
+		return err
 	}
-	*v = e.V
-	return nil
+	return c.Decode(b, v)
 }
 
 // gobEncodeReflect encodes a struct value known only by reflection.

@@ -55,12 +55,14 @@ func inChildWithoutMain() bool { return os.Getenv(spawn.EnvRole) == "child" }
 const (
 	flagDaemon = 1 << iota
 	flagStdio  // the first two fds are the stdout and stderr to use (a spare's)
+	flagBatch  // one item: a []A run item by item, answered with one batch result
 )
 
 type task struct {
 	kind   taskKind
 	daemon bool
 	stdio  bool
+	batch  bool
 	fn     string
 	name   string
 	items  []taskItem
@@ -78,6 +80,9 @@ func (t *task) append(b []byte) []byte {
 	}
 	if t.stdio {
 		flags |= flagStdio
+	}
+	if t.batch {
+		flags |= flagBatch
 	}
 	b = append(b, byte(t.kind), flags)
 	b = handle.AppendString(b, t.fn)
@@ -106,7 +111,7 @@ func parseTask(b []byte, fds []int) (*task, error) {
 	if len(b) < 2 {
 		return fail(errors.New("multiproc: short task message"))
 	}
-	t := &task{kind: taskKind(b[0]), daemon: b[1]&flagDaemon != 0, stdio: b[1]&flagStdio != 0}
+	t := &task{kind: taskKind(b[0]), daemon: b[1]&flagDaemon != 0, stdio: b[1]&flagStdio != 0, batch: b[1]&flagBatch != 0}
 	if t.stdio {
 		if len(fds) < 2 {
 			return fail(errors.New("multiproc: a task announced stdio without descriptors"))
@@ -329,6 +334,9 @@ func taskContext() (context.Context, context.CancelFunc) {
 func runTask(t *task) []itemResult {
 	ctx, cancel := taskContext()
 	defer cancel()
+	if t.batch {
+		return []itemResult{runBatchItem(ctx, t)}
+	}
 	rs := make([]itemResult, len(t.items))
 	run, ok := lookup(t.kind, t.fn)
 	for i, it := range t.items {
@@ -340,6 +348,23 @@ func runTask(t *task) []itemResult {
 		rs[i] = runItem(ctx, t, run, it)
 	}
 	return rs
+}
+
+func runBatchItem(ctx context.Context, t *task) itemResult {
+	run, ok := lookupBatch(t.fn)
+	if !ok || len(t.items) != 1 {
+		return itemResult{resultErr, fmt.Appendf(nil, "multiproc: %q is not registered in the child (register it at package initialisation)", t.fn)}
+	}
+	b, err := run(ctx, t.items[0].arg)
+	if err != nil {
+		return itemResult{resultErr, []byte(err.Error())}
+	}
+	return itemResult{resultOK, b}
+}
+
+// printPanic reports a recovered panic and its stack on stderr.
+func printPanic(r any) {
+	fmt.Fprintf(os.Stderr, "panic in multiproc child: %v\n\n%s", r, debug.Stack())
 }
 
 // runItem runs one call; a panic is recovered into resultPanic, with its

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"reflect"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/multiproc-go/multiproc/internal/handle"
 	"github.com/multiproc-go/multiproc/internal/spawn"
 )
 
@@ -585,6 +587,15 @@ func (f *Func[A, R]) newTask(args []A) (*task, error) {
 	return t, nil
 }
 
+// newBatch builds a batch task: args as one encoded []A.
+func (f *Func[A, R]) newBatch(args []A) (*task, error) {
+	b, err := encodeValue(&args)
+	if err != nil {
+		return nil, err
+	}
+	return &task{kind: kindFunc, batch: true, fn: f.name, name: f.name, items: []taskItem{{nil, b}}}, nil
+}
+
 func (f *Func[A, R]) async(ctx context.Context, p *Pool, arg A) *AsyncResult[R] {
 	r := &AsyncResult[R]{done: make(chan struct{})}
 	if p == nil {
@@ -655,9 +666,17 @@ func (f *Func[A, R]) Map(ctx context.Context, p *Pool, args []A) ([]R, error) {
 	}
 	nchunks := (len(args) + size - 1) / size
 	out := make(chan chunk, nchunks)
+	// Arguments with no shared objects in them go as one []A per chunk.
+	batch := !handle.MayHold(reflect.TypeFor[A]())
 	for start := 0; start < len(args); start += size {
 		end := min(start+size, len(args))
-		t, err := f.newTask(args[start:end])
+		var t *task
+		var err error
+		if batch {
+			t, err = f.newBatch(args[start:end])
+		} else {
+			t, err = f.newTask(args[start:end])
+		}
 		if err != nil {
 			return nil, fmt.Errorf("multiproc: Map item in [%d, %d): %w", start, end, err)
 		}
@@ -667,6 +686,11 @@ func (f *Func[A, R]) Map(ctx context.Context, p *Pool, args []A) ([]R, error) {
 	}
 	results := make([]R, len(args))
 	firstErr, firstIdx := error(nil), len(args)
+	fail := func(i int, err error) {
+		if i < firstIdx {
+			firstErr, firstIdx = err, i
+		}
+	}
 	for range nchunks {
 		var c chunk
 		select {
@@ -675,15 +699,33 @@ func (f *Func[A, R]) Map(ctx context.Context, p *Pool, args []A) ([]R, error) {
 			return nil, ctx.Err()
 		}
 		if c.err != nil {
-			if c.start < firstIdx {
-				firstErr, firstIdx = c.err, c.start
+			fail(c.start, c.err)
+			continue
+		}
+		if batch {
+			n := min(size, len(args)-c.start)
+			if c.rs[0].status != resultOK {
+				fail(c.start, &RemoteError{Text: string(c.rs[0].data)})
+				continue
+			}
+			vals, errs, err := parseBatch[R](c.rs[0].data, n)
+			if err != nil {
+				fail(c.start, err)
+				continue
+			}
+			copy(results[c.start:], vals)
+			for i, e := range errs {
+				if e != nil {
+					fail(c.start+i, e)
+					break
+				}
 			}
 			continue
 		}
 		for i, r := range c.rs {
 			v, err := itemValue[R](r)
-			if err != nil && c.start+i < firstIdx {
-				firstErr, firstIdx = err, c.start+i
+			if err != nil {
+				fail(c.start+i, err)
 			}
 			results[c.start+i] = v
 		}

@@ -43,6 +43,7 @@ type Process struct {
 	pid     int
 	proc    *os.Process
 	done    chan struct{} // closed once the child is reaped
+	settled chan struct{} // closed once the result arrived or the child is reaped
 
 	// Set before done is closed, read after.
 	code   int
@@ -121,6 +122,7 @@ func (p *Process) Start() error {
 	p.pid = c.pid
 	p.proc = c.cmd.Process
 	p.done = make(chan struct{})
+	p.settled = make(chan struct{})
 	addChild(p)
 	go p.watch(c)
 	return nil
@@ -271,8 +273,15 @@ func (p *Process) watch(c *childProc) {
 			}
 		}
 	}
+	if p.gotRes {
+		close(p.settled)
+	}
+	go refillSpare()
 	p.code = c.reap()
 	removeChild(p)
+	if !p.gotRes {
+		close(p.settled)
+	}
 	close(p.done)
 }
 

@@ -2,6 +2,8 @@ package multiproc
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"reflect"
 	"sync"
@@ -23,12 +25,24 @@ const (
 // returns the encoded result.
 type runFn func(ctx context.Context, arg []byte, entries []handle.Entry) ([]byte, error)
 
+// batchFn runs a registered function over an encoded []A in a child and
+// returns the encoded batch result (see appendBatch).
+type batchFn func(ctx context.Context, args []byte) ([]byte, error)
+
 var (
 	regMu      sync.RWMutex
 	funcs      = map[string]runFn{}
+	batches    = map[string]batchFn{}
 	runners    = map[string]runFn{}
 	runnerName = map[reflect.Type]string{}
 )
+
+func lookupBatch(name string) (batchFn, bool) {
+	regMu.RLock()
+	defer regMu.RUnlock()
+	f, ok := batches[name]
+	return f, ok
+}
 
 func lookup(kind taskKind, name string) (runFn, bool) {
 	regMu.RLock()
@@ -74,6 +88,7 @@ func Register[A, R any](name string, fn func(ctx context.Context, arg A) (R, err
 		panic(fmt.Sprintf("multiproc: function %q registered twice", name))
 	}
 	funcs[name] = f.run
+	batches[name] = f.runBatch
 	return f
 }
 
@@ -91,6 +106,91 @@ func (f *Func[A, R]) run(ctx context.Context, arg []byte, entries []handle.Entry
 		return nil, err
 	}
 	return encodeValue(&r)
+}
+
+// runBatch is the child side of a batch: the args of a Map chunk as one
+// []A, the results as one []R with a status per item.
+func (f *Func[A, R]) runBatch(ctx context.Context, b []byte) ([]byte, error) {
+	var args []A
+	if err := decodeValue(b, &args); err != nil {
+		return nil, err
+	}
+	results := make([]R, len(args))
+	statuses := make([]byte, len(args))
+	var texts []string
+	for i := range args {
+		r, st, text := callItem(ctx, f.fn, args[i])
+		results[i], statuses[i] = r, st
+		if st != resultOK {
+			texts = append(texts, text)
+		}
+	}
+	return appendBatch(nil, statuses, texts, &results)
+}
+
+// callItem calls fn, turning an error or a panic into a status and text.
+func callItem[A, R any](ctx context.Context, fn func(context.Context, A) (R, error), a A) (r R, status byte, text string) {
+	defer func() {
+		if p := recover(); p != nil {
+			printPanic(p)
+			status, text = resultPanic, fmt.Sprint(p)
+		}
+	}()
+	r, err := fn(ctx, a)
+	if err != nil {
+		return r, resultErr, err.Error()
+	}
+	return r, resultOK, ""
+}
+
+// appendBatch encodes a batch result: the statuses, the error texts in
+// order, then the results (zero where an item failed).
+func appendBatch[R any](b []byte, statuses []byte, texts []string, results *[]R) ([]byte, error) {
+	b = handle.AppendBytes(b, statuses)
+	b = binary.AppendUvarint(b, uint64(len(texts)))
+	for _, t := range texts {
+		b = handle.AppendString(b, t)
+	}
+	return appendValue(b, results)
+}
+
+// parseBatch decodes a batch result into per-item results.
+func parseBatch[R any](b []byte, n int) ([]R, []error, error) {
+	rd := handle.NewReader(b)
+	statuses := rd.Bytes()
+	nt := rd.Uvarint()
+	if rd.Err() != nil || len(statuses) != n || nt > uint64(n) {
+		return nil, nil, errors.New("multiproc: corrupt batch result")
+	}
+	texts := make([]string, nt)
+	for i := range texts {
+		texts[i] = rd.String()
+	}
+	if rd.Err() != nil {
+		return nil, nil, errors.New("multiproc: corrupt batch result")
+	}
+	var results []R
+	if err := decodeValue(rd.Rest(), &results); err != nil {
+		return nil, nil, err
+	}
+	if len(results) != n {
+		return nil, nil, errors.New("multiproc: corrupt batch result")
+	}
+	var errs []error
+	ti := 0
+	for i, st := range statuses {
+		if st == resultOK {
+			continue
+		}
+		if errs == nil {
+			errs = make([]error, n)
+		}
+		if ti < len(texts) {
+			errs[i] = &RemoteError{Text: texts[ti], Panic: st == resultPanic}
+			ti++
+		}
+	}
+	return results, errs, nil
 }
 
 // Runner is the Go form of subclassing Python's Process and overriding

@@ -202,6 +202,12 @@ func (v *Value[T]) GobEncode() ([]byte, error) { return nil, errTravel }
 // GobDecode refuses, as GobEncode does.
 func (v *Value[T]) GobDecode([]byte) error { return errTravel }
 
+// MarshalBinary refuses, as GobEncode does.
+func (v *Value[T]) MarshalBinary() ([]byte, error) { return nil, errTravel }
+
+// UnmarshalBinary refuses, as GobEncode does.
+func (v *Value[T]) UnmarshalBinary([]byte) error { return errTravel }
+
 // String formats the current number.
 func (v *Value[T]) String() string { return fmt.Sprint(v.Load()) }
 
@@ -327,3 +333,9 @@ func (a *Array[T]) GobEncode() ([]byte, error) { return nil, errTravel }
 
 // GobDecode refuses, as GobEncode does.
 func (a *Array[T]) GobDecode([]byte) error { return errTravel }
+
+// MarshalBinary refuses, as GobEncode does.
+func (a *Array[T]) MarshalBinary() ([]byte, error) { return nil, errTravel }
+
+// UnmarshalBinary refuses, as GobEncode does.
+func (a *Array[T]) UnmarshalBinary([]byte) error { return errTravel }

@@ -44,7 +44,9 @@ var spares struct {
 var SpareProcesses = true
 
 // takeSpare returns a started, idle child for a non-daemon or daemon
-// Process, or nil. It also starts the next spare.
+// Process, or nil. The next spare is started when this child's task is done
+// (refillSpare), so that its start does not compete for the CPU with the
+// task it was taken for.
 func takeSpare() *childProc {
 	if !SpareProcesses {
 		return nil
@@ -64,7 +66,6 @@ func takeSpare() *childProc {
 		spares.ready = nil
 		spares.mu.Unlock()
 	}
-	go refillSpare()
 	if s == nil {
 		return nil
 	}
@@ -103,6 +104,9 @@ func (s *spare) discard() {
 
 // refillSpare starts a spare unless one is ready or on its way.
 func refillSpare() {
+	if !SpareProcesses {
+		return
+	}
 	spares.mu.Lock()
 	if spares.ready != nil || spares.starting != nil {
 		spares.mu.Unlock()

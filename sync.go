@@ -104,6 +104,12 @@ func (l *Lock) GobEncode() ([]byte, error) { return nil, errTravel }
 // GobDecode refuses, as GobEncode does.
 func (l *Lock) GobDecode([]byte) error { return errTravel }
 
+// MarshalBinary refuses, as GobEncode does.
+func (l *Lock) MarshalBinary() ([]byte, error) { return nil, errTravel }
+
+// UnmarshalBinary refuses, as GobEncode does.
+func (l *Lock) UnmarshalBinary([]byte) error { return errTravel }
+
 // gate lets one goroutine of this process at a time wait in the kernel on
 // an object's futex word: the others wait in the Go scheduler, where a
 // context can still call them off, and hold no OS thread.
@@ -206,6 +212,12 @@ func (s *Semaphore) GobEncode() ([]byte, error) { return nil, errTravel }
 // GobDecode refuses, as GobEncode does.
 func (s *Semaphore) GobDecode([]byte) error { return errTravel }
 
+// MarshalBinary refuses, as GobEncode does.
+func (s *Semaphore) MarshalBinary() ([]byte, error) { return nil, errTravel }
+
+// UnmarshalBinary refuses, as GobEncode does.
+func (s *Semaphore) UnmarshalBinary([]byte) error { return errTravel }
+
 // Event is a flag shared between processes, Python's multiprocessing.Event:
 // Wait blocks until some process Sets it. It travels to children as Value
 // does.
@@ -297,6 +309,12 @@ func (e *Event) GobEncode() ([]byte, error) { return nil, errTravel }
 // GobDecode refuses, as GobEncode does.
 func (e *Event) GobDecode([]byte) error { return errTravel }
 
+// MarshalBinary refuses, as GobEncode does.
+func (e *Event) MarshalBinary() ([]byte, error) { return nil, errTravel }
+
+// UnmarshalBinary refuses, as GobEncode does.
+func (e *Event) UnmarshalBinary([]byte) error { return errTravel }
+
 // Barrier makes n parties — processes or goroutines — wait for each other,
 // Python's multiprocessing.Barrier: each Wait blocks until n have called
 // it, then all return and the barrier is ready for the next round. A
@@ -367,3 +385,9 @@ func (b *Barrier) GobEncode() ([]byte, error) { return nil, errTravel }
 
 // GobDecode refuses, as GobEncode does.
 func (b *Barrier) GobDecode([]byte) error { return errTravel }
+
+// MarshalBinary refuses, as GobEncode does.
+func (b *Barrier) MarshalBinary() ([]byte, error) { return nil, errTravel }
+
+// UnmarshalBinary refuses, as GobEncode does.
+func (b *Barrier) UnmarshalBinary([]byte) error { return errTravel }

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sync"
 )
 
 // Desc describes one shareable object for another process: its kind, a few
@@ -45,6 +46,41 @@ var exporterType = reflect.TypeFor[Exporter]()
 type Entry struct {
 	Path []int
 	Desc Desc
+}
+
+var mayHoldCache sync.Map // reflect.Type → bool
+
+// MayHold reports whether a value of type t can hold a shareable object
+// where Collect looks for one. Values of other types skip Collect.
+func MayHold(t reflect.Type) bool {
+	if v, ok := mayHoldCache.Load(t); ok {
+		return v.(bool)
+	}
+	seen := map[reflect.Type]bool{}
+	var walk func(t reflect.Type) bool
+	walk = func(t reflect.Type) bool {
+		if seen[t] {
+			return false
+		}
+		seen[t] = true
+		if t.Kind() == reflect.Pointer && t.Implements(exporterType) {
+			return true
+		}
+		switch t.Kind() {
+		case reflect.Pointer:
+			return t.Elem().Kind() == reflect.Struct && walk(t.Elem())
+		case reflect.Struct:
+			for i := 0; i < t.NumField(); i++ {
+				if f := t.Field(i); f.IsExported() && walk(f.Type) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	r := walk(t)
+	mayHoldCache.Store(t, r)
+	return r
 }
 
 // Collect returns a shallow copy of v (a pointer to the root value) in
