@@ -11,7 +11,9 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/multiproc-go/multiproc/internal/futex"
 	"github.com/multiproc-go/multiproc/internal/handle"
+	"github.com/multiproc-go/multiproc/internal/shm"
 	"github.com/multiproc-go/multiproc/internal/spawn"
 	"golang.org/x/sys/unix"
 )
@@ -56,6 +58,7 @@ const (
 	flagDaemon = 1 << iota
 	flagStdio  // the first two fds are the stdout and stderr to use (a spare's)
 	flagBatch  // one item: a []A run item by item, answered with one batch result
+	flagTally  // the first fd (after stdio) is a pool worker's tally segment
 )
 
 type task struct {
@@ -63,6 +66,9 @@ type task struct {
 	daemon bool
 	stdio  bool
 	batch  bool
+	tally  bool
+	// tallyFd is sent first (after a spare's stdio) when tally is set.
+	tallyFd int
 	fn     string
 	name   string
 	items  []taskItem
@@ -84,6 +90,9 @@ func (t *task) append(b []byte) []byte {
 	if t.batch {
 		flags |= flagBatch
 	}
+	if t.tally {
+		flags |= flagTally
+	}
 	b = append(b, byte(t.kind), flags)
 	b = handle.AppendString(b, t.fn)
 	b = handle.AppendString(b, t.name)
@@ -97,6 +106,9 @@ func (t *task) append(b []byte) []byte {
 
 func (t *task) fds() []int {
 	var fds []int
+	if t.tally {
+		fds = append(fds, t.tallyFd)
+	}
 	for _, it := range t.items {
 		fds = append(fds, handle.AllFds(it.entries)...)
 	}
@@ -111,7 +123,7 @@ func parseTask(b []byte, fds []int) (*task, error) {
 	if len(b) < 2 {
 		return fail(errors.New("multiproc: short task message"))
 	}
-	t := &task{kind: taskKind(b[0]), daemon: b[1]&flagDaemon != 0, stdio: b[1]&flagStdio != 0, batch: b[1]&flagBatch != 0}
+	t := &task{kind: taskKind(b[0]), daemon: b[1]&flagDaemon != 0, stdio: b[1]&flagStdio != 0, batch: b[1]&flagBatch != 0, tally: b[1]&flagTally != 0}
 	if t.stdio {
 		if len(fds) < 2 {
 			return fail(errors.New("multiproc: a task announced stdio without descriptors"))
@@ -122,6 +134,17 @@ func parseTask(b []byte, fds []int) (*task, error) {
 			unix.Close(fd)
 		}
 		fds = fds[2:]
+	}
+	if t.tally {
+		if len(fds) < 1 {
+			return fail(errors.New("multiproc: a task announced a tally without its descriptor"))
+		}
+		seg, err := shm.Open(fds[0])
+		fds = fds[1:]
+		if err != nil {
+			return fail(err)
+		}
+		child.tally.Store(futex.Word(seg.Bytes(), 0)) // mapped for the rest of the worker's life
 	}
 	r := handle.NewReader(b[2:])
 	t.fn = r.String()
@@ -213,6 +236,11 @@ func parseResults(b []byte) ([]itemResult, error) {
 
 // child is the state of this process when it is a child.
 var child struct {
+	// tally counts the tasks a pool worker has taken off its control
+	// socket, in memory its pool also maps: if the worker dies, the pool
+	// knows whether it ever saw the task it was last sent.
+	tally atomic.Pointer[uint32]
+
 	mu      sync.Mutex
 	cancel  context.CancelFunc // the running task's
 	gone    bool               // the parent is gone
@@ -295,6 +323,9 @@ func readControl(ctl *spawn.Ctl, tasks chan<- *task, exit chan struct{}) {
 		}
 		switch typ {
 		case spawn.MsgTask:
+			if w := child.tally.Load(); w != nil {
+				atomic.AddUint32(w, 1)
+			}
 			t, err := parseTask(payload, fds)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "multiproc: child: %v\n", err)

@@ -9,9 +9,12 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
+	"github.com/multiproc-go/multiproc/internal/futex"
 	"github.com/multiproc-go/multiproc/internal/handle"
+	"github.com/multiproc-go/multiproc/internal/shm"
 	"github.com/multiproc-go/multiproc/internal/spawn"
 )
 
@@ -141,6 +144,8 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 type worker struct {
 	c       *childProc
 	name    string
+	tally   *shm.Segment // word 0: tasks the worker has taken off its socket
+	sent    uint32       // tasks sent to it
 	results chan []itemResult // results, one message per task
 	done    chan struct{}     // closed once reaped
 	code    int
@@ -150,14 +155,21 @@ type worker struct {
 // startWorker spawns a worker and waits for its Initializer's outcome.
 func (p *Pool) startWorker() (*worker, error) {
 	name := fmt.Sprintf("PoolWorker-%d", p.workerSeq.Add(1))
-	t := *p.init
-	t.name = name
-	c, err := spawnChild(name, true, true, &t)
+	tally, err := shm.Create("tally", 64)
 	if err != nil {
 		return nil, err
 	}
-	w := &worker{c: c, name: name, results: make(chan []itemResult, 1), done: make(chan struct{})}
+	t := *p.init
+	t.name = name
+	t.tally, t.tallyFd = true, tally.Fd()
+	c, err := spawnChild(name, true, true, &t)
+	if err != nil {
+		tally.Close()
+		return nil, err
+	}
+	w := &worker{c: c, name: name, tally: tally, results: make(chan []itemResult, 1), done: make(chan struct{})}
 	go w.read()
+	runtime.AddCleanup(w, func(s *shm.Segment) { s.Close() }, tally)
 	go func() { w.code = c.reap(); close(w.done) }()
 	select {
 	case rs, ok := <-w.results:
@@ -196,6 +208,12 @@ func (w *worker) read() {
 }
 
 func (w *worker) kill() { w.c.cmd.Process.Kill() }
+
+// sawLast reports whether the worker took the last task sent to it off
+// its socket (its tally counts the setup task too).
+func (w *worker) sawLast() bool {
+	return atomic.LoadUint32(futex.Word(w.tally.Bytes(), 0)) >= w.sent
+}
 
 // exitError waits for the worker to be reaped and describes how it ended.
 func (w *worker) exitError() error {
@@ -332,9 +350,17 @@ func (p *Pool) run(w *worker, pt *poolTask) bool {
 		p.requeue(pt)
 		return false
 	}
+	w.sent++
 	if err := w.c.ctl.Send(spawn.MsgTask, pt.t.append(nil), pt.t.fds()); err != nil {
-		pt.deliver(nil, fmt.Errorf("%w: %s (pid %d) could not take task %s: %v", ErrWorkerDied, w.name, w.c.pid, pt.t.fn, err))
-		return false
+		if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+			// The worker is gone (or going) before it could take the task.
+			p.requeue(pt)
+			return false
+		}
+		// Refused before anything was written (too many descriptors).
+		w.sent--
+		pt.deliver(nil, err)
+		return true
 	}
 	var timeout <-chan time.Time
 	if d := p.opts.TaskTimeout; d > 0 {
@@ -352,6 +378,12 @@ func (p *Pool) run(w *worker, pt *poolTask) bool {
 			pt.deliver(rs, nil)
 			return true
 		}
+		// The control socket closed: the worker is dying.
+		<-w.done
+		if !w.sawLast() {
+			p.requeue(pt)
+			return false
+		}
 		pt.deliver(nil, fmt.Errorf("%w: %w (running %s)", ErrWorkerDied, w.exitError(), pt.t.fn))
 		return false
 	case <-w.done:
@@ -363,6 +395,12 @@ func (p *Pool) run(w *worker, pt *poolTask) bool {
 				return false
 			}
 		default:
+		}
+		if !w.sawLast() {
+			// It died before it took the task off its socket: the task
+			// never started, and waits for the replacement.
+			p.requeue(pt)
+			return false
 		}
 		pt.deliver(nil, fmt.Errorf("%w: %w (running %s)", ErrWorkerDied, w.exitError(), pt.t.fn))
 		return false
