@@ -5,16 +5,18 @@ import (
 	"fmt"
 	"syscall"
 
+	"github.com/multiproc-go/multiproc/internal/ring"
 	"github.com/multiproc-go/multiproc/internal/spawn"
 )
 
 // Sentinel errors. Match them with errors.Is: the errors the package
 // returns wrap them with details (which process, which item).
 var (
-	// ErrFull: a Queue holds maxsize messages (TryPut).
-	ErrFull = errors.New("multiproc: queue is full")
-	// ErrEmpty: a Queue holds no message (TryGet, or a Get whose deadline passed).
-	ErrEmpty = errors.New("multiproc: queue is empty")
+	// ErrFull: a Queue holds maxsize messages (TryPut, or a Put whose
+	// context ended).
+	ErrFull = ring.ErrFull
+	// ErrEmpty: a Queue holds no message (TryGet, or a Get whose context ended).
+	ErrEmpty = ring.ErrEmpty
 	// ErrClosed: the object was closed in this process.
 	ErrClosed = errors.New("multiproc: use of a closed object")
 	// ErrPoolClosed: the Pool was closed or terminated and takes no new work.

@@ -69,9 +69,9 @@ type task struct {
 	tally  bool
 	// tallyFd is sent first (after a spare's stdio) when tally is set.
 	tallyFd int
-	fn     string
-	name   string
-	items  []taskItem
+	fn      string
+	name    string
+	items   []taskItem
 }
 
 type taskItem struct {

@@ -144,8 +144,8 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 type worker struct {
 	c       *childProc
 	name    string
-	tally   *shm.Segment // word 0: tasks the worker has taken off its socket
-	sent    uint32       // tasks sent to it
+	tally   *shm.Segment      // word 0: tasks the worker has taken off its socket
+	sent    uint32            // tasks sent to it
 	results chan []itemResult // results, one message per task
 	done    chan struct{}     // closed once reaped
 	code    int

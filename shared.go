@@ -283,6 +283,14 @@ func (a *Array[T]) Store(i int, x T) {
 	runtime.KeepAlive(a)
 }
 
+// Add adds delta to element i atomically (floats too) and returns the new
+// value. It panics if i is out of range.
+func (a *Array[T]) Add(i int, delta T) T {
+	x := atomicAdd(a.at(i), delta)
+	runtime.KeepAlive(a)
+	return x
+}
+
 // Slice returns the shared elements as a Go slice: writes through it are
 // seen by every process (plain memory access — use Lock/Unlock, or give
 // each process its own range). The memory stays mapped for the rest of

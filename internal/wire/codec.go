@@ -72,8 +72,52 @@ func (c *Codec[T]) Append(dst []byte, v *T) ([]byte, error) {
 	if v == nil {
 		return dst, fmt.Errorf("multiproc: encoding %v: nil pointer", c.c.typ)
 	}
-	p := unsafe.Pointer(v)
-	cc := c.c
+	return c.c.append(dst, unsafe.Pointer(v))
+}
+
+// Decode sets *v to the value encoded in b, which must hold exactly one
+// message. *v is first reset to the zero value, so nothing from a previous
+// use of *v survives, and it is zero again if Decode fails. Decoded values
+// never alias b. Malformed input yields an error, never a panic, and no
+// allocation is sized from a length prefix before checking that the input
+// can hold that many elements; truncation errors match io.ErrUnexpectedEOF.
+func (c *Codec[T]) Decode(b []byte, v *T) error {
+	if v == nil {
+		return fmt.Errorf("multiproc: decoding %v: nil pointer", c.c.typ)
+	}
+	return c.c.decode(b, unsafe.Pointer(v), func() { var zero T; *v = zero })
+}
+
+// AppendAny is Append for a type known only at run time: v must be a
+// non-nil pointer, and the value it points to is encoded.
+func AppendAny(dst []byte, v any) ([]byte, error) {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Pointer || rv.IsNil() {
+		return dst, fmt.Errorf("multiproc: encoding needs a non-nil pointer, not %T", v)
+	}
+	cc, err := compiledFor(rv.Type().Elem())
+	if err != nil {
+		return dst, err
+	}
+	return cc.append(dst, rv.UnsafePointer())
+}
+
+// DecodeAny is Decode for a type known only at run time: v must be a
+// non-nil pointer to a value of the encoded type.
+func DecodeAny(b []byte, v any) error {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Pointer || rv.IsNil() {
+		return fmt.Errorf("multiproc: decoding needs a non-nil pointer, not %T", v)
+	}
+	cc, err := compiledFor(rv.Type().Elem())
+	if err != nil {
+		return err
+	}
+	elem := rv.Elem()
+	return cc.decode(b, rv.UnsafePointer(), elem.SetZero)
+}
+
+func (cc *compiled) append(dst []byte, p unsafe.Pointer) ([]byte, error) {
 	switch cc.mode {
 	case modeBytes:
 		return append(dst, *(*[]byte)(p)...), nil
@@ -95,19 +139,8 @@ func (c *Codec[T]) Append(dst []byte, v *T) ([]byte, error) {
 	return b, nil
 }
 
-// Decode sets *v to the value encoded in b, which must hold exactly one
-// message. *v is first reset to the zero value, so nothing from a previous
-// use of *v survives, and it is zero again if Decode fails. Decoded values
-// never alias b. Malformed input yields an error, never a panic, and no
-// allocation is sized from a length prefix before checking that the input
-// can hold that many elements; truncation errors match io.ErrUnexpectedEOF.
-func (c *Codec[T]) Decode(b []byte, v *T) error {
-	if v == nil {
-		return fmt.Errorf("multiproc: decoding %v: nil pointer", c.c.typ)
-	}
-	p := unsafe.Pointer(v)
-	cc := c.c
-	var zero T
+// decode decodes b into the value at p; zero resets that value.
+func (cc *compiled) decode(b []byte, p unsafe.Pointer, zero func()) error {
 	switch cc.mode {
 	case modeBytes:
 		if len(b) == 0 {
@@ -121,30 +154,30 @@ func (c *Codec[T]) Decode(b []byte, v *T) error {
 		return nil
 	case modePlain:
 		if uintptr(len(b)) != cc.size {
-			*v = zero
+			zero()
 			return fmt.Errorf("multiproc: decoding %v: got %d bytes, want %d", cc.typ, len(b), cc.size)
 		}
 		copy(unsafe.Slice((*byte)(p), cc.size), b)
 		if cc.check != nil && !cc.check(p) {
-			*v = zero
+			zero()
 			return fmt.Errorf("multiproc: decoding %v: %w", cc.typ, errBool)
 		}
 		return nil
 	case modeMarshal:
-		*v = zero
+		zero()
 		if err := reflect.NewAt(cc.typ, p).Interface().(encoding.BinaryUnmarshaler).UnmarshalBinary(b); err != nil {
-			*v = zero
+			zero()
 			return fmt.Errorf("multiproc: decoding %v: %w", cc.typ, err)
 		}
 		return nil
 	}
-	*v = zero
+	zero()
 	rest, err := cc.dec(b, p, 0)
 	if err == nil && len(rest) != 0 {
 		err = fmt.Errorf("%d trailing bytes after the value", len(rest))
 	}
 	if err != nil {
-		*v = zero
+		zero()
 		return fmt.Errorf("multiproc: decoding %v: %w", cc.typ, err)
 	}
 	return nil

@@ -1,0 +1,247 @@
+package multiproc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"runtime"
+	"sync"
+
+	"github.com/multiproc-go/multiproc/internal/handle"
+	"github.com/multiproc-go/multiproc/internal/ring"
+	"github.com/multiproc-go/multiproc/internal/wire"
+)
+
+// Queue is a first-in first-out queue of T shared between processes,
+// Python's multiprocessing.Queue: any number of processes may Put and
+// Get. Messages live in one shared-memory ring (a memfd), so a Put costs a
+// copy, not a system call, unless a reader sleeps.
+//
+// A Put waits only when the queue holds maxsize messages; otherwise it
+// stores the message and returns at once — the ring grows as needed, so
+// a process can Put a 64 MiB message and exit before anyone reads it
+// (Python's queue-join deadlock does not exist here). Messages from one
+// producer arrive in the order it put them. A message whose Put returned
+// is delivered exactly once while any process holds the queue; a process
+// killed in the middle of a Put or Get does not wedge the queue (its
+// half-written message is simply not there).
+//
+// Values are copied: T is encoded with the package's codec (the rules of
+// Conn.Send). A *Queue reaches a child as a Func argument or an exported
+// field of one (as Value does) and is the same queue there. A Queue may
+// be used from many goroutines; blocked ones hold no extra OS threads.
+type Queue[T any] struct {
+	r     *ring.Ring
+	codec *wire.Codec[T]
+	bufs  sync.Pool
+}
+
+// NewQueue makes a queue of at most maxsize messages (maxsize <= 0:
+// bounded only by memory). It fails if T cannot be encoded.
+func NewQueue[T any](maxsize int) (*Queue[T], error) {
+	codec, err := wire.NewCodec[T]()
+	if err != nil {
+		return nil, err
+	}
+	r, err := ring.Create(maxsize, 0)
+	if err != nil {
+		return nil, err
+	}
+	return newQueue(r, codec), nil
+}
+
+func newQueue[T any](r *ring.Ring, codec *wire.Codec[T]) *Queue[T] {
+	q := &Queue[T]{r: r, codec: codec}
+	runtime.AddCleanup(q, func(r *ring.Ring) { r.Close() }, r)
+	return q
+}
+
+func (q *Queue[T]) buf() *[]byte {
+	if b, ok := q.bufs.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, 0, 256)
+	return &b
+}
+
+func (q *Queue[T]) encode(v *T) (*[]byte, error) {
+	b := q.buf()
+	out, err := q.codec.Append((*b)[:0], v)
+	if err != nil {
+		q.bufs.Put(b)
+		return nil, err
+	}
+	*b = out
+	return b, nil
+}
+
+func (q *Queue[T]) release(b *[]byte) {
+	if cap(*b) <= 64<<10 {
+		q.bufs.Put(b)
+	}
+}
+
+// queueErr maps the ring's errors to the package's sentinels.
+func queueErr(err error, full bool) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ring.ErrClosed):
+		return fmt.Errorf("%w: Queue", ErrClosed)
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		if full {
+			return fmt.Errorf("%w: %w", ErrFull, err)
+		}
+		return fmt.Errorf("%w: %w", ErrEmpty, err)
+	}
+	return err
+}
+
+// Put adds v to the queue, waiting while it is full until ctx is done
+// (then it returns an error matching both ErrFull and ctx.Err(), and v was
+// not added).
+func (q *Queue[T]) Put(ctx context.Context, v T) error {
+	if q == nil || q.r == nil {
+		return errors.New("multiproc: use of a nil or zero Queue")
+	}
+	b, err := q.encode(&v)
+	if err != nil {
+		return err
+	}
+	err = q.r.Put(ctx, *b)
+	q.release(b)
+	runtime.KeepAlive(q)
+	return queueErr(err, true)
+}
+
+// TryPut adds v if the queue is not full; ErrFull if it is.
+func (q *Queue[T]) TryPut(v T) error {
+	if q == nil || q.r == nil {
+		return errors.New("multiproc: use of a nil or zero Queue")
+	}
+	b, err := q.encode(&v)
+	if err != nil {
+		return err
+	}
+	err = q.r.TryPut(*b)
+	q.release(b)
+	runtime.KeepAlive(q)
+	return queueErr(err, true)
+}
+
+// Get removes and returns the oldest message, waiting while the queue is
+// empty until ctx is done (then it returns an error matching both ErrEmpty
+// and ctx.Err()).
+func (q *Queue[T]) Get(ctx context.Context) (T, error) {
+	var v T
+	if q == nil || q.r == nil {
+		return v, errors.New("multiproc: use of a nil or zero Queue")
+	}
+	b := q.buf()
+	msg, err := q.r.Get(ctx, (*b)[:0])
+	runtime.KeepAlive(q)
+	if err != nil {
+		q.bufs.Put(b)
+		return v, queueErr(err, false)
+	}
+	err = q.codec.Decode(msg, &v)
+	*b = msg
+	q.release(b)
+	return v, err
+}
+
+// TryGet removes and returns the oldest message if there is one; ErrEmpty
+// if not.
+func (q *Queue[T]) TryGet() (T, error) {
+	var v T
+	if q == nil || q.r == nil {
+		return v, errors.New("multiproc: use of a nil or zero Queue")
+	}
+	b := q.buf()
+	msg, err := q.r.TryGet((*b)[:0])
+	runtime.KeepAlive(q)
+	if err != nil {
+		q.bufs.Put(b)
+		return v, queueErr(err, false)
+	}
+	err = q.codec.Decode(msg, &v)
+	*b = msg
+	q.release(b)
+	return v, err
+}
+
+// Len returns the number of messages in the queue, exactly, as of the call
+// (Python's qsize). Other processes may change it at once.
+func (q *Queue[T]) Len() int {
+	n := q.r.Len()
+	runtime.KeepAlive(q)
+	return n
+}
+
+// Full reports whether the queue holds maxsize messages.
+func (q *Queue[T]) Full() bool {
+	ok := q.r.Full()
+	runtime.KeepAlive(q)
+	return ok
+}
+
+// Empty reports whether the queue holds no message.
+func (q *Queue[T]) Empty() bool {
+	ok := q.r.Empty()
+	runtime.KeepAlive(q)
+	return ok
+}
+
+// Close closes this process's handle: its blocked calls return and later
+// calls fail with ErrClosed. Other processes' handles, and the messages,
+// are not affected; the memory is freed when the last holder closes or
+// exits.
+func (q *Queue[T]) Close() error {
+	if q == nil || q.r == nil {
+		return nil
+	}
+	return q.r.Close()
+}
+
+// ExportHandle is how a Queue travels to another process; called by the package.
+func (q *Queue[T]) ExportHandle() (handle.Desc, error) {
+	fd := q.r.Fd()
+	if fd < 0 {
+		return handle.Desc{}, fmt.Errorf("%w: passing a closed Queue", ErrClosed)
+	}
+	return handle.Desc{Kind: "Queue", Meta: []byte(reflect.TypeFor[T]().String()), Fds: []int{fd}}, nil
+}
+
+// ImportHandle makes q the Queue described by d; called by the package.
+func (q *Queue[T]) ImportHandle(d handle.Desc) error {
+	want := reflect.TypeFor[T]().String()
+	if d.Kind != "Queue" || len(d.Fds) != 1 || string(d.Meta) != want {
+		handleCloseFds(d)
+		return fmt.Errorf("multiproc: a shared %s of %s arrived where a Queue of %s was expected", d.Kind, d.Meta, want)
+	}
+	codec, err := wire.NewCodec[T]()
+	if err != nil {
+		handleCloseFds(d)
+		return err
+	}
+	r, err := ring.Open(d.Fds[0])
+	if err != nil {
+		return err
+	}
+	q.r, q.codec = r, codec
+	runtime.AddCleanup(q, func(r *ring.Ring) { r.Close() }, r)
+	return nil
+}
+
+// GobEncode refuses: a Queue travels only as a Func argument.
+func (q *Queue[T]) GobEncode() ([]byte, error) { return nil, errTravel }
+
+// GobDecode refuses, as GobEncode does.
+func (q *Queue[T]) GobDecode([]byte) error { return errTravel }
+
+// MarshalBinary refuses, as GobEncode does.
+func (q *Queue[T]) MarshalBinary() ([]byte, error) { return nil, errTravel }
+
+// UnmarshalBinary refuses, as GobEncode does.
+func (q *Queue[T]) UnmarshalBinary([]byte) error { return errTravel }
