@@ -41,18 +41,32 @@
 //	                                             RegisterRunner("p", &P{}); NewProcess(&P{...})
 //	waitpid / double fork against zombies        nothing: every child is reaped as it exits
 //	result of a function in a child              f.Call(ctx, a)
+//	Pool(processes, initializer, maxtasksperchild)  NewPool(PoolOptions{Processes, Initializer, MaxTasksPerChild, TaskTimeout})
+//	pool.apply(f, (a,))                          f.Apply(ctx, pool, a)
+//	pool.apply_async(f, (a,)).get(timeout)       f.ApplyAsync(pool, a).Get(ctx)
+//	pool.map / imap / imap_unordered             f.Map(ctx, pool, args) / f.IMap / f.IMapUnordered (iter.Seq2)
+//	pool.close(), pool.join(), pool.terminate()  pool.Close(), pool.Join(ctx), pool.Terminate()
+//	Pipe(duplex), c.send/recv, send_bytes/recv_bytes, poll   Pipe(duplex), c.Send/Recv, SendBytes/RecvBytes, Poll
+//	Queue(maxsize), put/get(block, timeout)      NewQueue[T](maxsize), Put(ctx, v)/Get(ctx), TryPut/TryGet
+//	q.qsize(), q.full(), q.empty(), q.close()    q.Len(), q.Full(), q.Empty(), q.Close()
+//	queue.Full, queue.Empty exceptions           ErrFull, ErrEmpty (errors.Is)
 //	Value('d', 0.0), v.value, v.get_lock()       NewValue(0.0), v.Load/Store/Add, v.Lock/Unlock
 //	Array('i', 10), Array('d', [1, 2])           NewArray[int32](10), ArrayOf([]float64{1, 2}), a.Slice()
 //	Lock, Semaphore(n), Event, Barrier(n)        NewLock, NewSemaphore(n), NewEvent, NewBarrier(n)
 //	timeout=...                                  a context.Context with a deadline
+//	os.kill, signal.alarm, signal.pause          package signals: Kill, Alarm, Pause, Table, Lookup
 //
 // # Sharing objects with a child
 //
-// Arguments are copied to the child (encoding/gob rules: exported fields).
-// A *Value, *Array, *Lock, *Semaphore, *Event or *Barrier is not copied:
+// Arguments and results are copied (encoding/gob rules: exported fields;
+// the wire format is the package's own binary codec, with no type
+// information, since both ends are the same binary). A *Value, *Array,
+// *Lock, *Semaphore, *Event, *Barrier, *Conn or *Queue is not copied:
 // passed as the argument itself, or as an exported field of it or of a
-// Runner at any depth of plain structs, it arrives in the child as the same
-// shared object. Shared memory lives in memfd segments, never in /dev/shm,
+// Runner at any depth of plain structs — to a Process, a Call or a pool
+// task alike — it arrives in the child as the same shared object (its
+// file descriptor travels with SCM_RIGHTS). Python cannot pass a Queue to
+// a pool task; this package can. Shared memory lives in memfd segments, never in /dev/shm,
 // so a crash leaks nothing: the kernel frees a segment when the last
 // process holding it is gone.
 //
@@ -65,4 +79,21 @@
 // children and waits for its other children, as in Python. Locks record
 // their holder's pid: a holder that dies while holding one does not
 // deadlock the others.
+//
+// # Pool
+//
+// A Pool's workers are long-lived processes that run any registered
+// function. The pool knows which task each worker runs: a worker that dies
+// (a segfault, the OOM killer, os.Exit) fails exactly its own task with
+// ErrWorkerDied and is replaced; a task past TaskTimeout is stopped by
+// killing its worker; a cancelled context stops the work nobody waits for.
+// Nothing hangs, which is where Python's pool most often fails its users.
+//
+// # Errors
+//
+// Errors start with "multiproc:". Sentinels (ErrFull, ErrEmpty, ErrClosed,
+// ErrPoolClosed, ErrWorkerDied, ErrNoMain, ...) match with errors.Is; a
+// failed child is an *ExitError, a function's own error a *RemoteError
+// (errors.As). Blocking calls take a context.Context; their non-blocking
+// twins are named Try....
 package multiproc

@@ -98,3 +98,93 @@ func ExampleArrayOf() {
 	fmt.Println(a.Len(), a.Load(0), s)
 	// Output: 3 11 [11 2 3]
 }
+
+var shout = multiproc.Register("example.shout", func(ctx context.Context, c *multiproc.Conn) (int, error) {
+	b, err := c.RecvBytes()
+	if err != nil {
+		return 0, err
+	}
+	return 0, c.SendBytes(append(b, '!'))
+})
+
+// A duplex Pipe between the parent and a child.
+func ExamplePipe() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	mine, theirs, err := multiproc.Pipe(true)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	p := shout.Process(theirs)
+	p.Start()
+	theirs.Close() // the child holds its own copy
+	mine.SendBytes([]byte("hello"))
+	b, _ := mine.RecvBytes()
+	fmt.Println(string(b), p.Join(ctx))
+	// Output: hello! <nil>
+}
+
+var enqueue = multiproc.Register("example.enqueue", func(ctx context.Context, q *multiproc.Queue[string]) (int, error) {
+	for _, s := range []string{"a", "b", "c"} {
+		if err := q.Put(ctx, s); err != nil {
+			return 0, err
+		}
+	}
+	return 3, nil
+})
+
+// A Queue filled by a child and drained by the parent.
+func ExampleNewQueue() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	q, err := multiproc.NewQueue[string](10)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	if _, err := enqueue.Call(ctx, q); err != nil {
+		fmt.Println(err)
+		return
+	}
+	for !q.Empty() {
+		s, _ := q.Get(ctx)
+		fmt.Print(s, " ")
+	}
+	fmt.Println(q.Len())
+	// Output: a b c 0
+}
+
+// A Pool runs registered functions in long-lived worker processes.
+func ExampleNewPool() {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	pool, err := multiproc.NewPool(multiproc.PoolOptions{Processes: 2})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	squares, err := square.Map(ctx, pool, []int{1, 2, 3, 4})
+	fmt.Println(squares, err)
+	r := square.ApplyAsync(pool, 12)
+	fmt.Println(r.Get(ctx))
+	pool.Close()
+	fmt.Println(pool.Join(ctx))
+	// Output:
+	// [1 4 9 16] <nil>
+	// 144 <nil>
+	// <nil>
+}
+
+// A Semaphore bounds how many holders, in any process, are inside at once.
+func ExampleNewSemaphore() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sem, _ := multiproc.NewSemaphore(1)
+	fmt.Println(sem.Acquire(ctx), sem.TryAcquire())
+	sem.Release()
+	fmt.Println(sem.TryAcquire())
+	// Output:
+	// <nil> false
+	// true
+}
