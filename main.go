@@ -236,9 +236,9 @@ func parseResults(b []byte) ([]itemResult, error) {
 
 // child is the state of this process when it is a child.
 var child struct {
-	// tally counts the tasks a pool worker has taken off its control
-	// socket, in memory its pool also maps: if the worker dies, the pool
-	// knows whether it ever saw the task it was last sent.
+	// tally counts the tasks a pool worker has started (its setup task
+	// included), in memory its pool also maps: if the worker dies, the pool
+	// knows whether it ever started the task it was last sent.
 	tally atomic.Pointer[uint32]
 
 	mu      sync.Mutex
@@ -253,7 +253,7 @@ var child struct {
 func childMain(name string) int {
 	ppid := os.Getppid()
 	syscall.CloseOnExec(spawn.CtlFd)
-	ctl, err := spawn.NewCtl(os.NewFile(spawn.CtlFd, "multiproc-ctl"))
+	ctl, err := spawn.NewCtl(spawn.CtlFd)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "multiproc: child %s: %v\n", name, err)
 		return 1
@@ -323,9 +323,6 @@ func readControl(ctl *spawn.Ctl, tasks chan<- *task, exit chan struct{}) {
 		}
 		switch typ {
 		case spawn.MsgTask:
-			if w := child.tally.Load(); w != nil {
-				atomic.AddUint32(w, 1)
-			}
 			t, err := parseTask(payload, fds)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "multiproc: child: %v\n", err)

@@ -45,29 +45,30 @@ type PoolOptions struct {
 // and replaced when they die, reach MaxTasksPerChild, or overrun
 // TaskTimeout. The parent knows which task each worker runs, so a worker
 // that dies fails exactly its own task, with an error matching
-// ErrWorkerDied, and nothing ever hangs.
+// ErrWorkerDied, and nothing ever hangs; a task sent to a worker that died
+// before taking it up waits for the replacement instead.
 //
 // Lifecycle: Close refuses new work and lets queued work finish; Join,
 // after Close, waits for the workers to exit; Terminate kills the workers
 // at once and fails every pending task. A Pool's methods are safe for
 // concurrent use. Workers are daemons in a process group of their own:
 // they die with the parent, and the terminal's Ctrl-C reaches only the
-// parent, which decides (a cancelled context stops the work).
+// parent, which decides (a cancelled context stops the work). A Pool that
+// is never closed keeps its workers until the program exits.
 type Pool struct {
 	opts PoolOptions
 	n    int
 	init *task // the workers' setup task
 
-	mu      sync.Mutex
-	pending []*poolTask
-	closed  bool
-	broken  error // an Initializer failed in a replacement worker
-
-	wake    chan struct{} // poked when pending grows
-	closing chan struct{} // closed by Close or Terminate
-	term    chan struct{} // closed by Terminate
-	exited  chan struct{} // closed when every slot has returned
-	slots   sync.WaitGroup
+	mu         sync.Mutex
+	pending    []*poolTask // queued, oldest first
+	idle       []*worker
+	workers    map[*worker]struct{} // alive, busy or idle
+	live       int                  // workers alive or being started
+	closed     bool
+	terminated bool
+	broken     error         // an Initializer failed in a replacement worker
+	exited     chan struct{} // closed when no worker is left after Close
 
 	workerSeq atomic.Int64
 }
@@ -78,6 +79,7 @@ type poolTask struct {
 	ctx     context.Context
 	t       *task
 	deliver func(rs []itemResult, err error) // called exactly once
+	msg     []byte                           // t encoded, once
 }
 
 // NewPool starts opts.Processes workers and returns once each has started
@@ -94,14 +96,7 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 	if opts.MaxTasksPerChild < 0 || opts.TaskTimeout < 0 {
 		return nil, errors.New("multiproc: PoolOptions.MaxTasksPerChild and TaskTimeout must not be negative")
 	}
-	p := &Pool{
-		opts:    opts,
-		n:       n,
-		wake:    make(chan struct{}, 1),
-		closing: make(chan struct{}),
-		term:    make(chan struct{}),
-		exited:  make(chan struct{}),
-	}
+	p := &Pool{opts: opts, n: n, workers: map[*worker]struct{}{}, exited: make(chan struct{})}
 	p.init = &task{kind: kindWorker, daemon: true, name: "PoolWorker"}
 	if opts.Initializer != nil {
 		proc := NewProcess(opts.Initializer)
@@ -112,44 +107,65 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 		p.init.fn = proc.fn
 		p.init.items = []taskItem{{entries, arg}}
 	}
-	// Start every worker at once; each slot then owns its worker.
-	workers := make([]*worker, n)
+	// Start every worker at once.
+	ws := make([]*worker, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			workers[i], errs[i] = p.startWorker()
+			ws[i], errs[i] = p.startWorker()
 		}()
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		for _, w := range workers {
+		for _, w := range ws {
 			if w != nil {
 				w.kill()
+				w.c.reap()
 			}
 		}
 		return nil, err
 	}
-	for _, w := range workers {
-		p.slots.Add(1)
-		go p.slot(w)
+	p.mu.Lock()
+	p.live = n
+	for _, w := range ws {
+		p.workers[w] = struct{}{}
+		p.idle = append(p.idle, w)
 	}
-	go func() { p.slots.Wait(); close(p.exited) }()
+	p.mu.Unlock()
+	for _, w := range ws {
+		go p.serve(w)
+	}
 	return p, nil
 }
 
-// worker is one worker process, as a slot sees it.
+// worker is one worker process. Its fields after c are guarded by Pool.mu,
+// except sent, which only the goroutine dispatching to it touches.
 type worker struct {
-	c       *childProc
-	name    string
-	tally   *shm.Segment      // word 0: tasks the worker has taken off its socket
-	sent    uint32            // tasks sent to it
-	results chan []itemResult // results, one message per task
-	done    chan struct{}     // closed once reaped
-	code    int
-	tasks   int
+	c     *childProc
+	name  string
+	tally *shm.Segment // word 0: tasks the worker has started
+	sent  atomic.Uint32 // tasks assigned to it
+
+	// Sends go out in the order tasks were assigned (the worker answers
+	// in the order it receives), whichever goroutines dispatch them.
+	sendMu   sync.Mutex
+	sendCond sync.Cond
+	sendNext uint32
+
+	// inflight are the tasks sent to it, oldest (the one it runs) first:
+	// more than one only for tasks nobody can cancel (ApplyAsync), which
+	// wait in the worker's socket so that it never idles between them.
+	inflight []*poolTask
+	tickets  []uint32 // the send order of each inflight task
+	tasks    int
+	killFor  *poolTask // the task it was killed for, and why
+	killWhy  error
+	exiting  bool // sent MsgExit, or killed: takes no more tasks
+	stopWait func() bool
+	timer    *time.Timer
 }
 
 // startWorker spawns a worker and waits for its Initializer's outcome.
@@ -167,259 +183,368 @@ func (p *Pool) startWorker() (*worker, error) {
 		tally.Close()
 		return nil, err
 	}
-	w := &worker{c: c, name: name, tally: tally, results: make(chan []itemResult, 1), done: make(chan struct{})}
-	go w.read()
+	w := &worker{c: c, name: name, tally: tally}
+	w.sendCond.L = &w.sendMu
 	runtime.AddCleanup(w, func(s *shm.Segment) { s.Close() }, tally)
-	go func() { w.code = c.reap(); close(w.done) }()
-	select {
-	case rs, ok := <-w.results:
-		if ok && len(rs) == 1 && rs[0].status == resultOK {
-			return w, nil
-		}
-		w.kill()
-		if ok && len(rs) == 1 {
-			return nil, fmt.Errorf("multiproc: pool Initializer failed in %s: %w", name, &RemoteError{Text: string(rs[0].data), Panic: rs[0].status == resultPanic})
-		}
-		return nil, fmt.Errorf("multiproc: pool worker %s died while starting: %w", name, w.exitError())
-	case <-w.done:
-		return nil, fmt.Errorf("multiproc: pool worker %s died while starting: %w", name, w.exitError())
+	rs, err := w.recv()
+	if err == nil && len(rs) == 1 && rs[0].status == resultOK {
+		return w, nil
 	}
+	w.kill()
+	code := c.reap()
+	if err == nil && len(rs) == 1 {
+		return nil, fmt.Errorf("multiproc: pool Initializer failed in %s: %w", name, &RemoteError{Text: string(rs[0].data), Panic: rs[0].status == resultPanic})
+	}
+	return nil, fmt.Errorf("multiproc: pool worker %s died while starting: %w", name, &ExitError{Name: name, Pid: c.pid, ExitCode: code})
 }
 
-// read forwards the worker's result messages until its control channel ends.
-func (w *worker) read() {
-	defer close(w.results)
+// recv reads the worker's next result message.
+func (w *worker) recv() ([]itemResult, error) {
 	for {
 		typ, payload, fds, err := w.c.ctl.Recv()
 		unixCloseAll(fds)
 		if err != nil {
-			return
+			return nil, err
 		}
-		if typ != spawn.MsgResult {
-			continue
+		if typ == spawn.MsgResult {
+			return parseResults(payload)
 		}
-		rs, err := parseResults(payload)
-		if err != nil {
-			w.kill()
-			return
-		}
-		w.results <- rs
 	}
 }
 
 func (w *worker) kill() { w.c.cmd.Process.Kill() }
 
-// sawLast reports whether the worker took the last task sent to it off
-// its socket (its tally counts the setup task too).
-func (w *worker) sawLast() bool {
-	return atomic.LoadUint32(futex.Word(w.tally.Bytes(), 0)) >= w.sent
+// started reports how many tasks the worker has started.
+func (w *worker) started() uint32 {
+	return atomic.LoadUint32(futex.Word(w.tally.Bytes(), 0))
 }
 
-// exitError waits for the worker to be reaped and describes how it ended.
-func (w *worker) exitError() error {
-	<-w.done
-	return &ExitError{Name: w.name, Pid: w.c.pid, ExitCode: w.code}
+// prefetch is how many tasks a worker may hold at once when none of them
+// can be cancelled.
+const prefetch = 4
+
+// canQueue reports whether pt may be sent to w now: w is idle, or both
+// w's tasks and pt are of the kind nobody cancels.
+func canQueue(w *worker, pt *poolTask) bool {
+	if len(w.inflight) == 0 {
+		return true
+	}
+	if len(w.inflight) >= prefetch || pt.ctx.Done() != nil {
+		return false
+	}
+	for _, q := range w.inflight {
+		if q.ctx.Done() != nil {
+			return false
+		}
+	}
+	return true
 }
 
-// stop asks an idle worker to exit, and kills it if it does not soon.
-func (w *worker) stop() {
-	w.c.ctl.Send(spawn.MsgExit, nil, nil)
-	select {
-	case <-w.done:
-	case <-time.After(2 * time.Second):
+// assignLocked adds pt to w's tasks, counted as sent; the caller holds
+// p.mu and then calls dispatch.
+func (p *Pool) assignLocked(w *worker, pt *poolTask) {
+	w.inflight = append(w.inflight, pt)
+	w.tickets = append(w.tickets, w.sent.Add(1)-1)
+	if len(w.inflight) == 1 {
+		p.watchHeadLocked(w)
+	}
+}
+
+// watchHeadLocked arms the timeout and the context watch of the task w
+// runs now (its first), which may be killed for either.
+func (p *Pool) watchHeadLocked(w *worker) {
+	if len(w.inflight) == 0 {
+		return
+	}
+	pt := w.inflight[0]
+	if d := p.opts.TaskTimeout; d > 0 {
+		w.timer = time.AfterFunc(d, func() {
+			p.killWorker(w, pt, fmt.Errorf("multiproc: task %s ran past TaskTimeout %v; its worker %s (pid %d) was killed: %w",
+				pt.t.fn, d, w.name, w.c.pid, context.DeadlineExceeded))
+		})
+	}
+	if pt.ctx.Done() != nil {
+		// Nobody waits for the result any more: stop the work rather than
+		// let it clog the pool.
+		w.stopWait = context.AfterFunc(pt.ctx, func() { p.killWorker(w, pt, pt.ctx.Err()) })
+	}
+}
+
+// dispatch sends w its task pt. It runs on whichever goroutine freed the
+// worker or brought the task: no hand-off to a scheduler goroutine.
+func (p *Pool) dispatch(w *worker, pt *poolTask) {
+	p.mu.Lock()
+	ticket := uint32(0)
+	for i, q := range w.inflight {
+		if q == pt {
+			ticket = w.tickets[i]
+		}
+	}
+	p.mu.Unlock()
+	if pt.msg == nil {
+		pt.msg = pt.t.append(nil)
+	}
+	w.sendMu.Lock()
+	for w.sendNext != ticket {
+		w.sendCond.Wait()
+	}
+	err := w.c.ctl.Send(spawn.MsgTask, pt.msg, pt.t.fds())
+	w.sendNext++
+	w.sendCond.Broadcast()
+	w.sendMu.Unlock()
+	if err != nil && !errors.Is(err, syscall.EPIPE) && !errors.Is(err, syscall.ECONNRESET) {
+		// Refused before anything was written (too many descriptors): the
+		// worker never sees it. Nothing after it may be in flight to it
+		// either, so retire the worker; the task fails.
+		p.mu.Lock()
+		w.exiting = true
+		p.mu.Unlock()
 		w.kill()
-		<-w.done
+		p.finishRefused(w, pt, err)
 	}
+	// On EPIPE the worker is gone: serve sees it, and the task, which it
+	// never started, goes back to the queue.
 }
 
-// slot runs one worker at a time: it takes tasks from the queue, and
-// replaces its worker whenever the worker dies, overruns a task, reaches
-// MaxTasksPerChild, or is given up on.
-func (p *Pool) slot(w *worker) {
-	defer p.slots.Done()
-	for {
-		if w == nil {
-			if p.finished() {
-				return
-			}
-			var err error
-			w, err = p.startWorker()
-			if err != nil {
-				p.breakPool(err)
-				return
-			}
-		}
-		pt, ok := p.next(w)
-		if !ok {
-			// Closed and drained, or terminated, or the worker died idle.
-			select {
-			case <-w.done:
-				if !p.finished() {
-					w = nil // died while idle: replace it, silently
-					continue
-				}
-				return
-			default:
-			}
-			select {
-			case <-p.term:
-				w.kill()
-				<-w.done
-			default:
-				w.stop()
-			}
-			return
-		}
-		if !p.run(w, pt) {
-			w.kill()
-			<-w.done
-			w = nil
-			continue
-		}
-		if w.tasks++; p.opts.MaxTasksPerChild > 0 && w.tasks >= p.opts.MaxTasksPerChild {
-			w.stop()
-			w = nil
+// finishRefused fails a task the worker never received.
+func (p *Pool) finishRefused(w *worker, pt *poolTask, err error) {
+	p.mu.Lock()
+	for i, q := range w.inflight {
+		if q == pt {
+			w.inflight = append(w.inflight[:i], w.inflight[i+1:]...)
+			w.tickets = append(w.tickets[:i], w.tickets[i+1:]...)
+			break
 		}
 	}
+	p.mu.Unlock()
+	pt.deliver(nil, err)
 }
 
-// finished reports whether the slots should end: terminated, broken, or
-// closed with nothing left to do.
-func (p *Pool) finished() bool {
+// killWorker kills w for pt's sake, if w still runs pt.
+func (p *Pool) killWorker(w *worker, pt *poolTask, why error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	select {
-	case <-p.term:
-		return true
-	default:
+	if len(w.inflight) == 0 || w.inflight[0] != pt || w.killFor != nil {
+		return
 	}
-	return p.broken != nil || (p.closed && len(p.pending) == 0)
+	w.killFor, w.killWhy, w.exiting = pt, why, true
+	w.kill()
 }
 
-// next waits for a task for w. It returns false when the pool is done or
-// terminated, or when w died while idle.
-func (p *Pool) next(w *worker) (*poolTask, bool) {
+func (w *worker) disarm() {
+	if w.timer != nil {
+		w.timer.Stop()
+		w.timer = nil
+	}
+	if w.stopWait != nil {
+		w.stopWait()
+		w.stopWait = nil
+	}
+}
+
+// serve reads w's results until it exits, delivering each and giving the
+// worker its next task; then it accounts for the worker's end.
+func (p *Pool) serve(w *worker) {
 	for {
+		rs, err := w.recv()
+		if err != nil {
+			break
+		}
 		p.mu.Lock()
-		for len(p.pending) > 0 {
-			pt := p.pending[0]
+		var pt *poolTask
+		if len(w.inflight) > 0 {
+			pt = w.inflight[0]
+		}
+		p.mu.Unlock()
+		if pt == nil || len(rs) != len(pt.t.items) {
+			w.kill() // out of step: replace it
+			break
+		}
+		p.finish(w, pt, rs, nil)
+	}
+	p.gone(w, w.c.reap())
+}
+
+// finish delivers the outcome of pt, w's first task, and gives w more
+// work, or lets it go idle or retire.
+func (p *Pool) finish(w *worker, pt *poolTask, rs []itemResult, err error) {
+	p.mu.Lock()
+	w.disarm()
+	if len(w.inflight) > 0 && w.inflight[0] == pt {
+		w.inflight[0] = nil
+		w.inflight = w.inflight[1:]
+		w.tickets = w.tickets[1:]
+	}
+	if err == nil {
+		w.tasks++
+	}
+	if max := p.opts.MaxTasksPerChild; max > 0 && w.tasks+len(w.inflight) >= max {
+		w.exiting = true
+	}
+	var sends, skipped []*poolTask
+	if !w.exiting {
+		sends, skipped = p.fillLocked(w)
+		if len(w.inflight) == 0 {
+			if p.closed {
+				w.exiting = true
+			} else {
+				p.idle = append(p.idle, w)
+			}
+		}
+	}
+	// A retiring worker exits once its last task is answered (one that
+	// was killed is dying anyway).
+	exit := w.exiting && len(w.inflight) == 0 && w.killFor == nil
+	p.watchHeadLocked(w)
+	p.mu.Unlock()
+	pt.deliver(rs, err)
+	failSkipped(skipped)
+	if exit {
+		w.c.ctl.Send(spawn.MsgExit, nil, nil)
+	}
+	for _, next := range sends {
+		p.dispatch(w, next)
+	}
+}
+
+// fillLocked gives w queued tasks, as many as it may hold, and returns
+// them for dispatch (and the abandoned ones it skipped).
+func (p *Pool) fillLocked(w *worker) (sends, skipped []*poolTask) {
+	for len(p.pending) > 0 {
+		pt := p.pending[0]
+		if pt.ctx.Err() != nil {
 			p.pending[0] = nil
 			p.pending = p.pending[1:]
-			if err := pt.ctx.Err(); err != nil {
-				// Nobody waits for it any more: skip it.
-				p.mu.Unlock()
-				pt.deliver(nil, err)
-				p.mu.Lock()
-				continue
-			}
-			more := len(p.pending) > 0
-			p.mu.Unlock()
-			if more {
-				p.poke()
-			}
-			return pt, true
+			skipped = append(skipped, pt)
+			continue
 		}
-		done := p.closed || p.broken != nil
-		p.mu.Unlock()
-		if done {
-			p.poke() // let the other slots see it too
-			return nil, false
+		if !canQueue(w, pt) {
+			break
 		}
-		select {
-		case <-p.wake:
-		case <-p.closing:
-		case <-w.done:
-			return nil, false
+		if max := p.opts.MaxTasksPerChild; max > 0 && w.tasks+len(w.inflight) >= max {
+			break
 		}
+		p.pending[0] = nil
+		p.pending = p.pending[1:]
+		p.assignLocked(w, pt)
+		sends = append(sends, pt)
 	}
+	return sends, skipped
 }
 
-func (p *Pool) poke() {
-	select {
-	case p.wake <- struct{}{}:
-	default:
-	}
-}
-
-// run sends pt to w and delivers its outcome. It returns false if w must
-// be replaced: it died, overran TaskTimeout, or was abandoned mid-task.
-func (p *Pool) run(w *worker, pt *poolTask) bool {
-	if w.c.exited() {
-		// It died while idle and its slot has not heard yet: the task
-		// waits for the replacement.
-		p.requeue(pt)
-		return false
-	}
-	w.sent++
-	if err := w.c.ctl.Send(spawn.MsgTask, pt.t.append(nil), pt.t.fds()); err != nil {
-		if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
-			// The worker is gone (or going) before it could take the task.
-			p.requeue(pt)
-			return false
-		}
-		// Refused before anything was written (too many descriptors).
-		w.sent--
-		pt.deliver(nil, err)
-		return true
-	}
-	var timeout <-chan time.Time
-	if d := p.opts.TaskTimeout; d > 0 {
-		timer := time.NewTimer(d)
-		defer timer.Stop()
-		timeout = timer.C
-	}
-	select {
-	case rs, ok := <-w.results:
-		if ok {
-			if len(rs) != len(pt.t.items) {
-				pt.deliver(nil, fmt.Errorf("multiproc: %s answered %d results for %d items", w.name, len(rs), len(pt.t.items)))
-				return false
-			}
-			pt.deliver(rs, nil)
-			return true
-		}
-		// The control socket closed: the worker is dying.
-		<-w.done
-		if !w.sawLast() {
-			p.requeue(pt)
-			return false
-		}
-		pt.deliver(nil, fmt.Errorf("%w: %w (running %s)", ErrWorkerDied, w.exitError(), pt.t.fn))
-		return false
-	case <-w.done:
-		// A result may have come in just before the death.
-		select {
-		case rs, ok := <-w.results:
-			if ok && len(rs) == len(pt.t.items) {
-				pt.deliver(rs, nil)
-				return false
-			}
-		default:
-		}
-		if !w.sawLast() {
-			// It died before it took the task off its socket: the task
-			// never started, and waits for the replacement.
-			p.requeue(pt)
-			return false
-		}
-		pt.deliver(nil, fmt.Errorf("%w: %w (running %s)", ErrWorkerDied, w.exitError(), pt.t.fn))
-		return false
-	case <-timeout:
-		pt.deliver(nil, fmt.Errorf("multiproc: task %s ran past TaskTimeout %v; its worker %s (pid %d) was killed: %w",
-			pt.t.fn, p.opts.TaskTimeout, w.name, w.c.pid, context.DeadlineExceeded))
-		return false
-	case <-pt.ctx.Done():
-		// Nobody waits for the result: stop the work rather than let it
-		// clog the pool.
+func failSkipped(skipped []*poolTask) {
+	for _, pt := range skipped {
 		pt.deliver(nil, pt.ctx.Err())
-		return false
-	case <-p.term:
-		pt.deliver(nil, fmt.Errorf("%w: terminated while %s ran", ErrPoolClosed, pt.t.fn))
-		return false
 	}
 }
 
-// submit queues a task, or fails it at once if the pool takes no work.
+// gone accounts for a worker that has exited: its task, if any, fails or
+// goes back to the queue, and a replacement starts if there is work left
+// to do.
+func (p *Pool) gone(w *worker, code int) {
+	exitErr := &ExitError{Name: w.name, Pid: w.c.pid, ExitCode: code}
+	p.mu.Lock()
+	w.disarm()
+	delete(p.workers, w)
+	if i := slicesIndex(p.idle, w); i >= 0 {
+		p.idle = append(p.idle[:i], p.idle[i+1:]...)
+	}
+	// The worker ran its tasks in order: answered ones are gone from
+	// inflight; of the rest, the first it started (if any) died with it,
+	// and those it never started go back to the head of the queue.
+	started := w.started()
+	var failed []*poolTask
+	var fails []error
+	var requeue []*poolTask
+	for i, pt := range w.inflight {
+		switch {
+		case w.killFor == pt:
+			failed, fails = append(failed, pt), append(fails, w.killWhy)
+		case p.terminated:
+			failed, fails = append(failed, pt), append(fails, fmt.Errorf("%w: terminated while %s ran", ErrPoolClosed, pt.t.fn))
+		case w.tickets[i] >= started:
+			requeue = append(requeue, pt)
+		default:
+			failed, fails = append(failed, pt), append(fails, fmt.Errorf("%w: %w (running %s)", ErrWorkerDied, exitErr, pt.t.fn))
+		}
+	}
+	w.inflight, w.tickets = nil, nil
+	p.pending = append(requeue, p.pending...)
+	p.live--
+	replace := !p.terminated && p.broken == nil && (!p.closed || len(p.pending) > 0)
+	if replace {
+		p.live++
+	}
+	p.checkExitedLocked()
+	p.mu.Unlock()
+	for i, pt := range failed {
+		pt.deliver(nil, fails[i])
+	}
+	if replace {
+		go p.replace()
+	}
+}
+
+// replace starts a worker in place of one that is gone.
+func (p *Pool) replace() {
+	w, err := p.startWorker()
+	if err != nil {
+		p.breakPool(err)
+		return
+	}
+	p.mu.Lock()
+	if p.terminated || p.broken != nil {
+		p.live--
+		p.mu.Unlock()
+		w.kill()
+		w.c.reap()
+		p.mu.Lock()
+		p.checkExitedLocked()
+		p.mu.Unlock()
+		return
+	}
+	p.workers[w] = struct{}{}
+	sends, skipped := p.fillLocked(w)
+	exit := false
+	if len(sends) == 0 {
+		if p.closed {
+			w.exiting, exit = true, true
+		} else {
+			p.idle = append(p.idle, w)
+		}
+	}
+	p.mu.Unlock()
+	failSkipped(skipped)
+	go p.serve(w)
+	if exit {
+		w.c.ctl.Send(spawn.MsgExit, nil, nil)
+	}
+	for _, next := range sends {
+		p.dispatch(w, next)
+	}
+}
+
+func (p *Pool) checkExitedLocked() {
+	if p.live == 0 && (p.closed || p.broken != nil) {
+		select {
+		case <-p.exited:
+		default:
+			close(p.exited)
+		}
+	}
+}
+
+func slicesIndex(ws []*worker, w *worker) int {
+	for i, x := range ws {
+		if x == w {
+			return i
+		}
+	}
+	return -1
+}
+
+// submit gives a task to an idle worker at once, or queues it; it fails
+// the task at once if the pool takes no work.
 func (p *Pool) submit(pt *poolTask) {
 	p.mu.Lock()
 	if p.broken != nil {
@@ -433,35 +558,33 @@ func (p *Pool) submit(pt *poolTask) {
 		pt.deliver(nil, ErrPoolClosed)
 		return
 	}
+	if len(p.pending) == 0 {
+		if n := len(p.idle); n > 0 {
+			w := p.idle[n-1]
+			p.idle = p.idle[:n-1]
+			p.assignLocked(w, pt)
+			p.mu.Unlock()
+			p.dispatch(w, pt)
+			return
+		}
+		// A busy worker may take it in advance if nothing in it can be
+		// cancelled: the one holding the fewest.
+		var best *worker
+		for w := range p.workers {
+			if !w.exiting && canQueue(w, pt) && (best == nil || len(w.inflight) < len(best.inflight)) &&
+				(p.opts.MaxTasksPerChild == 0 || w.tasks+len(w.inflight) < p.opts.MaxTasksPerChild) {
+				best = w
+			}
+		}
+		if best != nil {
+			p.assignLocked(best, pt)
+			p.mu.Unlock()
+			p.dispatch(best, pt)
+			return
+		}
+	}
 	p.pending = append(p.pending, pt)
 	p.mu.Unlock()
-	p.poke()
-}
-
-// requeue puts a task that no worker has seen back at the head of the queue.
-func (p *Pool) requeue(pt *poolTask) {
-	p.mu.Lock()
-	if p.broken != nil || p.isTerminated() {
-		err := p.broken
-		p.mu.Unlock()
-		if err == nil {
-			err = fmt.Errorf("%w: terminated", ErrPoolClosed)
-		}
-		pt.deliver(nil, err)
-		return
-	}
-	p.pending = append([]*poolTask{pt}, p.pending...)
-	p.mu.Unlock()
-	p.poke()
-}
-
-func (p *Pool) isTerminated() bool {
-	select {
-	case <-p.term:
-		return true
-	default:
-		return false
-	}
 }
 
 // breakPool records a failed replacement worker: every pending and later
@@ -474,11 +597,21 @@ func (p *Pool) breakPool(err error) {
 	pending := p.pending
 	p.pending = nil
 	broken := p.broken
+	p.live--
+	// Idle workers have nothing left to do.
+	idle := p.idle
+	p.idle = nil
+	for _, w := range idle {
+		w.exiting = true
+	}
+	p.checkExitedLocked()
 	p.mu.Unlock()
 	for _, pt := range pending {
 		pt.deliver(nil, broken)
 	}
-	p.poke()
+	for _, w := range idle {
+		w.c.ctl.Send(spawn.MsgExit, nil, nil)
+	}
 }
 
 // Close stops the pool taking new tasks (their calls fail with
@@ -486,12 +619,17 @@ func (p *Pool) breakPool(err error) {
 // it again does nothing.
 func (p *Pool) Close() error {
 	p.mu.Lock()
-	if !p.closed {
-		p.closed = true
-		close(p.closing)
+	p.closed = true
+	idle := p.idle
+	p.idle = nil
+	for _, w := range idle {
+		w.exiting = true
 	}
+	p.checkExitedLocked()
 	p.mu.Unlock()
-	p.poke()
+	for _, w := range idle {
+		w.c.ctl.Send(spawn.MsgExit, nil, nil)
+	}
 	return nil
 }
 
@@ -517,23 +655,19 @@ func (p *Pool) Join(ctx context.Context) error {
 // workers are reaped.
 func (p *Pool) Terminate() error {
 	p.mu.Lock()
-	first := !p.closed
-	p.closed = true
-	select {
-	case <-p.term:
-	default:
-		close(p.term)
-	}
-	if first {
-		close(p.closing)
-	}
+	p.closed, p.terminated = true, true
 	pending := p.pending
 	p.pending = nil
+	p.idle = nil
+	for w := range p.workers {
+		w.exiting = true
+		w.kill()
+	}
+	p.checkExitedLocked()
 	p.mu.Unlock()
 	for _, pt := range pending {
 		pt.deliver(nil, fmt.Errorf("%w: terminated", ErrPoolClosed))
 	}
-	p.poke()
 	<-p.exited
 	return nil
 }
@@ -552,6 +686,9 @@ func workerMain(ctl *spawn.Ctl, setup *task, tasks <-chan *task, exit <-chan str
 	for {
 		select {
 		case t := <-tasks:
+			if w := child.tally.Load(); w != nil {
+				atomic.AddUint32(w, 1) // started: the pool may no longer rerun it
+			}
 			rs := runTask(t)
 			buf = appendResults(buf[:0], rs)
 			if err := ctl.Send(spawn.MsgResult, buf, nil); err != nil {
@@ -621,6 +758,9 @@ func (f *Func[A, R]) newTask(args []A) (*task, error) {
 			return nil, err
 		}
 		t.items[i] = taskItem{entries, arg}
+	}
+	if n := len(t.fds()); n > spawn.MaxFds {
+		return nil, fmt.Errorf("multiproc: a task carries %d shared objects' descriptors, at most %d", n, spawn.MaxFds)
 	}
 	return t, nil
 }

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -17,7 +17,8 @@ import (
 // typed messages, each with optional file descriptors (SCM_RIGHTS). Sends
 // are serialised; one goroutine at a time may Recv.
 type Ctl struct {
-	conn *net.UnixConn
+	f  *os.File // non-blocking: Go's poller waits for it
+	rc syscall.RawConn
 
 	wmu sync.Mutex
 	hdr []byte
@@ -36,9 +37,9 @@ type Ctl struct {
 // treated as a corrupt stream rather than allocated.
 const MaxMessage = 1 << 36
 
-// maxFds is the most descriptors one message may carry (the kernel's
+// MaxFds is the most descriptors one message may carry (the kernel's
 // SCM_MAX_FD is 253).
-const maxFds = 250
+const MaxFds = 250
 
 // ErrCorrupt reports a control stream that broke its framing.
 var ErrCorrupt = errors.New("multiproc: corrupt control stream")
@@ -46,19 +47,23 @@ var ErrCorrupt = errors.New("multiproc: corrupt control stream")
 // hdrLen is a message header: magic u32, type, fd count, payload length u64.
 const hdrLen = 4 + 1 + 1 + 8
 
-// NewCtl wraps a connected AF_UNIX stream socket; the Ctl owns f.
-func NewCtl(f *os.File) (*Ctl, error) {
-	c, err := net.FileConn(f)
-	f.Close() // FileConn dup'ed it
-	if err != nil {
+// NewCtl wraps fd, a connected AF_UNIX stream socket, which the Ctl then
+// owns. It works on the socket through os.File and raw sendmsg/recvmsg,
+// not the net package, which would make every program that uses multiproc
+// link the C runtime and start slower.
+func NewCtl(fd int) (*Ctl, error) {
+	// Non-blocking before os.NewFile, so that Go's poller waits for it.
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
 		return nil, fmt.Errorf("multiproc: control socket: %w", err)
 	}
-	uc, ok := c.(*net.UnixConn)
-	if !ok {
-		c.Close()
-		return nil, errors.New("multiproc: control socket is not a unix socket")
+	f := os.NewFile(uintptr(fd), "multiproc-ctl")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("multiproc: control socket: %w", err)
 	}
-	return &Ctl{conn: uc, rbuf: make([]byte, 64<<10), oob: make([]byte, unix.CmsgSpace(4*maxFds))}, nil
+	return &Ctl{f: f, rc: rc, rbuf: make([]byte, 64<<10), oob: make([]byte, unix.CmsgSpace(4*MaxFds))}, nil
 }
 
 // Pair makes a connected socketpair: the first end wrapped as a Ctl for
@@ -69,7 +74,7 @@ func Pair() (*Ctl, *os.File, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("multiproc: socketpair: %w", err)
 	}
-	ctl, err := NewCtl(os.NewFile(uintptr(fds[0]), "multiproc-ctl"))
+	ctl, err := NewCtl(fds[0])
 	if err != nil {
 		unix.Close(fds[1])
 		return nil, nil, err
@@ -80,8 +85,8 @@ func Pair() (*Ctl, *os.File, error) {
 // Send writes one message of type typ with payload and fds. The fds stay
 // open in this process (the receiver gets its own copies).
 func (c *Ctl) Send(typ byte, payload []byte, fds []int) error {
-	if len(fds) > maxFds {
-		return fmt.Errorf("multiproc: %d descriptors in one message, at most %d", len(fds), maxFds)
+	if len(fds) > MaxFds {
+		return fmt.Errorf("multiproc: %d descriptors in one message, at most %d", len(fds), MaxFds)
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
@@ -101,12 +106,20 @@ func (c *Ctl) Send(typ byte, payload []byte, fds []int) error {
 	if len(fds) > 0 {
 		oob = unix.UnixRights(fds...)
 	}
-	n, _, err := c.conn.WriteMsgUnix(first, oob, nil)
+	var n int
+	var serr error
+	err := c.rc.Write(func(fd uintptr) bool {
+		n, serr = unix.SendmsgN(int(fd), first, oob, nil, unix.MSG_NOSIGNAL)
+		return serr != unix.EAGAIN
+	})
+	if err == nil {
+		err = serr
+	}
 	if err == nil && n < len(first) {
-		_, err = c.conn.Write(first[n:])
+		_, err = c.f.Write(first[n:])
 	}
 	if err == nil && len(rest) > 0 {
-		_, err = c.conn.Write(rest)
+		_, err = c.f.Write(rest)
 	}
 	return err
 }
@@ -171,8 +184,16 @@ func (c *Ctl) fill(n int) error {
 }
 
 func (c *Ctl) read(b []byte) (int, error) {
-	n, oobn, _, _, err := c.conn.ReadMsgUnix(b, c.oob)
-	n, oobn = max(n, 0), max(oobn, 0) // -1 on some errors
+	var n, oobn int
+	var rerr error
+	err := c.rc.Read(func(fd uintptr) bool {
+		n, oobn, _, _, rerr = unix.Recvmsg(int(fd), b, c.oob, unix.MSG_CMSG_CLOEXEC)
+		return rerr != unix.EAGAIN
+	})
+	if err == nil {
+		err = rerr
+	}
+	n, oobn = max(n, 0), max(oobn, 0)
 	if oobn > 0 {
 		msgs, perr := unix.ParseSocketControlMessage(c.oob[:oobn])
 		if perr == nil {
@@ -206,12 +227,9 @@ func (c *Ctl) Close() error {
 	}
 	c.fds = nil
 	c.fdMu.Unlock()
-	return c.conn.Close()
+	return c.f.Close()
 }
 
 // SetReadDeadline makes a blocked or later Recv fail with
 // os.ErrDeadlineExceeded once t has passed; the zero time clears it.
-func (c *Ctl) SetReadDeadline(t time.Time) error { return c.conn.SetReadDeadline(t) }
-
-// CloseWrite shuts down the sending direction: the peer reads EOF.
-func (c *Ctl) CloseWrite() error { return c.conn.CloseWrite() }
+func (c *Ctl) SetReadDeadline(t time.Time) error { return c.f.SetReadDeadline(t) }
