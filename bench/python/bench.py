@@ -1,0 +1,508 @@
+#!/usr/bin/env python3
+"""python3 twin of `multiproc bench`: the same scenarios, with the same
+names, units and sizes, measured with the standard library's
+multiprocessing (the fork context, and spawn for start-cold).
+
+    python3 bench.py [--quick] [--only NAME,NAME] [--plan JSON] [--print-plan]
+
+Prints one JSON document on stdout:
+    {"python": "3.11.7", "results": [{"name", "unit", "higher_is_better",
+     "median", "min", "max", "samples", "n", "batch", "note"}...],
+     "errors": {"name": "text"}}
+and a line "progress NAME REP REPS" on stderr before each repetition
+(rep 0 is the warm-up). Standard library only. Embedded in the Go package
+github.com/multiproc-go/multiproc/bench: keep PLAN in step with its
+scenarios.go.
+"""
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import sys
+import time
+import traceback
+import multiprocessing as mp
+
+# name: (unit, higher_is_better, full (n, batch, reps), quick (n, batch, reps))
+# reps 0: 5 (full) or 3 (quick).
+PLAN = {
+    "start": ("ms", False, (100, 1, 0), (20, 1, 0)),
+    "start-idle": ("ms", False, (30, 1, 0), (10, 1, 0)),
+    "start-cold": ("ms", False, (10, 1, 0), (5, 1, 0)),
+    "pipe-rt-bytes": ("µs", False, (20000, 1, 0), (5000, 1, 0)),
+    "pipe-rt-struct": ("µs", False, (20000, 1, 0), (5000, 1, 0)),
+    "pipe-1mib": ("MB/s", True, (500, 1 << 20, 0), (100, 1 << 20, 0)),
+    "queue-1p1c": ("msgs/s", True, (200000, 1, 0), (50000, 1, 0)),
+    "queue-2p2c": ("msgs/s", True, (200000, 1, 0), (50000, 1, 0)),
+    "value-lock": ("ops/s", True, (1000000, 1, 0), (200000, 1, 0)),
+    "value-add": ("ops/s", True, (1000000, 1, 0), (200000, 1, 0)),
+    "array-fill": ("ms", False, (10, 1 << 20, 0), (3, 1 << 20, 0)),
+    "pool-map": ("tasks/s", True, (3, 200000, 0), (1, 200000, 0)),
+    "pool-apply-async": ("tasks/s", True, (1, 10000, 0), (1, 10000, 0)),
+    "pool-apply": ("µs", False, (2000, 1, 0), (500, 1, 0)),
+    "signal-rt": ("µs", False, (10000, 1, 0), (2000, 1, 0)),
+}
+
+# Scenarios whose batch is the size of one operation, not a count of units.
+PER_OP = {"array-fill"}
+
+NOTES = {
+    "start": "fork context: Process.start() + join() (no result comes back)",
+    "start-idle": "fork context, 10 ms pause between starts (not counted)",
+    "start-cold": "spawn context: a fresh interpreter each time",
+    "value-add": "python has no atomic add: with v.get_lock(): v.value += 1, as value-lock",
+    "array-fill": "Array('d', n, lock=False), the child fills it in a for loop",
+    "signal-rt": "signal handlers woken through signal.set_wakeup_fd",
+}
+
+IDLE_PAUSE = 0.010
+
+FORK = None
+SPAWN = None
+
+
+def nop():
+    pass
+
+
+def incr(x):
+    return x + 1
+
+
+# --- start ---------------------------------------------------------------
+
+def measure_start(n, batch, ctx=None, pause=0.0):
+    ctx = ctx or FORK
+    total = 0.0
+    for _ in range(n):
+        if pause:
+            time.sleep(pause)
+        t0 = time.perf_counter()
+        p = ctx.Process(target=nop)
+        p.start()
+        p.join()
+        total += time.perf_counter() - t0
+        if p.exitcode != 0:
+            raise RuntimeError("child exited with %s" % p.exitcode)
+    return total
+
+
+def measure_start_idle(n, batch):
+    return measure_start(n, batch, pause=IDLE_PAUSE)
+
+
+def measure_start_cold(n, batch):
+    return measure_start(n, batch, ctx=SPAWN)
+
+
+# --- pipe ----------------------------------------------------------------
+
+def echo_bytes(conn, other):
+    other.close()  # the parent's end, inherited by fork: else no EOF
+    try:
+        while True:
+            conn.send_bytes(conn.recv_bytes())
+    except EOFError:
+        pass
+
+
+def echo_obj(conn, other):
+    other.close()
+    try:
+        while True:
+            conn.send(conn.recv())
+    except EOFError:
+        pass
+
+
+def sink(conn, other, n):
+    other.close()
+    conn.send_bytes(b"ready")
+    for _ in range(n):
+        conn.recv_bytes()
+    conn.send_bytes(b"done")
+
+
+def with_child(target, args, body):
+    ours, theirs = FORK.Pipe(duplex=True)
+    p = FORK.Process(target=target, args=(theirs, ours) + args, daemon=True)
+    p.start()
+    theirs.close()
+    try:
+        return body(ours)
+    finally:
+        ours.close()
+        p.join(10)
+        if p.is_alive():
+            p.kill()
+            p.join()
+
+
+def measure_pipe_rt_bytes(n, batch):
+    msg = bytes(64)
+
+    def body(c):
+        c.send_bytes(msg)
+        c.recv_bytes()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            c.send_bytes(msg)
+            if len(c.recv_bytes()) != 64:
+                raise RuntimeError("bad echo")
+        return time.perf_counter() - t0
+
+    return with_child(echo_bytes, (), body)
+
+
+def measure_pipe_rt_struct(n, batch):
+    msg = {"ID": 1, "X": 1.5, "Y": -2.25, "Name": "point"}
+
+    def body(c):
+        c.send(msg)
+        c.recv()
+        t0 = time.perf_counter()
+        for i in range(n):
+            msg["ID"] = i
+            c.send(msg)
+            if c.recv()["ID"] != i:
+                raise RuntimeError("bad echo")
+        return time.perf_counter() - t0
+
+    return with_child(echo_obj, (), body)
+
+
+def measure_pipe_1mib(n, batch):
+    msg = bytes(batch)
+
+    def body(c):
+        c.recv_bytes()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            c.send_bytes(msg)
+        c.recv_bytes()
+        return time.perf_counter() - t0
+
+    return with_child(sink, (n,), body)
+
+
+# --- queue ---------------------------------------------------------------
+
+def producer(q, bar, n, off):
+    bar.wait()
+    for i in range(n):
+        q.put(off + i)
+    bar.wait()
+
+
+def consumer(q, bar, n):
+    bar.wait()
+    for _ in range(n):
+        q.get()
+    bar.wait()
+
+
+def measure_queue(n, k):
+    n = max(k, n // k * k)
+    q = FORK.Queue()
+    bar = FORK.Barrier(2 * k + 1)
+    ps = []
+    for i in range(k):
+        ps.append(FORK.Process(target=producer, args=(q, bar, n // k, i * (n // k)), daemon=True))
+        ps.append(FORK.Process(target=consumer, args=(q, bar, n // k), daemon=True))
+    for p in ps:
+        p.start()
+    try:
+        bar.wait(60)
+        t0 = time.perf_counter()
+        bar.wait(600)
+        d = time.perf_counter() - t0
+    finally:
+        for p in ps:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+                p.join()
+    if not q.empty():
+        raise RuntimeError("messages left in the queue")
+    return d
+
+
+def measure_queue_1p1c(n, batch):
+    return measure_queue(n, 1)
+
+
+def measure_queue_2p2c(n, batch):
+    return measure_queue(n, 2)
+
+
+# --- shared memory -------------------------------------------------------
+
+def counter(v, bar, n):
+    bar.wait()
+    for _ in range(n):
+        with v.get_lock():
+            v.value += 1
+    bar.wait()
+
+
+def measure_counter(n, batch):
+    n = max(2, n // 2 * 2)
+    v = FORK.Value("q", 0)
+    bar = FORK.Barrier(3)
+    ps = [FORK.Process(target=counter, args=(v, bar, n // 2), daemon=True) for _ in range(2)]
+    for p in ps:
+        p.start()
+    try:
+        bar.wait(60)
+        t0 = time.perf_counter()
+        bar.wait(600)
+        d = time.perf_counter() - t0
+    finally:
+        for p in ps:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+                p.join()
+    if v.value != n:
+        raise RuntimeError("counter is %d after %d increments" % (v.value, n))
+    return d
+
+
+def fill(a, n):
+    for i in range(n):
+        a[i] = i
+
+
+def measure_array_fill(n, batch):
+    total = 0.0
+    for _ in range(n):
+        a = FORK.Array("d", batch, lock=False)
+        t0 = time.perf_counter()
+        p = FORK.Process(target=fill, args=(a, batch))
+        p.start()
+        p.join()
+        total += time.perf_counter() - t0
+        if p.exitcode != 0 or a[batch - 1] != batch - 1:
+            raise RuntimeError("the child did not fill the array")
+    return total
+
+
+# --- pool ----------------------------------------------------------------
+
+def with_pool(body):
+    pool = FORK.Pool(2)
+    try:
+        pool.map(incr, range(4), chunksize=1)
+        return body(pool)
+    finally:
+        pool.close()
+        pool.join()
+
+
+def measure_pool_map(n, batch):
+    args = list(range(batch))
+
+    def body(pool):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            rs = pool.map(incr, args)
+            if len(rs) != batch or rs[-1] != batch:
+                raise RuntimeError("bad map result")
+        return time.perf_counter() - t0
+
+    return with_pool(body)
+
+
+def measure_pool_apply_async(n, batch):
+    def body(pool):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            rs = [pool.apply_async(incr, (i,)) for i in range(batch)]
+            for i, r in enumerate(rs):
+                if r.get() != i + 1:
+                    raise RuntimeError("bad result")
+        return time.perf_counter() - t0
+
+    return with_pool(body)
+
+
+def measure_pool_apply(n, batch):
+    def body(pool):
+        t0 = time.perf_counter()
+        for i in range(n):
+            if pool.apply(incr, (i,)) != i + 1:
+                raise RuntimeError("bad result")
+        return time.perf_counter() - t0
+
+    return with_pool(body)
+
+
+# --- signal --------------------------------------------------------------
+
+def on_signal(signum, frame):
+    pass
+
+
+def wakeup_pipe():
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    signal.signal(signal.SIGUSR1, on_signal)
+    old = signal.set_wakeup_fd(w)
+    return r, w, old
+
+
+def await_signal(r):
+    # The C-level handler writes the signal's number to the wakeup fd.
+    if os.read(r, 1) != bytes([signal.SIGUSR1]):
+        raise RuntimeError("unexpected wakeup byte")
+
+
+def signal_child(parent, n):
+    r, w, _ = wakeup_pipe()
+    os.kill(parent, signal.SIGUSR1)  # ready
+    for _ in range(n):
+        await_signal(r)
+        os.kill(parent, signal.SIGUSR1)
+
+
+def measure_signal_rt(n, batch):
+    r, w, old = wakeup_pipe()
+    try:
+        p = FORK.Process(target=signal_child, args=(os.getpid(), n), daemon=True)
+        p.start()
+        try:
+            await_signal(r)
+            t0 = time.perf_counter()
+            for _ in range(n):
+                os.kill(p.pid, signal.SIGUSR1)
+                await_signal(r)
+            d = time.perf_counter() - t0
+        finally:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+                p.join()
+        return d
+    finally:
+        signal.set_wakeup_fd(old)
+        signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+        os.close(r)
+        os.close(w)
+
+
+MEASURE = {
+    "start": measure_start,
+    "start-idle": measure_start_idle,
+    "start-cold": measure_start_cold,
+    "pipe-rt-bytes": measure_pipe_rt_bytes,
+    "pipe-rt-struct": measure_pipe_rt_struct,
+    "pipe-1mib": measure_pipe_1mib,
+    "queue-1p1c": measure_queue_1p1c,
+    "queue-2p2c": measure_queue_2p2c,
+    "value-lock": measure_counter,
+    "value-add": measure_counter,
+    "array-fill": measure_array_fill,
+    "pool-map": measure_pool_map,
+    "pool-apply-async": measure_pool_apply_async,
+    "pool-apply": measure_pool_apply,
+    "signal-rt": measure_signal_rt,
+}
+
+
+# --- harness -------------------------------------------------------------
+
+def figure(name, unit, n, batch, secs):
+    units = n if name in PER_OP else n * batch
+    secs = max(secs, 1e-9)
+    if unit == "ms":
+        return secs / units * 1e3
+    if unit == "µs":
+        return secs / units * 1e6
+    if unit == "MB/s":
+        return units / secs / 1e6
+    return units / secs
+
+
+def plan_for(quick):
+    out = {}
+    for name, (unit, higher, full, q) in PLAN.items():
+        n, batch, reps = q if quick else full
+        out[name] = {"n": n, "batch": batch, "reps": reps or (3 if quick else 5)}
+    return out
+
+
+def run(name, p):
+    unit, higher = PLAN[name][0], PLAN[name][1]
+    n, batch, reps = p["n"], p["batch"], p["reps"]
+    f = MEASURE[name]
+    print("progress %s 0 %d" % (name, reps), file=sys.stderr, flush=True)
+    f(max(1, n // 10), batch)
+    samples = []
+    for i in range(reps):
+        print("progress %s %d %d" % (name, i + 1, reps), file=sys.stderr, flush=True)
+        samples.append(figure(name, unit, n, batch, f(n, batch)))
+    s = sorted(samples)
+    return {
+        "name": name,
+        "unit": unit,
+        "higher_is_better": higher,
+        "median": statistics.median(s),
+        "min": s[0],
+        "max": s[-1],
+        "samples": samples,
+        "n": n,
+        "batch": batch,
+        "note": NOTES.get(name, ""),
+    }
+
+
+def main():
+    global FORK, SPAWN
+    ap = argparse.ArgumentParser(description="python3 twin of `multiproc bench`")
+    ap.add_argument("--quick", action="store_true", help="smaller sizes, 3 repetitions")
+    ap.add_argument("--only", default="", help="comma-separated scenario names")
+    ap.add_argument("--plan", default="", help='JSON {"name": {"n": N, "batch": B, "reps": R}} overriding the sizes')
+    ap.add_argument("--print-plan", action="store_true", help="print the plan as JSON and exit")
+    args = ap.parse_args()
+
+    plan = plan_for(args.quick)
+    if args.plan:
+        for name, p in json.loads(args.plan).items():
+            if name not in PLAN:
+                ap.error("unknown scenario in --plan: %s" % name)
+            plan[name] = {"n": int(p["n"]), "batch": int(p["batch"]), "reps": int(p["reps"])}
+    if args.print_plan:
+        json.dump(plan, sys.stdout, sort_keys=True)
+        print()
+        return 0
+    names = list(PLAN)
+    if args.only:
+        names = [s.strip() for s in args.only.split(",") if s.strip()]
+        for name in names:
+            if name not in PLAN:
+                ap.error("unknown scenario %r (known: %s)" % (name, ", ".join(PLAN)))
+
+    FORK = mp.get_context("fork")
+    SPAWN = mp.get_context("spawn")
+    results, errors = [], {}
+    for name in names:
+        try:
+            results.append(run(name, plan[name]))
+        except Exception as e:  # report it and go on with the others
+            traceback.print_exc(file=sys.stderr)
+            errors[name] = "%s: %s" % (type(e).__name__, e)
+    json.dump({
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "results": results,
+        "errors": errors,
+    }, sys.stdout, ensure_ascii=False)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

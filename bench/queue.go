@@ -1,0 +1,111 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/multiproc-go/multiproc"
+)
+
+// queueArg is the task of one producer or consumer of queue-1p1c and
+// queue-2p2c. Each waits at Start, puts or gets N messages, and waits at
+// Start again; the parent times from the first release to the second.
+type queueArg struct {
+	Q      *multiproc.Queue[int64]
+	Start  *multiproc.Barrier
+	N      int
+	Offset int64 // a producer puts Offset, Offset+1, ...
+}
+
+var (
+	producer = multiproc.Register("bench.producer", func(ctx context.Context, a queueArg) (int64, error) {
+		if err := a.Start.Wait(ctx); err != nil {
+			return 0, err
+		}
+		for i := range a.N {
+			if err := a.Q.Put(ctx, a.Offset+int64(i)); err != nil {
+				return 0, err
+			}
+		}
+		return 0, a.Start.Wait(ctx)
+	})
+	consumer = multiproc.Register("bench.consumer", func(ctx context.Context, a queueArg) (int64, error) {
+		if err := a.Start.Wait(ctx); err != nil {
+			return 0, err
+		}
+		var sum int64
+		for range a.N {
+			x, err := a.Q.Get(ctx)
+			if err != nil {
+				return 0, err
+			}
+			sum += x
+		}
+		return sum, a.Start.Wait(ctx)
+	})
+)
+
+func measureQueue1P1C(ctx context.Context, n, _ int) (time.Duration, error) {
+	return measureQueue(ctx, n, 1)
+}
+
+func measureQueue2P2C(ctx context.Context, n, _ int) (time.Duration, error) {
+	return measureQueue(ctx, n, 2)
+}
+
+// measureQueue: k producers put n messages in all through an unbounded
+// Queue[int64], k consumers get them.
+func measureQueue(ctx context.Context, n, k int) (time.Duration, error) {
+	n = max(k, n/k*k)
+	q, err := multiproc.NewQueue[int64](0)
+	if err != nil {
+		return 0, err
+	}
+	defer q.Close()
+	start, err := multiproc.NewBarrier(2*k + 1)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var ps, cs []*multiproc.Process
+	defer func() {
+		for _, p := range append(ps, cs...) {
+			p.Kill()
+			p.Join(context.Background())
+		}
+	}()
+	for i := range k {
+		p := producer.Process(queueArg{Q: q, Start: start, N: n / k, Offset: int64(i * (n / k))})
+		p.Daemon = true
+		if err := p.Start(); err != nil {
+			return 0, err
+		}
+		ps = append(ps, p)
+		c := consumer.Process(queueArg{Q: q, Start: start, N: n / k})
+		c.Daemon = true
+		if err := c.Start(); err != nil {
+			return 0, err
+		}
+		cs = append(cs, c)
+	}
+	if err := start.Wait(ctx); err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	if err := start.Wait(ctx); err != nil {
+		return 0, err
+	}
+	d := time.Since(t0)
+	for _, p := range append(ps, cs...) {
+		if err := p.Join(ctx); err != nil {
+			return 0, err
+		}
+	}
+	ps, cs = nil, nil
+	if l := q.Len(); l != 0 {
+		return 0, fmt.Errorf("%d messages left in the queue", l)
+	}
+	return d, nil
+}
