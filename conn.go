@@ -69,12 +69,20 @@ func Pipe(duplex bool) (*Conn, *Conn, error) {
 			return nil, nil, fmt.Errorf("multiproc: socketpair: %w", err)
 		}
 		fds = pair
+		// Larger kernel buffers than the default ~200 KiB: fewer wake-ups
+		// for big messages (the kernel caps them at net.core.[rw]mem_max).
+		for _, fd := range fds {
+			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 1<<20)
+			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 1<<20)
+		}
 		return newConn(fds[0], true, true), newConn(fds[1], true, true), nil
 	}
 	var p [2]int
 	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
 		return nil, nil, fmt.Errorf("multiproc: pipe2: %w", err)
 	}
+	// 1 MiB instead of 64 KiB where the system allows (fs.pipe-max-size).
+	unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, 1<<20)
 	return newConn(p[0], true, false), newConn(p[1], false, true), nil
 }
 
