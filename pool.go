@@ -598,18 +598,28 @@ func (p *Pool) breakPool(err error) {
 	p.pending = nil
 	broken := p.broken
 	p.live--
-	// Idle workers have nothing left to do.
-	idle := p.idle
-	p.idle = nil
-	for _, w := range idle {
-		w.exiting = true
-	}
+	idle := p.retireIdleLocked()
 	p.checkExitedLocked()
 	p.mu.Unlock()
 	for _, pt := range pending {
 		pt.deliver(nil, broken)
 	}
+	sendExit(idle)
+}
+
+// retireIdleLocked takes the idle workers, which have nothing left to
+// do, out of service; the caller sends them MsgExit after unlocking.
+func (p *Pool) retireIdleLocked() []*worker {
+	idle := p.idle
+	p.idle = nil
 	for _, w := range idle {
+		w.exiting = true
+	}
+	return idle
+}
+
+func sendExit(ws []*worker) {
+	for _, w := range ws {
 		w.c.ctl.Send(spawn.MsgExit, nil, nil)
 	}
 }
@@ -620,16 +630,10 @@ func (p *Pool) breakPool(err error) {
 func (p *Pool) Close() error {
 	p.mu.Lock()
 	p.closed = true
-	idle := p.idle
-	p.idle = nil
-	for _, w := range idle {
-		w.exiting = true
-	}
+	idle := p.retireIdleLocked()
 	p.checkExitedLocked()
 	p.mu.Unlock()
-	for _, w := range idle {
-		w.c.ctl.Send(spawn.MsgExit, nil, nil)
-	}
+	sendExit(idle)
 	return nil
 }
 

@@ -102,29 +102,24 @@ func queueErr(err error, full bool) error {
 // (then it returns an error matching both ErrFull and ctx.Err(), and v was
 // not added).
 func (q *Queue[T]) Put(ctx context.Context, v T) error {
-	if q == nil || q.r == nil {
-		return errors.New("multiproc: use of a nil or zero Queue")
-	}
-	b, err := q.encode(&v)
-	if err != nil {
-		return err
-	}
-	err = q.r.Put(ctx, *b)
-	q.release(b)
-	runtime.KeepAlive(q)
-	return queueErr(err, true)
+	return q.put(&v, func(b []byte) error { return q.r.Put(ctx, b) })
 }
 
 // TryPut adds v if the queue is not full; ErrFull if it is.
 func (q *Queue[T]) TryPut(v T) error {
+	return q.put(&v, func(b []byte) error { return q.r.TryPut(b) })
+}
+
+// put encodes v and stores it with store.
+func (q *Queue[T]) put(v *T, store func([]byte) error) error {
 	if q == nil || q.r == nil {
 		return errors.New("multiproc: use of a nil or zero Queue")
 	}
-	b, err := q.encode(&v)
+	b, err := q.encode(v)
 	if err != nil {
 		return err
 	}
-	err = q.r.TryPut(*b)
+	err = store(*b)
 	q.release(b)
 	runtime.KeepAlive(q)
 	return queueErr(err, true)
@@ -134,32 +129,23 @@ func (q *Queue[T]) TryPut(v T) error {
 // empty until ctx is done (then it returns an error matching both ErrEmpty
 // and ctx.Err()).
 func (q *Queue[T]) Get(ctx context.Context) (T, error) {
-	var v T
-	if q == nil || q.r == nil {
-		return v, errors.New("multiproc: use of a nil or zero Queue")
-	}
-	b := q.buf()
-	msg, err := q.r.Get(ctx, (*b)[:0])
-	runtime.KeepAlive(q)
-	if err != nil {
-		q.bufs.Put(b)
-		return v, queueErr(err, false)
-	}
-	err = q.codec.Decode(msg, &v)
-	*b = msg
-	q.release(b)
-	return v, err
+	return q.get(func(dst []byte) ([]byte, error) { return q.r.Get(ctx, dst) })
 }
 
 // TryGet removes and returns the oldest message if there is one; ErrEmpty
 // if not.
 func (q *Queue[T]) TryGet() (T, error) {
+	return q.get(func(dst []byte) ([]byte, error) { return q.r.TryGet(dst) })
+}
+
+// get takes one message with take and decodes it.
+func (q *Queue[T]) get(take func(dst []byte) ([]byte, error)) (T, error) {
 	var v T
 	if q == nil || q.r == nil {
 		return v, errors.New("multiproc: use of a nil or zero Queue")
 	}
 	b := q.buf()
-	msg, err := q.r.TryGet((*b)[:0])
+	msg, err := take((*b)[:0])
 	runtime.KeepAlive(q)
 	if err != nil {
 		q.bufs.Put(b)
