@@ -241,11 +241,10 @@ var child struct {
 	// knows whether it ever started the task it was last sent.
 	tally atomic.Pointer[uint32]
 
-	mu      sync.Mutex
-	cancel  context.CancelFunc // the running task's
-	gone    bool               // the parent is gone
-	daemon  bool
-	parentC chan struct{} // closed when the parent is gone
+	mu     sync.Mutex
+	cancel context.CancelFunc // the running task's
+	gone   bool               // the parent is gone
+	daemon bool
 }
 
 // childMain is the whole life of a child: handshake, then one task (a
@@ -261,17 +260,9 @@ func childMain(name string) int {
 	if err := ctl.Send(spawn.MsgHello, spawn.Hello(), nil); err != nil {
 		return 1
 	}
-	child.parentC = make(chan struct{})
-	tasks := make(chan *task, 1)
-	exit := make(chan struct{})
-	go readControl(ctl, tasks, exit)
-	var t *task
-	select {
-	case t = <-tasks:
-	case <-exit:
-		return 0
-	case <-child.parentC:
-		return 1
+	t, ok := recvTask(ctl)
+	if !ok {
+		return 0 // the parent gave up on us (or is gone): nothing to run
 	}
 	child.mu.Lock()
 	child.daemon = t.daemon
@@ -286,8 +277,11 @@ func childMain(name string) int {
 		}
 	}
 	if t.kind == kindWorker {
-		return workerMain(ctl, t, tasks, exit)
+		// A pool worker reads its tasks itself; the parent's death kills
+		// it (it is a daemon), and the parent kills rather than cancels.
+		return workerMain(ctl, t)
 	}
+	go lifeline(ctl)
 	rs := runTask(t)
 	finishChildren()
 	if err := ctl.Send(spawn.MsgResult, appendResults(nil, rs), nil); err != nil && rs[0].status == resultOK {
@@ -299,27 +293,12 @@ func childMain(name string) int {
 	return 0
 }
 
-// readControl reads the control socket for the child's whole life: tasks
-// go to tasks, MsgCancel cancels the running task's context, MsgExit closes
-// exit, and EOF means the parent is gone — the running task's context is
-// cancelled, and a daemon child dies at once with its own daemon children.
-func readControl(ctl *spawn.Ctl, tasks chan<- *task, exit chan struct{}) {
+// recvTask reads the next task; false at MsgExit or when the parent is gone.
+func recvTask(ctl *spawn.Ctl) (*task, bool) {
 	for {
 		typ, payload, fds, err := ctl.Recv()
 		if err != nil {
-			child.mu.Lock()
-			child.gone = true
-			if child.cancel != nil {
-				child.cancel()
-			}
-			daemon := child.daemon
-			child.mu.Unlock()
-			close(child.parentC)
-			if daemon {
-				killDaemonChildren()
-				unix.Kill(os.Getpid(), unix.SIGKILL)
-			}
-			return
+			return nil, false
 		}
 		switch typ {
 		case spawn.MsgTask:
@@ -328,19 +307,44 @@ func readControl(ctl *spawn.Ctl, tasks chan<- *task, exit chan struct{}) {
 				fmt.Fprintf(os.Stderr, "multiproc: child: %v\n", err)
 				unix.Kill(os.Getpid(), unix.SIGKILL)
 			}
-			tasks <- t
-		case spawn.MsgCancel:
+			return t, true
+		case spawn.MsgExit:
 			unixCloseAll(fds)
+			return nil, false
+		default:
+			unixCloseAll(fds)
+		}
+	}
+}
+
+// lifeline reads the control socket while a Process's task runs:
+// MsgCancel cancels the task's context, and EOF means the parent is gone —
+// the context is cancelled, and a daemon child dies at once with its own
+// daemon children.
+func lifeline(ctl *spawn.Ctl) {
+	for {
+		typ, _, fds, err := ctl.Recv()
+		unixCloseAll(fds)
+		if err != nil {
+			child.mu.Lock()
+			child.gone = true
+			if child.cancel != nil {
+				child.cancel()
+			}
+			daemon := child.daemon
+			child.mu.Unlock()
+			if daemon {
+				killDaemonChildren()
+				unix.Kill(os.Getpid(), unix.SIGKILL)
+			}
+			return
+		}
+		if typ == spawn.MsgCancel {
 			child.mu.Lock()
 			if child.cancel != nil {
 				child.cancel()
 			}
 			child.mu.Unlock()
-		case spawn.MsgExit:
-			unixCloseAll(fds)
-			close(exit)
-		default:
-			unixCloseAll(fds)
 		}
 	}
 }

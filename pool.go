@@ -146,7 +146,7 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 type worker struct {
 	c     *childProc
 	name  string
-	tally *shm.Segment // word 0: tasks the worker has started
+	tally *shm.Segment  // word 0: tasks the worker has started
 	sent  atomic.Uint32 // tasks assigned to it
 
 	// Sends go out in the order tasks were assigned (the worker answers
@@ -678,7 +678,7 @@ func (p *Pool) Terminate() error {
 
 // workerMain is a pool worker's life in the child: run the Initializer,
 // then one task after another until told to exit.
-func workerMain(ctl *spawn.Ctl, setup *task, tasks <-chan *task, exit <-chan struct{}) int {
+func workerMain(ctl *spawn.Ctl, setup *task) int {
 	rs := []itemResult{{resultOK, nil}}
 	if setup.fn != "" && len(setup.items) == 1 {
 		rs = runTask(&task{kind: kindRunner, fn: setup.fn, name: setup.name, items: setup.items})
@@ -688,20 +688,17 @@ func workerMain(ctl *spawn.Ctl, setup *task, tasks <-chan *task, exit <-chan str
 	}
 	var buf []byte
 	for {
-		select {
-		case t := <-tasks:
-			if w := child.tally.Load(); w != nil {
-				atomic.AddUint32(w, 1) // started: the pool may no longer rerun it
-			}
-			rs := runTask(t)
-			buf = appendResults(buf[:0], rs)
-			if err := ctl.Send(spawn.MsgResult, buf, nil); err != nil {
-				return 1
-			}
-		case <-exit:
+		t, ok := recvTask(ctl)
+		if !ok {
 			finishChildren()
 			return 0
-		case <-child.parentC:
+		}
+		if w := child.tally.Load(); w != nil {
+			atomic.AddUint32(w, 1) // started: the pool may no longer rerun it
+		}
+		rs := runTask(t)
+		buf = appendResults(buf[:0], rs)
+		if err := ctl.Send(spawn.MsgResult, buf, nil); err != nil {
 			return 1
 		}
 	}

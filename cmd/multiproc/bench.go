@@ -1,0 +1,505 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/multiproc-go/multiproc/bench"
+	"golang.org/x/sys/unix"
+)
+
+var benchCommand = command{
+	name:    "bench",
+	summary: "measure pipe, queue and shared memory (and processes, pools, signals), side by side with python3",
+	run:     runBench,
+}
+
+const benchUsage = `usage: multiproc bench [-python] [-quick] [-json] [-only LIST]
+
+Measure the IPC mechanisms of the classic lesson on this machine — pipe,
+message queue, shared memory — and process start, the process pool and
+signals, and print the lesson's comparison table filled in with the
+figures of this run, then every scenario: its median over several
+repetitions, their spread (min–max), and its unit.
+
+options:
+  -python     also run python3's multiprocessing twin of every scenario
+              (after ours, not at the same time) and print its figure, the
+              ratio, and the performance targets; python3 is looked up in
+              PATH, and its absence is a note, not a failure
+  -quick      smaller sizes and 3 repetitions instead of 5 (under a minute
+              on 2 CPUs, python3 included)
+  -json       print one JSON document instead of the tables (no progress)
+  -only LIST  run only these scenarios (comma-separated names)
+
+scenarios:
+%s
+A live progress line is shown on stderr when it is a terminal.
+Exit status: 0 done, 1 a scenario of ours failed, 2 usage error.
+`
+
+// benchScenarioTimeout bounds each scenario (its warm-up and repetitions):
+// a hang is reported, never waited for forever.
+const benchScenarioTimeout = 5 * time.Minute
+
+func benchUsageText() string {
+	var b strings.Builder
+	for _, s := range bench.Scenarios() {
+		fmt.Fprintf(&b, "  %-17s %s\n", s.Name, s.Title)
+	}
+	return fmt.Sprintf(benchUsage, b.String())
+}
+
+func runBench(args []string) int {
+	return benchMain(args, os.Stdout, os.Stderr)
+}
+
+// benchReport is the -json document.
+type benchReport struct {
+	Quick      bool                `json:"quick"`
+	GoVersion  string              `json:"go_version"`
+	OS         string              `json:"os"`
+	Arch       string              `json:"arch"`
+	CPUs       int                 `json:"cpus"`
+	Results    []bench.Result      `json:"results"`
+	Errors     map[string]string   `json:"errors,omitempty"` // scenario → error, ours
+	Python     *benchPythonSection `json:"python,omitempty"` // only with -python
+	Comparison []benchComparison   `json:"comparison,omitempty"`
+	IPC        []benchIPCRow       `json:"ipc_table"`
+}
+
+type benchPythonSection struct {
+	Path           string            `json:"path,omitempty"`
+	Version        string            `json:"version,omitempty"`
+	Implementation string            `json:"implementation,omitempty"`
+	Results        []bench.Result    `json:"results,omitempty"`
+	Errors         map[string]string `json:"errors,omitempty"`
+	Note           string            `json:"note,omitempty"` // why there are no results (python3 missing, ...)
+}
+
+// benchComparison is one scenario, ours against python3's.
+type benchComparison struct {
+	Name   string  `json:"name"`
+	Unit   string  `json:"unit"`
+	Go     float64 `json:"go"`
+	Python float64 `json:"python"`
+	// Ratio is how many times better ours is (ours/python's for a rate,
+	// python's/ours for a time): above 1, ours is better.
+	Ratio        float64 `json:"ratio"`
+	Target       float64 `json:"target,omitempty"` // the ratio DESIGN.md §4 asks for
+	TargetText   string  `json:"target_text,omitempty"`
+	TargetMet    *bool   `json:"target_met,omitempty"`
+	PythonRemark string  `json:"python_remark,omitempty"`
+}
+
+// benchIPCRow is a row of the lesson's comparison table.
+type benchIPCRow struct {
+	Mechanism  string           `json:"mechanism"`
+	DataLives  string           `json:"data_lives"`
+	Mode       string           `json:"mode"`
+	Speed      []benchIPCFigure `json:"speed"` // from this run
+	TypicalUse string           `json:"typical_use"`
+	Locking    string           `json:"locking"`
+}
+
+// benchIPCFigure is one measured speed of a mechanism.
+type benchIPCFigure struct {
+	What     string  `json:"what"`
+	Scenario string  `json:"scenario"`
+	Unit     string  `json:"unit"`
+	Go       float64 `json:"go,omitempty"`     // 0: not run or failed
+	Python   float64 `json:"python,omitempty"` // 0: not run, failed, or no such thing in python
+}
+
+func benchMain(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("multiproc bench", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	withPython := fs.Bool("python", false, "")
+	quick := fs.Bool("quick", false, "")
+	asJSON := fs.Bool("json", false, "")
+	only := fs.String("only", "", "")
+	usageErr := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "multiproc bench: %s\n", fmt.Sprintf(format, a...))
+		line, _, _ := strings.Cut(benchUsage, "\n")
+		fmt.Fprintf(stderr, "%s\nRun 'multiproc help bench' for more.\n", line)
+		return exitUsage
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, benchUsageText())
+			return exitOK
+		}
+		return usageErr("%v", err)
+	}
+	if fs.NArg() > 0 {
+		return usageErr("unexpected argument %q", fs.Arg(0))
+	}
+	scenarios, err := bench.Select(*only)
+	if err != nil {
+		return usageErr("-only: %v", err)
+	}
+	if len(scenarios) == 0 {
+		return usageErr("-only: no scenario named")
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	var prog *benchProgress
+	if !*asJSON && benchIsTerminal(stderr) {
+		prog = &benchProgress{w: stderr, total: len(scenarios), start: time.Now()}
+	}
+
+	rep := &benchReport{
+		Quick: *quick, GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH,
+		CPUs: runtime.NumCPU(), Errors: map[string]string{},
+	}
+	ours := map[string]bench.Result{}
+	for i, s := range scenarios {
+		sctx, cancel := context.WithTimeout(ctx, benchScenarioTimeout)
+		res, err := s.RunWith(sctx, bench.Options{Quick: *quick, Progress: prog.forScenario("go", s.Name, i)})
+		cancel()
+		if err != nil {
+			rep.Errors[s.Name] = err.Error()
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		rep.Results = append(rep.Results, res)
+		ours[s.Name] = res
+	}
+
+	var py *bench.PythonReport
+	if *withPython && ctx.Err() == nil {
+		rep.Python = &benchPythonSection{}
+		path, err := exec.LookPath("python3")
+		if err != nil {
+			rep.Python.Note = "python3 not found in PATH: no python3 figures (install python3 to compare)"
+		} else {
+			rep.Python.Path = path
+			pctx, cancel := context.WithTimeout(ctx, time.Duration(len(scenarios))*benchScenarioTimeout)
+			py, err = bench.RunPython(pctx, path, scenarios, bench.PythonOptions{
+				Quick: *quick,
+				Progress: func(name string, r, reps int) {
+					prog.update("python3", name, benchIndexOf(scenarios, name), r, reps)
+				},
+			})
+			cancel()
+			if py != nil {
+				rep.Python.Version, rep.Python.Implementation = py.Version, py.Implementation
+				rep.Python.Results, rep.Python.Errors = py.Results, py.Errors
+			}
+			if err != nil {
+				rep.Python.Note = "python3 did not finish: " + err.Error()
+			}
+		}
+	}
+	prog.clear()
+
+	for _, s := range scenarios {
+		o, ok := ours[s.Name]
+		if !ok || py == nil {
+			continue
+		}
+		p, ok := py.Result(s.Name)
+		if !ok {
+			continue
+		}
+		c := benchComparison{Name: s.Name, Unit: s.Unit, Go: o.Median, Python: p.Median, Ratio: bench.Ratio(o, p), PythonRemark: p.Note}
+		if s.Target != nil {
+			met := s.Target.Met(c.Ratio)
+			c.Target, c.TargetText, c.TargetMet = s.Target.Factor, s.Target.Text, &met
+		}
+		rep.Comparison = append(rep.Comparison, c)
+	}
+	rep.IPC = benchIPCTable(ours, py)
+
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			fmt.Fprintln(stderr, "multiproc bench:", err)
+			return exitFail
+		}
+	} else {
+		printBench(stdout, rep, scenarios)
+	}
+	for _, s := range scenarios {
+		if msg, ok := rep.Errors[s.Name]; ok {
+			fmt.Fprintf(stderr, "multiproc bench: %s failed: %s\n", s.Name, msg)
+		}
+	}
+	if ctx.Err() != nil {
+		fmt.Fprintln(stderr, "multiproc bench: interrupted")
+		return exitFail
+	}
+	if len(rep.Errors) > 0 {
+		return exitFail
+	}
+	return exitOK
+}
+
+func benchIndexOf(ss []*bench.Scenario, name string) int {
+	for i, s := range ss {
+		if s.Name == name {
+			return i
+		}
+	}
+	return 0
+}
+
+// benchIPCTable fills the lesson's comparison table with the figures of this run.
+func benchIPCTable(ours map[string]bench.Result, py *bench.PythonReport) []benchIPCRow {
+	fig := func(what, name string) benchIPCFigure {
+		f := benchIPCFigure{What: what, Scenario: name}
+		if s, ok := bench.Lookup(name); ok {
+			f.Unit = s.Unit
+		}
+		if r, ok := ours[name]; ok {
+			f.Go = r.Median
+		}
+		// python has no atomic add: its value-add twin is value-lock again.
+		if r, ok := py.Result(name); ok && name != "value-add" {
+			f.Python = r.Median
+		}
+		return f
+	}
+	return []benchIPCRow{
+		{Mechanism: "pipe", DataLives: "kernel buffer", Mode: "byte stream, one-way or two-way",
+			Speed:      []benchIPCFigure{fig("round trip, 64 B", "pipe-rt-bytes"), fig("1 MiB messages", "pipe-1mib")},
+			TypicalUse: "two processes talking: a stream, request and reply", Locking: "no"},
+		{Mechanism: "message queue", DataLives: "shared ring in memory", Mode: "message at a time, any number of readers and writers",
+			Speed:      []benchIPCFigure{fig("1 producer, 1 consumer", "queue-1p1c"), fig("2 producers, 2 consumers", "queue-2p2c")},
+			TypicalUse: "handing out work, collecting results", Locking: "no"},
+		{Mechanism: "shared memory", DataLives: "shared memory mapping", Mode: "random access, in place",
+			Speed:      []benchIPCFigure{fig("lock+load+store+unlock", "value-lock"), fig("atomic add", "value-add")},
+			TypicalUse: "large arrays, counters, state read in place", Locking: "yes"},
+	}
+}
+
+// benchWrap splits s into lines of at most width bytes, at spaces.
+func benchWrap(s string, width int) []string {
+	var lines []string
+	line := ""
+	for _, w := range strings.Fields(s) {
+		if line != "" && len(line)+1+len(w) > width {
+			lines = append(lines, line)
+			line = w
+			continue
+		}
+		if line != "" {
+			line += " "
+		}
+		line += w
+	}
+	return append(lines, line)
+}
+
+// benchRows prints one table row whose cells may span several lines.
+func benchRows(w io.Writer, cells ...[]string) {
+	n := 0
+	for _, c := range cells {
+		n = max(n, len(c))
+	}
+	for i := range n {
+		for j, c := range cells {
+			if j > 0 {
+				fmt.Fprint(w, "\t")
+			}
+			if i < len(c) {
+				fmt.Fprint(w, c[i])
+			}
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// printBench prints the tables (without tabwriter's trailing blanks).
+func printBench(out io.Writer, rep *benchReport, scenarios []*bench.Scenario) {
+	var buf bytes.Buffer
+	writeBench(&buf, rep, scenarios)
+	for _, line := range strings.SplitAfter(buf.String(), "\n") {
+		io.WriteString(out, strings.TrimRight(line, " \n")+strings.Repeat("\n", strings.Count(line, "\n")))
+	}
+}
+
+func writeBench(w io.Writer, rep *benchReport, scenarios []*bench.Scenario) {
+	mode := "full run"
+	if rep.Quick {
+		mode = "quick run"
+	}
+	fmt.Fprintf(w, "multiproc bench: %d scenarios, %s; %s %s/%s, %d CPUs", len(scenarios), mode, rep.GoVersion, rep.OS, rep.Arch, rep.CPUs)
+	withPy := rep.Python != nil && rep.Python.Version != ""
+	if withPy {
+		fmt.Fprintf(w, "; python3 %s (%s)", rep.Python.Version, rep.Python.Implementation)
+	}
+	fmt.Fprint(w, "\n\nThe IPC comparison, measured in this run")
+	if withPy {
+		fmt.Fprint(w, " (python3's figure in brackets)")
+	}
+	fmt.Fprint(w, ":\n\n")
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "MECHANISM\tWHERE THE DATA LIVES\tREAD/WRITE MODE\tSPEED (THIS RUN)\tTYPICAL USE\tNEEDS LOCKING")
+	for _, r := range rep.IPC {
+		var speed []string
+		for _, f := range r.Speed {
+			v := "not run"
+			if f.Go > 0 {
+				v = bench.Format(f.Go) + " " + f.Unit
+			}
+			if withPy {
+				p := "-"
+				if f.Python > 0 {
+					p = bench.Format(f.Python)
+				}
+				v += " [" + p + "]"
+			}
+			speed = append(speed, f.What+": "+v)
+		}
+		benchRows(tw, []string{r.Mechanism}, benchWrap(r.DataLives, 22), benchWrap(r.Mode, 30), speed,
+			benchWrap(r.TypicalUse, 28), []string{r.Locking})
+	}
+	tw.Flush()
+
+	fmt.Fprint(w, "\nEvery scenario (median of the repetitions; spread: min–max):\n\n")
+	tw = tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	if withPy {
+		fmt.Fprintln(tw, "SCENARIO\tMULTIPROC\tSPREAD\tPYTHON3\tRATIO\tTARGET (DESIGN §4)")
+	} else {
+		fmt.Fprintln(tw, "SCENARIO\tMULTIPROC\tSPREAD")
+	}
+	comp := map[string]benchComparison{}
+	for _, c := range rep.Comparison {
+		comp[c.Name] = c
+	}
+	pyRes := map[string]bench.Result{}
+	if rep.Python != nil {
+		for _, r := range rep.Python.Results {
+			pyRes[r.Name] = r
+		}
+	}
+	for _, s := range scenarios {
+		var r bench.Result
+		found := false
+		for _, x := range rep.Results {
+			if x.Name == s.Name {
+				r, found = x, true
+			}
+		}
+		ourCol, spreadCol := "FAILED", "-"
+		if found {
+			ourCol = bench.Format(r.Median) + " " + r.Unit
+			spreadCol = fmt.Sprintf("%s–%s (±%.0f%%)", bench.Format(r.Min), bench.Format(r.Max), r.Spread()*50)
+		}
+		if !withPy {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Name, ourCol, spreadCol)
+			continue
+		}
+		pyCol, ratioCol, targetCol := "-", "-", "-"
+		if p, ok := pyRes[s.Name]; ok {
+			pyCol = bench.Format(p.Median) + " " + p.Unit
+		} else if msg, ok := rep.Python.Errors[s.Name]; ok {
+			pyCol = "failed: " + benchFirstLine(msg)
+		}
+		if c, ok := comp[s.Name]; ok {
+			if c.Ratio >= 1 {
+				ratioCol = bench.Format(c.Ratio) + "× better"
+			} else {
+				ratioCol = bench.Format(1/c.Ratio) + "× worse"
+			}
+			if c.TargetMet != nil {
+				verdict := "met"
+				if !*c.TargetMet {
+					verdict = "MISSED"
+				}
+				targetCol = fmt.Sprintf("%s: %s", c.TargetText, verdict)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, ourCol, spreadCol, pyCol, ratioCol, targetCol)
+	}
+	tw.Flush()
+
+	if rep.Python != nil {
+		fmt.Fprintln(w)
+		switch {
+		case rep.Python.Note != "":
+			fmt.Fprintf(w, "Note: %s\n", rep.Python.Note)
+		default:
+			fmt.Fprintln(w, "RATIO: how many times better multiproc's figure is than python3's (a shorter time or a higher rate).")
+		}
+		for _, s := range scenarios {
+			if p, ok := pyRes[s.Name]; ok && p.Note != "" {
+				fmt.Fprintf(w, "  python3 %s: %s\n", s.Name, p.Note)
+			}
+		}
+	}
+}
+
+func benchFirstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}
+
+// benchProgress is the live line on a terminal's stderr; a nil *benchProgress
+// prints nothing.
+type benchProgress struct {
+	w     io.Writer
+	total int
+	start time.Time
+}
+
+func (p *benchProgress) forScenario(who, name string, i int) func(rep, reps int) {
+	if p == nil {
+		return nil
+	}
+	return func(rep, reps int) { p.update(who, name, i, rep, reps) }
+}
+
+func (p *benchProgress) update(who, name string, i, rep, reps int) {
+	if p == nil {
+		return
+	}
+	step := "warm-up"
+	if rep > 0 {
+		step = fmt.Sprintf("rep %d/%d", rep, reps)
+	}
+	fmt.Fprintf(p.w, "\r\033[K[%d/%d] %s %s: %s  (%.0fs)", i+1, p.total, who, name, step, time.Since(p.start).Seconds())
+}
+
+func (p *benchProgress) clear() {
+	if p != nil {
+		fmt.Fprint(p.w, "\r\033[K")
+	}
+}
+
+// benchIsTerminal reports whether w is a terminal (TCGETS succeeds on it).
+func benchIsTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var terr error = errors.New("no terminal")
+	if err := rc.Control(func(fd uintptr) { _, terr = unix.IoctlGetTermios(int(fd), unix.TCGETS) }); err != nil {
+		return false
+	}
+	return terr == nil
+}
