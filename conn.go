@@ -236,6 +236,7 @@ func (w waitReader) Read(p []byte) (int, error) {
 		} else if time.Since(start) > spinWait {
 			break
 		}
+		runtime.Gosched() // let other goroutines of this process run meanwhile
 	}
 	return w.f.Read(p)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -40,6 +41,9 @@ const MaxMessage = 1 << 36
 // MaxFds is the most descriptors one message may carry (the kernel's
 // SCM_MAX_FD is 253).
 const MaxFds = 250
+
+// SpinTime is how long a Recv polls the socket before it parks.
+const SpinTime = 25 * time.Microsecond
 
 // ErrCorrupt reports a control stream that broke its framing.
 var ErrCorrupt = errors.New("multiproc: corrupt control stream")
@@ -187,8 +191,22 @@ func (c *Ctl) read(b []byte) (int, error) {
 	var n, oobn int
 	var rerr error
 	err := c.rc.Read(func(fd uintptr) bool {
-		n, oobn, _, _, rerr = unix.Recvmsg(int(fd), b, c.oob, unix.MSG_CMSG_CLOEXEC)
-		return rerr != unix.EAGAIN
+		// A pool task's answer often comes within microseconds: poll for it
+		// a moment before parking in Go's poller, whose wake-up costs more.
+		var start time.Time
+		for i := 0; ; i++ {
+			n, oobn, _, _, rerr = unix.Recvmsg(int(fd), b, c.oob, unix.MSG_CMSG_CLOEXEC)
+			if rerr != unix.EAGAIN {
+				return true
+			}
+			if i == 0 {
+				start = time.Now()
+			} else if time.Since(start) > SpinTime || runtime.NumCPU() < 2 {
+				return false
+			}
+			// Let a goroutine this one just woke (a result's receiver) run.
+			runtime.Gosched()
+		}
 	})
 	if err == nil {
 		err = rerr
