@@ -35,45 +35,52 @@ type spare struct {
 
 var spares struct {
 	mu       sync.Mutex
-	ready    *spare
-	starting chan struct{} // non-nil while a spare is being started
+	ready    []*spare      // oldest first
+	starting int           // spares being started
+	started  chan struct{} // closed (and replaced) each time one is ready or failed
 }
+
+// spareCount is how many spares are kept: two, so that back-to-back
+// Starts find one ready while the next is being started.
+const spareCount = 2
 
 // SpareProcesses turns the spare process off when set to false before the
 // first Start: every Start then pays for a full program start.
 var SpareProcesses = true
 
 // takeSpare returns a started, idle child for a non-daemon or daemon
-// Process, or nil. The next spare is started when this child's task is done
-// (refillSpare), so that its start does not compete for the CPU with the
-// task it was taken for.
+// Process, or nil. Spares are replenished when this child's task is done
+// (refillSpare), so that their start does not compete for the CPU with
+// the task it was taken for.
 func takeSpare() *childProc {
 	if !SpareProcesses {
 		return nil
 	}
-	spares.mu.Lock()
-	s, wait := spares.ready, spares.starting
-	spares.ready = nil
-	spares.mu.Unlock()
-	if s == nil && wait != nil {
+	deadline := time.Now().Add(spawn.HelloTimeout)
+	for {
+		spares.mu.Lock()
+		if n := len(spares.ready); n > 0 {
+			s := spares.ready[0]
+			spares.ready = spares.ready[1:]
+			spares.mu.Unlock()
+			if s.claim() && s.current() {
+				return s.c
+			}
+			s.discard()
+			continue
+		}
+		if spares.starting == 0 || time.Now().After(deadline) {
+			spares.mu.Unlock()
+			return nil
+		}
 		// One is on its way: it will be ready before a fresh one would.
+		wait := spares.started
+		spares.mu.Unlock()
 		select {
 		case <-wait:
-		case <-time.After(spawn.HelloTimeout):
+		case <-time.After(time.Until(deadline)):
 		}
-		spares.mu.Lock()
-		s = spares.ready
-		spares.ready = nil
-		spares.mu.Unlock()
 	}
-	if s == nil {
-		return nil
-	}
-	if !s.claim() || !s.current() {
-		s.discard()
-		return nil
-	}
-	return s.c
 }
 
 // current reports whether the process state the spare inherited is still
@@ -102,27 +109,35 @@ func (s *spare) discard() {
 	}
 }
 
-// refillSpare starts a spare unless one is ready or on its way.
+// refillSpare starts spares until spareCount are ready or on their way.
 func refillSpare() {
 	if !SpareProcesses {
 		return
 	}
-	spares.mu.Lock()
-	if spares.ready != nil || spares.starting != nil {
+	for {
+		spares.mu.Lock()
+		if len(spares.ready)+spares.starting >= spareCount {
+			spares.mu.Unlock()
+			return
+		}
+		spares.starting++
+		if spares.started == nil {
+			spares.started = make(chan struct{})
+		}
 		spares.mu.Unlock()
-		return
+		s, err := startSpare()
+		spares.mu.Lock()
+		spares.starting--
+		if err == nil {
+			spares.ready = append(spares.ready, s)
+		}
+		close(spares.started)
+		spares.started = make(chan struct{})
+		spares.mu.Unlock()
+		if err != nil {
+			return
+		}
 	}
-	ch := make(chan struct{})
-	spares.starting = ch
-	spares.mu.Unlock()
-	s, err := startSpare()
-	spares.mu.Lock()
-	spares.starting = nil
-	if err == nil {
-		spares.ready = s
-	}
-	spares.mu.Unlock()
-	close(ch)
 }
 
 func startSpare() (*spare, error) {
@@ -165,10 +180,13 @@ func (s *spare) watchIdle() {
 	s.c.cmd.Process.Kill()
 	s.c.reap()
 	close(s.released)
-	// A dead spare is replaced only when the next one is taken.
+	// A dead spare is dropped; it is replaced when the next one is taken.
 	spares.mu.Lock()
-	if spares.ready == s {
-		spares.ready = nil
+	for i, r := range spares.ready {
+		if r == s {
+			spares.ready = append(spares.ready[:i], spares.ready[i+1:]...)
+			break
+		}
 	}
 	spares.mu.Unlock()
 }
