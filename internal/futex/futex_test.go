@@ -1,0 +1,151 @@
+package futex
+
+import (
+	"context"
+	"errors"
+	"os/exec"
+	"sync"
+	"testing"
+	"time"
+)
+
+func words(n int) []uint32 { return make([]uint32, n*16) } // one cache line apart
+
+func TestMutexExcludes(t *testing.T) {
+	w := words(1)
+	m := Mutex{W: &w[0]}
+	counter := 0
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 2000 {
+				m.Lock()
+				counter++
+				m.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if counter != 8000 || m.Holder() != 0 {
+		t.Fatalf("counter %d, holder %d", counter, m.Holder())
+	}
+}
+
+// deadPid returns the pid of a process that has exited and been reaped.
+func deadPid(t *testing.T) uint32 {
+	t.Helper()
+	cmd := exec.Command("/proc/self/exe", "-test.run=^$")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	return uint32(cmd.Process.Pid)
+}
+
+func TestMutexTakeoverFromDeadHolder(t *testing.T) {
+	w := words(1)
+	m := Mutex{W: &w[0]}
+	dead := deadPid(t)
+	if Alive(dead) {
+		t.Skip("the pid was reused at once")
+	}
+	w[0] = dead // as if that process had died holding the lock
+	done := make(chan bool, 1)
+	go func() { done <- m.Lock() }()
+	select {
+	case recovered := <-done:
+		if !recovered || m.Holder() != Pid() {
+			t.Fatalf("recovered %v, holder %d", recovered, m.Holder())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Lock hung on a lock held by a dead process")
+	}
+	m.Unlock()
+	w[0] = dead
+	if !m.TryLock() {
+		t.Fatal("TryLock did not take over from a dead holder")
+	}
+}
+
+func TestAlive(t *testing.T) {
+	if !Alive(Pid()) || Alive(0) {
+		t.Fatal("Alive of self or 0")
+	}
+	if dead := deadPid(t); Alive(dead) {
+		t.Logf("pid %d reused already", dead)
+	}
+}
+
+func TestSemaAndCancel(t *testing.T) {
+	w := words(2)
+	s := Sema{Count: &w[0], Waiters: &w[16]}
+	s.Release()
+	if !s.TryAcquire() || s.TryAcquire() {
+		t.Fatal("one unit, two TryAcquires")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(50 * time.Millisecond); cancel() }()
+	start := time.Now()
+	if err := s.Acquire(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Acquire on cancel = %v", err)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Fatal("cancellation was not noticed promptly")
+	}
+	go func() { time.Sleep(20 * time.Millisecond); s.Release() }()
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
+	if err := s.Acquire(ctx2); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestEvent(t *testing.T) {
+	w := words(1)
+	e := Event{W: &w[0]}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	if err := e.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait on unset = %v", err)
+	}
+	go func() { time.Sleep(20 * time.Millisecond); e.Set() }()
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
+	if err := e.Wait(ctx2); err != nil || !e.IsSet() {
+		t.Fatal(err)
+	}
+}
+
+func TestBarrierRoundsAndBreak(t *testing.T) {
+	w := words(1)
+	b := Barrier{W: &w[0], Parties: 3}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 30)
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 10 {
+				errs <- b.Wait(ctx)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	short, cancel2 := context.WithTimeout(ctx, 30*time.Millisecond)
+	defer cancel2()
+	if err := b.Wait(short); !errors.Is(err, context.DeadlineExceeded) || !b.Broken() {
+		t.Fatalf("lone Wait = %v, broken %v", err, b.Broken())
+	}
+	if err := b.Wait(ctx); !errors.Is(err, ErrBroken) {
+		t.Fatalf("Wait on a broken barrier = %v", err)
+	}
+}
