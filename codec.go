@@ -1,9 +1,6 @@
 package multiproc
 
 import (
-	"bytes"
-	"encoding/gob"
-	"fmt"
 	"reflect"
 
 	"github.com/multiproc-go/multiproc/internal/handle"
@@ -62,21 +59,4 @@ func decodeValue[T any](b []byte, v *T) error {
 		return err
 	}
 	return c.Decode(b, v)
-}
-
-// gobEncodeReflect encodes a struct value known only by reflection.
-func gobEncodeReflect(v reflect.Value) ([]byte, error) {
-	var buf bytes.Buffer
-	if err := gob.NewEncoder(&buf).EncodeValue(v); err != nil {
-		return nil, fmt.Errorf("multiproc: encoding %v: %w", v.Type(), err)
-	}
-	return buf.Bytes(), nil
-}
-
-// gobDecodeReflect decodes into the value pv points to.
-func gobDecodeReflect(b []byte, pv reflect.Value) error {
-	if err := gob.NewDecoder(bytes.NewReader(b)).DecodeValue(pv); err != nil {
-		return fmt.Errorf("multiproc: decoding %v: %w", pv.Type().Elem(), err)
-	}
-	return nil
 }

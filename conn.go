@@ -211,6 +211,7 @@ const spinWait = 25 * time.Microsecond
 // waitReader reads f, polling it briefly before parking in the poller.
 type waitReader struct{ f *os.File }
 
+// Read reads into p, polling briefly before it parks.
 func (w waitReader) Read(p []byte) (int, error) {
 	rc, err := w.f.SyscallConn()
 	if err != nil || runtime.NumCPU() < 2 {

@@ -83,6 +83,7 @@ type RemoteError struct {
 	Panic bool   // the function panicked; Text is the panic value
 }
 
+// Error returns the child's text, marked as a panic if it was one.
 func (e *RemoteError) Error() string {
 	if e.Panic {
 		return "multiproc: panic in child: " + e.Text

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/multiproc-go/multiproc/internal/handle"
+	"github.com/multiproc-go/multiproc/internal/wire"
 )
 
 // A task is what a child runs: a registered function or Runner type by
@@ -257,7 +258,7 @@ func encodeRunner(r Runner) ([]byte, []handle.Entry, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	b, err := gobEncodeReflect(reflect.ValueOf(cp).Elem())
+	b, err := wire.AppendAny(nil, cp)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -265,7 +266,7 @@ func encodeRunner(r Runner) ([]byte, []handle.Entry, error) {
 }
 
 func decodeRunner(b []byte, entries []handle.Entry, pv reflect.Value) error {
-	if err := gobDecodeReflect(b, pv); err != nil {
+	if err := wire.DecodeAny(b, pv.Interface()); err != nil {
 		handle.CloseFds(entries)
 		return err
 	}

@@ -16,8 +16,9 @@ import (
 // handshake and waits for a task. Starting a Go program costs a
 // millisecond or more (exec, runtime start, package initialisation); a
 // spare moves that cost off the path of the next Start, which then costs
-// one message. After a program has started its first process, one spare
-// is kept ready. A spare costs one idle process; it exits with its parent.
+// one message. Once a program's first process has done its task, two
+// spares are kept ready (Python's forkserver keeps a server process for
+// the same reason). A spare is an idle process; it exits with its parent.
 //
 // A spare starts with /dev/null as standard output and error: it gets the
 // parent's current ones with its task (so it never holds a pipe the parent
@@ -44,8 +45,11 @@ var spares struct {
 // Starts find one ready while the next is being started.
 const spareCount = 2
 
-// SpareProcesses turns the spare process off when set to false before the
-// first Start: every Start then pays for a full program start.
+// SpareProcesses, set to false before the first Start (it is read without
+// a lock), turns the spare children off: no idle process is kept, and
+// every Start pays for a full program start (about 1–2 ms). A program that
+// starts one or two processes and exits, like a command-line tool, may
+// want that.
 var SpareProcesses = true
 
 // takeSpare returns a started, idle child for a non-daemon or daemon
