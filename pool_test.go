@@ -40,8 +40,9 @@ var (
 )
 
 type initRunner struct {
-	Fail    bool
-	Counter *multiproc.Value[int64]
+	Fail      bool
+	Counter   *multiproc.Value[int64]
+	FailAfter int64 // fail once the counter passes it (0: never)
 }
 
 func (r *initRunner) Run(ctx context.Context) error {
@@ -49,7 +50,9 @@ func (r *initRunner) Run(ctx context.Context) error {
 		return errors.New("init refused")
 	}
 	if r.Counter != nil {
-		r.Counter.Add(1)
+		if n := r.Counter.Add(1); r.FailAfter > 0 && n > r.FailAfter {
+			return errors.New("init refused this time")
+		}
 	}
 	return nil
 }
@@ -289,6 +292,27 @@ func TestPoolInitializer(t *testing.T) {
 	_, err := multiproc.NewPool(multiproc.PoolOptions{Processes: 2, Initializer: &initRunner{Fail: true}})
 	if err == nil || !strings.Contains(err.Error(), "init refused") {
 		t.Fatalf("NewPool with a failing Initializer = %v", err)
+	}
+}
+
+func TestPoolInitializerFailsInReplacement(t *testing.T) {
+	ctx := testCtx(t, 60*time.Second)
+	counter, _ := multiproc.NewValue[int64](0)
+	p := newPool(t, multiproc.PoolOptions{Processes: 1, MaxTasksPerChild: 1,
+		Initializer: &initRunner{Counter: counter, FailAfter: 1}})
+	if v, err := double.Apply(ctx, p, 2); err != nil || v != 4 {
+		t.Fatal(v, err)
+	}
+	// The worker retired after one task; its replacement's Initializer fails.
+	for i := range 3 {
+		_, err := double.Apply(ctx, p, 3)
+		if err == nil || !errors.Is(err, multiproc.ErrPoolClosed) || !strings.Contains(err.Error(), "init refused this time") {
+			t.Fatalf("call %d after the Initializer failed: %v", i, err)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := counter.Load(); n != 2 {
+		t.Fatalf("the Initializer ran %d times: a respawn storm", n)
 	}
 }
 

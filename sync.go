@@ -323,7 +323,8 @@ func (e *Event) UnmarshalBinary([]byte) error { return errTravel }
 // ErrBrokenBarrier. It travels to children as Value does.
 type Barrier struct {
 	syncObj
-	b futex.Barrier
+	b    futex.Barrier
+	gate gate
 }
 
 // NewBarrier makes a barrier for n parties (1 ≤ n ≤ 65535).
@@ -345,6 +346,7 @@ func (b *Barrier) init(seg *shm.Segment, n uint32) {
 	b.mem = seg.Bytes()
 	b.b = futex.Barrier{W: futex.Word(b.mem, offWord0), Parties: n}
 	*futex.Word(b.mem, offWord1) = n
+	b.gate = make(gate, 1)
 }
 
 // Wait arrives at the barrier and blocks until all parties have arrived
@@ -352,7 +354,19 @@ func (b *Barrier) init(seg *shm.Segment, n uint32) {
 // barrier breaks for everyone).
 func (b *Barrier) Wait(ctx context.Context) error {
 	defer runtime.KeepAlive(b)
-	err := b.b.Wait(ctx)
+	gen, done, err := b.b.Arrive()
+	if !done && err == nil {
+		// Goroutines of this process take turns sleeping in the kernel;
+		// the others wait in the Go scheduler, holding no OS thread.
+		if ok, perr := b.b.Passed(gen); ok {
+			err = perr
+		} else if gerr := b.gate.enter(ctx); gerr != nil {
+			err = b.b.Break(gen, gerr)
+		} else {
+			err = b.b.Await(ctx, gen)
+			b.gate.leave()
+		}
+	}
 	if errors.Is(err, futex.ErrBroken) {
 		return ErrBrokenBarrier
 	}

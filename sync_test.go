@@ -172,3 +172,39 @@ func TestBarrierBrokenByDeadline(t *testing.T) {
 		t.Fatal("NewBarrier(0) succeeded")
 	}
 }
+
+func TestManyWaitersFewThreads(t *testing.T) {
+	ctx := testCtx(t, 30*time.Second)
+	const n = 150
+	b, _ := multiproc.NewBarrier(n + 1)
+	ev, _ := multiproc.NewEvent()
+	sem, _ := multiproc.NewSemaphore(0)
+	before := countThreads(t)
+	done := make(chan error, 3*n)
+	for range n {
+		go func() { done <- b.Wait(ctx) }()
+		go func() { done <- ev.Wait(ctx) }()
+		go func() { done <- sem.Acquire(ctx) }()
+	}
+	time.Sleep(300 * time.Millisecond)
+	if during := countThreads(t); during > before+20 {
+		t.Fatalf("%d goroutines blocked on a Barrier, an Event and a Semaphore took %d OS threads", 3*n, during-before)
+	}
+	if err := b.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ev.Set()
+	for range n {
+		sem.Release()
+	}
+	for range 3 * n {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-ctx.Done():
+			t.Fatal("waiters were not released")
+		}
+	}
+}

@@ -30,11 +30,21 @@ const MaxParties = countMask
 // goroutines) have arrived. If ctx ends first, the barrier breaks: this
 // waiter gets ctx's error and every other waiter, now and later, ErrBroken.
 func (b Barrier) Wait(ctx context.Context) error {
-	var gen uint32
+	gen, done, err := b.Arrive()
+	if done || err != nil {
+		return err
+	}
+	return b.Await(ctx, gen)
+}
+
+// Arrive counts one party in. done is true when it was the last one (the
+// round is over, every waiter released); otherwise gen is the round to
+// Await.
+func (b Barrier) Arrive() (gen uint32, done bool, err error) {
 	for {
 		v := load(b.W)
 		if v&brokenBit != 0 {
-			return ErrBroken
+			return 0, false, ErrBroken
 		}
 		gen = v & genMask
 		n := v&countMask + 1
@@ -42,36 +52,55 @@ func (b Barrier) Wait(ctx context.Context) error {
 			next := ((gen >> genShift) + 1) << genShift & genMask
 			if cas(b.W, v, next) {
 				WakeAll(b.W)
-				return nil
+				return gen, true, nil
 			}
 			continue
 		}
 		if cas(b.W, v, v+1) {
-			break
+			return gen, false, nil
 		}
 	}
-	passed := func() bool { v := load(b.W); return v&genMask != gen || v&brokenBit != 0 }
-	Spin(SpinTime, passed)
+}
+
+// Passed reports whether round gen is over (nil) or the barrier broke
+// (ErrBroken); ok is false while the round goes on.
+func (b Barrier) Passed(gen uint32) (ok bool, err error) {
+	v := load(b.W)
+	if v&genMask != gen {
+		return true, nil
+	}
+	if v&brokenBit != 0 {
+		return true, ErrBroken
+	}
+	return false, nil
+}
+
+// Await waits for round gen to end. If ctx ends first, it breaks the
+// barrier (unless the round ended meanwhile) and returns ctx's error.
+func (b Barrier) Await(ctx context.Context, gen uint32) error {
+	Spin(SpinTime, func() bool { ok, _ := b.Passed(gen); return ok })
+	for {
+		v := load(b.W)
+		if ok, err := b.Passed(gen); ok {
+			return err
+		}
+		if err := WaitCtx(ctx, b.W, v); err != nil {
+			return b.Break(gen, err)
+		}
+	}
+}
+
+// Break breaks round gen for everyone because of err, unless the round
+// is already over; it returns what the breaking waiter should report.
+func (b Barrier) Break(gen uint32, err error) error {
 	for {
 		v := load(b.W)
 		if v&genMask != gen {
 			return nil
 		}
-		if v&brokenBit != 0 {
-			return ErrBroken
-		}
-		if err := WaitCtx(ctx, b.W, v); err != nil {
-			// Break it, unless the release won the race.
-			for {
-				v := load(b.W)
-				if v&genMask != gen {
-					return nil
-				}
-				if v&brokenBit != 0 || cas(b.W, v, v|brokenBit) {
-					WakeAll(b.W)
-					return err
-				}
-			}
+		if v&brokenBit != 0 || cas(b.W, v, v|brokenBit) {
+			WakeAll(b.W)
+			return err
 		}
 	}
 }

@@ -28,13 +28,14 @@ var selfPid = uint32(os.Getpid())
 // Pid returns this process's pid as lock words store it.
 func Pid() uint32 { return selfPid }
 
-// TryLock takes the lock if it is free, or if its holder has died.
+// TryLock takes the lock if it is free, or if its holder is gone (a
+// zombie holder is left to Lock, whose check reads /proc: too slow here).
 func (m Mutex) TryLock() bool {
 	if cas(m.W, 0, selfPid) {
 		return true
 	}
 	v := load(m.W)
-	if v != 0 && !Alive(v&^waitersBit) {
+	if owner := v &^ waitersBit; v != 0 && owner != selfPid && unix.Kill(int(owner), 0) == unix.ESRCH {
 		return cas(m.W, v, selfPid|waitersBit)
 	}
 	return false
