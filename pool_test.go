@@ -482,3 +482,42 @@ func TestPoolSIGINTDuringMap(t *testing.T) {
 		waitFor(t, 5*time.Second, "the workers to be gone", func() bool { return gone(pid) })
 	}
 }
+
+type queueTask struct {
+	Out *multiproc.Queue[int] // shared with the parent: the worker puts into it
+	Lk  *multiproc.Lock
+	N   int
+}
+
+var putSquares = multiproc.Register("test.putSquares", func(ctx context.Context, a queueTask) (int, error) {
+	a.Lk.Lock() // any shared object works in a running worker
+	a.Lk.Unlock()
+	return a.N, a.Out.Put(ctx, a.N*a.N)
+})
+
+func TestPoolTaskGetsQueue(t *testing.T) {
+	ctx := testCtx(t, 60*time.Second)
+	p := newPool(t, multiproc.PoolOptions{Processes: 2})
+	q, _ := multiproc.NewQueue[int](0)
+	lk, _ := multiproc.NewLock()
+	var rs []*multiproc.AsyncResult[int]
+	for i := range 50 {
+		rs = append(rs, putSquares.ApplyAsync(p, queueTask{Out: q, Lk: lk, N: i}))
+	}
+	for _, r := range rs {
+		if _, err := r.Get(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sum := 0
+	for range 50 {
+		v, err := q.Get(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum += v
+	}
+	if want := 49 * 50 * 99 / 6; sum != want || q.Len() != 0 {
+		t.Fatalf("sum of squares from the workers = %d, want %d", sum, want)
+	}
+}
