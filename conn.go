@@ -243,8 +243,9 @@ func (w waitReader) Read(p []byte) (int, error) {
 }
 
 // Send sends a Go value: anything the package's codec takes (numbers,
-// strings, slices, maps, structs by their exported fields, pointers; as
-// encoding/gob would, but with no type information on the wire). The
+// strings, slices, maps, structs by their exported fields, pointers, and
+// interface values of types registered with RegisterType; as encoding/gob
+// would, but with no type information on the wire). The
 // receiver must Recv into a pointer to the same type; the message carries
 // the type's name, so a mismatch is a clear error. Shared objects (Value,
 // Queue, ...) cannot be sent: pass them as a Func argument instead.

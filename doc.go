@@ -60,7 +60,9 @@
 //
 // Arguments and results are copied (encoding/gob rules: exported fields;
 // the wire format is the package's own binary codec, with no type
-// information, since both ends are the same binary). A *Value, *Array,
+// information, since both ends are the same binary; a value held in an
+// interface-typed field travels if its type is registered with
+// RegisterType, as with gob.Register). A *Value, *Array,
 // *Lock, *Semaphore, *Event, *Barrier, *Conn or *Queue is not copied:
 // passed as the argument itself, or as an exported field of it or of a
 // Runner at any depth of plain structs — to a Process, a Call or a pool

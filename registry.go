@@ -272,3 +272,11 @@ func decodeRunner(b []byte, entries []handle.Entry, pv reflect.Value) error {
 	}
 	return handle.Restore(pv.Interface(), entries)
 }
+
+// RegisterType makes the concrete type of v known to the package's codec,
+// so that values of it can travel inside interface-typed fields of
+// arguments, results and messages (as gob.Register does for gob). Call it
+// at package initialisation, like Register. Common built-in types (numbers,
+// string, []byte, []any, map[string]any, time.Time, ...) are registered
+// already. It panics if another type is registered under the same name.
+func RegisterType(v any) { wire.Register(v) }

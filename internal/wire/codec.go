@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding"
 	"encoding/binary"
-	"encoding/gob"
 	"errors"
 	"fmt"
 	"io"
@@ -41,9 +40,9 @@ import (
 //     element by element, except that a slice or array of a plain type is
 //     copied as one block of raw memory. Slices and maps keep the
 //     difference between nil and empty; pointers keep nil.
-//   - Interface values are encoded with encoding/gob, one fresh gob stream
-//     per value, so their concrete types must be registered with
-//     gob.Register. This is slow, but correct.
+//   - Interface values are encoded as the registered name of their concrete
+//     type (see Register; common built-in types are registered already)
+//     followed by the value's own encoding.
 //
 // Channels, functions, unsafe.Pointer and structs that have data but no
 // exported fields (sync.Mutex, say) are rejected by NewCodec. Recursive
@@ -118,6 +117,15 @@ func DecodeAny(b []byte, v any) error {
 }
 
 func (cc *compiled) append(dst []byte, p unsafe.Pointer) ([]byte, error) {
+	return cc.appendAt(dst, p, 0)
+}
+
+// appendAt is append at nesting depth (interface values re-enter the
+// codec, so a cyclic value is stopped there too).
+func (cc *compiled) appendAt(dst []byte, p unsafe.Pointer, depth int) ([]byte, error) {
+	if depth >= maxDepth {
+		return dst, errDepth
+	}
 	switch cc.mode {
 	case modeBytes:
 		return append(dst, *(*[]byte)(p)...), nil
@@ -132,11 +140,11 @@ func (cc *compiled) append(dst []byte, p unsafe.Pointer) ([]byte, error) {
 		}
 		return b, nil
 	}
-	b, err := cc.enc(dst, p, 0)
-	if err != nil {
+	b, err := cc.enc(dst, p, depth)
+	if err != nil && depth == 0 { // wrap once, not at every nested interface
 		return dst, fmt.Errorf("multiproc: encoding %v: %w", cc.typ, err)
 	}
-	return b, nil
+	return b, err
 }
 
 // decode decodes b into the value at p; zero resets that value.
@@ -520,7 +528,7 @@ func (c *compiler) build(t reflect.Type) (encFn, decFn, error) {
 	case reflect.Struct:
 		return c.structCodec(t)
 	case reflect.Interface:
-		enc, dec := gobCodec(t)
+		enc, dec := ifaceCodec(t)
 		return enc, dec, nil
 	}
 	return nil, nil, fmt.Errorf("unsupported type %v", t)
@@ -1086,33 +1094,82 @@ func marshalCodec(t reflect.Type) (encFn, decFn, error) {
 	return enc, dec, nil
 }
 
-// gobCodec encodes an interface value as its own gob stream. A fresh
-// encoder per value keeps every message self-contained, at the price of
-// resending the type description each time.
-func gobCodec(t reflect.Type) (encFn, decFn) {
-	enc := func(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-		v := reflect.NewAt(t, p)
-		if v.Elem().IsNil() {
+// ifaceCodec encodes an interface value as its concrete type's registered
+// name and the value's own encoding, length-prefixed.
+func ifaceCodec(t reflect.Type) (encFn, decFn) {
+	enc := func(b []byte, p unsafe.Pointer, depth int) ([]byte, error) {
+		v := reflect.NewAt(t, p).Elem()
+		if v.IsNil() {
 			return append(b, 0), nil
 		}
-		var buf bytes.Buffer
-		// Passing a pointer to the interface makes gob send the concrete
-		// type's registered name along with the value.
-		if err := gob.NewEncoder(&buf).EncodeValue(v); err != nil {
+		ct := v.Elem().Type()
+		name, ok := registeredName(ct)
+		if !ok {
+			return b, fmt.Errorf("type %v is not registered (call multiproc.RegisterType for values held in interfaces)", ct)
+		}
+		cc, err := compiledFor(ct)
+		if err != nil {
 			return b, err
 		}
-		b = appendCount(b, buf.Len(), false)
-		return append(b, buf.Bytes()...), nil
+		cp := reflect.New(ct)
+		cp.Elem().Set(v.Elem())
+		b = append(b, 1)
+		b = appendCount(b, len(name), false)
+		b = append(b, name...)
+		// The value's length goes in 8 fixed bytes, patched after it is
+		// written in place (no copy, however deep values nest).
+		at := len(b)
+		b = append(b, 0, 0, 0, 0, 0, 0, 0, 0)
+		b, err = cc.appendAt(b, cp.UnsafePointer(), depth+1)
+		if err != nil {
+			return b[:at], err
+		}
+		binary.LittleEndian.PutUint64(b[at:], uint64(len(b)-at-8))
+		return b, nil
 	}
-	dec := func(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-		n, b, err := readCount(b, 1)
+	dec := func(b []byte, p unsafe.Pointer, depth int) ([]byte, error) {
+		if len(b) < 1 {
+			return b, errTruncated
+		}
+		switch b[0] {
+		case 0:
+			return b[1:], nil
+		case 1:
+		default:
+			return b, errPresence
+		}
+		n, b, err := readCount(b[1:], 1)
 		if err != nil || n < 0 {
 			return b, err
 		}
-		if err := gob.NewDecoder(bytes.NewReader(b[:n])).DecodeValue(reflect.NewAt(t, p)); err != nil {
+		name := string(b[:n])
+		b = b[n:]
+		ct, ok := registeredType(name)
+		if !ok {
+			return b, fmt.Errorf("type %q is not registered in this process", name)
+		}
+		if !ct.AssignableTo(t) {
+			return b, fmt.Errorf("a %v does not fit in a %v", ct, t)
+		}
+		cc, err := compiledFor(ct)
+		if err != nil {
 			return b, err
 		}
-		return b[n:], nil
+		if len(b) < 8 {
+			return b, errTruncated
+		}
+		m64 := binary.LittleEndian.Uint64(b)
+		b = b[8:]
+		if m64 > uint64(len(b)) {
+			return b, errTruncated
+		}
+		m := int(m64)
+		nv := reflect.New(ct)
+		if err := cc.decode(b[:m], nv.UnsafePointer(), func() { nv.Elem().SetZero() }); err != nil {
+			return b, err
+		}
+		reflect.NewAt(t, p).Elem().Set(nv.Elem())
+		return b[m:], nil
 	}
 	return enc, dec
 }
