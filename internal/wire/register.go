@@ -16,16 +16,18 @@ var registry struct {
 	byType map[reflect.Type]string
 }
 
-func init() {
+// builtins registers the common built-in types, on first use rather than
+// at init: every child process runs the package inits, most never need it.
+var builtins = sync.OnceFunc(func() {
 	for _, v := range []any{
 		false, 0, int8(0), int16(0), int32(0), int64(0), uint(0), uint8(0), uint16(0), uint32(0), uint64(0), uintptr(0),
 		float32(0), float64(0), complex64(0), complex128(0), "", []byte(nil),
 		[]any(nil), map[string]any(nil), []string(nil), []int(nil), []int64(nil), []float64(nil),
 		map[string]string(nil), map[string]int(nil), map[string]float64(nil), time.Time{}, time.Duration(0),
 	} {
-		Register(v)
+		register(reflect.TypeOf(v).String(), v)
 	}
-}
+})
 
 // Register makes the concrete type of v known by its type's name, so that
 // values of it can travel inside interface-typed fields (as gob.Register).
@@ -40,6 +42,11 @@ func Register(v any) {
 
 // RegisterName is Register under a name of the caller's choice.
 func RegisterName(name string, v any) {
+	builtins()
+	register(name, v)
+}
+
+func register(name string, v any) {
 	t := reflect.TypeOf(v)
 	registry.Lock()
 	defer registry.Unlock()
@@ -57,6 +64,7 @@ func RegisterName(name string, v any) {
 }
 
 func registeredName(t reflect.Type) (string, bool) {
+	builtins()
 	registry.RLock()
 	defer registry.RUnlock()
 	n, ok := registry.byType[t]
@@ -64,6 +72,7 @@ func registeredName(t reflect.Type) (string, bool) {
 }
 
 func registeredType(name string) (reflect.Type, bool) {
+	builtins()
 	registry.RLock()
 	defer registry.RUnlock()
 	t, ok := registry.byName[name]
