@@ -18,8 +18,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-var mainCalled atomic.Bool
-
 // Main must be the first statement of the program's main function (and of
 // TestMain in tests). In the parent it returns at once. In a child process
 // — the same binary started again by this package — it runs the task the
@@ -31,7 +29,6 @@ var mainCalled atomic.Bool
 // that forgets Main cannot start processes: Start fails with an error
 // matching ErrNoMain instead, and the half-started child is killed.
 func Main() {
-	mainCalled.Store(true)
 	if os.Getenv(spawn.EnvRole) != "child" {
 		return
 	}

@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/multiproc-go/multiproc/internal/futex"
@@ -154,6 +153,7 @@ type worker struct {
 	sendMu   sync.Mutex
 	sendCond sync.Cond
 	sendNext uint32
+	sendDone bool // the worker is gone: pending dispatches give up
 
 	// inflight are the tasks sent to it, oldest (the one it runs) first:
 	// more than one only for tasks nobody can cancel (ApplyAsync), which
@@ -274,36 +274,44 @@ func (p *Pool) watchHeadLocked(w *worker) {
 // worker or brought the task: no hand-off to a scheduler goroutine.
 func (p *Pool) dispatch(w *worker, pt *poolTask) {
 	p.mu.Lock()
-	ticket := uint32(0)
+	ticket, found := uint32(0), false
 	for i, q := range w.inflight {
 		if q == pt {
-			ticket = w.tickets[i]
+			ticket, found = w.tickets[i], true
 		}
 	}
 	p.mu.Unlock()
+	if !found {
+		return // the worker is gone already; gone has requeued pt
+	}
 	if pt.msg == nil {
 		pt.msg = pt.t.append(nil)
 	}
 	w.sendMu.Lock()
-	for w.sendNext != ticket {
+	for w.sendNext != ticket && !w.sendDone {
 		w.sendCond.Wait()
+	}
+	if w.sendDone {
+		w.sendMu.Unlock()
+		return
 	}
 	err := w.c.ctl.Send(spawn.MsgTask, pt.msg, pt.t.fds())
 	w.sendNext++
 	w.sendCond.Broadcast()
 	w.sendMu.Unlock()
-	if err != nil && !errors.Is(err, syscall.EPIPE) && !errors.Is(err, syscall.ECONNRESET) {
-		// Refused before anything was written (too many descriptors): the
-		// worker never sees it. Nothing after it may be in flight to it
-		// either, so retire the worker; the task fails.
+	if errors.Is(err, spawn.ErrTooManyFds) {
+		// Refused before anything was written: the worker never sees it.
+		// Nothing after it may be in flight to it either, so retire the
+		// worker; the task fails.
 		p.mu.Lock()
 		w.exiting = true
 		p.mu.Unlock()
 		w.kill()
 		p.finishRefused(w, pt, err)
 	}
-	// On EPIPE the worker is gone: serve sees it, and the task, which it
-	// never started, goes back to the queue.
+	// Any other error means the worker is gone (EPIPE, or its socket
+	// already closed): serve sees it, and the task, which it never
+	// started, goes back to the queue.
 }
 
 // finishRefused fails a task the worker never received.
@@ -443,6 +451,10 @@ func failSkipped(skipped []*poolTask) {
 // to do.
 func (p *Pool) gone(w *worker, code int) {
 	exitErr := &ExitError{Name: w.name, Pid: w.c.pid, ExitCode: code}
+	w.sendMu.Lock()
+	w.sendDone = true
+	w.sendCond.Broadcast()
+	w.sendMu.Unlock()
 	p.mu.Lock()
 	w.disarm()
 	delete(p.workers, w)

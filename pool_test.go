@@ -521,3 +521,39 @@ func TestPoolTaskGetsQueue(t *testing.T) {
 		t.Fatalf("sum of squares from the workers = %d, want %d", sum, want)
 	}
 }
+
+// TestPoolWorkersKilledUnderLoad kills workers at random while thousands
+// of queued and prefetched tasks flow: every task ends (no hang), each
+// either with its result or, at most once per kill, ErrWorkerDied.
+func TestPoolWorkersKilledUnderLoad(t *testing.T) {
+	ctx := testCtx(t, 120*time.Second)
+	p := newPool(t, multiproc.PoolOptions{Processes: 2})
+	const n = 3000
+	rs := make([]*multiproc.AsyncResult[int], n)
+	kills := 0
+	for i := range rs {
+		rs[i] = double.ApplyAsync(p, i)
+		if i%300 == 150 {
+			if pid, err := whoAmI.Apply(ctx, p, 0); err == nil {
+				syscall.Kill(pid, syscall.SIGKILL)
+				kills++
+			}
+		}
+	}
+	died := 0
+	for i, r := range rs {
+		v, err := r.Get(ctx)
+		switch {
+		case errors.Is(err, multiproc.ErrWorkerDied):
+			died++
+		case err != nil:
+			t.Fatalf("task %d: %v", i, err)
+		case v != 2*i:
+			t.Fatalf("task %d = %d", i, v)
+		}
+	}
+	if died > kills {
+		t.Fatalf("%d tasks failed for %d kills", died, kills)
+	}
+	t.Logf("%d kills, %d tasks failed with ErrWorkerDied, %d succeeded", kills, died, n-died)
+}

@@ -45,6 +45,9 @@ const MaxFds = 250
 // SpinTime is how long a Recv polls the socket before it parks.
 const SpinTime = 25 * time.Microsecond
 
+// ErrTooManyFds refuses a message before anything of it is written.
+var ErrTooManyFds = errors.New("multiproc: too many descriptors in one message")
+
 // ErrCorrupt reports a control stream that broke its framing.
 var ErrCorrupt = errors.New("multiproc: corrupt control stream")
 
@@ -90,7 +93,7 @@ func Pair() (*Ctl, *os.File, error) {
 // open in this process (the receiver gets its own copies).
 func (c *Ctl) Send(typ byte, payload []byte, fds []int) error {
 	if len(fds) > MaxFds {
-		return fmt.Errorf("multiproc: %d descriptors in one message, at most %d", len(fds), MaxFds)
+		return fmt.Errorf("%w: %d, at most %d", ErrTooManyFds, len(fds), MaxFds)
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
