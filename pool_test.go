@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -556,4 +557,53 @@ func TestPoolWorkersKilledUnderLoad(t *testing.T) {
 		t.Fatalf("%d tasks failed for %d kills", died, kills)
 	}
 	t.Logf("%d kills, %d tasks failed with ErrWorkerDied, %d succeeded", kills, died, n-died)
+}
+
+// TestPoolChurn mixes everything at once: Maps, Applies with deadlines
+// that expire, tasks that kill their own worker, and a worker limit, from
+// several goroutines. Every call must end, with a result or a clear error.
+func TestPoolChurn(t *testing.T) {
+	ctx := testCtx(t, 120*time.Second)
+	p := newPool(t, multiproc.PoolOptions{Processes: 3, MaxTasksPerChild: 7, TaskTimeout: 2 * time.Second})
+	var wg sync.WaitGroup
+	errs := make(chan error, 1000)
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 15 {
+				switch (g + i) % 4 {
+				case 0:
+					args := []int{1, 2, 3, 4, 5, 6, 7, 8}
+					if rs, err := double.Map(ctx, p, args); err != nil || rs[7] != 16 {
+						errs <- fmt.Errorf("Map: %v %v", rs, err)
+					}
+				case 1:
+					short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+					_, err := sleeps.Apply(short, p, time.Second)
+					cancel()
+					if !errors.Is(err, context.DeadlineExceeded) {
+						errs <- fmt.Errorf("Apply past deadline: %v", err)
+					}
+				case 2:
+					if _, err := killSelf.Apply(ctx, p, -1); !errors.Is(err, multiproc.ErrWorkerDied) {
+						errs <- fmt.Errorf("self-killing task: %v", err)
+					}
+				case 3:
+					if v, err := double.ApplyAsync(p, i).Get(ctx); err != nil || v != 2*i {
+						errs <- fmt.Errorf("ApplyAsync: %v %v", v, err)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	// Afterwards the pool is healthy.
+	if v, err := double.Apply(ctx, p, 21); err != nil || v != 42 {
+		t.Fatal(v, err)
+	}
 }
