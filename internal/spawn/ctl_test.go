@@ -35,8 +35,12 @@ func TestCtlMessagesAndFds(t *testing.T) {
 	defer r.Close()
 	defer w.Close()
 	big := bytes.Repeat([]byte("x"), 3<<20)
+	wfd := int(w.Fd())
+	sent := make(chan struct{})
+	defer func() { <-sent }() // before w is closed
 	go func() {
-		a.Send(MsgTask, []byte("small"), []int{int(w.Fd())})
+		defer close(sent)
+		a.Send(MsgTask, []byte("small"), []int{wfd})
 		a.Send(MsgResult, big, nil)
 		a.Send(MsgExit, nil, nil)
 		a.Close()
