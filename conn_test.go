@@ -320,3 +320,47 @@ while True:
 		t.Fatalf("python: %v", err)
 	}
 }
+
+// TestConnConcurrentSenders: messages sent from several goroutines at once
+// (small ones in one write, large ones in two) never interleave.
+func TestConnConcurrentSenders(t *testing.T) {
+	ctx := testCtx(t, 60*time.Second)
+	a, b, _ := multiproc.Pipe(true)
+	p := echo.Process(echoJob{Conn: b, Bytes: true})
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	const senders, each = 4, 200
+	done := make(chan error, senders)
+	for s := range senders {
+		go func() {
+			for i := range each {
+				size := 1 + (i*7919)%40000 // both sides of the 16 KiB single-write limit
+				done <- nil
+				if err := a.SendBytes(bytes.Repeat([]byte{byte(s)}, size)); err != nil {
+					done <- err
+					return
+				}
+			}
+		}()
+	}
+	for range senders * each {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		m, err := a.RecvBytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range m {
+			if c != m[0] {
+				t.Fatalf("a %d-byte message mixes the bytes of two senders", len(m))
+			}
+		}
+	}
+	a.Close()
+	if err := p.Join(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -3,10 +3,12 @@ package multiproc_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -299,4 +301,57 @@ func TestProgramWithoutMain(t *testing.T) {
 		t.Fatalf("took %v", d)
 	}
 	t.Logf("%s", out)
+}
+
+// TestConcurrentStartsAndCancels starts processes from many goroutines at
+// once — spares are claimed concurrently — with some calls cancelled
+// while they run: each call ends with its result or its context's error,
+// and every child is reaped.
+func TestConcurrentStartsAndCancels(t *testing.T) {
+	ctx := testCtx(t, 120*time.Second)
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	var mu sync.Mutex
+	var pids []int
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 8 {
+				if (g+i)%3 == 0 {
+					short, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
+					_, err := sleeps.Call(short, time.Minute)
+					cancel()
+					if !errors.Is(err, context.DeadlineExceeded) {
+						errs <- fmt.Errorf("cancelled Call: %v", err)
+					}
+					continue
+				}
+				p := double.Process(g*100 + i)
+				if err := p.Start(); err != nil {
+					errs <- err
+					continue
+				}
+				mu.Lock()
+				pids = append(pids, p.Pid())
+				mu.Unlock()
+				if err := p.Join(ctx); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	waitFor(t, 10*time.Second, "every child to be reaped", func() bool {
+		for _, pid := range pids {
+			if procState(pid) != "" {
+				return false
+			}
+		}
+		return true
+	})
 }
