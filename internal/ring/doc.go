@@ -70,7 +70,7 @@
 //
 // # Waking
 //
-// A consumer that finds the queue empty spins for futex.SpinTime, then sets
+// A consumer that finds the queue empty spins for awaitSpin (30 µs), then sets
 // the sleepers bit of dataBell, checks again and sleeps in FUTEX_WAIT on the
 // value it set. A producer, after its commit, loads dataBell and, only if
 // the bit is set, clears it, bumps the sequence and wakes every sleeper

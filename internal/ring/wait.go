@@ -57,8 +57,11 @@ const (
 // should ever be missed.
 const recheck = 250 * time.Millisecond
 
-// awaitSpin is how long a waiter polls before it sleeps.
-var awaitSpin = futex.SpinTime
+// awaitSpin is how long a waiter polls before it sleeps. Long enough that
+// a consumer keeping up with a steady producer rarely sleeps: measured on
+// 2 CPUs, 8 µs let it fall into a sleep/wake rhythm at half the throughput
+// in about half the runs (3.3 M against 6.5 M msgs/s); 30 µs did not.
+const awaitSpin = 30 * time.Microsecond
 
 // await blocks until cond holds, ctx ends or the handle closes. The caller
 // holds s.wait, so it is the only goroutine of this handle sleeping on s.
