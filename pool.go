@@ -474,6 +474,9 @@ func (p *Pool) gone(w *worker, code int) {
 			failed, fails = append(failed, pt), append(fails, w.killWhy)
 		case p.terminated:
 			failed, fails = append(failed, pt), append(fails, fmt.Errorf("%w: terminated while %s ran", ErrPoolClosed, pt.t.fn))
+		case p.broken != nil:
+			// No worker will start again to take it.
+			failed, fails = append(failed, pt), append(fails, p.broken)
 		case w.tickets[i] >= started:
 			requeue = append(requeue, pt)
 		default:
