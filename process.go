@@ -134,31 +134,6 @@ type childProc struct {
 	ctl   *spawn.Ctl
 	pid   int
 	pidfd int // owned by reap
-
-	pollMu sync.Mutex
-	pollfd int // a second pidfd, for exited; -1 when closed
-}
-
-// exited reports, without waiting, whether the child has exited (even if
-// it is not reaped yet).
-func (c *childProc) exited() bool {
-	c.pollMu.Lock()
-	defer c.pollMu.Unlock()
-	if c.pollfd < 0 {
-		return true
-	}
-	p := []unix.PollFd{{Fd: int32(c.pollfd), Events: unix.POLLIN}}
-	n, err := unix.Poll(p, 0)
-	return err == nil && n > 0
-}
-
-func (c *childProc) initPoll() {
-	c.pollfd = -1
-	if c.pidfd >= 0 {
-		if fd, err := unix.FcntlInt(uintptr(c.pidfd), unix.F_DUPFD_CLOEXEC, 3); err == nil {
-			c.pollfd = fd
-		}
-	}
 }
 
 // spawnChild starts a child named name, completes the start handshake
@@ -195,7 +170,6 @@ func spawnChild(name string, daemon, ownGroup bool, t *task) (*childProc, error)
 		return nil, fmt.Errorf("multiproc: starting %s: %w", name, err)
 	}
 	c.pid = c.cmd.Process.Pid
-	c.initPoll()
 	fail := func(err error) (*childProc, error) {
 		c.cmd.Process.Kill()
 		c.reap()
@@ -245,12 +219,6 @@ func (c *childProc) reap() int {
 	spawn.WaitExit(c.pidfd)
 	c.cmd.Wait()
 	c.ctl.Close()
-	c.pollMu.Lock()
-	if c.pollfd >= 0 {
-		unix.Close(c.pollfd)
-		c.pollfd = -1
-	}
-	c.pollMu.Unlock()
 	st := c.cmd.ProcessState
 	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		return -int(ws.Signal())

@@ -160,7 +160,6 @@ func startSpare() (*spare, error) {
 		return nil, err
 	}
 	c.pid = c.cmd.Process.Pid
-	c.initPoll()
 	if err := spawn.AwaitHello(ctl, c.pid); err != nil {
 		c.cmd.Process.Kill()
 		c.reap()
