@@ -138,24 +138,12 @@ func TestQueueManyProducersAndConsumers(t *testing.T) {
 	total, _ := multiproc.NewValue[int64](0)
 	var ps []*multiproc.Process
 	for c := range consumers {
-		p := consume.Process(consJob{Q: q, Seen: seen, Last: last, Index: c, Total: total, Want: producers * perProducer})
-		if err := p.Start(); err != nil {
-			t.Fatal(err)
-		}
-		ps = append(ps, p)
+		ps = append(ps, start(t, consume.Process(consJob{Q: q, Seen: seen, Last: last, Index: c, Total: total, Want: producers * perProducer})))
 	}
 	for i := range producers {
-		p := produce.Process(prodJob{Q: q, Producer: i, N: perProducer})
-		if err := p.Start(); err != nil {
-			t.Fatal(err)
-		}
-		ps = append(ps, p)
+		ps = append(ps, start(t, produce.Process(prodJob{Q: q, Producer: i, N: perProducer})))
 	}
-	for _, p := range ps {
-		if err := p.Join(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	joinAll(t, ctx, ps)
 	for i := range producers {
 		if seen.Load(i) != perProducer {
 			t.Fatalf("producer %d: %d messages received, want %d", i, seen.Load(i), perProducer)

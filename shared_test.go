@@ -131,11 +131,7 @@ func TestLockedCounterAcrossProcesses(t *testing.T) {
 	const procs, n = 4, 20000
 	var ps []*multiproc.Process
 	for range procs {
-		p := lockedIncrements.Process(counterJob{Counter: counter, N: n})
-		if err := p.Start(); err != nil {
-			t.Fatal(err)
-		}
-		ps = append(ps, p)
+		ps = append(ps, start(t, lockedIncrements.Process(counterJob{Counter: counter, N: n})))
 	}
 	// The parent joins in too.
 	for range n {
@@ -143,11 +139,7 @@ func TestLockedCounterAcrossProcesses(t *testing.T) {
 		counter.Store(counter.Load() + 1)
 		counter.Unlock()
 	}
-	for _, p := range ps {
-		if err := p.Join(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	joinAll(t, ctx, ps)
 	if got := counter.Load(); got != (procs+1)*n {
 		t.Fatalf("counter = %d, want %d: the lock let updates through", got, (procs+1)*n)
 	}
@@ -163,17 +155,9 @@ func TestAtomicAddAndNestedHandles(t *testing.T) {
 	j.Inner.Deeper = &deeper{Lock: lock}
 	var ps []*multiproc.Process
 	for range 2 {
-		p := atomicAdds.Process(j)
-		if err := p.Start(); err != nil {
-			t.Fatal(err)
-		}
-		ps = append(ps, p)
+		ps = append(ps, start(t, atomicAdds.Process(j)))
 	}
-	for _, p := range ps {
-		if err := p.Join(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	joinAll(t, ctx, ps)
 	if counter.Load() != 100000 || floats.Load(0) != 50000 {
 		t.Fatalf("counter %d floats[0] %v", counter.Load(), floats.Load(0))
 	}

@@ -82,17 +82,9 @@ func TestSemaphoreBoundsProcesses(t *testing.T) {
 	j.MaxSeen, _ = multiproc.NewValue[int64](0)
 	var ps []*multiproc.Process
 	for range 6 {
-		p := bounded.Process(j)
-		if err := p.Start(); err != nil {
-			t.Fatal(err)
-		}
-		ps = append(ps, p)
+		ps = append(ps, start(t, bounded.Process(j)))
 	}
-	for _, p := range ps {
-		if err := p.Join(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	joinAll(t, ctx, ps)
 	if m := j.MaxSeen.Load(); m != 2 {
 		t.Fatalf("at most %d processes were inside a Semaphore(2)", m)
 	}
@@ -123,21 +115,13 @@ func TestEventAndBarrierAcrossProcesses(t *testing.T) {
 	order, _ := multiproc.NewArray[int64](3)
 	var ps []*multiproc.Process
 	for i := range 3 {
-		p := meet.Process(meetJob{Barrier: b, Go: ev, Order: order, Index: i, Rounds: 50})
-		if err := p.Start(); err != nil {
-			t.Fatal(err)
-		}
-		ps = append(ps, p)
+		ps = append(ps, start(t, meet.Process(meetJob{Barrier: b, Go: ev, Order: order, Index: i, Rounds: 50})))
 	}
 	if ev.IsSet() {
 		t.Fatal("new Event is set")
 	}
 	ev.Set()
-	for _, p := range ps {
-		if err := p.Join(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	joinAll(t, ctx, ps)
 	ev.Clear()
 	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
