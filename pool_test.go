@@ -100,6 +100,11 @@ func TestPoolApplyAsyncFanOut(t *testing.T) {
 		rs = append(rs, double.ApplyAsync(p, i))
 	}
 	for i, r := range rs {
+		select {
+		case <-r.Done():
+		case <-ctx.Done():
+			t.Fatal("Done never closed")
+		}
 		v, err := r.Get(ctx)
 		if err != nil || v != 2*i {
 			t.Fatalf("ApplyAsync %d = %d, %v", i, v, err)
@@ -107,6 +112,12 @@ func TestPoolApplyAsyncFanOut(t *testing.T) {
 		if !r.Ready() {
 			t.Fatal("Ready false after Get")
 		}
+	}
+	pending := sleeps.ApplyAsync(p, time.Minute)
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if _, err := pending.Get(short); !errors.Is(err, context.DeadlineExceeded) || pending.Ready() {
+		t.Fatalf("Get of a running task past its deadline = %v, Ready %v", err, pending.Ready())
 	}
 	v, err := double.Apply(ctx, p, 5)
 	if err != nil || v != 10 {

@@ -355,3 +355,38 @@ func TestConcurrentStartsAndCancels(t *testing.T) {
 		return true
 	})
 }
+
+type shape interface{ Area() float64 }
+
+type rect struct{ W, H float64 }
+
+func (r rect) Area() float64 { return r.W * r.H }
+
+type shapes struct{ List []shape }
+
+func init() { multiproc.RegisterType(rect{}) }
+
+var totalArea = multiproc.Register("test.totalArea", func(ctx context.Context, s shapes) (float64, error) {
+	sum := 0.0
+	for _, x := range s.List {
+		sum += x.Area()
+	}
+	return sum, nil
+})
+
+func TestInterfaceFieldsTravel(t *testing.T) {
+	ctx := testCtx(t, 20*time.Second)
+	if totalArea.Name() != "test.totalArea" {
+		t.Fatalf("Name() = %q", totalArea.Name())
+	}
+	got, err := totalArea.Call(ctx, shapes{List: []shape{rect{2, 3}, rect{1, 1}}})
+	if err != nil || got != 7 {
+		t.Fatalf("Call with interface values = %v, %v", got, err)
+	}
+	// A type nobody registered is a clear error, not a crash.
+	type unregistered struct{ rect }
+	_, err = totalArea.Call(ctx, shapes{List: []shape{unregistered{rect{1, 1}}}})
+	if err == nil || !strings.Contains(err.Error(), "not registered") {
+		t.Fatalf("Call with an unregistered type = %v", err)
+	}
+}
