@@ -21,6 +21,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/multiproc-go/multiproc"
 )
 
 // Scenario is one measurement.
@@ -319,4 +321,41 @@ func sig3(x float64) string {
 	default:
 		return fmt.Sprintf("%.3g", x)
 	}
+}
+
+// timeBetween starts ps as daemon children that each wait on start twice
+// (ready, then done), waits with them, and returns the time between the
+// two rounds: the work alone, without process start-up. It joins the
+// children, or kills them if anything fails.
+func timeBetween(ctx context.Context, start *multiproc.Barrier, ps []*multiproc.Process) (d time.Duration, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer func() {
+		if err != nil {
+			for _, p := range ps {
+				p.Kill()
+				p.Join(context.Background())
+			}
+		}
+	}()
+	for _, p := range ps {
+		p.Daemon = true
+		if err := p.Start(); err != nil {
+			return 0, err
+		}
+	}
+	if err := start.Wait(ctx); err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	if err := start.Wait(ctx); err != nil {
+		return 0, err
+	}
+	d = time.Since(t0)
+	for _, p := range ps {
+		if err := p.Join(ctx); err != nil {
+			return 0, err
+		}
+	}
+	return d, nil
 }

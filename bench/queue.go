@@ -67,43 +67,16 @@ func measureQueue(ctx context.Context, n, k int) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var ps, cs []*multiproc.Process
-	defer func() {
-		for _, p := range append(ps, cs...) {
-			p.Kill()
-			p.Join(context.Background())
-		}
-	}()
+	var ps []*multiproc.Process
 	for i := range k {
-		p := producer.Process(queueArg{Q: q, Start: start, N: n / k, Offset: int64(i * (n / k))})
-		p.Daemon = true
-		if err := p.Start(); err != nil {
-			return 0, err
-		}
-		ps = append(ps, p)
-		c := consumer.Process(queueArg{Q: q, Start: start, N: n / k})
-		c.Daemon = true
-		if err := c.Start(); err != nil {
-			return 0, err
-		}
-		cs = append(cs, c)
+		ps = append(ps,
+			producer.Process(queueArg{Q: q, Start: start, N: n / k, Offset: int64(i * (n / k))}),
+			consumer.Process(queueArg{Q: q, Start: start, N: n / k}))
 	}
-	if err := start.Wait(ctx); err != nil {
+	d, err := timeBetween(ctx, start, ps)
+	if err != nil {
 		return 0, err
 	}
-	t0 := time.Now()
-	if err := start.Wait(ctx); err != nil {
-		return 0, err
-	}
-	d := time.Since(t0)
-	for _, p := range append(ps, cs...) {
-		if err := p.Join(ctx); err != nil {
-			return 0, err
-		}
-	}
-	ps, cs = nil, nil
 	if l := q.Len(); l != 0 {
 		return 0, fmt.Errorf("%d messages left in the queue", l)
 	}

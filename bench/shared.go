@@ -66,37 +66,14 @@ func measureCounter(ctx context.Context, n int, atomic bool) (time.Duration, err
 	if err != nil {
 		return 0, err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var ps []*multiproc.Process
-	defer func() {
-		for _, p := range ps {
-			p.Kill()
-			p.Join(context.Background())
-		}
-	}()
 	for range 2 {
-		p := counter.Process(counterArg{V: v, Start: start, N: n / 2, Atomic: atomic})
-		p.Daemon = true
-		if err := p.Start(); err != nil {
-			return 0, err
-		}
-		ps = append(ps, p)
+		ps = append(ps, counter.Process(counterArg{V: v, Start: start, N: n / 2, Atomic: atomic}))
 	}
-	if err := start.Wait(ctx); err != nil {
+	d, err := timeBetween(ctx, start, ps)
+	if err != nil {
 		return 0, err
 	}
-	t0 := time.Now()
-	if err := start.Wait(ctx); err != nil {
-		return 0, err
-	}
-	d := time.Since(t0)
-	for _, p := range ps {
-		if err := p.Join(ctx); err != nil {
-			return 0, err
-		}
-	}
-	ps = nil
 	if got := v.Load(); got != int64(n) {
 		return 0, fmt.Errorf("the counter is %d after %d increments", got, n)
 	}
