@@ -7,14 +7,15 @@ import (
 	"github.com/multiproc-go/multiproc/internal/wire"
 )
 
-// encodeArg turns v into bytes plus the table of shareable objects found
-// in it (which travel beside the bytes, as file descriptors).
-func encodeArg[T any](v *T) ([]byte, []handle.Entry, error) {
+// encodeArg turns v into bytes plus the entries of the shareable objects
+// found in it, which go into tab (and travel beside the bytes, as file
+// descriptors).
+func encodeArg[T any](v *T, tab *handle.Table) ([]byte, []handle.Entry, error) {
 	if !handle.MayHold(reflect.TypeFor[T]()) {
 		b, err := encodeValue(v)
 		return b, nil, err
 	}
-	cp, entries, err := handle.Collect(v)
+	cp, entries, err := handle.Collect(v, tab)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -26,13 +27,12 @@ func encodeArg[T any](v *T) ([]byte, []handle.Entry, error) {
 }
 
 // decodeArg reverses encodeArg in the receiving process.
-func decodeArg[T any](b []byte, entries []handle.Entry) (T, error) {
+func decodeArg[T any](b []byte, entries []handle.Entry, im *handle.Imports) (T, error) {
 	var v T
 	if err := decodeValue(b, &v); err != nil {
-		handle.CloseFds(entries)
 		return v, err
 	}
-	if err := handle.Restore(&v, entries); err != nil {
+	if err := handle.Restore(&v, entries, im); err != nil {
 		return v, err
 	}
 	return v, nil

@@ -3,6 +3,7 @@ package multiproc
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"syscall"
 
 	"github.com/multiproc-go/multiproc/internal/ring"
@@ -40,6 +41,10 @@ var (
 	ErrNotRegistered = errors.New("multiproc: not registered")
 	// ErrBrokenBarrier: a Barrier was broken by a waiter whose context ended.
 	ErrBrokenBarrier = errors.New("multiproc: barrier is broken")
+	// ErrShared: a task carries shared objects (a *Value, *Array, *Queue,
+	// *Conn, *Lock, ...) to an Executor that runs tasks on other machines,
+	// where they cannot exist (see Task.Shared).
+	ErrShared = errors.New("multiproc: shared objects cannot travel to another machine")
 )
 
 // ExitError reports a child process that did not exit with status 0: it
@@ -89,4 +94,20 @@ func (e *RemoteError) Error() string {
 		return "multiproc: panic in child: " + e.Text
 	}
 	return e.Text
+}
+
+// unprefixed is an error wrapped under a message that already says
+// "multiproc:": its own message without that prefix, so that it appears
+// once; errors.Is and errors.As see the error itself.
+type unprefixed struct{ err error }
+
+func (u unprefixed) Error() string { return strings.TrimPrefix(u.err.Error(), "multiproc: ") }
+func (u unprefixed) Unwrap() error { return u.err }
+
+// unprefix returns err for wrapping with %w under a "multiproc:" message.
+func unprefix(err error) error {
+	if err == nil {
+		return nil
+	}
+	return unprefixed{err}
 }

@@ -46,11 +46,13 @@ func inChildWithoutMain() bool { return os.Getenv(spawn.EnvRole) == "child" }
 
 // Message layout of a task (parent → child):
 //
-//	kind byte, flags byte, function name, process name, item count,
-//	then per item: handle table, argument
+//	kind byte, flags byte, function name, process name,
+//	handle table (the distinct shared objects of every item),
+//	item count, then per item: handle entries, argument
 //
 // A Process's task has one item; a pool chunk has several, run in order.
-// The fds of every item's handles travel beside the message, in order.
+// The descriptors travel beside the message: a spare's stdio, the tally,
+// then the table's, in order.
 const (
 	flagDaemon = 1 << iota
 	flagStdio  // the first two fds are the stdout and stderr to use (a spare's)
@@ -69,6 +71,11 @@ type task struct {
 	fn      string
 	name    string
 	items   []taskItem
+	// table is the sender's: the shared objects the items carry, with
+	// descriptors it owns until its owner closes it. imports is the
+	// receiver's.
+	table   *handle.Table
+	imports *handle.Imports
 }
 
 type taskItem struct {
@@ -93,6 +100,7 @@ func (t *task) append(b []byte) []byte {
 	b = append(b, byte(t.kind), flags)
 	b = handle.AppendString(b, t.fn)
 	b = handle.AppendString(b, t.name)
+	b = handle.AppendTable(b, t.table)
 	b = binary.AppendUvarint(b, uint64(len(t.items)))
 	for _, it := range t.items {
 		b = handle.AppendEntries(b, it.entries)
@@ -106,10 +114,7 @@ func (t *task) fds() []int {
 	if t.tally {
 		fds = append(fds, t.tallyFd)
 	}
-	for _, it := range t.items {
-		fds = append(fds, handle.AllFds(it.entries)...)
-	}
-	return fds
+	return append(fds, t.table.Fds()...)
 }
 
 func parseTask(b []byte, fds []int) (*task, error) {
@@ -146,43 +151,28 @@ func parseTask(b []byte, fds []int) (*task, error) {
 	r := handle.NewReader(b[2:])
 	t.fn = r.String()
 	t.name = r.String()
+	descs, used := r.Table(fds)
 	n := r.Uvarint()
 	if err := r.Err(); err != nil {
 		return fail(err)
 	}
+	if used != len(fds) {
+		return fail(errors.New("multiproc: descriptors arrived that no handle claims"))
+	}
 	if n > uint64(len(r.Rest())) {
 		return fail(errors.New("multiproc: corrupt task message"))
 	}
-	rest := r.Rest()
+	t.items = make([]taskItem, 0, n)
 	for i := uint64(0); i < n; i++ {
-		// Each item takes the fds its table names, from the front.
-		entries, after, used, err := handle.ParseEntriesPrefix(rest, fds)
-		if err != nil {
-			t.closeFds()
-			return fail(err)
-		}
-		fds = fds[used:]
-		r := handle.NewReader(after)
+		entries := r.Entries(len(descs))
 		arg := r.Bytes()
 		if err := r.Err(); err != nil {
-			handle.CloseFds(entries)
-			t.closeFds()
 			return fail(err)
 		}
 		t.items = append(t.items, taskItem{entries: entries, arg: arg})
-		rest = r.Rest()
 	}
-	if len(fds) != 0 {
-		t.closeFds()
-		return fail(errors.New("multiproc: descriptors arrived that no handle claims"))
-	}
+	t.imports = handle.NewImports(descs)
 	return t, nil
-}
-
-func (t *task) closeFds() {
-	for _, it := range t.items {
-		handle.CloseFds(it.entries)
-	}
 }
 
 func unixCloseAll(fds []int) {
@@ -363,6 +353,7 @@ func taskContext() (context.Context, context.CancelFunc) {
 func runTask(t *task) []itemResult {
 	ctx, cancel := taskContext()
 	defer cancel()
+	defer t.imports.Close() // the descriptors of objects no item took
 	if t.batch {
 		return []itemResult{runBatchItem(ctx, t)}
 	}
@@ -370,7 +361,6 @@ func runTask(t *task) []itemResult {
 	run, ok := lookup(t.kind, t.fn)
 	for i, it := range t.items {
 		if !ok {
-			handle.CloseFds(it.entries)
 			rs[i] = itemResult{resultErr, fmt.Appendf(nil, "multiproc: %q is not registered in the child (register it at package initialisation)", t.fn)}
 			continue
 		}
@@ -405,7 +395,7 @@ func runItem(ctx context.Context, t *task, run runFn, it taskItem) (res itemResu
 			res = itemResult{resultPanic, fmt.Append(nil, r)}
 		}
 	}()
-	b, err := run(ctx, it.arg, it.entries)
+	b, err := run(ctx, it.arg, it.entries, t.imports)
 	if err != nil {
 		return itemResult{resultErr, []byte(err.Error())}
 	}

@@ -4,9 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"iter"
-	"reflect"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -99,12 +98,17 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 	p.init = &task{kind: kindWorker, daemon: true, name: "PoolWorker"}
 	if opts.Initializer != nil {
 		proc := NewProcess(opts.Initializer)
-		arg, entries, err := proc.encode()
+		// The table keeps the Initializer's shared objects for every
+		// worker the pool will start; it is closed when the pool is done.
+		tab := new(handle.Table)
+		arg, entries, err := proc.encode(tab)
 		if err != nil {
+			tab.Close()
 			return nil, err
 		}
 		p.init.fn = proc.fn
 		p.init.items = []taskItem{{entries, arg}}
+		p.init.table = tab
 	}
 	// Start every worker at once.
 	ws := make([]*worker, n)
@@ -119,6 +123,7 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
+		p.init.table.Close()
 		for _, w := range ws {
 			if w != nil {
 				w.kill()
@@ -458,7 +463,7 @@ func (p *Pool) gone(w *worker, code int) {
 	p.mu.Lock()
 	w.disarm()
 	delete(p.workers, w)
-	if i := slicesIndex(p.idle, w); i >= 0 {
+	if i := slices.Index(p.idle, w); i >= 0 {
 		p.idle = append(p.idle[:i], p.idle[i+1:]...)
 	}
 	// The worker ran its tasks in order: answered ones are gone from
@@ -480,7 +485,7 @@ func (p *Pool) gone(w *worker, code int) {
 		case w.tickets[i] >= started:
 			requeue = append(requeue, pt)
 		default:
-			failed, fails = append(failed, pt), append(fails, fmt.Errorf("%w: %w (running %s)", ErrWorkerDied, exitErr, pt.t.fn))
+			failed, fails = append(failed, pt), append(fails, fmt.Errorf("%w: %w (running %s)", ErrWorkerDied, unprefix(exitErr), pt.t.fn))
 		}
 	}
 	w.inflight, w.tickets = nil, nil
@@ -545,17 +550,59 @@ func (p *Pool) checkExitedLocked() {
 		case <-p.exited:
 		default:
 			close(p.exited)
+			p.init.table.Close()
 		}
 	}
 }
 
-func slicesIndex(ws []*worker, w *worker) int {
-	for i, x := range ws {
-		if x == w {
-			return i
+// Submit queues t on the pool: it is the Pool's side of Executor (the
+// Func methods call it; another Executor may forward tasks to it). done
+// is called exactly once, on any goroutine, possibly before Submit
+// returns. A task whose ctx is done before a worker takes it never runs.
+func (p *Pool) Submit(ctx context.Context, t *Task, done func([]Result, error)) {
+	if p == nil {
+		done(nil, errors.New("multiproc: nil Pool"))
+		return
+	}
+	if err := ctx.Err(); err != nil {
+		done(nil, err)
+		return
+	}
+	if t == nil || t.Func == "" || (t.Batch && len(t.Args) != 1) || len(t.Args) == 0 {
+		done(nil, errors.New("multiproc: Pool.Submit of an empty or malformed Task"))
+		return
+	}
+	msg := &task{kind: kindFunc, batch: t.Batch, fn: t.Func, name: t.Func, items: make([]taskItem, len(t.Args)), table: t.table}
+	for i, a := range t.Args {
+		msg.items[i].arg = a
+		if t.entries != nil {
+			msg.items[i].entries = t.entries[i]
 		}
 	}
-	return -1
+	p.submit(&poolTask{ctx: ctx, t: msg, deliver: func(rs []itemResult, err error) {
+		if err != nil {
+			done(nil, err)
+			return
+		}
+		out := make([]Result, len(rs))
+		for i, r := range rs {
+			if r.status == resultOK {
+				out[i].Value = r.data
+			} else {
+				out[i].Err = &RemoteError{Text: string(r.data), Panic: r.status == resultPanic}
+			}
+		}
+		done(out, nil)
+	}})
+}
+
+// Workers is the number of worker processes (PoolOptions.Processes): the
+// Pool's side of Executor.
+func (p *Pool) Workers() int {
+	if p == nil {
+		return 0
+	}
+	return p.n
 }
 
 // submit gives a task to an idle worker at once, or queues it; it fails
@@ -696,7 +743,7 @@ func (p *Pool) Terminate() error {
 func workerMain(ctl *spawn.Ctl, setup *task) int {
 	rs := []itemResult{{resultOK, nil}}
 	if setup.fn != "" && len(setup.items) == 1 {
-		rs = runTask(&task{kind: kindRunner, fn: setup.fn, name: setup.name, items: setup.items})
+		rs = runTask(&task{kind: kindRunner, fn: setup.fn, name: setup.name, items: setup.items, imports: setup.imports})
 	}
 	if err := ctl.Send(spawn.MsgResult, appendResults(nil, rs), nil); err != nil || rs[0].status != resultOK {
 		return 1
@@ -717,312 +764,4 @@ func workerMain(ctl *spawn.Ctl, setup *task) int {
 			return 1
 		}
 	}
-}
-
-// AsyncResult is the pending result of ApplyAsync, Python's AsyncResult.
-type AsyncResult[R any] struct {
-	done chan struct{}
-	val  R
-	err  error
-}
-
-// Get waits for the result: the function's value, its error (a
-// *RemoteError), an error matching ErrWorkerDied, context.DeadlineExceeded
-// (TaskTimeout) or ErrPoolClosed — or ctx.Err() if ctx ends first, in
-// which case the task goes on and Get may be called again.
-func (r *AsyncResult[R]) Get(ctx context.Context) (R, error) {
-	select {
-	case <-r.done:
-		return r.val, r.err
-	case <-ctx.Done():
-		var zero R
-		return zero, ctx.Err()
-	}
-}
-
-// Ready reports whether the result has arrived.
-func (r *AsyncResult[R]) Ready() bool {
-	select {
-	case <-r.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// Done returns a channel closed once the result has arrived.
-func (r *AsyncResult[R]) Done() <-chan struct{} { return r.done }
-
-// itemValue decodes one item's result.
-func itemValue[R any](r itemResult) (R, error) {
-	var v R
-	switch r.status {
-	case resultOK:
-		err := decodeValue(r.data, &v)
-		return v, err
-	default:
-		return v, &RemoteError{Text: string(r.data), Panic: r.status == resultPanic}
-	}
-}
-
-// newTask builds a pool task of f over args, or returns the encoding error.
-func (f *Func[A, R]) newTask(args []A) (*task, error) {
-	t := &task{kind: kindFunc, fn: f.name, name: f.name, items: make([]taskItem, len(args))}
-	for i := range args {
-		arg, entries, err := encodeArg(&args[i])
-		if err != nil {
-			return nil, err
-		}
-		t.items[i] = taskItem{entries, arg}
-	}
-	if n := len(t.fds()); n > spawn.MaxFds {
-		return nil, fmt.Errorf("multiproc: a task carries %d shared objects' descriptors, at most %d", n, spawn.MaxFds)
-	}
-	return t, nil
-}
-
-// newBatch builds a batch task: args as one encoded []A.
-func (f *Func[A, R]) newBatch(args []A) (*task, error) {
-	b, err := encodeValue(&args)
-	if err != nil {
-		return nil, err
-	}
-	return &task{kind: kindFunc, batch: true, fn: f.name, name: f.name, items: []taskItem{{nil, b}}}, nil
-}
-
-func (f *Func[A, R]) async(ctx context.Context, p *Pool, arg A) *AsyncResult[R] {
-	r := &AsyncResult[R]{done: make(chan struct{})}
-	if p == nil {
-		r.err = errors.New("multiproc: nil Pool")
-		close(r.done)
-		return r
-	}
-	t, err := f.newTask([]A{arg})
-	if err != nil {
-		r.err = err
-		close(r.done)
-		return r
-	}
-	p.submit(&poolTask{ctx: ctx, t: t, deliver: func(rs []itemResult, err error) {
-		if err == nil {
-			r.val, r.err = itemValue[R](rs[0])
-		} else {
-			r.err = err
-		}
-		close(r.done)
-	}})
-	return r
-}
-
-// ApplyAsync queues f(arg) on the pool and returns at once; Get the
-// result from the AsyncResult. arg is encoded now, and shared objects in
-// it reach the worker as the same objects.
-func (f *Func[A, R]) ApplyAsync(p *Pool, arg A) *AsyncResult[R] {
-	return f.async(context.Background(), p, arg)
-}
-
-// Apply runs f(arg) on a pool worker and returns its result. If ctx ends
-// first, Apply returns ctx.Err() at once and the task is dropped (or, if
-// it is running, its worker is killed and replaced).
-func (f *Func[A, R]) Apply(ctx context.Context, p *Pool, arg A) (R, error) {
-	return f.async(ctx, p, arg).Get(ctx)
-}
-
-// chunkSize is Python's default for map: about len/(4×workers), rounded up.
-func chunkSize(n, workers int) int {
-	if workers < 1 {
-		workers = 1
-	}
-	c, extra := n/(workers*4), n%(workers*4)
-	if extra > 0 {
-		c++
-	}
-	return max(c, 1)
-}
-
-// Map runs f on every element of args on the pool's workers and returns
-// the results in input order. args is sent in chunks of about
-// len(args)/(4×Processes), like Python's map. If any item fails, Map
-// returns the error of the first failing item in input order, naming its
-// index. If ctx ends first, Map returns ctx.Err() promptly: queued chunks
-// are dropped and running ones have their workers replaced.
-func (f *Func[A, R]) Map(ctx context.Context, p *Pool, args []A) ([]R, error) {
-	if p == nil {
-		return nil, errors.New("multiproc: nil Pool")
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	size := chunkSize(len(args), p.n)
-	type chunk struct {
-		start int
-		rs    []itemResult
-		err   error
-	}
-	nchunks := (len(args) + size - 1) / size
-	out := make(chan chunk, nchunks)
-	// Arguments with no shared objects in them go as one []A per chunk.
-	batch := !handle.MayHold(reflect.TypeFor[A]())
-	for start := 0; start < len(args); start += size {
-		end := min(start+size, len(args))
-		var t *task
-		var err error
-		if batch {
-			t, err = f.newBatch(args[start:end])
-		} else {
-			t, err = f.newTask(args[start:end])
-		}
-		if err != nil {
-			return nil, fmt.Errorf("multiproc: Map item in [%d, %d): %w", start, end, err)
-		}
-		p.submit(&poolTask{ctx: ctx, t: t, deliver: func(rs []itemResult, err error) {
-			out <- chunk{start, rs, err}
-		}})
-	}
-	results := make([]R, len(args))
-	firstErr, firstIdx := error(nil), len(args)
-	fail := func(i int, err error) {
-		if i < firstIdx {
-			firstErr, firstIdx = err, i
-		}
-	}
-	for range nchunks {
-		var c chunk
-		select {
-		case c = <-out:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		if c.err != nil {
-			fail(c.start, c.err)
-			continue
-		}
-		if batch {
-			n := min(size, len(args)-c.start)
-			if c.rs[0].status != resultOK {
-				fail(c.start, &RemoteError{Text: string(c.rs[0].data)})
-				continue
-			}
-			vals, errs, err := parseBatch[R](c.rs[0].data, n)
-			if err != nil {
-				fail(c.start, err)
-				continue
-			}
-			copy(results[c.start:], vals)
-			for i, e := range errs {
-				if e != nil {
-					fail(c.start+i, e)
-					break
-				}
-			}
-			continue
-		}
-		for i, r := range c.rs {
-			v, err := itemValue[R](r)
-			if err != nil {
-				fail(c.start+i, err)
-			}
-			results[c.start+i] = v
-		}
-	}
-	if firstErr != nil {
-		if errors.Is(firstErr, context.Canceled) && ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, fmt.Errorf("multiproc: Map item %d: %w", firstIdx, firstErr)
-	}
-	return results, nil
-}
-
-// imap is IMap and IMapUnordered: at most 2×Processes items in flight, so
-// an endless sequence works.
-func (f *Func[A, R]) imap(ctx context.Context, p *Pool, args iter.Seq[A], ordered bool) iter.Seq2[R, error] {
-	return func(yield func(R, error) bool) {
-		if p == nil {
-			var zero R
-			yield(zero, errors.New("multiproc: nil Pool"))
-			return
-		}
-		ctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		type res struct {
-			seq int
-			val R
-			err error
-		}
-		window := 2 * p.n
-		done := make(chan res, window)
-		next, stop := iter.Pull(args)
-		defer stop()
-		inFlight, sent, exhausted := 0, 0, false
-		held := map[int]res{} // ordered: results that arrived early
-		want := 0
-		for {
-			for !exhausted && inFlight < window {
-				a, ok := next()
-				if !ok {
-					exhausted = true
-					break
-				}
-				seq := sent
-				sent++
-				inFlight++
-				t, err := f.newTask([]A{a})
-				if err != nil {
-					done <- res{seq: seq, err: err}
-					continue
-				}
-				p.submit(&poolTask{ctx: ctx, t: t, deliver: func(rs []itemResult, err error) {
-					r := res{seq: seq, err: err}
-					if err == nil {
-						r.val, r.err = itemValue[R](rs[0])
-					}
-					done <- r
-				}})
-			}
-			if inFlight == 0 {
-				return
-			}
-			var r res
-			select {
-			case r = <-done:
-			case <-ctx.Done():
-				var zero R
-				yield(zero, ctx.Err())
-				return
-			}
-			inFlight--
-			if !ordered {
-				if !yield(r.val, r.err) {
-					return
-				}
-				continue
-			}
-			held[r.seq] = r
-			for {
-				h, ok := held[want]
-				if !ok {
-					break
-				}
-				delete(held, want)
-				want++
-				if !yield(h.val, h.err) {
-					return
-				}
-			}
-		}
-	}
-}
-
-// IMap runs f on each element of args on the pool and yields the results
-// in input order as they become available, with each item's own error
-// (iteration goes on after a failed item). At most 2×Processes items are
-// in flight, so args may be endless. Stopping the loop early, or ctx
-// ending (one final ctx.Err() is yielded), drops the remaining work.
-func (f *Func[A, R]) IMap(ctx context.Context, p *Pool, args iter.Seq[A]) iter.Seq2[R, error] {
-	return f.imap(ctx, p, args, true)
-}
-
-// IMapUnordered is IMap yielding results in the order they complete.
-func (f *Func[A, R]) IMapUnordered(ctx context.Context, p *Pool, args iter.Seq[A]) iter.Seq2[R, error] {
-	return f.imap(ctx, p, args, false)
 }

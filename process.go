@@ -36,7 +36,7 @@ type Process struct {
 
 	kind   taskKind
 	fn     string
-	encode func() ([]byte, []handle.Entry, error)
+	encode func(tab *handle.Table) ([]byte, []handle.Entry, error)
 
 	mu      sync.Mutex
 	started bool
@@ -63,7 +63,7 @@ func (f *Func[A, R]) Process(arg A) *Process {
 	return &Process{
 		kind:   kindFunc,
 		fn:     f.name,
-		encode: func() ([]byte, []handle.Entry, error) { return encodeArg(&arg) },
+		encode: func(tab *handle.Table) ([]byte, []handle.Entry, error) { return encodeArg(&arg, tab) },
 	}
 }
 
@@ -74,7 +74,7 @@ func (f *Func[A, R]) Process(arg A) *Process {
 func NewProcess(r Runner) *Process {
 	p := &Process{kind: kindRunner}
 	if r == nil {
-		p.encode = func() ([]byte, []handle.Entry, error) {
+		p.encode = func(*handle.Table) ([]byte, []handle.Entry, error) {
 			return nil, nil, errors.New("multiproc: NewProcess with a nil Runner")
 		}
 		return p
@@ -83,11 +83,11 @@ func NewProcess(r Runner) *Process {
 	name, ok := runnerName[reflectTypeOf(r)]
 	regMu.RUnlock()
 	p.fn = name
-	p.encode = func() ([]byte, []handle.Entry, error) {
+	p.encode = func(tab *handle.Table) ([]byte, []handle.Entry, error) {
 		if !ok {
 			return nil, nil, fmt.Errorf("%w: runner type %T (call RegisterRunner at package initialisation)", ErrNotRegistered, r)
 		}
-		return encodeRunner(r)
+		return encodeRunner(r, tab)
 	}
 	return p
 }
@@ -106,14 +106,16 @@ func (p *Process) Start() error {
 	if p.encode == nil {
 		return errors.New("multiproc: Process has nothing to run: make it with Func.Process or NewProcess")
 	}
-	arg, entries, err := p.encode()
+	tab := new(handle.Table)
+	defer tab.Close() // the child has its own copies once spawnChild returns
+	arg, entries, err := p.encode(tab)
 	if err != nil {
 		return err
 	}
 	if p.Name == "" {
 		p.Name = fmt.Sprintf("Process-%d", processCount.Add(1))
 	}
-	t := &task{kind: p.kind, daemon: p.Daemon, fn: p.fn, name: p.Name, items: []taskItem{{entries, arg}}}
+	t := &task{kind: p.kind, daemon: p.Daemon, fn: p.fn, name: p.Name, items: []taskItem{{entries, arg}}, table: tab}
 	c, err := spawnChild(p.Name, p.Daemon, false, t)
 	if err != nil {
 		return err

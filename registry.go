@@ -24,7 +24,7 @@ const (
 
 // runFn runs a registered entry in a child from its encoded argument and
 // returns the encoded result.
-type runFn func(ctx context.Context, arg []byte, entries []handle.Entry) ([]byte, error)
+type runFn func(ctx context.Context, arg []byte, entries []handle.Entry, im *handle.Imports) ([]byte, error)
 
 // batchFn runs a registered function over an encoded []A in a child and
 // returns the encoded batch result (see appendBatch).
@@ -97,8 +97,8 @@ func Register[A, R any](name string, fn func(ctx context.Context, arg A) (R, err
 func (f *Func[A, R]) Name() string { return f.name }
 
 // run is the child side: decode, call, encode.
-func (f *Func[A, R]) run(ctx context.Context, arg []byte, entries []handle.Entry) ([]byte, error) {
-	a, err := decodeArg[A](arg, entries)
+func (f *Func[A, R]) run(ctx context.Context, arg []byte, entries []handle.Entry, im *handle.Imports) ([]byte, error) {
+	a, err := decodeArg[A](arg, entries, im)
 	if err != nil {
 		return nil, err
 	}
@@ -220,9 +220,9 @@ func RegisterRunner(name string, prototype Runner) {
 	if isPtr {
 		base = t.Elem()
 	}
-	run := func(ctx context.Context, arg []byte, entries []handle.Entry) ([]byte, error) {
+	run := func(ctx context.Context, arg []byte, entries []handle.Entry, im *handle.Imports) ([]byte, error) {
 		pv := reflect.New(base)
-		if err := decodeRunner(arg, entries, pv); err != nil {
+		if err := decodeRunner(arg, entries, im, pv); err != nil {
 			return nil, err
 		}
 		r := pv.Interface()
@@ -244,7 +244,7 @@ func RegisterRunner(name string, prototype Runner) {
 }
 
 // encodeRunner encodes the struct behind r (a value or a pointer).
-func encodeRunner(r Runner) ([]byte, []handle.Entry, error) {
+func encodeRunner(r Runner, tab *handle.Table) ([]byte, []handle.Entry, error) {
 	v := reflect.ValueOf(r)
 	if v.Kind() == reflect.Pointer {
 		if v.IsNil() {
@@ -254,7 +254,7 @@ func encodeRunner(r Runner) ([]byte, []handle.Entry, error) {
 	}
 	p := reflect.New(v.Type())
 	p.Elem().Set(v)
-	cp, entries, err := handle.Collect(p.Interface())
+	cp, entries, err := handle.Collect(p.Interface(), tab)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -265,12 +265,11 @@ func encodeRunner(r Runner) ([]byte, []handle.Entry, error) {
 	return b, entries, nil
 }
 
-func decodeRunner(b []byte, entries []handle.Entry, pv reflect.Value) error {
+func decodeRunner(b []byte, entries []handle.Entry, im *handle.Imports, pv reflect.Value) error {
 	if err := wire.DecodeAny(b, pv.Interface()); err != nil {
-		handle.CloseFds(entries)
 		return err
 	}
-	return handle.Restore(pv.Interface(), entries)
+	return handle.Restore(pv.Interface(), entries, im)
 }
 
 // RegisterType makes the concrete type of v known to the package's codec,

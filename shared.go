@@ -104,7 +104,7 @@ func checkMeta[T Scalar](d handle.Desc, kind string) error {
 	return nil
 }
 
-func handleCloseFds(d handle.Desc) { handle.CloseFds([]handle.Entry{{Desc: d}}) }
+func handleCloseFds(d handle.Desc) { handle.CloseDescs([]handle.Desc{d}) }
 
 var errTravel = errors.New("multiproc: shared objects travel only inside a Func argument, a Runner or a pool task, not through Send, Put or a result")
 

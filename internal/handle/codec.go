@@ -89,3 +89,9 @@ func (d *Reader) Bytes() []byte { return d.bytes() }
 
 // String reads a length-prefixed string.
 func (d *Reader) String() string { return string(d.bytes()) }
+
+func (d *Reader) fail() {
+	if d.err == nil {
+		d.err = errShort
+	}
+}

@@ -4,10 +4,17 @@
 // A shareable type implements Exporter on its pointer. Before a value is
 // encoded, Collect finds every non-nil such pointer in it — the value
 // itself, or an exported field of it, at any depth of plain structs and
-// pointers to structs — records where it was and what it is (a Desc, whose
-// fds travel by SCM_RIGHTS), and clears it in a copy that the caller
-// encodes. In the receiving process, Restore puts a freshly imported object
-// back at each recorded place of the decoded value.
+// pointers to structs — and clears it in a copy that the caller encodes.
+// Each distinct object goes once into a Table (its Desc, whose fds travel
+// by SCM_RIGHTS), and an Entry records where it was. The Table owns
+// duplicates of the objects' descriptors, so what was passed is what
+// arrives even if the caller closes or drops an object before the message
+// is sent; the Table's owner closes it once the message is delivered.
+//
+// In the receiving process, an Imports imports each object of the table
+// once, the first time an entry needs it, and Restore puts it at each
+// recorded place of the decoded value: an object passed twice arrives as
+// one object.
 package handle
 
 import (
@@ -15,19 +22,22 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // Desc describes one shareable object for another process: its kind, a few
-// bytes of metadata, and its file descriptors (valid in the sending process
-// until sent; in the receiver, owned by the importer).
+// bytes of metadata, and its file descriptors.
 type Desc struct {
 	Kind string
 	Meta []byte
 	Fds  []int
 }
 
-// Exporter is implemented (on the pointer) by every shareable type.
+// Exporter is implemented (on the pointer) by every shareable type. The
+// fds of the Desc it returns are borrowed: they stay the object's.
 type Exporter interface {
 	ExportHandle() (Desc, error)
 }
@@ -41,17 +51,106 @@ type Importer interface {
 
 var exporterType = reflect.TypeFor[Exporter]()
 
-// Entry is one object found by Collect: the field-index path from the root
-// value to it (empty: the root itself) and its description.
+// Entry is one place where Collect found an object: the field-index path
+// from the root value to it (empty: the root itself) and the index of the
+// object in the Table.
 type Entry struct {
-	Path []int
-	Desc Desc
+	Path  []int
+	Index int
+}
+
+// Table is the distinct shareable objects of one message, in order. On
+// the sending side (Collect) it owns duplicates of their descriptors until
+// Close.
+type Table struct {
+	Descs []Desc
+	seen  map[uintptr]int // object address → index
+	owned bool            // the fds are duplicates: Close closes them
+}
+
+// Len is the number of objects in the table.
+func (t *Table) Len() int {
+	if t == nil {
+		return 0
+	}
+	return len(t.Descs)
+}
+
+// Fds lists every descriptor of the table in order, for sending.
+func (t *Table) Fds() []int {
+	if t == nil {
+		return nil
+	}
+	var fds []int
+	for _, d := range t.Descs {
+		fds = append(fds, d.Fds...)
+	}
+	return fds
+}
+
+// NumFds is len(t.Fds()).
+func (t *Table) NumFds() int {
+	n := 0
+	if t != nil {
+		for _, d := range t.Descs {
+			n += len(d.Fds)
+		}
+	}
+	return n
+}
+
+// Close closes the descriptors the table owns. It is idempotent.
+func (t *Table) Close() {
+	if t == nil || !t.owned {
+		return
+	}
+	t.owned = false
+	for _, d := range t.Descs {
+		closeFds(d.Fds)
+	}
+}
+
+// add records the object behind x (a non-nil Exporter pointer) and returns
+// its index; the descriptors are duplicated the first time.
+func (t *Table) add(x reflect.Value) (int, error) {
+	key := x.Pointer()
+	if i, ok := t.seen[key]; ok {
+		return i, nil
+	}
+	d, err := x.Interface().(Exporter).ExportHandle()
+	if err != nil {
+		return 0, err
+	}
+	if t.seen == nil {
+		t.seen = map[uintptr]int{}
+		t.owned = true
+	}
+	fds := make([]int, 0, len(d.Fds))
+	for _, fd := range d.Fds {
+		nfd, err := dupFd(fd)
+		if err != nil {
+			closeFds(fds)
+			return 0, fmt.Errorf("multiproc: passing a %s: %w", d.Kind, err)
+		}
+		fds = append(fds, nfd)
+	}
+	d.Fds = fds
+	t.Descs = append(t.Descs, d)
+	t.seen[key] = len(t.Descs) - 1
+	return len(t.Descs) - 1, nil
+}
+
+// dupFd is a variable so that the package's own tests, whose fake objects
+// have no real descriptors, can skip it.
+var dupFd = func(fd int) (int, error) {
+	return unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
 }
 
 var mayHoldCache sync.Map // reflect.Type → bool
 
-// MayHold reports whether a value of type t can hold a shareable object
-// where Collect looks for one. Values of other types skip Collect.
+// MayHold reports whether a value of type t can hold a shareable object:
+// where Collect looks for one, or inside a slice, array or map, where
+// Collect refuses it. Values of other types skip Collect.
 func MayHold(t reflect.Type) bool {
 	if v, ok := mayHoldCache.Load(t); ok {
 		return v.(bool)
@@ -67,8 +166,10 @@ func MayHold(t reflect.Type) bool {
 			return true
 		}
 		switch t.Kind() {
-		case reflect.Pointer:
-			return t.Elem().Kind() == reflect.Struct && walk(t.Elem())
+		case reflect.Pointer, reflect.Slice, reflect.Array:
+			return walk(t.Elem())
+		case reflect.Map:
+			return walk(t.Key()) || walk(t.Elem())
 		case reflect.Struct:
 			for i := 0; i < t.NumField(); i++ {
 				if f := t.Field(i); f.IsExported() && walk(f.Type) {
@@ -84,10 +185,11 @@ func MayHold(t reflect.Type) bool {
 }
 
 // Collect returns a shallow copy of v (a pointer to the root value) in
-// which every shareable pointer is nil, and the entries that say what
-// they were. Structs reached through pointers are copied too, so v itself
-// is never changed.
-func Collect(v any) (copyPtr any, entries []Entry, err error) {
+// which every shareable pointer is nil, and the entries that say where
+// they were; the objects go into tab. Structs reached through pointers are
+// copied too, so v itself is never changed. A shareable object inside a
+// slice, array or map is refused with an error that names where it is.
+func Collect(v any, tab *Table) (copyPtr any, entries []Entry, err error) {
 	rv := reflect.ValueOf(v)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
 		return nil, nil, errors.New("multiproc: handle.Collect needs a non-nil pointer")
@@ -95,6 +197,7 @@ func Collect(v any) (copyPtr any, entries []Entry, err error) {
 	cp := reflect.New(rv.Elem().Type())
 	cp.Elem().Set(rv.Elem())
 	var path []int
+	var names []string
 	var walk func(x reflect.Value, depth int) error
 	walk = func(x reflect.Value, depth int) error {
 		if depth > 32 {
@@ -105,11 +208,11 @@ func Collect(v any) (copyPtr any, entries []Entry, err error) {
 			if x.IsNil() {
 				return nil
 			}
-			d, err := x.Interface().(Exporter).ExportHandle()
+			i, err := tab.add(x)
 			if err != nil {
 				return err
 			}
-			entries = append(entries, Entry{Path: append([]int(nil), path...), Desc: d})
+			entries = append(entries, Entry{Path: append([]int(nil), path...), Index: i})
 			x.SetZero()
 			return nil
 		}
@@ -124,15 +227,24 @@ func Collect(v any) (copyPtr any, entries []Entry, err error) {
 			return walk(n.Elem(), depth+1)
 		case reflect.Struct:
 			for i := 0; i < t.NumField(); i++ {
-				if !t.Field(i).IsExported() {
+				f := t.Field(i)
+				if !f.IsExported() {
 					continue
 				}
-				path = append(path, i)
+				path, names = append(path, i), append(names, f.Name)
 				err := walk(x.Field(i), depth+1)
-				path = path[:len(path)-1]
+				path, names = path[:len(path)-1], names[:len(names)-1]
 				if err != nil {
 					return err
 				}
+			}
+		case reflect.Slice, reflect.Array, reflect.Map:
+			if MayHold(t) {
+				where := "the argument"
+				if len(names) > 0 {
+					where = "field " + strings.Join(names, ".")
+				}
+				return fmt.Errorf("multiproc: %s is a %s: shared objects (*Value, *Queue, *Conn, ...) travel as the argument or in struct fields, not inside slices, arrays or maps", where, t)
 			}
 		}
 		return nil
@@ -143,23 +255,74 @@ func Collect(v any) (copyPtr any, entries []Entry, err error) {
 	return cp.Interface(), entries, nil
 }
 
+// Imports imports the objects of a received table, each once, on demand.
+// Close closes the descriptors of the objects nobody imported.
+type Imports struct {
+	descs []Desc
+	objs  []reflect.Value // imported objects (pointers), by index
+	done  []bool          // imported, or its fds closed by a failure
+}
+
+// NewImports takes ownership of the table's descriptors.
+func NewImports(descs []Desc) *Imports {
+	return &Imports{descs: descs, objs: make([]reflect.Value, len(descs)), done: make([]bool, len(descs))}
+}
+
+// object returns object i imported as type t (a pointer type).
+func (im *Imports) object(i int, t reflect.Type) (reflect.Value, error) {
+	if im == nil || i < 0 || i >= len(im.descs) {
+		return reflect.Value{}, errors.New("multiproc: a handle names an object the message does not carry")
+	}
+	d := im.descs[i]
+	if o := im.objs[i]; o.IsValid() {
+		if o.Type() != t {
+			return reflect.Value{}, fmt.Errorf("multiproc: a passed %s lands in a field of type %s", d.Kind, t)
+		}
+		return o, nil
+	}
+	if im.done[i] {
+		return reflect.Value{}, fmt.Errorf("multiproc: a passed %s could not be received", d.Kind)
+	}
+	im.done[i] = true
+	obj := reflect.New(t.Elem())
+	imp, ok := obj.Interface().(Importer)
+	if !ok {
+		closeFds(d.Fds)
+		return reflect.Value{}, fmt.Errorf("multiproc: %s cannot be received", t)
+	}
+	if err := imp.ImportHandle(d); err != nil {
+		return reflect.Value{}, err
+	}
+	im.objs[i] = obj
+	return obj, nil
+}
+
+// Close closes the descriptors of objects never imported.
+func (im *Imports) Close() {
+	if im == nil {
+		return
+	}
+	for i, d := range im.descs {
+		if !im.done[i] {
+			im.done[i] = true
+			closeFds(d.Fds)
+		}
+	}
+}
+
 // Restore imports each entry's object and stores it at its path in the
-// value v points to. On error it closes the fds of the entries it did not
-// reach.
-func Restore(v any, entries []Entry) error {
+// value v points to.
+func Restore(v any, entries []Entry, im *Imports) error {
 	rv := reflect.ValueOf(v)
-	for i, e := range entries {
-		if err := restoreOne(rv.Elem(), e); err != nil {
-			for _, rest := range entries[i+1:] {
-				closeFds(rest.Desc.Fds)
-			}
+	for _, e := range entries {
+		if err := restoreOne(rv.Elem(), e, im); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func restoreOne(x reflect.Value, e Entry) error {
+func restoreOne(x reflect.Value, e Entry, im *Imports) error {
 	for _, i := range e.Path {
 		if x.Kind() == reflect.Pointer {
 			if x.IsNil() {
@@ -168,47 +331,67 @@ func restoreOne(x reflect.Value, e Entry) error {
 			x = x.Elem()
 		}
 		if x.Kind() != reflect.Struct || i >= x.NumField() {
-			closeFds(e.Desc.Fds)
-			return fmt.Errorf("multiproc: a passed %s does not fit the receiving type", e.Desc.Kind)
+			return errors.New("multiproc: a passed object does not fit the receiving type")
 		}
 		x = x.Field(i)
 	}
 	t := x.Type()
 	if t.Kind() != reflect.Pointer || !t.Implements(exporterType) {
-		closeFds(e.Desc.Fds)
-		return fmt.Errorf("multiproc: a passed %s lands in a field of type %s", e.Desc.Kind, t)
+		return fmt.Errorf("multiproc: a passed object lands in a field of type %s", t)
 	}
-	obj := reflect.New(t.Elem())
-	imp, ok := obj.Interface().(Importer)
-	if !ok {
-		closeFds(e.Desc.Fds)
-		return fmt.Errorf("multiproc: %s cannot be received", t)
-	}
-	if err := imp.ImportHandle(e.Desc); err != nil {
+	obj, err := im.object(e.Index, t)
+	if err != nil {
 		return err
 	}
 	x.Set(obj)
 	return nil
 }
 
-// CloseFds closes the descriptors of entries that will not be imported.
-func CloseFds(entries []Entry) {
-	for _, e := range entries {
-		closeFds(e.Desc.Fds)
+// AppendTable encodes the table without its fds (which travel beside the
+// message, in the order Fds lists them).
+func AppendTable(b []byte, t *Table) []byte {
+	b = binary.AppendUvarint(b, uint64(t.Len()))
+	if t == nil {
+		return b
 	}
+	for _, d := range t.Descs {
+		b = appendBytes(b, []byte(d.Kind))
+		b = appendBytes(b, d.Meta)
+		b = binary.AppendUvarint(b, uint64(len(d.Fds)))
+	}
+	return b
 }
 
-// AllFds lists the entries' descriptors in order, for sending.
-func AllFds(entries []Entry) []int {
-	var fds []int
-	for _, e := range entries {
-		fds = append(fds, e.Desc.Fds...)
+// Table decodes what AppendTable wrote, handing out fds in order from the
+// front of fds, and returns how many it took. On error (in Err) it closes
+// nothing: the caller owns fds.
+func (d *Reader) Table(fds []int) (descs []Desc, used int) {
+	n := d.uvarint()
+	if n > uint64(len(d.b)) {
+		d.fail()
 	}
-	return fds
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		var ds Desc
+		ds.Kind = string(d.bytes())
+		ds.Meta = d.bytes()
+		nf := d.uvarint()
+		if d.err == nil && nf > uint64(len(fds)-used) {
+			d.err = errors.New("multiproc: a handle table names more descriptors than arrived")
+		}
+		if d.err != nil {
+			break
+		}
+		ds.Fds = fds[used : used+int(nf) : used+int(nf)]
+		used += int(nf)
+		descs = append(descs, ds)
+	}
+	if d.err != nil {
+		return nil, 0
+	}
+	return descs, used
 }
 
-// AppendEntries encodes the entries without their fds (which travel beside
-// the message, in the same order as AllFds lists them).
+// AppendEntries encodes the entries of one item.
 func AppendEntries(b []byte, entries []Entry) []byte {
 	b = binary.AppendUvarint(b, uint64(len(entries)))
 	for _, e := range entries {
@@ -216,48 +399,51 @@ func AppendEntries(b []byte, entries []Entry) []byte {
 		for _, p := range e.Path {
 			b = binary.AppendUvarint(b, uint64(p))
 		}
-		b = appendBytes(b, []byte(e.Desc.Kind))
-		b = appendBytes(b, e.Desc.Meta)
-		b = binary.AppendUvarint(b, uint64(len(e.Desc.Fds)))
+		b = binary.AppendUvarint(b, uint64(e.Index))
 	}
 	return b
 }
 
-// ParseEntriesPrefix decodes what AppendEntries wrote, handing out fds in
-// order from the front of fds; it returns the rest of b and how many fds
-// the entries took. On error it closes nothing: the caller owns fds.
-func ParseEntriesPrefix(b []byte, fds []int) (entries []Entry, rest []byte, used int, err error) {
-	d := Reader{b: b}
-	n := d.uvarint()
-	if n > uint64(len(d.b)) {
-		d.err = errShort
+// Entries decodes what AppendEntries wrote; indexes are checked against
+// a table of n objects.
+func (d *Reader) Entries(n int) []Entry {
+	count := d.uvarint()
+	if count > uint64(len(d.b)) {
+		d.fail()
 	}
-	for i := uint64(0); i < n && d.err == nil; i++ {
+	var entries []Entry
+	for i := uint64(0); i < count && d.err == nil; i++ {
 		var e Entry
 		np := d.uvarint()
-		if np > uint64(len(d.b)) {
-			d.err = errShort
+		if np > uint64(len(d.b)) || np > 64 {
+			d.fail()
 		}
 		for j := uint64(0); j < np && d.err == nil; j++ {
-			e.Path = append(e.Path, int(d.uvarint()))
+			p := d.uvarint()
+			if p > 1<<16 {
+				d.fail()
+			}
+			e.Path = append(e.Path, int(p))
 		}
-		e.Desc.Kind = string(d.bytes())
-		e.Desc.Meta = d.bytes()
-		nf := int(d.uvarint())
-		if d.err == nil && (nf < 0 || used+nf > len(fds)) {
-			d.err = errors.New("multiproc: a handle table names more descriptors than arrived")
+		idx := d.uvarint()
+		if idx >= uint64(n) {
+			d.fail()
 		}
-		if d.err != nil {
-			break
-		}
-		e.Desc.Fds = fds[used : used+nf : used+nf]
-		used += nf
+		e.Index = int(idx)
 		entries = append(entries, e)
 	}
 	if d.err != nil {
-		return nil, nil, 0, d.err
+		return nil
 	}
-	return entries, d.b, used, nil
+	return entries
+}
+
+// CloseDescs closes the descriptors of received objects that will not be
+// imported.
+func CloseDescs(descs []Desc) {
+	for _, d := range descs {
+		closeFds(d.Fds)
+	}
 }
 
 func closeFds(fds []int) {

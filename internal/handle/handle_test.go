@@ -3,6 +3,7 @@ package handle
 import (
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -24,6 +25,11 @@ func (t *token) ImportHandle(d Desc) error {
 	return nil
 }
 
+func init() {
+	// The tokens' "descriptors" are fake: nothing to duplicate.
+	dupFd = func(fd int) (int, error) { return fd, nil }
+}
+
 type inner struct {
 	T     *token
 	Other int
@@ -39,12 +45,13 @@ type outer struct {
 
 func TestCollectRestore(t *testing.T) {
 	v := outer{A: &token{1}, In: inner{T: &token{2}, Other: 5}, Ptr: &inner{T: &token{3}}, hidden: &token{4}}
-	cp, entries, err := Collect(&v)
+	var tab Table
+	cp, entries, err := Collect(&v, &tab)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(entries) != 3 {
-		t.Fatalf("%d entries, want 3 (the unexported and nil fields are skipped)", len(entries))
+	if len(entries) != 3 || tab.Len() != 3 {
+		t.Fatalf("%d entries, %d objects, want 3 (the unexported and nil fields are skipped)", len(entries), tab.Len())
 	}
 	c := cp.(*outer)
 	if c.A != nil || c.In.T != nil || c.Ptr.T != nil || c.In.Other != 5 {
@@ -53,16 +60,19 @@ func TestCollectRestore(t *testing.T) {
 	if v.A == nil || v.In.T == nil || v.Ptr.T == nil || v.Ptr == c.Ptr {
 		t.Fatal("Collect changed the original or shared its pointers")
 	}
-	// The table survives encoding, with the fds handed out in order.
-	b := AppendEntries(nil, entries)
-	parsed, rest, used, err := ParseEntriesPrefix(b, AllFds(entries))
-	if err != nil || len(rest) != 0 || used != 3 {
-		t.Fatal(err, len(rest), used)
+	// The table and entries survive encoding, with the fds handed out in order.
+	b := AppendTable(nil, &tab)
+	b = AppendEntries(b, entries)
+	r := NewReader(b)
+	descs, used := r.Table(tab.Fds())
+	parsed := r.Entries(len(descs))
+	if r.Err() != nil || len(r.Rest()) != 0 || used != 3 {
+		t.Fatal(r.Err(), len(r.Rest()), used)
 	}
 	var got outer
 	got.In.Other = c.In.Other
 	got.Ptr = &inner{}
-	if err := Restore(&got, parsed); err != nil {
+	if err := Restore(&got, parsed, NewImports(descs)); err != nil {
 		t.Fatal(err)
 	}
 	if got.A.id != 1 || got.In.T.id != 2 || got.Ptr.T.id != 3 {
@@ -70,21 +80,72 @@ func TestCollectRestore(t *testing.T) {
 	}
 }
 
+// An object passed several times, in one value or in several items of a
+// message, travels once and arrives as one object.
+func TestCollectDedup(t *testing.T) {
+	tok := &token{9}
+	var tab Table
+	_, e1, err := Collect(&outer{A: tok, In: inner{T: tok}}, &tab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, e2, err := Collect(&tok, &tab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tab.Len() != 1 || tab.NumFds() != 1 || len(e1) != 2 || len(e2) != 1 {
+		t.Fatalf("table of %d objects (%d fds), entries %v %v; want one object", tab.Len(), tab.NumFds(), e1, e2)
+	}
+	im := NewImports(tab.Descs)
+	var a outer
+	var b *token
+	if err := Restore(&a, e1, im); err != nil {
+		t.Fatal(err)
+	}
+	if err := Restore(&b, e2, im); err != nil {
+		t.Fatal(err)
+	}
+	if a.A != a.In.T || a.A != b || b.id != 9 {
+		t.Fatalf("one object arrived as several: %p %p %p", a.A, a.In.T, b)
+	}
+}
+
 func TestCollectRoot(t *testing.T) {
 	tok := &token{7}
-	_, entries, err := Collect(&tok)
+	var tab Table
+	_, entries, err := Collect(&tok, &tab)
 	if err != nil || len(entries) != 1 || len(entries[0].Path) != 0 {
 		t.Fatal(entries, err)
 	}
 	var back *token
-	if err := Restore(&back, entries); err != nil || back.id != 7 {
+	if err := Restore(&back, entries, NewImports(tab.Descs)); err != nil || back.id != 7 {
 		t.Fatal(back, err)
 	}
 }
 
 func TestCollectExportError(t *testing.T) {
-	if _, _, err := Collect(&outer{A: &token{-1}}); err == nil {
+	if _, _, err := Collect(&outer{A: &token{-1}}, new(Table)); err == nil {
 		t.Fatal("an export error was not returned")
+	}
+}
+
+// A shared object inside a slice or map is refused with an error that
+// says where it is and what is unsupported.
+func TestCollectInContainer(t *testing.T) {
+	type withSlice struct {
+		N    int
+		Toks []*token
+	}
+	type withMap struct{ M map[string]*token }
+	for _, v := range []any{&withSlice{Toks: []*token{{1}}}, &withMap{M: map[string]*token{"a": {1}}}, &[]*token{{1}}} {
+		_, _, err := Collect(v, new(Table))
+		if err == nil || !strings.Contains(err.Error(), "not inside slices, arrays or maps") {
+			t.Errorf("%T: %v", v, err)
+		}
+	}
+	_, _, err := Collect(&withSlice{Toks: []*token{{1}}}, new(Table))
+	if err == nil || !strings.Contains(err.Error(), "field Toks") {
+		t.Errorf("the error does not name the field: %v", err)
 	}
 }
 
@@ -94,7 +155,8 @@ func TestMayHold(t *testing.T) {
 		want bool
 	}{
 		{reflect.TypeFor[int](), false},
-		{reflect.TypeFor[[]*token](), false}, // slices are not searched
+		{reflect.TypeFor[[]*token](), true}, // refused by Collect, with a clear error
+		{reflect.TypeFor[map[string]int](), false},
 		{reflect.TypeFor[*token](), true},
 		{reflect.TypeFor[outer](), true},
 		{reflect.TypeFor[struct{ X int }](), false},
@@ -106,16 +168,28 @@ func TestMayHold(t *testing.T) {
 	}
 }
 
-func TestParseEntriesCorrupt(t *testing.T) {
-	entries := []Entry{{Path: []int{0}, Desc: Desc{Kind: "token", Fds: []int{-5, -6}}}}
-	b := AppendEntries(nil, entries)
-	if _, _, _, err := ParseEntriesPrefix(b, []int{-5}); err == nil {
+func TestParseTableCorrupt(t *testing.T) {
+	tab := Table{Descs: []Desc{{Kind: "token", Fds: []int{-5, -6}}}}
+	b := AppendTable(nil, &tab)
+	b = AppendEntries(b, []Entry{{Path: []int{0}, Index: 0}})
+	r := NewReader(b)
+	if r.Table([]int{-5}); r.Err() == nil {
 		t.Fatal("a table naming more fds than arrived parsed")
 	}
-	// The count comes first, so every truncation must fail.
+	// An entry naming an object the table does not hold.
+	bad := AppendEntries(AppendTable(nil, &tab), []Entry{{Index: 1}})
+	r = NewReader(bad)
+	descs, _ := r.Table([]int{-5, -6})
+	if r.Entries(len(descs)); r.Err() == nil {
+		t.Fatal("an entry out of the table's range parsed")
+	}
+	// The counts come first, so every truncation must fail.
 	for cut := range len(b) {
-		if _, _, _, err := ParseEntriesPrefix(b[:cut], []int{-5, -6}); err == nil {
-			t.Fatalf("a table cut at %d parsed", cut)
+		r := NewReader(b[:cut])
+		descs, _ := r.Table([]int{-5, -6})
+		r.Entries(len(descs))
+		if r.Err() == nil {
+			t.Fatalf("a message cut at %d parsed", cut)
 		}
 	}
 }

@@ -1,0 +1,400 @@
+package multiproc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"reflect"
+
+	"github.com/multiproc-go/multiproc/internal/handle"
+	"github.com/multiproc-go/multiproc/internal/spawn"
+)
+
+// AsyncResult is the pending result of ApplyAsync, Python's AsyncResult.
+type AsyncResult[R any] struct {
+	done chan struct{}
+	val  R
+	err  error
+}
+
+// Get waits for the result: the function's value, its error (a
+// *RemoteError), an error matching ErrWorkerDied, context.DeadlineExceeded
+// (TaskTimeout) or ErrPoolClosed — or ctx.Err() if ctx ends first, in
+// which case the task goes on and Get may be called again.
+func (r *AsyncResult[R]) Get(ctx context.Context) (R, error) {
+	select {
+	case <-r.done:
+		return r.val, r.err
+	case <-ctx.Done():
+		var zero R
+		return zero, ctx.Err()
+	}
+}
+
+// Ready reports whether the result has arrived.
+func (r *AsyncResult[R]) Ready() bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Done returns a channel closed once the result has arrived.
+func (r *AsyncResult[R]) Done() <-chan struct{} { return r.done }
+
+var (
+	errNilExecutor = errors.New("multiproc: nil Executor")
+	errTooManyFds  = errors.New("multiproc: a task carries too many shared objects' descriptors")
+)
+
+// isNil reports a nil Executor, or an interface holding a nil pointer.
+func isNil(e Executor) bool {
+	if e == nil {
+		return true
+	}
+	v := reflect.ValueOf(e)
+	return v.Kind() == reflect.Pointer && v.IsNil()
+}
+
+// resultValue decodes one item's result.
+func resultValue[R any](r Result) (R, error) {
+	var v R
+	if r.Err != nil {
+		return v, r.Err
+	}
+	err := decodeValue(r.Value, &v)
+	return v, err
+}
+
+// newTask builds a task of f over args, each with its shared objects.
+func (f *Func[A, R]) newTask(args []A) (*Task, error) {
+	t := &Task{Func: f.name, Args: make([][]byte, len(args)), table: new(handle.Table)}
+	for i := range args {
+		arg, entries, err := encodeArg(&args[i], t.table)
+		if err != nil {
+			t.release()
+			return nil, err
+		}
+		t.Args[i] = arg
+		if entries != nil {
+			if t.entries == nil {
+				t.entries = make([][]handle.Entry, len(args))
+			}
+			t.entries[i] = entries
+		}
+	}
+	if n := t.table.NumFds(); n > spawn.MaxFds {
+		t.release()
+		return nil, fmt.Errorf("%w: %d, at most %d", errTooManyFds, n, spawn.MaxFds)
+	}
+	return t, nil
+}
+
+// newBatch builds a batch task: args as one encoded []A.
+func (f *Func[A, R]) newBatch(args []A) (*Task, error) {
+	b, err := encodeValue(&args)
+	if err != nil {
+		return nil, err
+	}
+	return &Task{Func: f.name, Args: [][]byte{b}, Batch: true}, nil
+}
+
+// submit hands t to e and calls done with its outcome once; t's
+// descriptors are released after done.
+func submit(ctx context.Context, e Executor, t *Task, done func([]Result, error)) {
+	e.Submit(ctx, t, func(rs []Result, err error) {
+		t.release()
+		if err == nil && len(rs) != max(len(t.Args), 1) {
+			err = fmt.Errorf("multiproc: an executor answered %d results for a task of %d items", len(rs), len(t.Args))
+		}
+		done(rs, err)
+	})
+}
+
+func (f *Func[A, R]) async(ctx context.Context, e Executor, arg A) *AsyncResult[R] {
+	r := &AsyncResult[R]{done: make(chan struct{})}
+	fail := func(err error) *AsyncResult[R] {
+		r.err = err
+		close(r.done)
+		return r
+	}
+	if isNil(e) {
+		return fail(errNilExecutor)
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(err) // never dispatched: a task whose caller gave up must not run
+	}
+	t, err := f.newTask([]A{arg})
+	if err != nil {
+		return fail(err)
+	}
+	submit(ctx, e, t, func(rs []Result, err error) {
+		if err == nil {
+			r.val, r.err = resultValue[R](rs[0])
+		} else {
+			r.err = err
+		}
+		close(r.done)
+	})
+	return r
+}
+
+// ApplyAsync queues f(arg) on the executor and returns at once; Get the
+// result from the AsyncResult. arg is encoded now: later changes to it do
+// not reach the task, and shared objects in it (which only a Pool can
+// pass) reach the worker as the same objects, even if the caller closes
+// its own handles before the task starts.
+func (f *Func[A, R]) ApplyAsync(e Executor, arg A) *AsyncResult[R] {
+	return f.async(context.Background(), e, arg)
+}
+
+// Apply runs f(arg) on a worker of the executor and returns its result. If
+// ctx is done already, the task is never sent; if ctx ends first, Apply
+// returns ctx.Err() at once and the task is dropped (or, if it is
+// running, stopped: a pool kills and replaces its worker).
+func (f *Func[A, R]) Apply(ctx context.Context, e Executor, arg A) (R, error) {
+	return f.async(ctx, e, arg).Get(ctx)
+}
+
+// chunkSize is Python's default for map: about len/(4×workers), rounded up.
+func chunkSize(n, workers int) int {
+	if workers < 1 {
+		workers = 1
+	}
+	c, extra := n/(workers*4), n%(workers*4)
+	if extra > 0 {
+		c++
+	}
+	return max(c, 1)
+}
+
+// mapChunk is the outcome of one task of a Map: the items [start, start+n).
+type mapChunk struct {
+	start, n int
+	batch    bool
+	rs       []Result
+	err      error
+}
+
+// chunks encodes args[start:end] as tasks of at most size items: batch
+// tasks when A holds no shared objects; otherwise per-item tasks, split
+// further where one would carry more descriptors than a message can.
+func (f *Func[A, R]) chunks(args []A, start, end int, batch bool, emit func(t *Task, start, n int)) error {
+	if batch {
+		t, err := f.newBatch(args[start:end])
+		if err != nil {
+			return err
+		}
+		emit(t, start, end-start)
+		return nil
+	}
+	t, err := f.newTask(args[start:end])
+	if err != nil && end-start > 1 && errors.Is(err, errTooManyFds) {
+		mid := start + (end-start)/2
+		if err := f.chunks(args, start, mid, batch, emit); err != nil {
+			return err
+		}
+		return f.chunks(args, mid, end, batch, emit)
+	}
+	if err != nil {
+		return err
+	}
+	emit(t, start, end-start)
+	return nil
+}
+
+// Map runs f on every element of args on the executor's workers and
+// returns the results in input order. args is sent in chunks of about
+// len(args)/(4×Workers()), like Python's map. If any item fails, Map
+// returns the error of the first failing item in input order, naming its
+// index. If ctx ends first, Map returns ctx.Err() promptly: queued chunks
+// are dropped and running ones stopped.
+func (f *Func[A, R]) Map(ctx context.Context, e Executor, args []A) ([]R, error) {
+	if isNil(e) {
+		return nil, errNilExecutor
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	size := chunkSize(len(args), e.Workers())
+	// Arguments with no shared objects in them go as one []A per chunk.
+	batch := !handle.MayHold(reflect.TypeFor[A]())
+	var tasks []*Task
+	var chunks []*mapChunk
+	for start := 0; start < len(args); start += size {
+		end := min(start+size, len(args))
+		err := f.chunks(args, start, end, batch, func(t *Task, start, n int) {
+			tasks = append(tasks, t)
+			chunks = append(chunks, &mapChunk{start: start, n: n, batch: batch})
+		})
+		if err != nil {
+			for _, t := range tasks {
+				t.release()
+			}
+			return nil, fmt.Errorf("multiproc: Map item in [%d, %d): %w", start, end, unprefix(err))
+		}
+	}
+	out := make(chan *mapChunk, len(chunks))
+	for i, t := range tasks {
+		c := chunks[i]
+		submit(ctx, e, t, func(rs []Result, err error) {
+			c.rs, c.err = rs, err
+			out <- c
+		})
+	}
+	results := make([]R, len(args))
+	firstErr, firstIdx := error(nil), len(args)
+	fail := func(i int, err error) {
+		if i < firstIdx {
+			firstErr, firstIdx = err, i
+		}
+	}
+	for range chunks {
+		var c *mapChunk
+		select {
+		case c = <-out:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if c.err != nil {
+			fail(c.start, c.err)
+			continue
+		}
+		if c.batch {
+			if c.rs[0].Err != nil {
+				fail(c.start, c.rs[0].Err)
+				continue
+			}
+			vals, errs, err := parseBatch[R](c.rs[0].Value, c.n)
+			if err != nil {
+				fail(c.start, err)
+				continue
+			}
+			copy(results[c.start:], vals)
+			for i, e := range errs {
+				if e != nil {
+					fail(c.start+i, e)
+					break
+				}
+			}
+			continue
+		}
+		for i, r := range c.rs {
+			v, err := resultValue[R](r)
+			if err != nil {
+				fail(c.start+i, err)
+			}
+			results[c.start+i] = v
+		}
+	}
+	if firstErr != nil {
+		if errors.Is(firstErr, context.Canceled) && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("multiproc: Map item %d: %w", firstIdx, unprefix(firstErr))
+	}
+	return results, nil
+}
+
+// imap is IMap and IMapUnordered: at most 2×Workers() items in flight, so
+// an endless sequence works.
+func (f *Func[A, R]) imap(ctx context.Context, e Executor, args iter.Seq[A], ordered bool) iter.Seq2[R, error] {
+	return func(yield func(R, error) bool) {
+		var zero R
+		if isNil(e) {
+			yield(zero, errNilExecutor)
+			return
+		}
+		if err := ctx.Err(); err != nil {
+			yield(zero, err)
+			return
+		}
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		type res struct {
+			seq int
+			val R
+			err error
+		}
+		window := 2 * max(e.Workers(), 1)
+		done := make(chan res, window)
+		next, stop := iter.Pull(args)
+		defer stop()
+		inFlight, sent, exhausted := 0, 0, false
+		held := map[int]res{} // ordered: results that arrived early
+		want := 0
+		for {
+			for !exhausted && inFlight < window {
+				a, ok := next()
+				if !ok {
+					exhausted = true
+					break
+				}
+				seq := sent
+				sent++
+				inFlight++
+				t, err := f.newTask([]A{a})
+				if err != nil {
+					done <- res{seq: seq, err: err}
+					continue
+				}
+				submit(ctx, e, t, func(rs []Result, err error) {
+					r := res{seq: seq, err: err}
+					if err == nil {
+						r.val, r.err = resultValue[R](rs[0])
+					}
+					done <- r
+				})
+			}
+			if inFlight == 0 {
+				return
+			}
+			var r res
+			select {
+			case r = <-done:
+			case <-ctx.Done():
+				yield(zero, ctx.Err())
+				return
+			}
+			inFlight--
+			if !ordered {
+				if !yield(r.val, r.err) {
+					return
+				}
+				continue
+			}
+			held[r.seq] = r
+			for {
+				h, ok := held[want]
+				if !ok {
+					break
+				}
+				delete(held, want)
+				want++
+				if !yield(h.val, h.err) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// IMap runs f on each element of args on the executor and yields the
+// results in input order as they become available, with each item's own
+// error (iteration goes on after a failed item). At most 2×Workers()
+// items are in flight, so args may be endless. Stopping the loop early,
+// or ctx ending (one final ctx.Err() is yielded), drops the remaining
+// work.
+func (f *Func[A, R]) IMap(ctx context.Context, e Executor, args iter.Seq[A]) iter.Seq2[R, error] {
+	return f.imap(ctx, e, args, true)
+}
+
+// IMapUnordered is IMap yielding results in the order they complete.
+func (f *Func[A, R]) IMapUnordered(ctx context.Context, e Executor, args iter.Seq[A]) iter.Seq2[R, error] {
+	return f.imap(ctx, e, args, false)
+}
