@@ -237,7 +237,9 @@ func TestRegisterTwicePanics(t *testing.T) {
 // would never know the name.
 func TestRegisterAfterMainPanics(t *testing.T) {
 	for what, call := range map[string]func(){
-		"Register":       func() { multiproc.Register("test.late", func(ctx context.Context, x int) (int, error) { return x, nil }) },
+		"Register": func() {
+			multiproc.Register("test.late", func(ctx context.Context, x int) (int, error) { return x, nil })
+		},
 		"RegisterRunner": func() { multiproc.RegisterRunner("test.lateRunner", &initRunner{}) },
 		"RegisterType":   func() { multiproc.RegisterType(struct{ Late int }{}) },
 	} {
