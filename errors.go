@@ -38,6 +38,11 @@ var (
 	// ErrNotRegistered: the function or Runner type was not registered,
 	// so a child could not find it.
 	ErrNotRegistered = errors.New("multiproc: not registered")
+	// ErrReaped: a child process was reaped by someone else — a waitpid,
+	// wait4 or os.Process.Wait outside multiproc — so its exit status is
+	// lost. The library reaps every child it starts: never wait for one
+	// yourself. Join returns it (wrapped, naming the process).
+	ErrReaped = errors.New("multiproc: the child was reaped by someone else (a waitpid outside multiproc): its exit status is lost")
 	// ErrBrokenBarrier: a Barrier was broken by a waiter whose context ended.
 	ErrBrokenBarrier = errors.New("multiproc: barrier is broken")
 )
