@@ -359,17 +359,42 @@ func TestChildReapsItsSpares(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	parent, pids := pids[0], pids[1:]
 	if len(pids) == 0 {
 		t.Fatal("the child kept no spare")
 	}
+	// Until they are gone, their parent must stay the child: a spare
+	// reparented (to PID 1 or a subreaper) was orphaned.
 	waitFor(t, 20*time.Second, "the child's spares to be reaped", func() bool {
 		for _, pid := range pids {
+			if ppid := procPpid(pid); ppid > 0 && ppid != parent {
+				t.Fatalf("spare %d of child %d was left to pid %d", pid, parent, ppid)
+			}
 			if procState(pid) != "" {
 				return false
 			}
 		}
 		return true
 	})
+}
+
+// procPpid returns pid's parent, or 0 if pid is gone.
+func procPpid(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
 }
 
 // sparesOf starts one process, waits for the spares that follow it and
@@ -389,11 +414,11 @@ var sparesOf = multiproc.Register("test.sparesOf", func(ctx context.Context, _ i
 			}
 		}
 		if len(pids) >= 2 {
-			return pids, nil
+			return append([]int{os.Getpid()}, pids...), nil
 		}
 		select {
 		case <-ctx.Done():
-			return pids, nil
+			return append([]int{os.Getpid()}, pids...), nil
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
