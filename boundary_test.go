@@ -400,26 +400,74 @@ func procPpid(pid int) int {
 // sparesOf starts one process, waits for the spares that follow it and
 // returns their pids.
 var sparesOf = multiproc.Register("test.sparesOf", func(ctx context.Context, _ int) ([]int, error) {
+	pids, err := startAndWaitForSpares(ctx)
+	return append([]int{os.Getpid()}, pids...), err
+})
+
+// startAndWaitForSpares runs one process and returns the pids of this
+// process's children once there are two (its spares, or its deadline).
+func startAndWaitForSpares(ctx context.Context) ([]int, error) {
 	if _, err := double.Call(ctx, 1); err != nil {
 		return nil, err
 	}
 	for {
-		var pids []int
-		tasks, _ := filepath.Glob("/proc/self/task/*/children")
-		for _, f := range tasks {
-			b, _ := os.ReadFile(f)
-			for _, w := range strings.Fields(string(b)) {
-				pid, _ := strconv.Atoi(w)
-				pids = append(pids, pid)
-			}
-		}
+		pids := childPids()
 		if len(pids) >= 2 {
-			return append([]int{os.Getpid()}, pids...), nil
+			return pids, nil
 		}
 		select {
 		case <-ctx.Done():
-			return append([]int{os.Getpid()}, pids...), nil
+			return pids, nil
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
+}
+
+// Spares nobody takes retire: a program that started one process long
+// ago keeps no idle ones.
+func TestSparesRetireWhenIdle(t *testing.T) {
+	if !multiproc.SpareProcesses {
+		t.Skip("spares off")
+	}
+	ctx := testCtx(t, 60*time.Second)
+	n, err := sparesRetire.Call(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("%d spares still there", n)
+	}
+}
+
+// sparesRetire starts one process, waits for its spares, then for them to
+// retire; it returns how many are left.
+var sparesRetire = multiproc.Register("test.sparesRetire", func(ctx context.Context, _ int) (int, error) {
+	if pids, err := startAndWaitForSpares(ctx); err != nil || len(pids) < 2 {
+		return -1, fmt.Errorf("spares %v: %v", pids, err)
+	}
+	n := 0
+	for {
+		n = len(childPids())
+		if n == 0 {
+			return 0, nil
+		}
+		select {
+		case <-ctx.Done():
+			return n, nil
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 })
+
+func childPids() []int {
+	var pids []int
+	tasks, _ := filepath.Glob("/proc/self/task/*/children")
+	for _, f := range tasks {
+		b, _ := os.ReadFile(f)
+		for _, w := range strings.Fields(string(b)) {
+			pid, _ := strconv.Atoi(w)
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}

@@ -18,7 +18,7 @@ import (
 // millisecond or more (exec, runtime start, package initialisation); a
 // spare moves that cost off the path of the next Start, which then costs
 // one message. Once a program's first process has done its task, two
-// spares are kept ready (Python's forkserver keeps a server process for
+// spares are kept ready, until none has been taken for spareIdle (Python's forkserver keeps a server process for
 // the same reason). A spare is an idle process that goes with its parent:
 // it exits when its control socket reaches EOF, it has Pdeathsig SIGKILL
 // (cleared when it takes a non-daemon task, which may outlive the parent),
@@ -182,18 +182,38 @@ func startSpare() (*spare, error) {
 		return nil, c.handshakeFailed("a spare process", err)
 	}
 	s.c = c
+	// Before the watcher starts, so that it never overrides a claim's.
+	ctl.SetReadDeadline(time.Now().Add(spareIdle))
 	go s.watchIdle()
 	return s, nil
 }
 
+// spareIdle is how long an unused spare is kept: a program that has not
+// started a process for that long keeps no idle ones (the next Start pays
+// for a full program start and brings the spares back).
+const spareIdle = 5 * time.Second
+
 // watchIdle reaps the spare if it dies while idle (it sends nothing then,
-// so any Recv outcome but the claim's deadline means it is gone).
+// so any Recv outcome but a deadline means it is gone), and retires it
+// once it has been idle for spareIdle.
 func (s *spare) watchIdle() {
 	_, _, fds, err := s.c.ctl.Recv()
 	unixCloseAll(fds)
-	if s.claimed.Load() && errors.Is(err, os.ErrDeadlineExceeded) {
-		close(s.released)
-		return
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		if s.claimed.Load() {
+			close(s.released)
+			return
+		}
+		spares.mu.Lock()
+		i := slices.Index(spares.ready, s)
+		if i < 0 {
+			// Taken just now: the claim is on its way.
+			spares.mu.Unlock()
+			close(s.released)
+			return
+		}
+		spares.ready = slices.Delete(spares.ready, i, i+1)
+		spares.mu.Unlock()
 	}
 	s.dead.Store(true)
 	s.c.cmd.Process.Kill()
