@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -470,4 +471,56 @@ func childPids() []int {
 		}
 	}
 	return pids
+}
+
+// Starting many processes at once under a low descriptor limit fails with
+// "too many open files", never with a misleading "bad file descriptor"
+// (before: fork/exec /proc/self/exe: bad file descriptor, whenever the
+// control socket got the last descriptor number the limit allows).
+func TestStartAtDescriptorLimit(t *testing.T) {
+	ctx := testCtx(t, 120*time.Second)
+	cmd := exec.CommandContext(ctx, "/proc/self/exe", "-test.run=^$")
+	cmd.Env = append(os.Environ(), "MULTIPROC_TEST_FDLIMIT=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "done") || strings.Contains(string(out), "bad file descriptor") {
+		t.Fatalf("%v\n%s", err, out)
+	}
+}
+
+// fdLimitHelper runs in a helper process: rounds of 300 concurrent Starts
+// under RLIMIT_NOFILE 100, printing the errors that are not EMFILE.
+func fdLimitHelper() int {
+	lim := syscall.Rlimit{Cur: 100, Max: 100}
+	var old syscall.Rlimit
+	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old)
+	lim.Max = old.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		fmt.Println("setrlimit:", err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	for range 5 {
+		var wg sync.WaitGroup
+		for range 300 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				p := double.Process(1)
+				err := p.StartContext(ctx)
+				if err == nil {
+					err = p.Join(ctx)
+				}
+				if err != nil && !errors.Is(err, syscall.EMFILE) {
+					mu.Lock()
+					fmt.Println("error:", err)
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	fmt.Println("done")
+	return 0
 }

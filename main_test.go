@@ -29,6 +29,9 @@ func TestMain(m *testing.M) {
 		}
 	}
 	multiproc.Main()
+	if os.Getenv("MULTIPROC_TEST_FDLIMIT") == "1" {
+		os.Exit(fdLimitHelper())
+	}
 	if os.Getenv("MULTIPROC_TEST_NOSPARES") == "1" {
 		// A program that turns spares off in main, after Main.
 		multiproc.SpareProcesses = false

@@ -67,13 +67,36 @@ func Start(cmd *exec.Cmd) error {
 		go func() {
 			runtime.LockOSThread() // never unlocked: this thread lives as long as the process
 			for r := range spawnCh {
-				r.done <- r.cmd.Start()
+				r.done <- explain(r.cmd, r.cmd.Start())
 			}
 		}()
 	})
 	done := make(chan error, 1)
 	spawnCh <- startReq{cmd, done}
 	return <-done
+}
+
+// explain turns the EBADF of a fork/exec at the descriptor limit into
+// what it is. The child side of fork/exec moves its error pipe above the
+// highest descriptor it passes; when that one is the last the limit
+// allows (RLIMIT_NOFILE - 1), the move fails with EBADF, which reads like
+// a descriptor closed twice. It is EMFILE: this process is out of
+// descriptors.
+func explain(cmd *exec.Cmd, err error) error {
+	if !errors.Is(err, syscall.EBADF) {
+		return err
+	}
+	var lim unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) != nil {
+		return err
+	}
+	for _, f := range cmd.ExtraFiles {
+		if f != nil && uint64(f.Fd())+1 >= lim.Cur {
+			return fmt.Errorf("%w: descriptor %d passed to the child is the last RLIMIT_NOFILE allows (%d): fork/exec: %w",
+				syscall.EMFILE, f.Fd(), lim.Cur, err)
+		}
+	}
+	return err
 }
 
 // Command builds the re-exec of this binary for a child named name, with
