@@ -26,9 +26,11 @@ var (
 
 	// ErrNoMain: the program did not call Main first thing in main (or in
 	// TestMain), so its children cannot start. It is returned by Start in a
-	// parent whose child never completed the handshake, and by every call
-	// that would start a process inside such a child, which can never
-	// multiply.
+	// parent whose child provably ran without Main — it exited with a
+	// status before it answered the start handshake, or did not answer in
+	// time — and by every call that would start a process inside such a
+	// child, which can never multiply. (A child killed by a signal before
+	// it answered is an *ExitError with that signal instead.)
 	ErrNoMain = spawn.ErrNoHello
 	// ErrNotStarted: a Process method that needs a started process was
 	// called before Start.

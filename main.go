@@ -289,9 +289,9 @@ func childMain(name string) int {
 		unix.Prctl(unix.PR_SET_PDEATHSIG, 0, 0, 0, 0)
 	}
 	if t.daemon {
-		// A spare was started before anyone knew it would be a daemon: arm
-		// the parent-death signal now, then make sure the parent did not
-		// die before that.
+		// Arm the parent-death signal (a fresh daemon child has it from its
+		// start, a spare from its idle days, which the non-daemon branch
+		// above clears), then make sure the parent did not die before.
 		unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
 		if os.Getppid() != ppid {
 			return 1
