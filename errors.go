@@ -27,9 +27,11 @@ var (
 
 	// ErrNoMain: the program did not call Main first thing in main (or in
 	// TestMain), so its children cannot start. It is returned by Start in a
-	// parent whose child never completed the handshake, and by every call
-	// that would start a process inside such a child, which can never
-	// multiply.
+	// parent whose child provably ran without Main — it exited with a
+	// status before it answered the start handshake, or did not answer in
+	// time — and by every call that would start a process inside such a
+	// child, which can never multiply. (A child killed by a signal before
+	// it answered is an *ExitError with that signal instead.)
 	ErrNoMain = spawn.ErrNoHello
 	// ErrNotStarted: a Process method that needs a started process was
 	// called before Start.
@@ -39,6 +41,11 @@ var (
 	// ErrNotRegistered: the function or Runner type was not registered,
 	// so a child could not find it.
 	ErrNotRegistered = errors.New("multiproc: not registered")
+	// ErrReaped: a child process was reaped by someone else — a waitpid,
+	// wait4 or os.Process.Wait outside multiproc — so its exit status is
+	// lost. The library reaps every child it starts: never wait for one
+	// yourself. Join returns it (wrapped, naming the process).
+	ErrReaped = errors.New("multiproc: the child was reaped by someone else (a waitpid outside multiproc): its exit status is lost")
 	// ErrBrokenBarrier: a Barrier was broken by a waiter whose context ended.
 	ErrBrokenBarrier = errors.New("multiproc: barrier is broken")
 	// ErrShared: a task carries shared objects (a *Value, *Array, *Queue,

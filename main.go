@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -34,10 +35,27 @@ func Main() {
 		return
 	}
 	name := os.Getenv(spawn.EnvName)
+	if os.Getenv(spawn.EnvSpares) == "0" {
+		SpareProcesses = false // the parent's choice, made after its Main
+	}
 	// A program the child starts with os/exec must not think it is a child.
 	os.Unsetenv(spawn.EnvRole)
 	os.Unsetenv(spawn.EnvName)
-	os.Exit(childMain(name))
+	os.Unsetenv(spawn.EnvSpares)
+	// argv[0] carries a mark for ps (spawn.Command); the program sees its own.
+	if len(os.Args) > 0 {
+		os.Args[0] = strings.TrimSuffix(os.Args[0], spawn.ArgSuffix)
+	}
+	code := childMain(name)
+	dropSpares() // reaped here, not left to PID 1
+	os.Exit(code)
+}
+
+// setProcName makes name this process's name in ps and top (its comm,
+// cut to 15 bytes by the kernel). /proc/self/comm is the main thread's,
+// which ps shows, whichever thread this runs on.
+func setProcName(name string) {
+	os.WriteFile("/proc/self/comm", []byte(name), 0)
 }
 
 // inChildWithoutMain reports a re-executed child whose main did not call
@@ -252,13 +270,19 @@ func childMain(name string) int {
 	if !ok {
 		return 0 // the parent gave up on us (or is gone): nothing to run
 	}
+	setProcName(t.name)
 	child.mu.Lock()
 	child.daemon = t.daemon
 	child.mu.Unlock()
+	if !t.daemon {
+		// A spare started with the parent-death signal armed; a non-daemon
+		// process outlives its parent.
+		unix.Prctl(unix.PR_SET_PDEATHSIG, 0, 0, 0, 0)
+	}
 	if t.daemon {
-		// A spare was started before anyone knew it would be a daemon: arm
-		// the parent-death signal now, then make sure the parent did not
-		// die before that.
+		// Arm the parent-death signal (a fresh daemon child has it from its
+		// start, a spare from its idle days, which the non-daemon branch
+		// above clears), then make sure the parent did not die before.
 		unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
 		if os.Getppid() != ppid {
 			return 1

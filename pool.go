@@ -183,7 +183,7 @@ func (p *Pool) startWorker() (*worker, error) {
 	t := *p.init
 	t.name = name
 	t.tally, t.tallyFd = true, tally.Fd()
-	c, err := spawnChild(name, true, true, &t)
+	c, err := spawnChild(context.Background(), name, true, true, &t, nil)
 	if err != nil {
 		tally.Close()
 		return nil, err
@@ -195,12 +195,15 @@ func (p *Pool) startWorker() (*worker, error) {
 	if err == nil && len(rs) == 1 && rs[0].status == resultOK {
 		return w, nil
 	}
+	if err != nil {
+		c.stopBroken(err)
+	}
 	w.kill()
 	code := c.reap()
 	if err == nil && len(rs) == 1 {
 		return nil, fmt.Errorf("multiproc: pool Initializer failed in %s: %w", name, &RemoteError{Text: string(rs[0].data), Panic: rs[0].status == resultPanic})
 	}
-	return nil, fmt.Errorf("multiproc: pool worker %s died while starting: %w", name, &ExitError{Name: name, Pid: c.pid, ExitCode: code})
+	return nil, fmt.Errorf("multiproc: pool worker %s died while starting: %w", name, &ExitError{Name: name, Pid: c.pid, ExitCode: code, Message: c.why})
 }
 
 // recv reads the worker's next result message.
@@ -356,11 +359,15 @@ func (w *worker) disarm() {
 }
 
 // serve reads w's results until it exits, delivering each and giving the
-// worker its next task; then it accounts for the worker's end.
+// worker its next task; then it accounts for the worker's end. A worker
+// whose control stream ends or breaks while it lives on (a task wrote to
+// or closed its fd 3) can never answer again: it is killed, so that its
+// task fails and a replacement takes over, rather than wedge the pool.
 func (p *Pool) serve(w *worker) {
 	for {
 		rs, err := w.recv()
 		if err != nil {
+			w.c.stopBroken(err)
 			break
 		}
 		p.mu.Lock()
@@ -370,12 +377,20 @@ func (p *Pool) serve(w *worker) {
 		}
 		p.mu.Unlock()
 		if pt == nil || len(rs) != len(pt.t.items) {
-			w.kill() // out of step: replace it
+			// Out of step: replace it.
+			w.c.stopBroken(fmt.Errorf("%w: %d results where %d were due", spawn.ErrCorrupt, len(rs), pendingItems(pt)))
 			break
 		}
 		p.finish(w, pt, rs, nil)
 	}
 	p.gone(w, w.c.reap())
+}
+
+func pendingItems(pt *poolTask) int {
+	if pt == nil {
+		return 0
+	}
+	return len(pt.t.items)
 }
 
 // finish delivers the outcome of pt, w's first task, and gives w more
@@ -455,7 +470,7 @@ func failSkipped(skipped []*poolTask) {
 // goes back to the queue, and a replacement starts if there is work left
 // to do.
 func (p *Pool) gone(w *worker, code int) {
-	exitErr := &ExitError{Name: w.name, Pid: w.c.pid, ExitCode: code}
+	exitErr := &ExitError{Name: w.name, Pid: w.c.pid, ExitCode: code, Message: w.c.why}
 	w.sendMu.Lock()
 	w.sendDone = true
 	w.sendCond.Broadcast()

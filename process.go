@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/multiproc-go/multiproc/internal/handle"
 	"github.com/multiproc-go/multiproc/internal/spawn"
@@ -20,10 +23,17 @@ import (
 // NewProcess, set Name and Daemon, then Start it once.
 //
 // The child is this same program started again (Go cannot fork); it runs
-// the task and exits. Its stdout and stderr are the parent's; its stdin is
-// /dev/null. It is reaped the moment it exits, whether or not anyone calls
-// Join, so no zombie is ever left. A Process's methods are safe for
-// concurrent use once Start has returned.
+// the task and exits. Its stdout and stderr are the parent's unless Stdout
+// and Stderr say otherwise; its stdin is /dev/null. In ps its argv[0] is
+// the program's followed by " [multiproc]", and its name (comm) is the
+// Process's Name. A Process's methods are safe for concurrent use once
+// Start has returned.
+//
+// The library reaps its children: each child is reaped the moment it
+// exits, whether or not anyone calls Join, so no zombie is ever left.
+// Never wait for a child yourself (waitpid, wait4, os.FindProcess+Wait,
+// Python's os.waitpid translated): a child reaped by someone else has lost
+// its exit status, and Join returns an error matching ErrReaped.
 type Process struct {
 	// Name is the process's name, for messages and ExitError. Set it
 	// before Start; Start fills in "Process-N" if it is empty.
@@ -33,6 +43,15 @@ type Process struct {
 	// within about a millisecond. A child whose task returns kills its own
 	// daemon children and waits for the others before it exits.
 	Daemon bool
+	// Stdout and Stderr, set before Start, receive the child's standard
+	// output and error. nil means this process's own (os.Stdout and
+	// os.Stderr as they are at Start), as after a fork. An *os.File is
+	// handed to the child itself; any other io.Writer gets the output
+	// through a pipe that a goroutine of this process copies, and Join
+	// returns once the copy is complete (at most a second after the child
+	// exits, if a process the child started holds the pipe open). A task's
+	// panic stack goes to Stderr.
+	Stdout, Stderr io.Writer
 
 	kind   taskKind
 	fn     string
@@ -51,6 +70,7 @@ type Process struct {
 	status byte
 	msg    string
 	gotRes bool
+	lost   bool // reaped by someone else: the status is unknown
 }
 
 var processCount atomic.Int64
@@ -94,10 +114,19 @@ func NewProcess(r Runner) *Process {
 
 // Start starts the child and returns once it has answered the start
 // handshake and received its task. A second Start fails with ErrStarted.
-// If the child does not answer — most often because the program's main
-// does not call Main first — Start kills it and returns an error matching
-// ErrNoMain.
-func (p *Process) Start() error {
+// Start is StartContext with no deadline of its own: it waits at most
+// HelloTimeout (10 s, for a slow, loaded machine; a healthy child answers
+// in milliseconds) for the child's answer. If the child does not answer —
+// most often because the program's main does not call Main first — Start
+// kills it and returns an error matching ErrNoMain; a child that dies by a
+// signal before it answers is an *ExitError with that signal.
+func (p *Process) Start() error { return p.StartContext(context.Background()) }
+
+// StartContext is Start bounded by ctx as well: if ctx ends before the
+// child has answered, the child is killed and reaped and StartContext
+// returns ctx.Err(). Once it has returned nil, ctx no longer matters: the
+// child runs on.
+func (p *Process) StartContext(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.started {
@@ -105,6 +134,9 @@ func (p *Process) Start() error {
 	}
 	if p.encode == nil {
 		return errors.New("multiproc: Process has nothing to run: make it with Func.Process or NewProcess")
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	tab := new(handle.Table)
 	defer tab.Close() // the child has its own copies once spawnChild returns
@@ -115,9 +147,15 @@ func (p *Process) Start() error {
 	if p.Name == "" {
 		p.Name = fmt.Sprintf("Process-%d", processCount.Add(1))
 	}
-	t := &task{kind: p.kind, daemon: p.Daemon, fn: p.fn, name: p.Name, items: []taskItem{{entries, arg}}, table: tab}
-	c, err := spawnChild(p.Name, p.Daemon, false, t)
+	stdio, err := newStdio(p.Stdout, p.Stderr)
 	if err != nil {
+		return err
+	}
+	t := &task{kind: p.kind, daemon: p.Daemon, fn: p.fn, name: p.Name, items: []taskItem{{entries, arg}}, table: tab}
+	c, err := spawnChild(ctx, p.Name, p.Daemon, false, t, stdio)
+	stdio.started()
+	if err != nil {
+		stdio.wait()
 		return err
 	}
 	p.started = true
@@ -126,7 +164,7 @@ func (p *Process) Start() error {
 	p.done = make(chan struct{})
 	p.settled = make(chan struct{})
 	addChild(p)
-	go p.watch(c)
+	go p.watch(c, stdio)
 	return nil
 }
 
@@ -136,32 +174,47 @@ type childProc struct {
 	ctl   *spawn.Ctl
 	pid   int
 	pidfd int // owned by reap
+	// Set before reap returns, read after.
+	why  string // what multiproc did to it and why, "" if nothing
+	lost bool   // reaped by someone else: its status is unknown
 }
 
+// exitGrace is how long a child whose control stream ended is given to
+// exit on its own before it is taken for one that broke its stream and
+// killed. A child closes its stream only as it exits, so this is ample.
+const exitGrace = 2 * time.Second
+
 // spawnChild starts a child named name, completes the start handshake
-// and sends it t. ownGroup puts it in a process group of its own, out of
+// and sends it t, its standard output and error those of stdio (nil: this
+// process's). ownGroup puts it in a process group of its own, out of
 // reach of the terminal's Ctrl-C (pool workers: the pool decides).
-func spawnChild(name string, daemon, ownGroup bool, t *task) (*childProc, error) {
+func spawnChild(ctx context.Context, name string, daemon, ownGroup bool, t *task, stdio *childStdio) (*childProc, error) {
 	if inChildWithoutMain() {
 		return nil, fmt.Errorf("%w (this process is a child whose main never called Main)", ErrNoMain)
 	}
+	if stdio == nil {
+		stdio = &childStdio{files: [2]*os.File{os.Stdout, os.Stderr}}
+	}
 	msg := t.append(nil)
 	if !ownGroup {
-		if c := takeSpare(); c != nil {
-			if err := sendToSpare(c, t); err == nil {
+		if c := takeSpare(ctx); c != nil {
+			if err := sendToSpare(c, t, stdio); err == nil {
 				return c, nil
 			}
 			c.cmd.Process.Kill()
 			c.reap()
 		}
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	ctl, childEnd, err := spawn.Pair()
 	if err != nil {
 		return nil, err
 	}
 	c := &childProc{ctl: ctl}
-	c.cmd = spawn.Command(name, childEnd, daemon, &c.pidfd)
-	c.cmd.Stdout, c.cmd.Stderr = os.Stdout, os.Stderr
+	c.cmd = spawn.Command(name, childEnd, daemon, SpareProcesses, &c.pidfd)
+	c.cmd.Stdout, c.cmd.Stderr = writerOrNil(stdio.files[0]), writerOrNil(stdio.files[1])
 	if ownGroup {
 		c.cmd.SysProcAttr.Setpgid = true
 	}
@@ -172,11 +225,6 @@ func spawnChild(name string, daemon, ownGroup bool, t *task) (*childProc, error)
 		return nil, fmt.Errorf("multiproc: starting %s: %w", name, err)
 	}
 	c.pid = c.cmd.Process.Pid
-	fail := func(err error) (*childProc, error) {
-		c.cmd.Process.Kill()
-		c.reap()
-		return nil, err
-	}
 	// A small task goes out before the hello comes back, saving a round
 	// trip: the socket buffers it. A large one could fill the buffer and
 	// block forever on a child that never reads (no Main), so it waits.
@@ -189,51 +237,128 @@ func spawnChild(name string, daemon, ownGroup bool, t *task) (*childProc, error)
 	}
 	if early {
 		if err := send(); err != nil {
-			return fail(err)
+			return nil, c.handshakeFailed(name, err)
 		}
 	}
-	if err := spawn.AwaitHello(ctl, c.pid); err != nil {
-		return fail(fmt.Errorf("multiproc: starting %s: %w", name, err))
+	if err := spawn.AwaitHello(ctx, ctl, c.pid); err != nil {
+		return nil, c.handshakeFailed(name, err)
 	}
 	if !early {
 		if err := send(); err != nil {
-			return fail(err)
+			return nil, c.handshakeFailed(name, err)
 		}
 	}
 	return c, nil
 }
 
-// sendToSpare sends t to a spare with this process's stdout and stderr.
-func sendToSpare(c *childProc, t *task) error {
-	stdio, err := stdioFds()
-	defer unixCloseAll(stdio)
+// writerOrNil keeps a nil *os.File from becoming a non-nil io.Writer
+// (exec.Cmd gives the child /dev/null for a nil one).
+func writerOrNil(f *os.File) io.Writer {
+	if f == nil {
+		return nil
+	}
+	return f
+}
+
+// handshakeFailed kills and reaps a child whose start handshake failed
+// with err, and says why. Only a child that provably ran without Main is
+// blamed on a missing Main: one that exited with a status before it
+// answered, or was still running when it should have answered. A child
+// that died by a signal is an *ExitError with that signal.
+func (c *childProc) handshakeFailed(name string, err error) error {
+	if errors.Is(err, spawn.ErrHandshakeEnded) || peerGone(err) {
+		// The child closed its end: it is ending. How it ends tells why.
+		if spawn.Exited(c.pidfd, exitGrace) {
+			code := c.reap()
+			switch {
+			case c.lost:
+				return fmt.Errorf("%w: process %s (pid %d), while it started", ErrReaped, name, c.pid)
+			case code < 0:
+				return &ExitError{Name: name, Pid: c.pid, ExitCode: code, Message: "died before it answered the start handshake"}
+			default:
+				return fmt.Errorf("%w (starting %s: pid %d exited with status %d before it answered)", ErrNoMain, name, c.pid, code)
+			}
+		}
+		err = fmt.Errorf("%w (starting %s: pid %d closed its control socket without answering)", ErrNoMain, name, c.pid)
+	} else if errors.Is(err, ErrNoMain) {
+		err = fmt.Errorf("%w (starting %s)", err, name)
+	} else if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && !strings.HasPrefix(err.Error(), "multiproc:") {
+		err = fmt.Errorf("multiproc: starting %s: %w", name, err)
+	}
+	c.cmd.Process.Kill()
+	c.reap()
+	return err
+}
+
+// peerGone reports an error that means the other end of a socket closed.
+func peerGone(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// sendToSpare sends t to a spare with the given standard output and error.
+func sendToSpare(c *childProc, t *task, stdio *childStdio) error {
+	fds, err := stdioFds(stdio.files)
+	defer unixCloseAll(fds)
 	if err != nil {
 		return err
 	}
 	st := *t
 	st.stdio = true
-	return c.ctl.Send(spawn.MsgTask, st.append(nil), append(stdio, t.fds()...))
+	return c.ctl.Send(spawn.MsgTask, st.append(nil), append(fds, t.fds()...))
 }
 
 // reap waits for the child to exit, reaps it, closes its control channel
-// and returns its exit code (-N for signal N).
+// and returns its exit code (-N for signal N). If someone else reaped the
+// child, its status is lost: reap sets lost and returns 0.
 func (c *childProc) reap() int {
 	spawn.WaitExit(c.pidfd)
 	c.cmd.Wait()
 	c.ctl.Close()
 	st := c.cmd.ProcessState
+	if st == nil {
+		// The wait failed (ECHILD): a waitpid outside multiproc took it.
+		c.lost = true
+		c.why = "it was reaped by someone else (a waitpid outside multiproc): its exit status is lost"
+		return 0
+	}
 	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		return -int(ws.Signal())
 	}
 	return st.ExitCode()
 }
 
+// stopBroken deals with a child whose control stream ended (err) before
+// the message it owed: a child that is exiting is left to exit; one still
+// running after exitGrace, or whose stream is corrupt, can never deliver
+// and is killed. It records why in c.why.
+func (c *childProc) stopBroken(err error) {
+	if peerGone(err) {
+		if spawn.Exited(c.pidfd, exitGrace) {
+			if !errors.Is(err, io.EOF) {
+				c.why = "its control stream ended inside a message"
+			}
+			return
+		}
+		c.why = "multiproc killed it: it closed its control stream and ran on"
+	} else {
+		c.why = "multiproc killed it: its control stream broke: " + strings.TrimPrefix(err.Error(), "multiproc: ")
+	}
+	c.cmd.Process.Kill()
+}
+
 // watch collects the child's result, then reaps it the moment it exits.
-func (p *Process) watch(c *childProc) {
+func (p *Process) watch(c *childProc, stdio *childStdio) {
 	typ, payload, fds, err := c.ctl.Recv()
 	unixCloseAll(fds)
-	if err == nil && typ == spawn.MsgResult {
-		if rs, err := parseResults(payload); err == nil && len(rs) == 1 {
+	if err == nil {
+		if typ != spawn.MsgResult {
+			err = fmt.Errorf("%w: message type %d where the result was due", spawn.ErrCorrupt, typ)
+		} else if rs, perr := parseResults(payload); perr != nil {
+			err = perr
+		} else if len(rs) != 1 {
+			err = fmt.Errorf("%w: %d results for one task", spawn.ErrCorrupt, len(rs))
+		} else {
 			p.gotRes = true
 			p.status = rs[0].status
 			if p.status == resultOK {
@@ -245,9 +370,16 @@ func (p *Process) watch(c *childProc) {
 	}
 	if p.gotRes {
 		close(p.settled)
+	} else {
+		c.stopBroken(err)
 	}
 	go refillSpare()
 	p.code = c.reap()
+	p.lost = c.lost
+	if !p.gotRes && c.why != "" {
+		p.msg = c.why
+	}
+	stdio.wait()
 	removeChild(p)
 	if !p.gotRes {
 		close(p.settled)
@@ -283,6 +415,9 @@ func (p *Process) doneChan() (chan struct{}, error) {
 }
 
 func (p *Process) exitErr() error {
+	if p.lost {
+		return fmt.Errorf("%w: process %s (pid %d)", ErrReaped, p.Name, p.pid)
+	}
 	if p.code == 0 {
 		return nil
 	}
@@ -313,7 +448,8 @@ func (p *Process) IsAlive() bool {
 // ExitCode returns the child's exit code and true once it has exited, as
 // Python's exitcode: its exit status (0 success; 1 when its task returned
 // an error or panicked; N for os.Exit(N)), or -N when signal N ended it.
-// Before that it returns 0, false.
+// Before that it returns 0, false; so it does, like Python's None, for a
+// child someone else reaped (see ErrReaped).
 func (p *Process) ExitCode() (code int, exited bool) {
 	done, err := p.doneChan()
 	if err != nil {
@@ -321,6 +457,9 @@ func (p *Process) ExitCode() (code int, exited bool) {
 	}
 	select {
 	case <-done:
+		if p.lost {
+			return 0, false
+		}
 		return p.code, true
 	default:
 		return 0, false
