@@ -225,7 +225,7 @@ func TestClose(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("Close did not release a blocked Get")
 	}
-	if err := r.Close(); err != ErrClosed {
+	if err := r.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
 	if err := r.Put(ctx, []byte("x")); err != ErrClosed {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -119,6 +120,36 @@ func (s *Segment) Close() error {
 			err = e
 		}
 		s.fd = -1
+	}
+	return err
+}
+
+// Retire closes the fd and gives the memory back now while keeping the
+// address range reserved, for a mapping that goroutines of this process may
+// still be about to touch (they raced a Close). Without reserve, the range
+// becomes private zero-filled memory that such a late access reads or
+// writes harmlessly, and that Close unmaps later. With reserve, it becomes
+// inaccessible for the rest of the process's life: for memory whose address
+// was handed out (a slice of it), a late access faults loudly instead of
+// reaching whatever the address would be reused for. Either way no other
+// process sees what this one does after Retire.
+func (s *Segment) Retire(reserve bool) error {
+	var err error
+	if len(s.mem) > 0 {
+		prot, flags := unix.PROT_READ|unix.PROT_WRITE, unix.MAP_FIXED|unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE
+		if reserve {
+			prot = unix.PROT_NONE
+		}
+		_, err = unix.MmapPtr(-1, 0, unsafe.Pointer(&s.mem[0]), uintptr(len(s.mem)), prot, flags)
+		if err != nil {
+			err = fmt.Errorf("multiproc: releasing a shared segment: %w", err)
+		}
+		if reserve && err == nil {
+			s.mem = nil // never unmapped
+		}
+	}
+	if e := s.CloseFd(); err == nil {
+		err = e
 	}
 	return err
 }
