@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -31,6 +33,11 @@ func Create(name string, size int) (*Segment, error) {
 	}
 	size = roundPage(size)
 	fd, err := unix.MemfdCreate("multiproc:"+name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err == unix.EMFILE || err == unix.ENFILE {
+		fd, err = afterCollection(func() (int, error) {
+			return unix.MemfdCreate("multiproc:"+name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+		})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("multiproc: memfd_create: %w", err)
 	}
@@ -55,6 +62,26 @@ func Open(fd int) (*Segment, error) {
 		return nil, errors.New("multiproc: shared segment is empty")
 	}
 	return mapFd(fd, int(st.Size))
+}
+
+// afterCollection retries create after a garbage collection, for a
+// process out of descriptors: shared objects dropped without Close give
+// theirs back only when collected, and a program that makes and drops
+// them in a loop allocates too little Go memory to trigger a collection
+// before the limit. It gives up after about a second.
+func afterCollection(create func() (int, error)) (int, error) {
+	var fd int
+	var err error
+	for i := range 10 {
+		runtime.GC()
+		// The cleanups run on a goroutine of their own after the
+		// collection: let it work.
+		time.Sleep(time.Millisecond << i)
+		if fd, err = create(); err != unix.EMFILE && err != unix.ENFILE {
+			break
+		}
+	}
+	return fd, err
 }
 
 func mapFd(fd, size int) (*Segment, error) {
