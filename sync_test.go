@@ -3,12 +3,12 @@ package multiproc_test
 import (
 	"context"
 	"errors"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/multiproc-go/multiproc"
+	"github.com/multiproc-go/multiproc/internal/parked"
 )
 
 type semJob struct {
@@ -204,39 +204,12 @@ func TestManyWaitersFewThreads(t *testing.T) {
 	}
 }
 
-// waitParked waits until n goroutines are blocked (not running) inside
-// the function whose stack frames contain frame, or fails at ctx's end:
-// what a thread count after "every waiter is parked" needs, observed
-// rather than slept on.
+// waitParked waits until n goroutines are blocked in frame, or fails
+// the test at ctx's end.
 func waitParked(t *testing.T, ctx context.Context, frame string, n int) {
 	t.Helper()
-	buf := make([]byte, 1<<20)
-	got := 0
-	for {
-		for {
-			k := runtime.Stack(buf, true)
-			if k < len(buf) {
-				buf = buf[:k]
-				break
-			}
-			buf = make([]byte, 2*len(buf))
-		}
-		got = 0
-		for _, g := range strings.Split(string(buf), "\n\n") {
-			head, _, _ := strings.Cut(g, "\n")
-			if strings.Contains(g, frame) && !strings.Contains(head, "[running") && !strings.Contains(head, "[runnable") {
-				got++
-			}
-		}
-		buf = buf[:cap(buf)]
-		if got >= n {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%d goroutines parked in %s, want %d", got, frame, n)
-		case <-time.After(5 * time.Millisecond):
-		}
+	if err := parked.Wait(ctx, frame, n); err != nil {
+		t.Fatal(err)
 	}
 }
 

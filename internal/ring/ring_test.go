@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/multiproc-go/multiproc/internal/parked"
 )
 
 func mkRing(t testing.TB, maxMsgs, ringBytes int) *Ring {
@@ -505,7 +507,7 @@ func TestManyWaitersFewThreads(t *testing.T) {
 			got.Add(1)
 		}()
 	}
-	time.Sleep(300 * time.Millisecond) // let them all block
+	waitParked(t, ctx, "(*Ring).Get", n)
 	during := threads(t)
 	t.Logf("threads: %d before, %d with %d goroutines in Get", before, during, n)
 	if during-before >= 30 {
@@ -540,7 +542,7 @@ func TestManyPutWaitersFewThreads(t *testing.T) {
 	for i := range n {
 		go func() { errs <- r.Put(ctx, []byte{byte(i)}) }()
 	}
-	time.Sleep(300 * time.Millisecond)
+	waitParked(t, ctx, "(*Ring).Put", n)
 	if during := threads(t); during-before >= 30 {
 		t.Fatalf("%d goroutines in Put took %d more threads", n, during-before)
 	}
@@ -632,5 +634,14 @@ func TestDeadSleeper(t *testing.T) {
 	}
 	if b, err := r.TryGet(nil); err != nil || string(b) != "x" {
 		t.Fatalf("TryGet = %q, %v", b, err)
+	}
+}
+
+// waitParked waits until n goroutines are blocked in frame, or fails
+// the test at ctx's end.
+func waitParked(t *testing.T, ctx context.Context, frame string, n int) {
+	t.Helper()
+	if err := parked.Wait(ctx, frame, n); err != nil {
+		t.Fatal(err)
 	}
 }
