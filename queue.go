@@ -31,6 +31,13 @@ import (
 // Conn.Send). A *Queue reaches a child as a Func argument or an exported
 // field of one (as Value does) and is the same queue there. A Queue may
 // be used from many goroutines; blocked ones hold no extra OS threads.
+//
+// Only NewQueue makes a Queue: every method of a zero Queue fails with an
+// error matching ErrNotInitialized (Len, Full and Empty, which return no
+// error, panic with it), as every method but Close does with ErrClosed
+// after Close. A Put of a message that cannot fit even in the largest
+// ring fails with ErrTooLarge; a ring another process scribbled on, with
+// ErrCorrupt.
 type Queue[T any] struct {
 	r     *ring.Ring
 	codec *wire.Codec[T]

@@ -49,7 +49,7 @@ var placeholders atomic.Int64
 
 const placeholdersPerGC = 4096
 
-// init makes o the holder of seg, its memory released when obj (the
+// initObject makes o the holder of seg, its memory released when obj (the
 // Value, Lock... that embeds o) is garbage if Close did not release it.
 func initObject[O any](o *object, obj *O, seg *shm.Segment) {
 	ctx, cancel := context.WithCancel(context.Background())

@@ -115,9 +115,7 @@ func (v *Value[T]) Add(delta T) T {
 // if the Value is closed, even while it waits: LockContext returns an
 // error instead.
 func (v *Value[T]) Lock() {
-	if err := v.mu.lock(context.Background(), &v.object, kValue); err != nil {
-		panic(err)
-	}
+	v.mu.lockOrPanic(&v.object, kValue)
 	runtime.KeepAlive(v)
 }
 
@@ -309,9 +307,7 @@ func (a *Array[T]) Slice() []T {
 // its holder died). It panics if the Array is closed, even while it
 // waits: LockContext returns an error instead.
 func (a *Array[T]) Lock() {
-	if err := a.mu.lock(context.Background(), &a.object, kArray); err != nil {
-		panic(err)
-	}
+	a.mu.lockOrPanic(&a.object, kArray)
 	runtime.KeepAlive(a)
 }
 

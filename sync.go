@@ -83,6 +83,17 @@ func (l *xlock) lock(ctx context.Context, o *object, k *kind) error {
 	return nil
 }
 
+// lockOrPanic is Lock for the methods without an error result: one call,
+// whose fast path is a compare-and-swap.
+func (l *xlock) lockOrPanic(o *object, k *kind) {
+	if p := o.base.Load(); p != nil && (futex.Mutex{W: (*uint32)(unsafe.Pointer(p))}).TryFast() {
+		return
+	}
+	if err := l.lock(context.Background(), o, k); err != nil {
+		panic(err)
+	}
+}
+
 func (l *xlock) unlock(o *object, k *kind) {
 	if !(futex.Mutex{W: (*uint32)(o.mem(k))}).Unlock() {
 		panic(k.unlocked)
@@ -129,9 +140,7 @@ func (l *Lock) init(seg *shm.Segment) {
 // Lock blocks until the lock is held by the caller. It panics if the Lock
 // is closed, even while it waits: LockContext returns an error instead.
 func (l *Lock) Lock() {
-	if err := l.mu.lock(context.Background(), &l.object, kLock); err != nil {
-		panic(err)
-	}
+	l.mu.lockOrPanic(&l.object, kLock)
 	runtime.KeepAlive(l)
 }
 

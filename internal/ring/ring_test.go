@@ -142,7 +142,7 @@ func TestPutBlocksWhileFull(t *testing.T) {
 		t.Fatalf("Put gave up after %v, want about 50ms", d)
 	}
 	canc, cancel2 := context.WithCancel(ctx)
-	go func() { time.Sleep(20 * time.Millisecond); cancel2() }()
+	go func() { parked.Wait(ctx, "(*Ring).Put", 1); cancel2() }() // once it waits
 	if err := r.Put(canc, []byte("c")); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Put on a full queue, cancelled: %v", err)
 	}
@@ -181,7 +181,8 @@ func TestGetDeadline(t *testing.T) {
 		t.Fatalf("Get gave up after %v, want about 50ms", d)
 	}
 	ctx2, cancel2 := context.WithCancel(context.Background())
-	go func() { time.Sleep(20 * time.Millisecond); cancel2() }()
+	wctx := testCtx(t, 10*time.Second)
+	go func() { parked.Wait(wctx, "(*Ring).Get", 1); cancel2() }() // once it waits
 	start = time.Now()
 	if _, err := r.Get(ctx2, nil); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled Get: %v", err)
@@ -215,7 +216,7 @@ func TestClose(t *testing.T) {
 
 	blocked := make(chan error, 1)
 	go func() { _, err := r.Get(ctx, nil); blocked <- err }()
-	time.Sleep(30 * time.Millisecond)
+	waitParked(t, ctx, "(*Ring).Get", 1)
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
