@@ -15,7 +15,7 @@ type semJob struct {
 	Sem     *multiproc.Semaphore
 	Inside  *multiproc.Value[int64] // processes inside now
 	MaxSeen *multiproc.Value[int64]
-	Pair    *multiproc.Barrier // of 2: whoever is inside waits for a second one
+	Overlap *multiproc.Event // set by the first process that finds another inside
 }
 
 type meetJob struct {
@@ -38,10 +38,14 @@ var (
 				j.MaxSeen.Store(n)
 			}
 			j.MaxSeen.Unlock()
-			// Two must be inside at once to pass: the overlap the test
-			// asserts is forced, not hoped for. A Semaphore admitting
-			// one would hang here until the deadline.
-			if err := j.Pair.Wait(ctx); err != nil {
+			// Until two have been inside at once, whoever is inside
+			// waits for a second one: the overlap the test asserts is
+			// forced, not hoped for (a Semaphore admitting only one
+			// would hang here until the deadline).
+			if n >= 2 {
+				j.Overlap.Set()
+			}
+			if err := j.Overlap.Wait(ctx); err != nil {
 				return 0, err
 			}
 			j.Inside.Add(-1)
@@ -88,7 +92,7 @@ func TestSemaphoreBoundsProcesses(t *testing.T) {
 	j := semJob{Sem: sem}
 	j.Inside, _ = multiproc.NewValue[int64](0)
 	j.MaxSeen, _ = multiproc.NewValue[int64](0)
-	j.Pair, _ = multiproc.NewBarrier(2)
+	j.Overlap, _ = multiproc.NewEvent()
 	var ps []*multiproc.Process
 	for range 6 {
 		ps = append(ps, start(t, bounded.Process(j)))
