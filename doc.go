@@ -80,7 +80,15 @@
 // parent is gone. A child whose task returns first kills its daemon
 // children and waits for its other children, as in Python. Locks record
 // their holder's pid: a holder that dies while holding one does not
-// deadlock the others.
+// deadlock the others. Any process may release a lock another took, as in
+// Python; LockContext bounds the wait for one.
+//
+// Every shared object has a Close that releases this process's descriptor
+// and mapping at once (the other processes keep the object; closing twice
+// is fine); one dropped without Close is released by the garbage
+// collector. After Close, and on a zero value, a method fails with an
+// error matching ErrClosed (ErrNotInitialized), or panics with it if it
+// has no error result.
 //
 // # Pool
 //

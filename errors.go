@@ -52,6 +52,17 @@ var (
 	// *Conn, *Lock, ...) to an Executor that runs tasks on other machines,
 	// where they cannot exist (see Task.Shared).
 	ErrShared = errors.New("multiproc: shared objects cannot travel to another machine")
+	// ErrNotInitialized: a method was called on the zero value of a type
+	// that only its New function makes (Value, Array, Lock, Semaphore,
+	// Event, Barrier, Queue). Methods without an error result panic with
+	// an error matching it.
+	ErrNotInitialized = errors.New("multiproc: zero value: make it with its New function")
+	// ErrTooLarge: a message cannot be stored (a Queue message larger than
+	// the largest ring).
+	ErrTooLarge = errors.New("multiproc: message too large")
+	// ErrCorrupt: shared memory holds what no operation of the package
+	// writes (another process scribbled on it).
+	ErrCorrupt = errors.New("multiproc: shared memory is corrupt")
 )
 
 // ExitError reports a child process that did not exit with status 0: it
