@@ -23,8 +23,13 @@ import (
 //
 //   - A type whose pointer implements both encoding.BinaryMarshaler and
 //     encoding.BinaryUnmarshaler (time.Time, for one) is encoded by those
-//     methods, wherever it appears. (Beware embedding such a type: its
-//     promoted methods then encode the whole outer struct, as with gob.)
+//     methods, wherever it appears. Methods a struct has only because a
+//     field embedded in it has them do not count (unlike gob and
+//     encoding/json, which then encode the embedded field alone): a struct
+//     embedding time.Time is encoded field by field, its Time field
+//     through time.Time's methods (an embedded field of such a type is
+//     encoded even when its type is unexported). A struct declaring one
+//     of the pair while the other is promoted is refused.
 //   - []byte and string (including named types) at the top level are sent
 //     as their raw bytes, since the frame already carries the length. A nil
 //     and an empty []byte both decode as nil.
@@ -264,10 +269,13 @@ func compiledFor(t reflect.Type) (*compiled, error) {
 
 func compileTop(t reflect.Type) (*compiled, error) {
 	c := &compiled{typ: t}
+	self := selfCodingOf(t)
 	switch {
-	case hasMarshal(t):
+	case self.err != nil:
+		return nil, self.err
+	case self.marshal:
 		c.mode = modeMarshal
-		c.appender = reflect.PointerTo(t).Implements(appenderType)
+		c.appender = self.appender
 	case t.Kind() == reflect.String:
 		c.mode = modeString
 	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8 && isPlain(t.Elem()):
@@ -287,27 +295,11 @@ func compileTop(t reflect.Type) (*compiled, error) {
 	return c, nil
 }
 
-var (
-	marshalerType   = reflect.TypeFor[encoding.BinaryMarshaler]()
-	unmarshalerType = reflect.TypeFor[encoding.BinaryUnmarshaler]()
-	appenderType    = reflect.TypeFor[encoding.BinaryAppender]()
-)
-
-// hasMarshal reports whether t encodes itself. Only both methods together
-// count, since a codec must be able to read back what it wrote.
-func hasMarshal(t reflect.Type) bool {
-	if t.Kind() == reflect.Pointer || t.Kind() == reflect.Interface {
-		return false
-	}
-	pt := reflect.PointerTo(t)
-	return pt.Implements(marshalerType) && pt.Implements(unmarshalerType)
-}
-
 // isPlain reports whether t can be copied as raw memory: no pointers, and
 // no field that the field-by-field encoding would skip or treat specially,
 // so that copying memory is never observably different from it.
 func isPlain(t reflect.Type) bool {
-	if hasMarshal(t) {
+	if s := selfCodingOf(t); s.marshal || s.err != nil {
 		return false
 	}
 	if t.Size() == 0 {
@@ -416,7 +408,7 @@ func minSize(t reflect.Type) uint64 {
 	case reflect.Struct:
 		var n uint64
 		for i := range t.NumField() {
-			if f := t.Field(i); f.IsExported() {
+			if f := t.Field(i); encoded(f) {
 				n += minSize(f.Type)
 			}
 		}
@@ -481,8 +473,10 @@ func (c *compiler) compile(t reflect.Type) (*typeInfo, error) {
 }
 
 func (c *compiler) build(t reflect.Type) (encFn, decFn, error) {
-	if hasMarshal(t) {
-		return marshalCodec(t)
+	if self := selfCodingOf(t); self.err != nil {
+		return nil, nil, self.err
+	} else if self.marshal {
+		return marshalCodec(t, self.appender)
 	}
 	switch t.Kind() {
 	case reflect.Bool:
@@ -492,29 +486,29 @@ func (c *compiler) build(t reflect.Type) (encFn, decFn, error) {
 	case reflect.Int, reflect.Int16, reflect.Int32, reflect.Int64:
 		switch t.Size() {
 		case 2:
-			return encInt16, decInt16, nil
+			return encInt[int16], decInt[int16], nil
 		case 4:
-			return encInt32, decInt32, nil
+			return encInt[int32], decInt[int32], nil
 		default:
-			return encInt64, decInt64, nil
+			return encInt[int64], decInt[int64], nil
 		}
 	case reflect.Uint, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
 		switch t.Size() {
 		case 2:
-			return encUint16, decUint16, nil
+			return encUint[uint16], decUint[uint16], nil
 		case 4:
-			return encUint32, decUint32, nil
+			return encUint[uint32], decUint[uint32], nil
 		default:
-			return encUint64, decUint64, nil
+			return encUint[uint64], decUint[uint64], nil
 		}
 	case reflect.Float32:
-		return encFloat32, decFloat32, nil
+		return encFloat[uint32], decFloat[uint32], nil
 	case reflect.Float64:
-		return encFloat64, decFloat64, nil
+		return encFloat[uint64], decFloat[uint64], nil
 	case reflect.Complex64:
-		return encComplex64, decComplex64, nil
+		return encComplex[uint32], decComplex[uint32], nil
 	case reflect.Complex128:
-		return encComplex128, decComplex128, nil
+		return encComplex[uint64], decComplex[uint64], nil
 	case reflect.String:
 		return encString, decString, nil
 	case reflect.Slice:
@@ -565,146 +559,92 @@ func decBool(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
 	return b[1:], nil
 }
 
-func encInt16(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	return binary.AppendVarint(b, int64(*(*int16)(p))), nil
+// Integers wider than a byte travel as varints: zig-zag for the signed
+// ones, so small magnitudes stay short either way. Each width is its own
+// GC shape, so every instantiation is compiled for its width (the range
+// check vanishes for 64 bits).
+type (
+	signed   interface{ int16 | int32 | int64 }
+	unsigned interface{ uint16 | uint32 | uint64 }
+)
+
+func encInt[T signed](b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+	return binary.AppendVarint(b, int64(*(*T)(p))), nil
 }
 
-func encInt32(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	return binary.AppendVarint(b, int64(*(*int32)(p))), nil
-}
-
-func encInt64(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	return binary.AppendVarint(b, *(*int64)(p)), nil
-}
-
-func decInt16(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+func decInt[T signed](b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
 	v, n := binary.Varint(b)
 	if n <= 0 {
 		return b, varintErr(n)
 	}
-	if v != int64(int16(v)) {
+	if v != int64(T(v)) {
 		return b, errRange
 	}
-	*(*int16)(p) = int16(v)
+	*(*T)(p) = T(v)
 	return b[n:], nil
 }
 
-func decInt32(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	v, n := binary.Varint(b)
-	if n <= 0 {
-		return b, varintErr(n)
-	}
-	if v != int64(int32(v)) {
-		return b, errRange
-	}
-	*(*int32)(p) = int32(v)
-	return b[n:], nil
+func encUint[T unsigned](b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+	return binary.AppendUvarint(b, uint64(*(*T)(p))), nil
 }
 
-func decInt64(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	v, n := binary.Varint(b)
-	if n <= 0 {
-		return b, varintErr(n)
-	}
-	*(*int64)(p) = v
-	return b[n:], nil
-}
-
-func encUint16(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	return binary.AppendUvarint(b, uint64(*(*uint16)(p))), nil
-}
-
-func encUint32(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	return binary.AppendUvarint(b, uint64(*(*uint32)(p))), nil
-}
-
-func encUint64(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	return binary.AppendUvarint(b, *(*uint64)(p)), nil
-}
-
-func decUint16(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+func decUint[T unsigned](b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
 	v, n := binary.Uvarint(b)
 	if n <= 0 {
 		return b, varintErr(n)
 	}
-	if v > math.MaxUint16 {
+	if v != uint64(T(v)) {
 		return b, errRange
 	}
-	*(*uint16)(p) = uint16(v)
+	*(*T)(p) = T(v)
 	return b[n:], nil
 }
 
-func decUint32(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	v, n := binary.Uvarint(b)
-	if n <= 0 {
-		return b, varintErr(n)
+// Floats and complex numbers travel as their bits in fixed little-endian
+// words: one for a float, two for a complex number, of 4 or 8 bytes.
+type word interface{ uint32 | uint64 }
+
+func appendWord[W word](b []byte, w W) []byte {
+	if unsafe.Sizeof(w) == 4 {
+		return binary.LittleEndian.AppendUint32(b, uint32(w))
 	}
-	if v > math.MaxUint32 {
-		return b, errRange
-	}
-	*(*uint32)(p) = uint32(v)
-	return b[n:], nil
+	return binary.LittleEndian.AppendUint64(b, uint64(w))
 }
 
-func decUint64(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	v, n := binary.Uvarint(b)
-	if n <= 0 {
-		return b, varintErr(n)
+func readWord[W word](b []byte) W {
+	var w W
+	if unsafe.Sizeof(w) == 4 {
+		return W(binary.LittleEndian.Uint32(b))
 	}
-	*(*uint64)(p) = v
-	return b[n:], nil
+	return W(binary.LittleEndian.Uint64(b))
 }
 
-func encFloat32(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	return binary.LittleEndian.AppendUint32(b, *(*uint32)(p)), nil
+func encFloat[W word](b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+	return appendWord(b, *(*W)(p)), nil
 }
 
-func decFloat32(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	if len(b) < 4 {
+func decFloat[W word](b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+	size := int(unsafe.Sizeof(*(*W)(p)))
+	if len(b) < size {
 		return b, errTruncated
 	}
-	*(*uint32)(p) = binary.LittleEndian.Uint32(b)
-	return b[4:], nil
+	*(*W)(p) = readWord[W](b)
+	return b[size:], nil
 }
 
-func encFloat64(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	return binary.LittleEndian.AppendUint64(b, *(*uint64)(p)), nil
+func encComplex[W word](b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+	c := (*[2]W)(p)
+	return appendWord(appendWord(b, c[0]), c[1]), nil
 }
 
-func decFloat64(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	if len(b) < 8 {
+func decComplex[W word](b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+	size := int(unsafe.Sizeof(*(*W)(p)))
+	if len(b) < 2*size {
 		return b, errTruncated
 	}
-	*(*uint64)(p) = binary.LittleEndian.Uint64(b)
-	return b[8:], nil
-}
-
-func encComplex64(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	c := (*[2]uint32)(p)
-	return binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32(b, c[0]), c[1]), nil
-}
-
-func decComplex64(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	if len(b) < 8 {
-		return b, errTruncated
-	}
-	c := (*[2]uint32)(p)
-	c[0], c[1] = binary.LittleEndian.Uint32(b), binary.LittleEndian.Uint32(b[4:])
-	return b[8:], nil
-}
-
-func encComplex128(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	c := (*[2]uint64)(p)
-	return binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(b, c[0]), c[1]), nil
-}
-
-func decComplex128(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	if len(b) < 16 {
-		return b, errTruncated
-	}
-	c := (*[2]uint64)(p)
-	c[0], c[1] = binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[8:])
-	return b[16:], nil
+	c := (*[2]W)(p)
+	c[0], c[1] = readWord[W](b), readWord[W](b[size:])
+	return b[2*size:], nil
 }
 
 func encString(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
@@ -1012,7 +952,7 @@ func (c *compiler) structCodec(t reflect.Type) (encFn, decFn, error) {
 	var fields []field
 	for i := range t.NumField() {
 		f := t.Field(i)
-		if !f.IsExported() {
+		if !encoded(f) {
 			continue
 		}
 		ti, err := c.compile(f.Type)
@@ -1062,8 +1002,7 @@ func appendMarshal(b []byte, t reflect.Type, p unsafe.Pointer, appender bool) ([
 	return append(b, data...), nil
 }
 
-func marshalCodec(t reflect.Type) (encFn, decFn, error) {
-	appender := reflect.PointerTo(t).Implements(appenderType)
+func marshalCodec(t reflect.Type, appender bool) (encFn, decFn, error) {
 	enc := func(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
 		start := len(b)
 		b, err := appendMarshal(b, t, p, appender)
