@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"reflect"
+	"strings"
 	"sync"
 	"unsafe"
 )
@@ -141,13 +142,13 @@ func (cc *compiled) appendAt(dst []byte, p unsafe.Pointer, depth int) ([]byte, e
 	case modeMarshal:
 		b, err := appendMarshal(dst, cc.typ, p, cc.appender)
 		if err != nil {
-			return dst, fmt.Errorf("multiproc: encoding %v: %w", cc.typ, err)
+			return dst, wrapf(err, "encoding %v", cc.typ)
 		}
 		return b, nil
 	}
 	b, err := cc.enc(dst, p, depth)
 	if err != nil && depth == 0 { // wrap once, not at every nested interface
-		return dst, fmt.Errorf("multiproc: encoding %v: %w", cc.typ, err)
+		return dst, wrapf(err, "encoding %v", cc.typ)
 	}
 	return b, err
 }
@@ -180,7 +181,7 @@ func (cc *compiled) decode(b []byte, p unsafe.Pointer, zero func()) error {
 		zero()
 		if err := reflect.NewAt(cc.typ, p).Interface().(encoding.BinaryUnmarshaler).UnmarshalBinary(b); err != nil {
 			zero()
-			return fmt.Errorf("multiproc: decoding %v: %w", cc.typ, err)
+			return wrapf(err, "decoding %v", cc.typ)
 		}
 		return nil
 	}
@@ -191,7 +192,7 @@ func (cc *compiled) decode(b []byte, p unsafe.Pointer, zero func()) error {
 	}
 	if err != nil {
 		zero()
-		return fmt.Errorf("multiproc: decoding %v: %w", cc.typ, err)
+		return wrapf(err, "decoding %v", cc.typ)
 	}
 	return nil
 }
@@ -209,6 +210,25 @@ type wrapErr struct {
 
 func (e *wrapErr) Error() string { return e.msg }
 func (e *wrapErr) Unwrap() error { return e.err }
+
+// prefixErr is an error whose text starts with "multiproc: " exactly
+// once: the wrapped error's text (a user's MarshalBinary error, a nested
+// value's codec error) goes without a "multiproc: " of its own.
+type prefixErr struct {
+	context string
+	err     error
+}
+
+func (e *prefixErr) Error() string {
+	return "multiproc: " + e.context + ": " + strings.TrimPrefix(e.err.Error(), "multiproc: ")
+}
+
+func (e *prefixErr) Unwrap() error { return e.err }
+
+// wrapf wraps err under a "multiproc: " and the formatted context.
+func wrapf(err error, format string, args ...any) error {
+	return &prefixErr{fmt.Sprintf(format, args...), err}
+}
 
 // These are static so the hot paths return errors without allocating; the
 // public methods add the "multiproc:" prefix and the type name.
@@ -261,7 +281,7 @@ func compiledFor(t reflect.Type) (*compiled, error) {
 	}
 	c, err := compileTop(t)
 	if err != nil {
-		return nil, fmt.Errorf("multiproc: cannot build codec for %v: %w", t, err)
+		return nil, wrapf(err, "cannot build codec for %v", t)
 	}
 	actual, _ := codecCache.LoadOrStore(t, c)
 	return actual.(*compiled), nil
@@ -486,29 +506,29 @@ func (c *compiler) build(t reflect.Type) (encFn, decFn, error) {
 	case reflect.Int, reflect.Int16, reflect.Int32, reflect.Int64:
 		switch t.Size() {
 		case 2:
-			return encInt[int16], decInt[int16], nil
+			return intCodec[int16]()
 		case 4:
-			return encInt[int32], decInt[int32], nil
+			return intCodec[int32]()
 		default:
-			return encInt[int64], decInt[int64], nil
+			return intCodec[int64]()
 		}
 	case reflect.Uint, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
 		switch t.Size() {
 		case 2:
-			return encUint[uint16], decUint[uint16], nil
+			return uintCodec[uint16]()
 		case 4:
-			return encUint[uint32], decUint[uint32], nil
+			return uintCodec[uint32]()
 		default:
-			return encUint[uint64], decUint[uint64], nil
+			return uintCodec[uint64]()
 		}
 	case reflect.Float32:
-		return encFloat[uint32], decFloat[uint32], nil
+		return wordsCodec[uint32](1)
 	case reflect.Float64:
-		return encFloat[uint64], decFloat[uint64], nil
+		return wordsCodec[uint64](1)
 	case reflect.Complex64:
-		return encComplex[uint32], decComplex[uint32], nil
+		return wordsCodec[uint32](2)
 	case reflect.Complex128:
-		return encComplex[uint64], decComplex[uint64], nil
+		return wordsCodec[uint64](2)
 	case reflect.String:
 		return encString, decString, nil
 	case reflect.Slice:
@@ -560,44 +580,53 @@ func decBool(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
 }
 
 // Integers wider than a byte travel as varints: zig-zag for the signed
-// ones, so small magnitudes stay short either way. Each width is its own
-// GC shape, so every instantiation is compiled for its width (the range
-// check vanishes for 64 bits).
+// ones, so small magnitudes stay short either way. The coders are closures
+// made by generic functions rather than generic functions themselves:
+// a generic function used as a value is reached through a wrapper, one
+// call more per field, while a closure's code is its shape's own (and each
+// width is a shape of its own, so the range check vanishes for 64 bits).
 type (
 	signed   interface{ int16 | int32 | int64 }
 	unsigned interface{ uint16 | uint32 | uint64 }
 )
 
-func encInt[T signed](b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	return binary.AppendVarint(b, int64(*(*T)(p))), nil
-}
-
-func decInt[T signed](b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	v, n := binary.Varint(b)
+// intErr is the error of a varint decoder that read n bytes (n <= 0: see
+// varintErr) of a value out of its type's range.
+func intErr(n int) error {
 	if n <= 0 {
-		return b, varintErr(n)
+		return varintErr(n)
 	}
-	if v != int64(T(v)) {
-		return b, errRange
-	}
-	*(*T)(p) = T(v)
-	return b[n:], nil
+	return errRange
 }
 
-func encUint[T unsigned](b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	return binary.AppendUvarint(b, uint64(*(*T)(p))), nil
+func intCodec[T signed]() (encFn, decFn, error) {
+	enc := func(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+		return binary.AppendVarint(b, int64(*(*T)(p))), nil
+	}
+	dec := func(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+		v, n := binary.Varint(b)
+		if n <= 0 || v != int64(T(v)) {
+			return b, intErr(n)
+		}
+		*(*T)(p) = T(v)
+		return b[n:], nil
+	}
+	return enc, dec, nil
 }
 
-func decUint[T unsigned](b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	v, n := binary.Uvarint(b)
-	if n <= 0 {
-		return b, varintErr(n)
+func uintCodec[T unsigned]() (encFn, decFn, error) {
+	enc := func(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+		return binary.AppendUvarint(b, uint64(*(*T)(p))), nil
 	}
-	if v != uint64(T(v)) {
-		return b, errRange
+	dec := func(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+		v, n := binary.Uvarint(b)
+		if n <= 0 || v != uint64(T(v)) {
+			return b, intErr(n)
+		}
+		*(*T)(p) = T(v)
+		return b[n:], nil
 	}
-	*(*T)(p) = T(v)
-	return b[n:], nil
+	return enc, dec, nil
 }
 
 // Floats and complex numbers travel as their bits in fixed little-endian
@@ -619,32 +648,35 @@ func readWord[W word](b []byte) W {
 	return W(binary.LittleEndian.Uint64(b))
 }
 
-func encFloat[W word](b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	return appendWord(b, *(*W)(p)), nil
-}
-
-func decFloat[W word](b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	size := int(unsafe.Sizeof(*(*W)(p)))
-	if len(b) < size {
-		return b, errTruncated
+// wordsCodec encodes n (1 or 2) words of type W.
+func wordsCodec[W word](n int) (encFn, decFn, error) {
+	size := int(unsafe.Sizeof(W(0)))
+	if n == 1 {
+		enc := func(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+			return appendWord(b, *(*W)(p)), nil
+		}
+		dec := func(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+			if len(b) < size {
+				return b, errTruncated
+			}
+			*(*W)(p) = readWord[W](b)
+			return b[size:], nil
+		}
+		return enc, dec, nil
 	}
-	*(*W)(p) = readWord[W](b)
-	return b[size:], nil
-}
-
-func encComplex[W word](b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	c := (*[2]W)(p)
-	return appendWord(appendWord(b, c[0]), c[1]), nil
-}
-
-func decComplex[W word](b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	size := int(unsafe.Sizeof(*(*W)(p)))
-	if len(b) < 2*size {
-		return b, errTruncated
+	enc := func(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+		c := (*[2]W)(p)
+		return appendWord(appendWord(b, c[0]), c[1]), nil
 	}
-	c := (*[2]W)(p)
-	c[0], c[1] = readWord[W](b), readWord[W](b[size:])
-	return b[2*size:], nil
+	dec := func(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+		if len(b) < 2*size {
+			return b, errTruncated
+		}
+		c := (*[2]W)(p)
+		c[0], c[1] = readWord[W](b), readWord[W](b[size:])
+		return b[2*size:], nil
+	}
+	return enc, dec, nil
 }
 
 func encString(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
