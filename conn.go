@@ -71,7 +71,6 @@ type Conn struct {
 	r    *bufio.Reader
 	fr   wire.FrameReader // a message part-way read, kept across calls
 	rbuf []byte           // Recv's buffer, reused from message to message
-	rerr error            // the stream is out of step: every receive returns this
 	// held says that bytes wait in r or fr, so Poll need not ask the
 	// kernel; it is set by the holder of rmu and read without it.
 	held atomic.Bool
@@ -173,10 +172,10 @@ func ConnFromFd(fd int) *Conn {
 
 // SetMaxMessage sets the largest message Recv and RecvBytes accept on this
 // end (default DefaultMaxMessage); a longer one is an error matching
-// ErrMessageTooLarge, and the Conn then returns that error from every
-// later receive (the stream is out of step), though the error is reported
-// before the message is read, so raising the limit lets the next receive
-// read it. A limit of zero or less means DefaultMaxMessage.
+// ErrMessageTooLarge, reported before anything of the message is read or
+// allocated, and again by every later receive, until the limit is raised:
+// the next receive then reads the message. A limit of zero or less means
+// DefaultMaxMessage.
 func (c *Conn) SetMaxMessage(n int64) {
 	if c == nil {
 		return
@@ -297,7 +296,7 @@ func (c *Conn) writeFrameContext(ctx context.Context, b []byte) error {
 		c.werr = fmt.Errorf("multiproc: Conn send: an earlier send was cut short after %d of the %d bytes of its message, so the peer could not read a later one: this end can send no more", sent, total)
 		return fmt.Errorf("multiproc: Conn send: %w; %d of the %d bytes of the message went out, so this end can send no more", ctxCause(ctx), sent, total)
 	}
-	return c.sendErr(err)
+	return c.ioErr("send", err)
 }
 
 // write writes b's header and b, and says how many bytes went out.
@@ -315,11 +314,19 @@ func (c *Conn) write(b []byte) (int, error) {
 	return n + m, err
 }
 
-func (c *Conn) sendErr(err error) error {
+// ioErr is the error of op failing with err, a descriptor's error: one
+// matching ErrClosed once the Conn is closed (a descriptor closed under a
+// waiting call says "use of closed file", which os.ErrClosed does not match).
+func (c *Conn) ioErr(op string, err error) error {
+	select {
+	case <-c.closed:
+		return fmt.Errorf("%w: Conn", ErrClosed)
+	default:
+	}
 	if errors.Is(err, os.ErrClosed) {
 		return fmt.Errorf("%w: Conn", ErrClosed)
 	}
-	return fmt.Errorf("multiproc: Conn send: %w", err)
+	return fmt.Errorf("multiproc: Conn %s: %w", op, err)
 }
 
 // RecvBytes receives one message. It returns io.EOF once the other end is
@@ -358,9 +365,6 @@ func (c *Conn) readFrame(buf []byte) ([]byte, error) {
 }
 
 func (c *Conn) readFrameContext(ctx context.Context, buf []byte) ([]byte, error) {
-	if c.rerr != nil {
-		return nil, c.rerr
-	}
 	if ctx.Err() != nil {
 		return nil, ctxErr(ctx, "receive")
 	}
@@ -371,21 +375,21 @@ func (c *Conn) readFrameContext(ctx context.Context, buf []byte) ([]byte, error)
 	b, err := c.fr.Next(c.r, c.max.Load(), buf)
 	release()
 	c.held.Store(c.r.Buffered() > 0 || c.fr.Partial())
+	// Whatever the error, fr has kept the part of a message read so far,
+	// so the stream stays in step: a receive cut short by its context goes
+	// on with the next one; an over-long or malformed header, or a message
+	// cut short by the peer's closing, is reported again by every receive.
 	switch {
 	case err == nil:
 		return b, nil
 	case err == io.EOF:
 		return nil, io.EOF
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		return nil, ctxErr(ctx, "receive") // fr keeps the message's start
-	case errors.Is(err, os.ErrClosed):
-		return nil, fmt.Errorf("%w: Conn", ErrClosed)
+		return nil, ctxErr(ctx, "receive")
 	case errors.Is(err, wire.ErrFrameTooLarge), errors.Is(err, wire.ErrBadFrame), errors.Is(err, io.ErrUnexpectedEOF):
-		c.rerr = err // these say "multiproc:" already
-	default:
-		c.rerr = fmt.Errorf("multiproc: Conn receive: %w", err)
+		return nil, err // these say "multiproc:" already
 	}
-	return nil, c.rerr
+	return nil, c.ioErr("receive", err)
 }
 
 // spinWait is how long a Recv polls its descriptor with non-blocking
@@ -503,7 +507,7 @@ func (c *Conn) RecvContext(ctx context.Context, v any) error {
 	}
 	name := b[k : k+int(n)]
 	if want := wire.TypeName(rv.Type().Elem()); string(name) != want {
-		return fmt.Errorf("multiproc: Recv into a %s, but the message holds a %s", want, name)
+		return fmt.Errorf("multiproc: Recv into a %s of a message holding a value of type %s", want, name)
 	}
 	return wire.DecodeAny(b[k+int(n):], v)
 }
@@ -556,7 +560,7 @@ func (c *Conn) PollContext(ctx context.Context) (bool, error) {
 	}
 	rc, err := pf.SyscallConn()
 	if err != nil {
-		return false, c.pollErr(err)
+		return false, c.ioErr("poll", err)
 	}
 	release := bound(ctx, pf, false)
 	defer release()
@@ -573,7 +577,7 @@ func (c *Conn) PollContext(ctx context.Context) (bool, error) {
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return false, ctxErr(ctx, "poll")
 	}
-	return false, c.pollErr(err)
+	return false, c.ioErr("poll", err)
 }
 
 // ready reports, without waiting, whether a receive would find data.
@@ -583,11 +587,11 @@ func (c *Conn) ready() (bool, error) {
 	}
 	rc, err := c.f.SyscallConn()
 	if err != nil {
-		return false, c.pollErr(err)
+		return false, c.ioErr("poll", err)
 	}
 	var ok bool
 	if err := rc.Control(func(fd uintptr) { ok = readable(int(fd)) }); err != nil {
-		return false, c.pollErr(err)
+		return false, c.ioErr("poll", err)
 	}
 	return ok, nil
 }
@@ -619,12 +623,12 @@ func (c *Conn) pollFile() (*os.File, error) {
 	}
 	rc, err := c.f.SyscallConn()
 	if err != nil {
-		return nil, c.pollErr(err)
+		return nil, c.ioErr("poll", err)
 	}
 	var fd int
 	var derr error
 	if err := rc.Control(func(f uintptr) { fd, derr = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
-		return nil, c.pollErr(err)
+		return nil, c.ioErr("poll", err)
 	}
 	if derr != nil {
 		return nil, fmt.Errorf("multiproc: Conn poll: %w", derr)
@@ -633,13 +637,6 @@ func (c *Conn) pollFile() (*os.File, error) {
 	// takes it, and its deadlines are its own.
 	c.pf = os.NewFile(uintptr(fd), "multiproc-conn-poll")
 	return c.pf, nil
-}
-
-func (c *Conn) pollErr(err error) error {
-	if errors.Is(err, os.ErrClosed) {
-		return fmt.Errorf("%w: Conn", ErrClosed)
-	}
-	return fmt.Errorf("multiproc: Conn poll: %w", err)
 }
 
 // Close closes this end. Later calls on it return an error matching
