@@ -236,7 +236,7 @@ func (f *Func[A, R]) Map(ctx context.Context, e Executor, args []A) ([]R, error)
 			for _, t := range tasks {
 				t.release()
 			}
-			return nil, fmt.Errorf("multiproc: Map item in [%d, %d): %w", start, end, unprefix(err))
+			return nil, errorf("Map item in [%d, %d): %w", start, end, err)
 		}
 	}
 	out := make(chan *mapChunk, len(chunks))
@@ -296,7 +296,7 @@ func (f *Func[A, R]) Map(ctx context.Context, e Executor, args []A) ([]R, error)
 		if errors.Is(firstErr, context.Canceled) && ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, fmt.Errorf("multiproc: Map item %d: %w", firstIdx, unprefix(firstErr))
+		return nil, errorf("Map item %d: %w", firstIdx, firstErr)
 	}
 	return results, nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/multiproc-go/multiproc/internal/ring"
 	"github.com/multiproc-go/multiproc/internal/spawn"
+	"github.com/multiproc-go/multiproc/internal/wire"
 )
 
 // Sentinel errors. Match them with errors.Is: the errors the package
@@ -63,6 +64,10 @@ var (
 	// ErrCorrupt: shared memory holds what no operation of the package
 	// writes (another process scribbled on it).
 	ErrCorrupt = errors.New("multiproc: shared memory is corrupt")
+	// ErrMessageTooLarge: a Conn received a message longer than its limit
+	// (Conn.SetMaxMessage). The message is left unread, so the Conn returns
+	// this error from every later receive.
+	ErrMessageTooLarge = wire.ErrFrameTooLarge
 )
 
 // ExitError reports a child process that did not exit with status 0: it
@@ -86,7 +91,7 @@ func (e *ExitError) Error() string {
 	}
 	s := fmt.Sprintf("multiproc: process %s (pid %d) failed: %s", e.Name, e.Pid, how)
 	if e.Message != "" {
-		s += ": " + e.Message
+		s += ": " + unprefixed(e.Message)
 	}
 	return s
 }
@@ -106,26 +111,37 @@ type RemoteError struct {
 	Panic bool   // the function panicked; Text is the panic value
 }
 
-// Error returns the child's text, marked as a panic if it was one.
+// Error returns the child's text after "multiproc: error in child: " (or
+// "multiproc: panic in child: "), with no second "multiproc: " when the
+// text was one of the package's errors in the child.
 func (e *RemoteError) Error() string {
 	if e.Panic {
-		return "multiproc: panic in child: " + e.Text
+		return "multiproc: panic in child: " + unprefixed(e.Text)
 	}
-	return e.Text
+	return "multiproc: error in child: " + unprefixed(e.Text)
 }
 
-// unprefixed is an error wrapped under a message that already says
-// "multiproc:": its own message without that prefix, so that it appears
-// once; errors.Is and errors.As see the error itself.
-type unprefixed struct{ err error }
-
-func (u unprefixed) Error() string { return strings.TrimPrefix(u.err.Error(), "multiproc: ") }
-func (u unprefixed) Unwrap() error { return u.err }
-
-// unprefix returns err for wrapping with %w under a "multiproc:" message.
-func unprefix(err error) error {
-	if err == nil {
-		return nil
-	}
-	return unprefixed{err}
+// unprefixed is s without the "multiproc: " marks of errors it quotes, so
+// that the message holding it starts with the only one.
+func unprefixed(s string) string {
+	return strings.ReplaceAll(s, "multiproc: ", "")
 }
+
+// onceErr is an error that wraps another and starts with "multiproc: "
+// exactly once, however many the wrapped one's text holds.
+type onceErr struct {
+	msg string
+	err error
+}
+
+func (e *onceErr) Error() string { return e.msg }
+func (e *onceErr) Unwrap() error { return e.err }
+
+// errorf is fmt.Errorf for the package's errors: the result reads
+// "multiproc: " and the formatted text, in which the errors it wraps (with
+// %w, which errors.Is and errors.As still see) lose their own "multiproc: ".
+func errorf(format string, args ...any) error {
+	err := fmt.Errorf(format, args...)
+	return &onceErr{"multiproc: " + unprefixed(err.Error()), err}
+}
+

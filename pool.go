@@ -500,7 +500,7 @@ func (p *Pool) gone(w *worker, code int) {
 		case w.tickets[i] >= started:
 			requeue = append(requeue, pt)
 		default:
-			failed, fails = append(failed, pt), append(fails, fmt.Errorf("%w: %w (running %s)", ErrWorkerDied, unprefix(exitErr), pt.t.fn))
+			failed, fails = append(failed, pt), append(fails, errorf("%w: %w (running %s)", ErrWorkerDied, exitErr, pt.t.fn))
 		}
 	}
 	w.inflight, w.tickets = nil, nil
