@@ -144,4 +144,3 @@ func errorf(format string, args ...any) error {
 	err := fmt.Errorf(format, args...)
 	return &onceErr{"multiproc: " + unprefixed(err.Error()), err}
 }
-
