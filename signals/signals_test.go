@@ -557,6 +557,8 @@ func TestHelperProcess(t *testing.T) {
 	self := os.Getpid()
 	switch mode {
 	case "exit":
+	case "waiter-close":
+		waiterCloseHelper()
 	case "report": // print each SIGUSR1 and SIGUSR2, until killed
 		c := make(chan os.Signal, 8)
 		signal.Notify(c, syscall.SIGUSR1, syscall.SIGUSR2)
