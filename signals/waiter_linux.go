@@ -9,6 +9,7 @@ import (
 	"math/bits"
 	"os"
 	"os/signal"
+	"reflect"
 	"runtime"
 	"sync/atomic"
 	"syscall"
@@ -103,6 +104,11 @@ type Waiter struct {
 	stop    chan struct{} // closed by Close: ends the forwarder
 	fwdDone chan struct{} // closed when the forwarder has ended
 	closed  bool          // only the owner goroutine touches it
+
+	// The context of the last Wait, and the end of its AfterFunc: a loop
+	// of Waits with one context registers it once, not once a wait.
+	watched     context.Context
+	stopWatched func() bool
 }
 
 // waitable reports why sig cannot be waited for, or "".
@@ -246,10 +252,7 @@ func (w *Waiter) Wait(ctx context.Context) (os.Signal, error) {
 		return nil, fmt.Errorf("multiproc: Waiter.Wait: blocking the signals: %w", err)
 	}
 	defer unblock(wakeSig)
-	if done := ctx.Done(); done != nil {
-		stop := context.AfterFunc(ctx, func() { unix.Tgkill(w.pid, w.tid, wakeSig) })
-		defer stop()
-	}
+	w.watch(ctx)
 	var info [128]byte // struct signalfd_siginfo
 	for {
 		if s := w.takePending(); s != 0 {
@@ -279,6 +282,28 @@ func (w *Waiter) Wait(ctx context.Context) (os.Signal, error) {
 	}
 }
 
+// watch arranges for the end of ctx to wake the thread out of Wait. The
+// registration stays for the next Waits with the same ctx; one for an
+// earlier ctx may still wake a later Wait, which then just looks again.
+func (w *Waiter) watch(ctx context.Context) {
+	if ctx.Done() == nil {
+		return // never ends
+	}
+	if w.watched != nil && reflect.TypeOf(ctx).Comparable() && ctx == w.watched {
+		return
+	}
+	w.unwatch()
+	w.watched = ctx
+	w.stopWatched = context.AfterFunc(ctx, func() { unix.Tgkill(w.pid, w.tid, wakeSig) })
+}
+
+func (w *Waiter) unwatch() {
+	if w.stopWatched != nil {
+		w.stopWatched()
+	}
+	w.watched, w.stopWatched = nil, nil
+}
+
 func unblock(sig syscall.Signal) {
 	var set unix.Sigset_t
 	sigaddset(&set, sig)
@@ -298,6 +323,7 @@ func (w *Waiter) Close() error {
 		return nil
 	}
 	w.closed = true
+	w.unwatch()
 	signal.Stop(w.notify)
 	close(w.stop)
 	<-w.fwdDone
