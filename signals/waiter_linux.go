@@ -56,9 +56,13 @@ const wakeSig = unix.SIGURG
 //     returns those too, a little later (two more hand-overs: the
 //     os/signal goroutine, and a goroutine of the Waiter that wakes its
 //     thread), and other Notify channels of the program receive them as
-//     well. (Only if, at the instant it is sent, no other thread of the
-//     process can take it does the kernel leave it pending for the whole
-//     process, and then Wait may read it first and os/signal miss it.) As with
+//     well. One exception, from the kernel: a signal sent to the process
+//     waits in the process's queue until the thread the kernel picked for
+//     it runs, and a Wait reading at that moment may take it from the
+//     queue first. Wait then returns it at once, and os/signal never sees
+//     it: the program's other Notify channels (and other Waiters) miss
+//     that one. A signal sent to the process reaches a Waiter in any case,
+//     but not necessarily everyone else while a Wait waits. As with
 //     Notify, while the Waiter is open such a signal does not have its
 //     default effect (SIGTERM or SIGINT do not end the program); Close
 //     gives it back (signal.Stop).
@@ -85,8 +89,8 @@ const wakeSig = unix.SIGURG
 // stops a Go program).
 //
 // Waiters on different goroutines all receive a signal sent to the
-// process; a signal sent to a thread reaches only a Waiter of that
-// thread. A goroutine that ends without closing its Waiter takes the
+// process (but for the exception above); a signal sent to a thread
+// reaches only a Waiter of that thread. A goroutine that ends without closing its Waiter takes the
 // thread with it (the runtime ends a locked thread), but the Waiter's
 // os/signal registration stays: close every Waiter.
 type Waiter struct {
@@ -263,11 +267,12 @@ func (w *Waiter) Wait(ctx context.Context) (os.Signal, error) {
 		}
 		// A read of the signalfd, not rt_sigtimedwait: rt_sigtimedwait
 		// unblocks the signals while it sleeps, so the kernel would also
-		// hand it signals sent to the process, which os/signal (and so the
-		// program's other Notify channels) would then never see. The
-		// context's end, deadline included, comes as the AfterFunc's
-		// wake-up: no kernel timer is armed on every wait (that cost about
-		// 2 µs a wait on a VM).
+		// pick this thread for signals sent to the process, which
+		// os/signal would then never see (the signalfd read can still take
+		// one from the process's queue before the thread the kernel picked
+		// does: see Waiter). The context's end, deadline included, comes
+		// as the AfterFunc's wake-up: no kernel timer is armed on every
+		// wait (that cost about 2 µs a wait on a VM).
 		_, err := unix.Read(w.sfd, info[:])
 		if err == unix.EINTR {
 			continue // a handler ran on this thread: look again

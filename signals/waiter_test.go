@@ -142,17 +142,29 @@ func TestWaiterTakesSignalsSentToTheProcess(t *testing.T) {
 	defer w.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	// kill(2) from another process; it may arrive before Wait waits or
-	// while it does: either way Wait returns it.
+	// kill(2) from another process, before Wait: the runtime's handler
+	// takes it, and os/signal gives it to every Notify channel, the
+	// Waiter's included. (While Wait reads, the Waiter may take such a
+	// signal first, and then only it sees it: see Waiter.)
 	if _, err := killer.Call(ctx, killArg{Pid: os.Getpid(), Sig: syscall.SIGUSR2}); err != nil {
 		t.Fatal(err)
 	}
-	wantSignal(t, w, syscall.SIGUSR2)
-	// Other os/signal users get it too.
 	select {
 	case <-mine:
 	case <-ctx.Done():
 		t.Fatal("the other Notify channel missed the SIGUSR2 sent to the process")
+	}
+	wantSignal(t, w, syscall.SIGUSR2)
+
+	// And while Wait waits: it returns it, whichever way it came.
+	errc := make(chan error, 1)
+	go func() {
+		_, err := killer.Call(ctx, killArg{Pid: os.Getpid(), Sig: syscall.SIGUSR2})
+		errc <- err
+	}()
+	wantSignal(t, w, syscall.SIGUSR2)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
 	}
 }
 
