@@ -126,9 +126,9 @@ var all = []*Scenario{
 		measure: measurePoolApply,
 	},
 	{
-		Name: "signal-rt", Title: "signal round trip: SIGUSR1 to a child, which answers SIGUSR1 to the parent (os/signal)",
+		Name: "signal-rt", Title: "signal round trip: SIGUSR1 to a child, which answers SIGUSR1 to the parent (signals.Waiter, KillThread)",
 		Unit: "µs", Mechanism: "signal",
-		Python: "os.kill + signal handlers (a wakeup fd) in parent and child",
+		Python: "os.kill + signal.sigwaitinfo (SIGUSR1 blocked) in parent and child",
 		full:   sizes{n: 10000}, quick: sizes{n: 2000},
 		measure: measureSignalRT,
 	},
