@@ -17,7 +17,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/multiproc-go/multiproc/bench"
+	"github.com/multiproc-go/multiproc/internal/bench"
 	"golang.org/x/sys/unix"
 )
 
@@ -99,7 +99,7 @@ type benchComparison struct {
 	// Ratio is how many times better ours is (ours/python's for a rate,
 	// python's/ours for a time): above 1, ours is better.
 	Ratio        float64 `json:"ratio"`
-	Target       float64 `json:"target,omitempty"` // the ratio DESIGN.md §4 asks for
+	Target       float64 `json:"target,omitempty"` // the ratio internal/bench/TARGETS.md asks for
 	TargetText   string  `json:"target_text,omitempty"`
 	TargetMet    *bool   `json:"target_met,omitempty"`
 	PythonRemark string  `json:"python_remark,omitempty"`
@@ -379,7 +379,7 @@ func writeBench(w io.Writer, rep *benchReport, scenarios []*bench.Scenario) {
 	fmt.Fprint(w, "\nEvery scenario (median of the repetitions; spread: min–max):\n\n")
 	tw = tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	if withPy {
-		fmt.Fprintln(tw, "SCENARIO\tMULTIPROC\tSPREAD\tPYTHON3\tRATIO\tTARGET (DESIGN §4)")
+		fmt.Fprintln(tw, "SCENARIO\tMULTIPROC\tSPREAD\tPYTHON3\tRATIO\tTARGET")
 	} else {
 		fmt.Fprintln(tw, "SCENARIO\tMULTIPROC\tSPREAD")
 	}

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/multiproc-go/multiproc/bench"
+	"github.com/multiproc-go/multiproc/internal/bench"
 )
 
 // benchRun runs benchMain with args and fails the test if it takes longer
