@@ -4,13 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"runtime"
 	"strings"
 	"syscall"
@@ -18,7 +15,6 @@ import (
 	"time"
 
 	"github.com/multiproc-go/multiproc/internal/bench"
-	"golang.org/x/sys/unix"
 )
 
 var benchCommand = command{
@@ -48,7 +44,8 @@ options:
 scenarios:
 %s
 A live progress line is shown on stderr when it is a terminal.
-Exit status: 0 done, 1 a scenario of ours failed, 2 usage error.
+Exit status: 0 done, 1 a scenario of ours failed, 2 usage error,
+128+N interrupted by signal N (130: Ctrl-C).
 `
 
 // benchScenarioTimeout bounds each scenario (its warm-up and repetitions):
@@ -125,42 +122,31 @@ type benchIPCFigure struct {
 }
 
 func benchMain(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("multiproc bench", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
+	fs := newFlags("bench", benchUsageText(), stdout, stderr)
 	withPython := fs.Bool("python", false, "")
 	quick := fs.Bool("quick", false, "")
 	asJSON := fs.Bool("json", false, "")
 	only := fs.String("only", "", "")
-	usageErr := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "multiproc bench: %s\n", fmt.Sprintf(format, a...))
-		line, _, _ := strings.Cut(benchUsage, "\n")
-		fmt.Fprintf(stderr, "%s\nRun 'multiproc help bench' for more.\n", line)
-		return exitUsage
+	pos, code := fs.parse(args)
+	if code >= 0 {
+		return code
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, benchUsageText())
-			return exitOK
-		}
-		return usageErr("%v", err)
-	}
-	if fs.NArg() > 0 {
-		return usageErr("unexpected argument %q", fs.Arg(0))
+	if len(pos) > 0 {
+		return fs.usageError("unexpected argument %q", pos[0])
 	}
 	scenarios, err := bench.Select(*only)
 	if err != nil {
-		return usageErr("-only: %v", err)
+		return fs.usageError("-only: %v", err)
 	}
 	if len(scenarios) == 0 {
-		return usageErr("-only: no scenario named")
+		return fs.usageError("-only: no scenario named")
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptContext(os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 
 	var prog *benchProgress
-	if !*asJSON && benchIsTerminal(stderr) {
+	if !*asJSON && isTerminal(stderr) {
 		prog = &benchProgress{w: stderr, total: len(scenarios), start: time.Now()}
 	}
 
@@ -244,9 +230,9 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "multiproc bench: %s failed: %s\n", s.Name, msg)
 		}
 	}
-	if ctx.Err() != nil {
-		fmt.Fprintln(stderr, "multiproc bench: interrupted")
-		return exitFail
+	if status, ok := interruptStatus(ctx); ok {
+		fmt.Fprintf(stderr, "multiproc bench: interrupted (%v)\n", context.Cause(ctx))
+		return status
 	}
 	if len(rep.Errors) > 0 {
 		return exitFail
@@ -485,21 +471,4 @@ func (p *benchProgress) clear() {
 	if p != nil {
 		fmt.Fprint(p.w, "\r\033[K")
 	}
-}
-
-// benchIsTerminal reports whether w is a terminal (TCGETS succeeds on it).
-func benchIsTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return false
-	}
-	var terr error = errors.New("no terminal")
-	if err := rc.Control(func(fd uintptr) { _, terr = unix.IoctlGetTermios(int(fd), unix.TCGETS) }); err != nil {
-		return false
-	}
-	return terr == nil
 }
