@@ -68,6 +68,9 @@ func testMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "go build of the multiproc command failed: %v\n%s", err, out)
 		return 1
 	}
+	// The start floor of bench -floor starts the command, not this test
+	// binary (which would run the tests).
+	floorExecTarget = func() []string { return []string{binPath, "help"} }
 	return m.Run()
 }
 

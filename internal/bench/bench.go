@@ -39,6 +39,9 @@ type Scenario struct {
 	Python         string // what the python3 twin does
 	// Target is this scenario's goal against python3 (TARGETS.md), or nil.
 	Target *Target
+	// FloorRef names the floor program's metric for the same work, or is
+	// nil where C has no equivalent (see Floor).
+	FloorRef *FloorRef
 
 	full, quick sizes
 	// pyFull and pyQuick are the python twin's sizes, where python is
