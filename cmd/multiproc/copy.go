@@ -23,7 +23,7 @@ import (
 
 var copyCommand = command{
 	name:    "copy",
-	summary: "copy a file with N processes, each copying one part of it",
+	summary: "copy a file with at most N processes, each at least 4 MiB",
 	run:     runCopy,
 }
 

@@ -1,7 +1,7 @@
 // Command multiproc is the command-line side of the multiproc library:
 //
-//	multiproc copy [-j N] [-q] SRC DST   copy a file with N processes
-//	multiproc bench                      pipe, queue and shared memory against python3
+//	multiproc copy [-j N] [-v] SRC DST   copy a file with at most N processes, each at least 4 MiB
+//	multiproc bench                      pipe, queue and shared memory against python3 and C
 //	multiproc signals                    the signal table
 //	multiproc kill [-s SIG] PID...       send a signal, like kill(1)
 //	multiproc help [COMMAND]             usage
