@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // FloorSource is floor/c_limits.c, the C program that measures the
@@ -214,6 +215,8 @@ func RunFloor(ctx context.Context, o FloorOptions) (*FloorReport, error) {
 		target = ""
 	}
 	cmd := exec.CommandContext(ctx, bin, args...)
+	// Killed with this process, whatever kills it: it runs for a while.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &limitedBuffer{buf: &stdout, max: maxFloorOutput}
 	pr, err := cmd.StderrPipe()
