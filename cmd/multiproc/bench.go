@@ -202,10 +202,10 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 		res, err := s.RunWith(sctx, bench.Options{Quick: *quick, Progress: prog.forScenario("go", s.Name, i)})
 		cancel()
 		if err != nil {
-			rep.Errors[s.Name] = err.Error()
 			if ctx.Err() != nil {
-				break
+				break // interrupted: not a failure of the scenario
 			}
+			rep.Errors[s.Name] = err.Error()
 			continue
 		}
 		rep.Results = append(rep.Results, res)

@@ -287,7 +287,7 @@ func TestBenchInterrupted(t *testing.T) {
 	if code != 130 {
 		t.Fatalf("exit status %d, want 130\nstderr: %s", code, run.stderr.String())
 	}
-	if !strings.HasSuffix(run.stderr.String(), "multiproc bench: interrupted (interrupt signal received)\n") {
+	if run.stderr.String() != "multiproc bench: interrupted (interrupt signal received)\n" {
 		t.Errorf("stderr %q", run.stderr.String())
 	}
 	noProcessesLeft(t)
