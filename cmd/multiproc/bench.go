@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -569,8 +570,22 @@ func writeBenchNotes(w io.Writer, rep *benchReport, scenarios []*bench.Scenario,
 		} else {
 			fmt.Fprintln(w, "FLOOR: the same work done by a C program on this machine, in this run (the floor program's metric below);")
 			fmt.Fprintln(w, "×FLOOR: how many times slower than it multiproc is (1× is the floor); \"-\": C has no equivalent.")
+			// One line per metric, naming the rows it is the floor of.
+			var metrics []string
+			rows := map[string][]string{}
 			for _, c := range rep.FloorComparison {
-				fmt.Fprintf(w, "  floor %s: %s\n", c.Name, c.FloorMetric)
+				if rows[c.FloorMetric] == nil {
+					metrics = append(metrics, c.FloorMetric)
+				}
+				rows[c.FloorMetric] = append(rows[c.FloorMetric], c.Name)
+			}
+			for _, m := range metrics {
+				label := m
+				if t := rep.Floor.ExecTarget; t != "" && strings.HasSuffix(m, " "+t) {
+					// The program's full path, often in a build cache, says little.
+					label = strings.TrimSuffix(m, t) + "of this program (" + filepath.Base(t) + ")"
+				}
+				fmt.Fprintf(w, "  floor of %s: %s\n", strings.Join(rows[m], ", "), label)
 			}
 		}
 	}

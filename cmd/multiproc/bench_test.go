@@ -209,7 +209,7 @@ func TestBenchFloorNoCompiler(t *testing.T) {
 // saved real run): the floor and how many times slower than it each row
 // is, "-" for a row without a floor, in the table and the JSON.
 func TestBenchFloorTable(t *testing.T) {
-	code, stdout, stderr := benchRun(t, time.Minute, "-quick", "-json", "-only", "pipe-rt-bytes,queue-2p2c,signal-rt")
+	code, stdout, stderr := benchRun(t, time.Minute, "-quick", "-json", "-only", "start,pipe-rt-bytes,queue-2p2c,signal-rt")
 	if code != exitOK {
 		t.Fatalf("exit status %d; stderr:\n%s", code, stderr)
 	}
@@ -222,23 +222,29 @@ func TestBenchFloorTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	scenarios, _ := bench.Select("pipe-rt-bytes,queue-2p2c,signal-rt")
+	scenarios, _ := bench.Select("start,pipe-rt-bytes,queue-2p2c,signal-rt")
 	ours := map[string]bench.Result{}
 	for _, r := range rep.Results {
 		ours[r.Name] = r
 	}
-	rep.Floor = &benchFloorSection{Compiler: "cc", Results: fr.Results}
+	// The saved run started /tmp/floortest/mp with "help".
+	rep.Floor = &benchFloorSection{Compiler: "cc", Results: fr.Results, ExecTarget: "/tmp/floortest/mp help"}
 	rep.FloorComparison = benchFloorTable(scenarios, ours, rep.Floor)
-	if len(rep.FloorComparison) != 2 {
-		t.Fatalf("floor comparison %+v, want pipe-rt-bytes and signal-rt", rep.FloorComparison)
+	if len(rep.FloorComparison) != 3 || rep.FloorComparison[0].Name != "start" {
+		t.Fatalf("floor comparison %+v, want start, pipe-rt-bytes and signal-rt", rep.FloorComparison)
 	}
+	spawn, _ := fr.Metric("posix_spawn+wait /tmp/floortest/mp help")
+	if c := rep.FloorComparison[0]; c.FloorMetric != spawn.Name || c.Floor != spawn.Median || c.TargetMet != nil {
+		t.Errorf("start's floor %+v, want %s = %v ms, no target", c, spawn.Name, spawn.Median)
+	}
+	comps := rep.FloorComparison[1:] // pipe-rt-bytes, signal-rt
 	sock, _ := fr.Metric("socketpair ping-pong RTT 64B")
 	sig, _ := fr.Metric("signal round trip")
 	for i, want := range []benchFloorComparison{
 		{Name: "pipe-rt-bytes", Unit: "µs", Go: ours["pipe-rt-bytes"].Median, Floor: sock.Median, FloorMetric: sock.Name, TimesFloor: ours["pipe-rt-bytes"].Median / sock.Median, Target: 1.5},
 		{Name: "signal-rt", Unit: "µs", Go: ours["signal-rt"].Median, Floor: 1e6 / sig.Median, FloorMetric: sig.Name, TimesFloor: ours["signal-rt"].Median / (1e6 / sig.Median), Target: 2},
 	} {
-		got := rep.FloorComparison[i]
+		got := comps[i]
 		if got.TargetMet == nil || *got.TargetMet != (got.TimesFloor <= want.Target) {
 			t.Errorf("%s: target met %v with %v× the floor", got.Name, got.TargetMet, got.TimesFloor)
 		}
@@ -253,10 +259,11 @@ func TestBenchFloorTable(t *testing.T) {
 	table := out.String()
 	for _, want := range []string{
 		"SCENARIO       MULTIPROC", "FLOOR", "×FLOOR",
-		bench.Format(sock.Median) + " µs  " + bench.Format(rep.FloorComparison[0].TimesFloor) + "× (≤ 1.5×: ",
-		bench.Format(1e6/sig.Median) + " µs  " + bench.Format(rep.FloorComparison[1].TimesFloor) + "× (≤ 2×: ",
-		"  floor pipe-rt-bytes: socketpair ping-pong RTT 64B\n",
-		"  floor signal-rt: signal round trip\n",
+		bench.Format(sock.Median) + " µs  " + bench.Format(comps[0].TimesFloor) + "× (≤ 1.5×: ",
+		bench.Format(1e6/sig.Median) + " µs  " + bench.Format(comps[1].TimesFloor) + "× (≤ 2×: ",
+		"  floor of start: posix_spawn+wait of this program (mp help)\n",
+		"  floor of pipe-rt-bytes: socketpair ping-pong RTT 64B\n",
+		"  floor of signal-rt: signal round trip\n",
 	} {
 		if !strings.Contains(table, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)

@@ -49,7 +49,6 @@ func TestFloorMapping(t *testing.T) {
 		value  float64
 	}{
 		"start":          {"posix_spawn+wait /tmp/floortest/mp help", median("posix_spawn+wait /tmp/floortest/mp help")},
-		"start-idle":     {"posix_spawn+wait /tmp/floortest/mp help", median("posix_spawn+wait /tmp/floortest/mp help")},
 		"start-cold":     {"posix_spawn+wait /tmp/floortest/mp help", median("posix_spawn+wait /tmp/floortest/mp help")},
 		"pipe-rt-bytes":  {"socketpair ping-pong RTT 64B", median("socketpair ping-pong RTT 64B")},
 		"pipe-rt-struct": {"socketpair ping-pong RTT 64B", median("socketpair ping-pong RTT 64B")},
