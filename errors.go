@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"syscall"
 
+	"github.com/multiproc-go/multiproc/internal/auth"
 	"github.com/multiproc-go/multiproc/internal/ring"
 	"github.com/multiproc-go/multiproc/internal/spawn"
 )
@@ -38,6 +39,10 @@ var (
 	// ErrNotRegistered: the function or Runner type was not registered,
 	// so a child could not find it.
 	ErrNotRegistered = errors.New("multiproc: not registered")
+	// ErrAuthentication: a socket's authentication handshake failed — the
+	// two sides hold different authkeys, or the peer does not speak
+	// Python's multiprocessing.connection handshake (Dial, Listener).
+	ErrAuthentication = auth.ErrAuth
 	// ErrBrokenBarrier: a Barrier was broken by a waiter whose context ended.
 	ErrBrokenBarrier = errors.New("multiproc: barrier is broken")
 )
