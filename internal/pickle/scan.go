@@ -61,7 +61,7 @@ var allowed = [256]*opInfo{
 	0x87: {"TUPLE3", argNone, 0}, 0x88: {"NEWTRUE", argNone, 0}, 0x89: {"NEWFALSE", argNone, 0},
 	0x8f: {"EMPTY_SET", argNone, 0}, 0x90: {"ADDITEMS", argNone, 0}, 0x91: {"FROZENSET", argNone, 0},
 	0x94: {"MEMOIZE", argNone, 0},
-	'F': {"FLOAT", argLine, 0}, 'I': {"INT", argLine, 0}, 'L': {"LONG", argLine, 0},
+	'F':  {"FLOAT", argLine, 0}, 'I': {"INT", argLine, 0}, 'L': {"LONG", argLine, 0},
 	'S': {"STRING", argLine, 0}, 'V': {"UNICODE", argLine, 0}, 'g': {"GET", argLine, 0},
 	'p': {"PUT", argLine, 0},
 	'K': {"BININT1", argFixed, 1}, 'h': {"BINGET", argFixed, 1}, 'q': {"BINPUT", argFixed, 1},
