@@ -163,6 +163,31 @@ func fromOg(v any, depth int, budget *int) (any, error) {
 			return nil, err
 		}
 		return m, nil
+	case ogórek.Call:
+		// Only builtins.set / frozenset of a list gets past scan.
+		if setNames(x.Callable.Module, x.Callable.Name) {
+			var items []any
+			switch {
+			case len(x.Args) == 0:
+			case len(x.Args) == 1:
+				l, ok := x.Args[0].([]any)
+				if !ok {
+					return nil, fmt.Errorf("%w: %s.%s of a %T", ErrUnsafe, x.Callable.Module, x.Callable.Name, x.Args[0])
+				}
+				items = l
+			default:
+				return nil, fmt.Errorf("%w: %s.%s with %d arguments", ErrUnsafe, x.Callable.Module, x.Callable.Name, len(x.Args))
+			}
+			if x.Callable.Name == "set" {
+				s := make(Set, len(items))
+				return s, addAll(s, items, depth, budget)
+			}
+			s := make(FrozenSet, len(items))
+			return s, addAll(s, items, depth, budget)
+		}
+		return nil, fmt.Errorf("%w: a call of %s.%s", ErrUnsafe, x.Callable.Module, x.Callable.Name)
+	case ogórek.Class:
+		return nil, fmt.Errorf("%w: %s.%s", ErrUnsafe, x.Module, x.Name)
 	case setMarker, frozenMarker:
 		return nil, fmt.Errorf("%w: a set marker outside a set", ErrNotPickle)
 	}

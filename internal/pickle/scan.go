@@ -1,6 +1,7 @@
 package pickle
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"strconv"
@@ -127,9 +128,24 @@ func scan(data []byte) ([]byte, error) {
 	}
 	var prev byte
 	var strs [2]string // the last two strings pushed: a STACK_GLOBAL's names
+	calls := 0         // set or frozenset globals not yet called by REDUCE
 	for i := 0; i < len(data); {
 		op := data[i]
 		info := allowed[op]
+		// The one exception to "no globals": builtins.set and
+		// builtins.frozenset called on a list (REDUCE), how protocols 2
+		// and 3 write a set (and how Marshal does, og-rek having no set
+		// opcodes). Unmarshal checks the decoded call again.
+		switch {
+		case op == 'c' && isSetGlobal(named(data, i, op)):
+			info = &opInfo{"GLOBAL", argLine, 0}
+		case op == 0x93 && setNames(strs[0], strs[1]):
+			info = &opInfo{"STACK_GLOBAL", argNone, 0}
+			calls++
+		case op == 'R' && calls > 0:
+			info = &opInfo{"REDUCE", argNone, 0}
+			calls--
+		}
 		if info == nil {
 			if name, ok := refused[op]; ok {
 				what := named(data, i, op)
@@ -145,6 +161,10 @@ func scan(data []byte) ([]byte, error) {
 		switch info.arg {
 		case argLine:
 			j := argAt
+			if op == 'c' {
+				calls++
+				j = argAt + bytes.IndexByte(data[argAt:], '\n') + 1 // the module line; the name line follows
+			}
 			for j < len(data) && data[j] != '\n' {
 				j++
 			}
@@ -258,4 +278,21 @@ func named(data []byte, i int, op byte) string {
 		return ""
 	}
 	return fmt.Sprintf(" (%q)", parts[0]+"."+parts[1])
+}
+
+// setNames reports whether module.name is Python's set or frozenset.
+func setNames(module, name string) bool {
+	return (module == "builtins" || module == "__builtin__") && (name == "set" || name == "frozenset")
+}
+
+// isSetGlobal reports whether named's text is a set or frozenset global.
+func isSetGlobal(what string) bool {
+	for _, m := range []string{"builtins", "__builtin__"} {
+		for _, n := range []string{"set", "frozenset"} {
+			if what == fmt.Sprintf(" (%q)", m+"."+n) {
+				return true
+			}
+		}
+	}
+	return false
 }
