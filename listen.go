@@ -276,7 +276,7 @@ func (l *Listener) serve(nc net.Conn) {
 	l.mu.Unlock()
 	var c *Conn
 	if err == nil {
-		c, err = connFromNet(nc)
+		c, err = ConnFromNet(nc)
 	}
 	if err != nil {
 		nc.Close()
@@ -437,7 +437,7 @@ func (cfg DialConfig) Dial(ctx context.Context, network, address string, authkey
 		}
 		nc.SetDeadline(time.Time{})
 	}
-	c, err := connFromNet(nc)
+	c, err := ConnFromNet(nc)
 	nc.Close()
 	if err != nil {
 		return nil, err
@@ -445,12 +445,15 @@ func (cfg DialConfig) Dial(ctx context.Context, network, address string, authkey
 	return c, nil
 }
 
-// connFromNet makes a Conn of a connected net.Conn's socket: a duplicate
-// of its descriptor (non-blocking, close-on-exec), so the Conn owns a
-// descriptor of its own, can travel to children, and the net.Conn can be
-// closed. (net.Conn.File would do the same but leave the shared file
-// description in blocking mode.)
-func connFromNet(nc net.Conn) (*Conn, error) {
+// ConnFromNet makes a duplex Conn of a connected socket made with the net
+// package (a *net.UnixConn or *net.TCPConn, from net.Dial or a
+// net.Listener's Accept) and closes nc: the Conn holds a duplicate of its
+// descriptor, waited on by Go's poller, which can travel to children. No
+// handshake is run: use Dial and Listen for an authkey. Prefer it to
+// ConnFromFd(int(f.Fd())) of nc.File(): there, two *os.File hold one
+// descriptor number, Go's poller takes only the first, and the Conn's
+// reads fail with EAGAIN.
+func ConnFromNet(nc net.Conn) (*Conn, error) {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
 		return nil, fmt.Errorf("multiproc: a %T has no descriptor", nc)
@@ -472,5 +475,5 @@ func connFromNet(nc net.Conn) (*Conn, error) {
 		return nil, fmt.Errorf("multiproc: %w", err)
 	}
 	nc.Close()
-	return newConn(fd, true, true), nil
+	return newConn(fd, true, true), nil // a fresh descriptor number: the poller takes it
 }

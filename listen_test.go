@@ -416,3 +416,60 @@ func TestRecvPickleBadFrames(t *testing.T) {
 }
 
 func deepEqual(a, b any) bool { return reflect.DeepEqual(a, b) }
+
+// TestConnFromNet: a Conn of a net.Conn's socket waits for a late reply
+// (ConnFromFd of nc.File()'s descriptor failed here with EAGAIN).
+func TestConnFromNet(t *testing.T) {
+	ln, err := net.Listen("unix", filepath.Join(t.TempDir(), "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	asked := make(chan struct{})
+	go func() {
+		s, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer s.Close()
+		io.ReadFull(s, make([]byte, 4))
+		<-asked // reply only once the Conn waits in RecvBytes
+		s.Write([]byte{0, 0, 0, 2, 'h', 'i'})
+	}()
+	nc, err := net.Dial("unix", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := multiproc.ConnFromNet(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.SendBytes(nil); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		b, err := c.RecvBytes()
+		if err == nil && string(b) != "hi" {
+			err = errors.New("got " + string(b))
+		}
+		got <- err
+	}()
+	// Let RecvBytes reach its wait (nothing is there to read yet); a
+	// broken Conn fails at once instead of waiting.
+	select {
+	case err := <-got:
+		t.Fatalf("RecvBytes returned before the reply: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(asked)
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no reply")
+	}
+}
