@@ -39,7 +39,8 @@ type ListenConfig struct {
 	MaxPending int
 	// OnReject, if set, is called (from the connection's own goroutine)
 	// with each connection dropped before Accept could return it: a wrong
-	// key, a peer that hung up or stayed silent through the handshake.
+	// key, a peer that hung up or stayed silent through the handshake. It
+	// must not block: Close waits for the calls under way.
 	OnReject func(remote net.Addr, err error)
 }
 
@@ -66,6 +67,7 @@ type Listener struct {
 	ready    chan *Conn
 	slots    chan struct{} // one per pending connection (cfg.MaxPending)
 	closed   chan struct{}
+	dead     chan struct{} // closed when the accept loop stopped on an error (loopErr)
 	once     sync.Once
 	wg       sync.WaitGroup
 	rejected atomic.Int64
@@ -110,6 +112,7 @@ func (cfg ListenConfig) Listen(network, address string, authkey []byte) (*Listen
 		ready:    make(chan *Conn),
 		slots:    make(chan struct{}, cfg.MaxPending),
 		closed:   make(chan struct{}),
+		dead:     make(chan struct{}),
 		inflight: make(map[net.Conn]struct{}),
 	}
 	var err error
@@ -247,7 +250,7 @@ func (l *Listener) acceptLoop() {
 			l.mu.Lock()
 			l.loopErr = fmt.Errorf("multiproc: Accept: %w", err)
 			l.mu.Unlock()
-			close(l.ready)
+			close(l.dead) // not ready: handshakes under way may still deliver
 			return
 		}
 		backoff = 0
@@ -329,13 +332,17 @@ func (l *Listener) Accept(ctx context.Context) (*Conn, error) {
 	default:
 	}
 	select {
-	case c, ok := <-l.ready:
-		if !ok {
-			l.mu.Lock()
-			defer l.mu.Unlock()
-			return nil, l.loopErr
-		}
+	case c := <-l.ready:
 		return c, nil
+	case <-l.dead:
+		select {
+		case c := <-l.ready: // one that was authenticated meanwhile
+			return c, nil
+		default:
+		}
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return nil, l.loopErr
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-l.closed:

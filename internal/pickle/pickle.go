@@ -408,8 +408,21 @@ func toOg(rv reflect.Value, depth int, key bool) (any, error) {
 // pickle to equal bytes.
 func sortedKeys(m reflect.Value) []reflect.Value {
 	keys := m.MapKeys()
-	sort.Slice(keys, func(i, j int) bool {
-		return fmt.Sprint(keys[i].Interface()) < fmt.Sprint(keys[j].Interface())
-	})
-	return keys
+	if len(keys) < 2 {
+		return keys
+	}
+	names := make([]string, len(keys))
+	for i, k := range keys {
+		names[i] = fmt.Sprintf("%T %v", k.Interface(), k.Interface())
+	}
+	idx := make([]int, len(keys))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.Slice(idx, func(a, b int) bool { return names[idx[a]] < names[idx[b]] })
+	out := make([]reflect.Value, len(keys))
+	for i, j := range idx {
+		out[i] = keys[j]
+	}
+	return out
 }

@@ -175,7 +175,12 @@ func scan(data []byte) ([]byte, error) {
 		case argFixed:
 			end = argAt + info.n
 		case argLen1, argLen4, argLen8:
-			w := map[int]int{argLen1: 1, argLen4: 4, argLen8: 8}[info.arg]
+			w := 1
+			if info.arg == argLen4 {
+				w = 4
+			} else if info.arg == argLen8 {
+				w = 8
+			}
 			if argAt+w > len(data) {
 				return nil, fmt.Errorf("%w: %s at offset %d: truncated length", ErrNotPickle, info.name, i)
 			}
@@ -235,7 +240,12 @@ func scan(data []byte) ([]byte, error) {
 			rewrite(i, end, nil)
 		case 0x8c, 'X', 0x8d:
 			if n := end - i; n < 200 {
-				w := map[byte]int{0x8c: 2, 'X': 5, 0x8d: 9}[op]
+				w := 2 // SHORT_BINUNICODE: opcode, 1-byte length
+				if op == 'X' {
+					w = 5
+				} else if op == 0x8d {
+					w = 9
+				}
 				strs[0], strs[1] = strs[1], string(data[i+w:end])
 			}
 		case opStop:
