@@ -65,6 +65,8 @@ func TestSocketGoGo(t *testing.T) {
 				}
 				s := r.c
 				defer s.Close()
+				// A receive that never returns is ended by the deadline.
+				defer context.AfterFunc(ctx, func() { c.Close(); s.Close() })()
 				if err := c.SendBytes([]byte("raw")); err != nil {
 					t.Fatal(err)
 				}
@@ -131,6 +133,7 @@ func TestSocketConnToPoolTask(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer client.Close()
+	defer context.AfterFunc(ctx, func() { client.Close() })()
 	served, err := l.Accept(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -386,6 +389,8 @@ func TestRecvPickleBadFrames(t *testing.T) {
 	}
 	defer a.Close()
 	defer b.Close()
+	watchdog := time.AfterFunc(30*time.Second, func() { a.Close(); b.Close() }) // a blocked receive ends
+	defer watchdog.Stop()
 	for _, m := range [][]byte{
 		[]byte("not a pickle"),
 		[]byte("cos\nsystem\n(S'echo pwned'\ntR."),
