@@ -6,6 +6,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/multiproc-go/multiproc/internal/auth"
 	"github.com/multiproc-go/multiproc/internal/ring"
 	"github.com/multiproc-go/multiproc/internal/spawn"
 	"github.com/multiproc-go/multiproc/internal/wire"
@@ -47,6 +48,10 @@ var (
 	// lost. The library reaps every child it starts: never wait for one
 	// yourself. Join returns it (wrapped, naming the process).
 	ErrReaped = errors.New("multiproc: the child was reaped by someone else (a waitpid outside multiproc): its exit status is lost")
+	// ErrAuthentication: a socket's authentication handshake failed — the
+	// two sides hold different authkeys, or the peer does not speak
+	// Python's multiprocessing.connection handshake (Dial, Listener).
+	ErrAuthentication = auth.ErrAuth
 	// ErrBrokenBarrier: a Barrier was broken by a waiter whose context ended.
 	ErrBrokenBarrier = errors.New("multiproc: barrier is broken")
 	// ErrShared: a task carries shared objects (a *Value, *Array, *Queue,

@@ -44,6 +44,10 @@ PLAN = {
     "pool-apply-async": ("tasks/s", True, (1, 10000, 0), (1, 10000, 0)),
     "pool-apply": ("µs", False, (2000, 1, 0), (500, 1, 0)),
     "signal-rt": ("µs", False, (10000, 1, 0), (2000, 1, 0)),
+    "socket-unix": ("µs", False, (20000, 1, 0), (5000, 1, 0)),
+    "socket-tcp": ("µs", False, (20000, 1, 0), (5000, 1, 0)),
+    "socket-unix-py": ("µs", False, (20000, 1, 0), (5000, 1, 0)),
+    "socket-tcp-py": ("µs", False, (20000, 1, 0), (5000, 1, 0)),
 }
 
 # Scenarios whose batch is the size of one operation, not a count of units.
@@ -56,6 +60,10 @@ NOTES = {
     "value-add": "python has no atomic add: with v.get_lock(): v.value += 1, as value-lock",
     "array-fill": "Array('d', n, lock=False), the child fills it in a for loop",
     "signal-rt": "SIGUSR1 blocked and taken with signal.sigwaitinfo, both sides (python's fastest path)",
+    "socket-unix": "Listener/Client with authkey over an abstract unix socket, a forked child echoes",
+    "socket-tcp": "Listener/Client with authkey over TCP loopback, a forked child echoes",
+    "socket-unix-py": "python3 on both sides: the same as socket-unix",
+    "socket-tcp-py": "python3 on both sides: the same as socket-tcp",
 }
 
 IDLE_PAUSE = 0.010
@@ -402,6 +410,51 @@ def measure_signal_rt(n, batch):
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
+# --- socket (Listener / Client) -----------------------------------------
+
+SOCKET_KEY = b"multiproc bench"
+
+
+def socket_echo(address):
+    from multiprocessing.connection import Client
+    c = Client(address, authkey=SOCKET_KEY)
+    try:
+        while True:
+            c.send_bytes(c.recv_bytes())
+    except EOFError:
+        pass
+
+
+def measure_socket(family):
+    def measure(n, batch):
+        from multiprocessing.connection import Listener
+        if family == "unix":
+            address = "\0multiproc-bench-py-%d-%d" % (os.getpid(), time.monotonic_ns())
+        else:
+            address = ("127.0.0.1", 0)
+        with Listener(address, authkey=SOCKET_KEY) as l:
+            p = FORK.Process(target=socket_echo, args=(l.address,), daemon=True)
+            p.start()
+            c = l.accept()
+        try:
+            msg = bytes(64)
+            c.send_bytes(msg)
+            c.recv_bytes()
+            t0 = time.perf_counter()
+            for _ in range(n):
+                c.send_bytes(msg)
+                if len(c.recv_bytes()) != 64:
+                    raise RuntimeError("bad echo")
+            return time.perf_counter() - t0
+        finally:
+            c.close()
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+                p.join()
+    return measure
+
+
 MEASURE = {
     "start": measure_start,
     "start-idle": measure_start_idle,
@@ -418,6 +471,10 @@ MEASURE = {
     "pool-apply-async": measure_pool_apply_async,
     "pool-apply": measure_pool_apply,
     "signal-rt": measure_signal_rt,
+    "socket-unix": measure_socket("unix"),
+    "socket-tcp": measure_socket("tcp"),
+    "socket-unix-py": measure_socket("unix"),
+    "socket-tcp-py": measure_socket("tcp"),
 }
 
 
