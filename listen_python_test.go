@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"math/big"
 	"net"
@@ -228,7 +229,9 @@ func sockAddrs(t *testing.T) []struct{ name, network, addr string } {
 	dir := t.TempDir()
 	return []struct{ name, network, addr string }{
 		{"unix", "unix", filepath.Join(dir, "s.sock")},
-		{"abstract", "unix", "@multiproc-test-" + filepath.Base(dir)},
+		// The abstract namespace is the machine's: other test binaries may
+		// run at the same time.
+		{"abstract", "unix", fmt.Sprintf("@multiproc-test-%d-%d-%s", os.Getpid(), time.Now().UnixNano(), filepath.Base(dir))},
 		{"tcp", "tcp", "127.0.0.1:0"},
 	}
 }

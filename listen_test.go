@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -97,7 +98,7 @@ func TestSocketGoGo(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		rejects := make(chan error, 1)
-		l, err := multiproc.ListenConfig{OnReject: func(_ net.Addr, err error) { rejects <- err }}.Listen("unix", "@multiproc-wrongkey-"+t.Name(), []byte("a"))
+		l, err := multiproc.ListenConfig{OnReject: func(_ net.Addr, err error) { rejects <- err }}.Listen("unix", fmt.Sprintf("@multiproc-wrongkey-%d-%s", os.Getpid(), t.Name()), []byte("a"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -363,7 +364,7 @@ func TestListenAddresses(t *testing.T) {
 	}
 
 	// Accept after Close, and Close with an Accept blocked.
-	l, err = multiproc.Listen("unix", "@multiproc-close-"+filepath.Base(dir), nil)
+	l, err = multiproc.Listen("unix", fmt.Sprintf("@multiproc-close-%d-%s", os.Getpid(), filepath.Base(dir)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

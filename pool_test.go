@@ -152,7 +152,9 @@ func TestPoolErrors(t *testing.T) {
 	}
 	var got []string
 	for v, err := range failOdd.IMap(ctx, p, slices.Values([]int{1, 2, 3, 4})) {
-		if err != nil {
+		if errors.As(err, &re) {
+			got = append(got, re.Text)
+		} else if err != nil {
 			got = append(got, err.Error())
 		} else {
 			got = append(got, "ok")
