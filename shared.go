@@ -243,6 +243,7 @@ func (a *Array[T]) view() []T {
 // of range.
 func (a *Array[T]) off(i int) uintptr {
 	if uint(i) >= uint(a.n) {
+		a.mem(kArray) // a zero or closed Array says so first
 		panic(fmt.Sprintf("multiproc: Array index %d out of range [0:%d]", i, a.n))
 	}
 	return offData + uintptr(i)*sizeOf[T]()
