@@ -87,24 +87,22 @@ func (v *Value[T]) init(seg *shm.Segment) {
 	v.mu.init()
 }
 
-func (v *Value[T]) ptr() unsafe.Pointer { return unsafe.Add(v.mem(kValue), offData) }
-
 // Load returns the number, atomically.
 func (v *Value[T]) Load() T {
-	x := atomicLoad[T](v.ptr())
+	x := loadAt[T](&v.object, kValue, offData)
 	runtime.KeepAlive(v)
 	return x
 }
 
 // Store sets the number, atomically.
 func (v *Value[T]) Store(x T) {
-	atomicStore(v.ptr(), x)
+	storeAt(&v.object, kValue, offData, x)
 	runtime.KeepAlive(v)
 }
 
 // Add adds delta atomically (floats too) and returns the new value.
 func (v *Value[T]) Add(delta T) T {
-	x := atomicAdd(v.ptr(), delta)
+	x := addAt(&v.object, kValue, offData, delta)
 	runtime.KeepAlive(v)
 	return x
 }
@@ -241,12 +239,14 @@ func (a *Array[T]) view() []T {
 	return unsafe.Slice((*T)(unsafe.Add(p, offData)), a.n)
 }
 
-func (a *Array[T]) at(i int) unsafe.Pointer {
-	p := a.mem(kArray)
+// off is the offset of element i in the mapping; it panics if i is out
+// of range.
+func (a *Array[T]) off(i int) uintptr {
 	if uint(i) >= uint(a.n) {
+		a.mem(kArray) // a zero or closed Array says so first
 		panic(fmt.Sprintf("multiproc: Array index %d out of range [0:%d]", i, a.n))
 	}
-	return unsafe.Add(p, offData+uintptr(i)*sizeOf[T]())
+	return offData + uintptr(i)*sizeOf[T]()
 }
 
 // Len returns the number of elements.
@@ -257,21 +257,21 @@ func (a *Array[T]) Len() int {
 
 // Load returns element i, atomically. It panics if i is out of range.
 func (a *Array[T]) Load(i int) T {
-	x := atomicLoad[T](a.at(i))
+	x := loadAt[T](&a.object, kArray, a.off(i))
 	runtime.KeepAlive(a)
 	return x
 }
 
 // Store sets element i, atomically. It panics if i is out of range.
 func (a *Array[T]) Store(i int, x T) {
-	atomicStore(a.at(i), x)
+	storeAt(&a.object, kArray, a.off(i), x)
 	runtime.KeepAlive(a)
 }
 
 // Add adds delta to element i atomically (floats too) and returns the new
 // value. It panics if i is out of range.
 func (a *Array[T]) Add(i int, delta T) T {
-	x := atomicAdd(a.at(i), delta)
+	x := addAt(&a.object, kArray, a.off(i), delta)
 	runtime.KeepAlive(a)
 	return x
 }
