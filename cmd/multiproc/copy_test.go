@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -374,6 +375,8 @@ func startCLI(t *testing.T, args ...string) *cliRun {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	r := &cliRun{cmd: exec.CommandContext(ctx, binPath, args...), done: make(chan struct{})}
 	r.cmd.Stdout, r.cmd.Stderr = &r.stdout, &r.stderr
+	// Wait returns even if a child left behind holds the output pipes.
+	r.cmd.WaitDelay = 5 * time.Second
 	if err := r.cmd.Start(); err != nil {
 		cancel()
 		t.Fatal(err)
@@ -464,13 +467,27 @@ func stopMidCopy(t *testing.T, run *cliRun, dir string) (pid int, ok bool) {
 }
 
 // holdsTemp reports whether process pid has the copy's temporary file in
-// dir open.
+// dir open for writing only: as a copy process opens it in its task. The
+// parent's descriptor (read-write) does not count: a child between fork
+// and exec still has it.
 func holdsTemp(pid int, dir string) bool {
 	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	for _, fd := range fds {
 		target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
-		if err == nil && filepath.Dir(target) == dir && strings.Contains(filepath.Base(target), ".multiproc-") {
-			return true
+		if err != nil || filepath.Dir(target) != dir || !strings.Contains(filepath.Base(target), ".multiproc-") {
+			continue
+		}
+		info, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, fd.Name()))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(info), "\n") {
+			if v, ok := strings.CutPrefix(line, "flags:"); ok {
+				flags, err := strconv.ParseUint(strings.TrimSpace(v), 8, 64)
+				if err == nil && flags&unix.O_ACCMODE == unix.O_WRONLY {
+					return true
+				}
+			}
 		}
 	}
 	return false
