@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -96,12 +97,13 @@ def session(c):
     assert o == EXPECTED, repr(o)
     c.send(EXPECTED)
     big = c.recv_bytes()
-    assert len(big) == 16 << 20 and big[:4] == b'\x01\x02\x03\x04', len(big)
+    assert len(big) == BIG and big[:4] == b'\x01\x02\x03\x04', len(big)
     c.send(big)
     assert c.recv_bytes() == b'bye'
     c.close()
 
 role, family, addr, key = sys.argv[1:5]
+BIG = int(sys.argv[5]) if len(sys.argv) > 5 else 0
 key = None if key == '-' else key.encode()
 if family == 'tcp':
     host, port = addr.rsplit(':', 1)
@@ -145,8 +147,8 @@ func goExpected() map[any]any {
 	}
 }
 
-// goSession is the Go side of pySession.
-func goSession(t *testing.T, c *multiproc.Conn) {
+// goSession is the Go side of pySession; size is the big message's.
+func goSession(t *testing.T, c *multiproc.Conn, size int) {
 	t.Helper()
 	if err := c.SendBytes([]byte("hello")); err != nil {
 		t.Fatal(err)
@@ -164,7 +166,7 @@ func goSession(t *testing.T, c *multiproc.Conn) {
 	if !reflect.DeepEqual(got, any(goExpected())) {
 		t.Fatalf("object from python:\n got %#v\nwant %#v", got, goExpected())
 	}
-	big := bytes.Repeat([]byte{1, 2, 3, 4}, 4<<20)
+	big := bytes.Repeat([]byte{1, 2, 3, 4}, size/4)
 	if err := c.SendBytes(big); err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +175,7 @@ func goSession(t *testing.T, c *multiproc.Conn) {
 		t.Fatal(err)
 	}
 	if b, ok := back.([]byte); !ok || !bytes.Equal(b, big) {
-		t.Fatalf("16 MiB back: a %T of %d bytes", back, len(b))
+		t.Fatalf("%d bytes back: a %T of %d bytes", size, back, len(b))
 	}
 	if err := c.SendBytes([]byte("bye")); err != nil {
 		t.Fatal(err)
@@ -182,9 +184,9 @@ func goSession(t *testing.T, c *multiproc.Conn) {
 
 // runPy starts python with pySession in role against addr; lines yields
 // its stdout lines, wait its exit status.
-func runPy(t *testing.T, ctx context.Context, py pyInterp, role, network, addr, key string) (lines <-chan string, wait func() error) {
+func runPy(t *testing.T, ctx context.Context, py pyInterp, role, network, addr, key string, size int) (lines <-chan string, wait func() error) {
 	t.Helper()
-	cmd := exec.CommandContext(ctx, py.path, "-c", pySession, role, network, addr, key)
+	cmd := exec.CommandContext(ctx, py.path, "-c", pySession, role, network, addr, key, strconv.Itoa(size))
 	cmd.Stderr = &bytes.Buffer{}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -224,15 +226,23 @@ func nextLine(t *testing.T, ctx context.Context, lines <-chan string) string {
 	return ""
 }
 
-// sockAddrs gives a fresh address of each network for a listener.
-func sockAddrs(t *testing.T) []struct{ name, network, addr string } {
+// sockAddr is a fresh address of one network for a listener, and the
+// size of the big message the python tests send over it: 16 MiB on one
+// network per python version and direction (each costs seconds under
+// -race on a loaded machine), 256 KiB on the others.
+type sockAddr struct {
+	name, network, addr string
+	big                 int
+}
+
+func sockAddrs(t *testing.T) []sockAddr {
 	dir := t.TempDir()
-	return []struct{ name, network, addr string }{
-		{"unix", "unix", filepath.Join(dir, "s.sock")},
+	return []sockAddr{
+		{"unix", "unix", filepath.Join(dir, "s.sock"), 16 << 20},
 		// The abstract namespace is the machine's: other test binaries may
 		// run at the same time.
-		{"abstract", "unix", fmt.Sprintf("@multiproc-test-%d-%d-%s", os.Getpid(), time.Now().UnixNano(), filepath.Base(dir))},
-		{"tcp", "tcp", "127.0.0.1:0"},
+		{"abstract", "unix", fmt.Sprintf("@multiproc-test-%d-%d-%s", os.Getpid(), time.Now().UnixNano(), filepath.Base(dir)), 256 << 10},
+		{"tcp", "tcp", "127.0.0.1:0", 256 << 10},
 	}
 }
 
@@ -250,13 +260,13 @@ func TestSocketGoListenerPythonClient(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer l.Close()
-				_, wait := runPy(t, ctx, py, "client", a.network, l.Addr().String(), string(key))
+				_, wait := runPy(t, ctx, py, "client", a.network, l.Addr().String(), string(key), a.big)
 				c, err := l.Accept(ctx)
 				if err != nil {
 					t.Fatal(err)
 				}
 				defer c.Close()
-				goSession(t, c)
+				goSession(t, c, a.big)
 				if err := wait(); err != nil {
 					t.Fatalf("python: %v", err)
 				}
@@ -272,14 +282,14 @@ func TestSocketPythonListenerGoDial(t *testing.T) {
 			t.Run(py.version+"/"+a.name, func(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 				defer cancel()
-				lines, wait := runPy(t, ctx, py, "listener", a.network, a.addr, "secret key")
+				lines, wait := runPy(t, ctx, py, "listener", a.network, a.addr, "secret key", a.big)
 				addr := nextLine(t, ctx, lines)
 				c, err := multiproc.Dial(ctx, a.network, addr, []byte("secret key"))
 				if err != nil {
 					t.Fatal(err)
 				}
 				defer c.Close()
-				goSession(t, c)
+				goSession(t, c, a.big)
 				if err := wait(); err != nil {
 					t.Fatalf("python: %v", err)
 				}
@@ -303,7 +313,7 @@ func TestSocketWrongKeyPython(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer l.Close()
-			lines, wait := runPy(t, ctx, py, "client", "tcp", l.Addr().String(), "wrong")
+			lines, wait := runPy(t, ctx, py, "client", "tcp", l.Addr().String(), "wrong", 0)
 			if line := nextLine(t, ctx, lines); !strings.HasPrefix(line, "AUTHFAIL") {
 				t.Fatalf("python said %q", line)
 			}
@@ -329,7 +339,7 @@ func TestSocketWrongKeyPython(t *testing.T) {
 		t.Run(py.version+"/python-listens", func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			lines, wait := runPy(t, ctx, py, "listener", "tcp", "127.0.0.1:0", "right")
+			lines, wait := runPy(t, ctx, py, "listener", "tcp", "127.0.0.1:0", "right", 0)
 			addr := nextLine(t, ctx, lines)
 			c, err := multiproc.Dial(ctx, "tcp", addr, []byte("wrong"))
 			if err == nil {

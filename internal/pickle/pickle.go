@@ -285,6 +285,9 @@ func Marshal(v any) ([]byte, error) {
 		return nil, err
 	}
 	var buf bytes.Buffer
+	if b, ok := v.([]byte); ok {
+		buf.Grow(len(b) + 32) // one allocation for the common big payload
+	}
 	enc := ogórek.NewEncoderWithConfig(&buf, &ogórek.EncoderConfig{Protocol: Protocol, StrictUnicode: true})
 	if err := enc.Encode(o); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnsupported, err)
