@@ -659,8 +659,8 @@ func (c *Conn) Close() error {
 	return err
 }
 
-// ExportHandle is how a Conn travels to another process; called by the package.
-func (c *Conn) ExportHandle() (handle.Desc, error) {
+// exportHandle is how a Conn travels to another process; called by the package.
+func (c *Conn) exportHandle() (handle.Desc, error) {
 	if c == nil || c.f == nil {
 		return handle.Desc{}, errZeroConn
 	}
@@ -689,8 +689,8 @@ func (c *Conn) ExportHandle() (handle.Desc, error) {
 	return handle.Desc{Kind: "Conn", Meta: meta, Fds: []int{fd}}, nil
 }
 
-// ImportHandle makes c the Conn described by d; called by the package.
-func (c *Conn) ImportHandle(d handle.Desc) error {
+// importHandle makes c the Conn described by d; called by the package.
+func (c *Conn) importHandle(d handle.Desc) error {
 	if d.Kind != "Conn" || len(d.Fds) != 1 || len(d.Meta) != 2 {
 		handleCloseFds(d)
 		return fmt.Errorf("multiproc: a shared %s arrived where a Conn was expected", d.Kind)
@@ -703,15 +703,3 @@ func (c *Conn) ImportHandle(d handle.Desc) error {
 	c.init(fd, d.Meta[0] == 1, d.Meta[1] == 1)
 	return nil
 }
-
-// GobEncode refuses: a Conn travels only as a Func argument.
-func (c *Conn) GobEncode() ([]byte, error) { return nil, errTravel }
-
-// GobDecode refuses, as GobEncode does.
-func (c *Conn) GobDecode([]byte) error { return errTravel }
-
-// MarshalBinary refuses, as GobEncode does.
-func (c *Conn) MarshalBinary() ([]byte, error) { return nil, errTravel }
-
-// UnmarshalBinary refuses, as GobEncode does.
-func (c *Conn) UnmarshalBinary([]byte) error { return errTravel }

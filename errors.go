@@ -54,10 +54,13 @@ var (
 	ErrAuthentication = auth.ErrAuth
 	// ErrBrokenBarrier: a Barrier was broken by a waiter whose context ended.
 	ErrBrokenBarrier = errors.New("multiproc: barrier is broken")
-	// ErrShared: a task carries shared objects (a *Value, *Array, *Queue,
-	// *Conn, *Lock, ...) to an Executor that runs tasks on other machines,
-	// where they cannot exist (see Task.Shared).
-	ErrShared = errors.New("multiproc: shared objects cannot travel to another machine")
+	// ErrShared: a shared object (a *Value, *Array, *Queue, *Conn,
+	// *Lock, ...) was found where it cannot go: in a value sent with
+	// Send or Put, in a function's result, or in a task for an Executor
+	// that runs tasks on other machines (see Task.Shared). Shared objects
+	// travel only as a Func argument or Runner (or a struct field of one)
+	// to a process or a Pool on this machine.
+	ErrShared = wire.ErrShareable
 	// ErrNotInitialized: a method was called on the zero value of a type
 	// that only its New function makes (Value, Array, Lock, Semaphore,
 	// Event, Barrier, Queue). Methods without an error result panic with

@@ -3,6 +3,7 @@ package multiproc_test
 import (
 	"context"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -421,5 +422,46 @@ func TestForwardingExecutor(t *testing.T) {
 	}
 	if fw.sent != sent || v.Load() != 0 {
 		t.Fatal("a task with a shared object was sent")
+	}
+}
+
+// A shared object where only a copy could go — a Send, a Put, a
+// function's result — is refused with ErrShared; no method of its public
+// API is plumbing.
+func TestSharedObjectsAreNotCopied(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	v, err := multiproc.NewValue[int64](0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b, err := multiproc.Pipe(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	defer b.Close()
+	if err := a.Send(sharedItem{V: v}); !errors.Is(err, multiproc.ErrShared) {
+		t.Fatalf("Send of a struct holding a Value: %v", err)
+	}
+	if _, err := multiproc.NewQueue[sharedItem](0); !errors.Is(err, multiproc.ErrShared) {
+		t.Fatalf("a Queue of a type holding a Value: %v", err)
+	}
+	q, err := multiproc.NewQueue[any](0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if err := q.Put(ctx, v); err == nil {
+		t.Fatal("Put of a Value in an interface succeeded")
+	}
+	if _, err := makesValue.Call(ctx, 1); err == nil || !strings.Contains(err.Error(), "cannot travel this way") {
+		t.Fatalf("a result holding a Value: %v", err)
+	}
+	for _, typ := range []any{v, a, q} {
+		m := reflect.ValueOf(typ).MethodByName("ExportHandle")
+		if m.IsValid() {
+			t.Errorf("%T exports its plumbing", typ)
+		}
 	}
 }

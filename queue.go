@@ -221,8 +221,8 @@ func (q *Queue[T]) Close() error {
 	return q.r.Close()
 }
 
-// ExportHandle is how a Queue travels to another process; called by the package.
-func (q *Queue[T]) ExportHandle() (handle.Desc, error) {
+// exportHandle is how a Queue travels to another process; called by the package.
+func (q *Queue[T]) exportHandle() (handle.Desc, error) {
 	if q == nil || q.r == nil {
 		return handle.Desc{}, kQueue.zero
 	}
@@ -233,8 +233,8 @@ func (q *Queue[T]) ExportHandle() (handle.Desc, error) {
 	return handle.Desc{Kind: "Queue", Meta: []byte(reflect.TypeFor[T]().String()), Fds: []int{fd}}, nil
 }
 
-// ImportHandle makes q the Queue described by d; called by the package.
-func (q *Queue[T]) ImportHandle(d handle.Desc) error {
+// importHandle makes q the Queue described by d; called by the package.
+func (q *Queue[T]) importHandle(d handle.Desc) error {
 	want := reflect.TypeFor[T]().String()
 	if d.Kind != "Queue" || len(d.Fds) != 1 || string(d.Meta) != want {
 		handleCloseFds(d)
@@ -253,15 +253,3 @@ func (q *Queue[T]) ImportHandle(d handle.Desc) error {
 	runtime.AddCleanup(q, func(r *ring.Ring) { r.Close() }, r)
 	return nil
 }
-
-// GobEncode refuses: a Queue travels only as a Func argument.
-func (q *Queue[T]) GobEncode() ([]byte, error) { return nil, errTravel }
-
-// GobDecode refuses, as GobEncode does.
-func (q *Queue[T]) GobDecode([]byte) error { return errTravel }
-
-// MarshalBinary refuses, as GobEncode does.
-func (q *Queue[T]) MarshalBinary() ([]byte, error) { return nil, errTravel }
-
-// UnmarshalBinary refuses, as GobEncode does.
-func (q *Queue[T]) UnmarshalBinary([]byte) error { return errTravel }

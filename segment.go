@@ -27,7 +27,7 @@ type object struct {
 // segRef owns one shared segment of this process: Close, and the GC
 // cleanup that does Close's work for an object dropped without it.
 type segRef struct {
-	mu      sync.Mutex // Close and the cleanup against ExportHandle
+	mu      sync.Mutex // Close and the cleanup against exportHandle
 	seg     *shm.Segment
 	closed  bool
 	keepMap bool // Slice handed the memory out: never reuse the address
@@ -133,7 +133,7 @@ func (o *object) waitErr(k *kind, ctx context.Context, err error) error {
 	return err
 }
 
-// fd is the segment's descriptor, for ExportHandle.
+// fd is the segment's descriptor, for exportHandle.
 func (o *object) fd(k *kind) (int, error) {
 	r := o.ref
 	if r == nil {

@@ -49,8 +49,6 @@ func checkMeta[T Scalar](d handle.Desc, kind string) error {
 
 func handleCloseFds(d handle.Desc) { handle.CloseDescs([]handle.Desc{d}) }
 
-var errTravel = errors.New("multiproc: shared objects travel only inside a Func argument, a Runner or a pool task, not through Send, Put or a result")
-
 // Value is one number in shared memory, Python's multiprocessing.Value.
 // Every process that holds it sees the same number. Load, Store and Add are
 // atomic; Lock and Unlock (a sync.Locker across processes) guard longer
@@ -141,9 +139,9 @@ func (v *Value[T]) Unlock() {
 // exits (and a waiter takes it over).
 func (v *Value[T]) Close() error { return v.close(kValue) }
 
-// ExportHandle is how a Value travels to another process; it is called by
+// exportHandle is how a Value travels to another process; it is called by
 // the package, not by users.
-func (v *Value[T]) ExportHandle() (handle.Desc, error) {
+func (v *Value[T]) exportHandle() (handle.Desc, error) {
 	fd, err := v.fd(kValue)
 	if err != nil {
 		return handle.Desc{}, err
@@ -151,8 +149,8 @@ func (v *Value[T]) ExportHandle() (handle.Desc, error) {
 	return handle.Desc{Kind: "Value", Meta: scalarMeta[T](1), Fds: []int{fd}}, nil
 }
 
-// ImportHandle makes v the Value described by d; called by the package.
-func (v *Value[T]) ImportHandle(d handle.Desc) error {
+// importHandle makes v the Value described by d; called by the package.
+func (v *Value[T]) importHandle(d handle.Desc) error {
 	if err := checkMeta[T](d, "Value"); err != nil {
 		return err
 	}
@@ -167,18 +165,6 @@ func (v *Value[T]) ImportHandle(d handle.Desc) error {
 	v.init(seg)
 	return nil
 }
-
-// GobEncode refuses: a Value is shared, never copied into a message.
-func (v *Value[T]) GobEncode() ([]byte, error) { return nil, errTravel }
-
-// GobDecode refuses, as GobEncode does.
-func (v *Value[T]) GobDecode([]byte) error { return errTravel }
-
-// MarshalBinary refuses, as GobEncode does.
-func (v *Value[T]) MarshalBinary() ([]byte, error) { return nil, errTravel }
-
-// UnmarshalBinary refuses, as GobEncode does.
-func (v *Value[T]) UnmarshalBinary([]byte) error { return errTravel }
 
 // String formats the current number.
 func (v *Value[T]) String() string { return fmt.Sprint(v.Load()) }
@@ -329,8 +315,8 @@ func (a *Array[T]) Unlock() {
 // as Value's Close does; see Slice for what becomes of its views.
 func (a *Array[T]) Close() error { return a.close(kArray) }
 
-// ExportHandle is how an Array travels to another process; called by the package.
-func (a *Array[T]) ExportHandle() (handle.Desc, error) {
+// exportHandle is how an Array travels to another process; called by the package.
+func (a *Array[T]) exportHandle() (handle.Desc, error) {
 	fd, err := a.fd(kArray)
 	if err != nil {
 		return handle.Desc{}, err
@@ -338,8 +324,8 @@ func (a *Array[T]) ExportHandle() (handle.Desc, error) {
 	return handle.Desc{Kind: "Array", Meta: scalarMeta[T](a.n), Fds: []int{fd}}, nil
 }
 
-// ImportHandle makes a the Array described by d; called by the package.
-func (a *Array[T]) ImportHandle(d handle.Desc) error {
+// importHandle makes a the Array described by d; called by the package.
+func (a *Array[T]) importHandle(d handle.Desc) error {
 	if err := checkMeta[T](d, "Array"); err != nil {
 		return err
 	}
@@ -355,15 +341,3 @@ func (a *Array[T]) ImportHandle(d handle.Desc) error {
 	a.init(seg, n)
 	return nil
 }
-
-// GobEncode refuses: an Array is shared, never copied into a message.
-func (a *Array[T]) GobEncode() ([]byte, error) { return nil, errTravel }
-
-// GobDecode refuses, as GobEncode does.
-func (a *Array[T]) GobDecode([]byte) error { return errTravel }
-
-// MarshalBinary refuses, as GobEncode does.
-func (a *Array[T]) MarshalBinary() ([]byte, error) { return nil, errTravel }
-
-// UnmarshalBinary refuses, as GobEncode does.
-func (a *Array[T]) UnmarshalBinary([]byte) error { return errTravel }

@@ -22,7 +22,7 @@ func importSeg(d handle.Desc, kind string) (*shm.Segment, error) {
 	return shm.Open(d.Fds[0])
 }
 
-// exportSeg describes o's segment for ExportHandle.
+// exportSeg describes o's segment for exportHandle.
 func exportSeg(o *object, k *kind, name string) (handle.Desc, error) {
 	fd, err := o.fd(k)
 	if err != nil {
@@ -113,7 +113,7 @@ func (l *xlock) tryLock(o *object, k *kind) bool {
 // may be released in another. It travels to children as Value does.
 //
 // Close releases this process's hold on it. After Close, and on a zero
-// Lock, every method but Close fails: LockContext and ExportHandle return
+// Lock, every method but Close fails: LockContext and passing it to another process return
 // an error matching ErrClosed (ErrNotInitialized for a zero Lock), the
 // others panic with it.
 type Lock struct {
@@ -183,11 +183,11 @@ func (l *Lock) Takeovers() int {
 // waiter takes it over).
 func (l *Lock) Close() error { return l.close(kLock) }
 
-// ExportHandle is how a Lock travels to another process; called by the package.
-func (l *Lock) ExportHandle() (handle.Desc, error) { return exportSeg(&l.object, kLock, "Lock") }
+// exportHandle is how a Lock travels to another process; called by the package.
+func (l *Lock) exportHandle() (handle.Desc, error) { return exportSeg(&l.object, kLock, "Lock") }
 
-// ImportHandle makes l the Lock described by d; called by the package.
-func (l *Lock) ImportHandle(d handle.Desc) error {
+// importHandle makes l the Lock described by d; called by the package.
+func (l *Lock) importHandle(d handle.Desc) error {
 	seg, err := importSeg(d, "Lock")
 	if err != nil {
 		return err
@@ -196,18 +196,6 @@ func (l *Lock) ImportHandle(d handle.Desc) error {
 	return nil
 }
 
-// GobEncode refuses: a Lock is shared, never copied into a message.
-func (l *Lock) GobEncode() ([]byte, error) { return nil, errTravel }
-
-// GobDecode refuses, as GobEncode does.
-func (l *Lock) GobDecode([]byte) error { return errTravel }
-
-// MarshalBinary refuses, as GobEncode does.
-func (l *Lock) MarshalBinary() ([]byte, error) { return nil, errTravel }
-
-// UnmarshalBinary refuses, as GobEncode does.
-func (l *Lock) UnmarshalBinary([]byte) error { return errTravel }
-
 // Semaphore is a counting semaphore shared between processes, Python's
 // multiprocessing.Semaphore: Acquire takes one of its units, waiting while
 // none is free, and Release gives one back. It travels to children as
@@ -215,7 +203,7 @@ func (l *Lock) UnmarshalBinary([]byte) error { return errTravel }
 // dies is not given back.
 //
 // Close releases this process's hold on it. After Close, and on a zero
-// Semaphore, every method but Close fails: Acquire and ExportHandle
+// Semaphore, every method but Close fails: Acquire and passing it to another process
 // return an error matching ErrClosed (ErrNotInitialized for a zero
 // Semaphore), the others panic with it.
 type Semaphore struct {
@@ -293,13 +281,13 @@ func (s *Semaphore) Release() {
 // error matching ErrClosed; units this process took are not given back.
 func (s *Semaphore) Close() error { return s.close(kSemaphore) }
 
-// ExportHandle is how a Semaphore travels; called by the package.
-func (s *Semaphore) ExportHandle() (handle.Desc, error) {
+// exportHandle is how a Semaphore travels; called by the package.
+func (s *Semaphore) exportHandle() (handle.Desc, error) {
 	return exportSeg(&s.object, kSemaphore, "Semaphore")
 }
 
-// ImportHandle makes s the Semaphore described by d; called by the package.
-func (s *Semaphore) ImportHandle(d handle.Desc) error {
+// importHandle makes s the Semaphore described by d; called by the package.
+func (s *Semaphore) importHandle(d handle.Desc) error {
 	seg, err := importSeg(d, "Semaphore")
 	if err != nil {
 		return err
@@ -308,24 +296,12 @@ func (s *Semaphore) ImportHandle(d handle.Desc) error {
 	return nil
 }
 
-// GobEncode refuses: a Semaphore is shared, never copied into a message.
-func (s *Semaphore) GobEncode() ([]byte, error) { return nil, errTravel }
-
-// GobDecode refuses, as GobEncode does.
-func (s *Semaphore) GobDecode([]byte) error { return errTravel }
-
-// MarshalBinary refuses, as GobEncode does.
-func (s *Semaphore) MarshalBinary() ([]byte, error) { return nil, errTravel }
-
-// UnmarshalBinary refuses, as GobEncode does.
-func (s *Semaphore) UnmarshalBinary([]byte) error { return errTravel }
-
 // Event is a flag shared between processes, Python's multiprocessing.Event:
 // Wait blocks until some process Sets it. It travels to children as Value
 // does.
 //
 // Close releases this process's hold on it. After Close, and on a zero
-// Event, every method but Close fails: Wait and ExportHandle return an
+// Event, every method but Close fails: Wait and passing it to another process return an
 // error matching ErrClosed (ErrNotInitialized for a zero Event), the
 // others panic with it.
 type Event struct {
@@ -415,11 +391,11 @@ func (e *Event) Wait(ctx context.Context) error {
 // nil. A Wait blocked in this process returns an error matching ErrClosed.
 func (e *Event) Close() error { return e.close(kEvent) }
 
-// ExportHandle is how an Event travels; called by the package.
-func (e *Event) ExportHandle() (handle.Desc, error) { return exportSeg(&e.object, kEvent, "Event") }
+// exportHandle is how an Event travels; called by the package.
+func (e *Event) exportHandle() (handle.Desc, error) { return exportSeg(&e.object, kEvent, "Event") }
 
-// ImportHandle makes e the Event described by d; called by the package.
-func (e *Event) ImportHandle(d handle.Desc) error {
+// importHandle makes e the Event described by d; called by the package.
+func (e *Event) importHandle(d handle.Desc) error {
 	seg, err := importSeg(d, "Event")
 	if err != nil {
 		return err
@@ -427,18 +403,6 @@ func (e *Event) ImportHandle(d handle.Desc) error {
 	e.init(seg)
 	return nil
 }
-
-// GobEncode refuses: an Event is shared, never copied into a message.
-func (e *Event) GobEncode() ([]byte, error) { return nil, errTravel }
-
-// GobDecode refuses, as GobEncode does.
-func (e *Event) GobDecode([]byte) error { return errTravel }
-
-// MarshalBinary refuses, as GobEncode does.
-func (e *Event) MarshalBinary() ([]byte, error) { return nil, errTravel }
-
-// UnmarshalBinary refuses, as GobEncode does.
-func (e *Event) UnmarshalBinary([]byte) error { return errTravel }
 
 // Barrier makes n parties — processes or goroutines — wait for each other,
 // Python's multiprocessing.Barrier: each Wait blocks until n have called
@@ -448,7 +412,7 @@ func (e *Event) UnmarshalBinary([]byte) error { return errTravel }
 // ErrBrokenBarrier. It travels to children as Value does.
 //
 // Close releases this process's hold on it. After Close, and on a zero
-// Barrier, every method but Close fails: Wait and ExportHandle return an
+// Barrier, every method but Close fails: Wait and passing it to another process return an
 // error matching ErrClosed (ErrNotInitialized for a zero Barrier), Broken
 // panics with it.
 type Barrier struct {
@@ -525,13 +489,13 @@ func (b *Barrier) Broken() bool {
 // waiter's context ends.
 func (b *Barrier) Close() error { return b.close(kBarrier) }
 
-// ExportHandle is how a Barrier travels; called by the package.
-func (b *Barrier) ExportHandle() (handle.Desc, error) {
+// exportHandle is how a Barrier travels; called by the package.
+func (b *Barrier) exportHandle() (handle.Desc, error) {
 	return exportSeg(&b.object, kBarrier, "Barrier")
 }
 
-// ImportHandle makes b the Barrier described by d; called by the package.
-func (b *Barrier) ImportHandle(d handle.Desc) error {
+// importHandle makes b the Barrier described by d; called by the package.
+func (b *Barrier) importHandle(d handle.Desc) error {
 	seg, err := importSeg(d, "Barrier")
 	if err != nil {
 		return err
@@ -544,15 +508,3 @@ func (b *Barrier) ImportHandle(d handle.Desc) error {
 	b.init(seg, n)
 	return nil
 }
-
-// GobEncode refuses: a Barrier is shared, never copied into a message.
-func (b *Barrier) GobEncode() ([]byte, error) { return nil, errTravel }
-
-// GobDecode refuses, as GobEncode does.
-func (b *Barrier) GobDecode([]byte) error { return errTravel }
-
-// MarshalBinary refuses, as GobEncode does.
-func (b *Barrier) MarshalBinary() ([]byte, error) { return nil, errTravel }
-
-// UnmarshalBinary refuses, as GobEncode does.
-func (b *Barrier) UnmarshalBinary([]byte) error { return errTravel }

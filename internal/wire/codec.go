@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"unsafe"
+
+	"github.com/multiproc-go/multiproc/internal/handle"
 )
 
 // Codec encodes and decodes values of type T, one value per message. Both
@@ -236,6 +238,11 @@ var (
 	errTruncated = &wrapErr{"input ends in the middle of a value", io.ErrUnexpectedEOF}
 	errTooLong   = &wrapErr{"length exceeds the remaining input", io.ErrUnexpectedEOF}
 	errVarint    = errors.New("varint overflows 64 bits")
+
+	// ErrShareable refuses a shared object (a *Value, *Queue, *Conn, ...)
+	// anywhere the codec would copy it: it can only travel as the same
+	// object, as a Func argument or a field of one.
+	ErrShareable = errors.New("multiproc: a shared object (*Value, *Array, *Queue, *Conn, *Lock, ...) cannot travel this way: pass it as a Func argument, a Runner or a struct field of one, to a process or a Pool on this machine")
 	errRange     = errors.New("integer out of range for its type")
 	errBool      = errors.New("bool byte is neither 0 nor 1")
 	errPresence  = errors.New("pointer presence byte is neither 0 nor 1")
@@ -493,6 +500,9 @@ func (c *compiler) compile(t reflect.Type) (*typeInfo, error) {
 }
 
 func (c *compiler) build(t reflect.Type) (encFn, decFn, error) {
+	if handle.IsShareable(t) {
+		return nil, nil, fmt.Errorf("%w (found a %v)", ErrShareable, t)
+	}
 	if self := selfCodingOf(t); self.err != nil {
 		return nil, nil, self.err
 	} else if self.marshal {
