@@ -25,7 +25,8 @@ import (
 // and a child process kills and reaps its own spares before it exits, so
 // none is left to PID 1.
 //
-// A spare starts with /dev/null as standard output and error: it gets the
+// In ps an idle spare is "multiproc spare"; it takes the name of the
+// Process it becomes. A spare starts with /dev/null as standard output and error: it gets the
 // parent's current ones with its task (so it never holds a pipe the parent
 // has since replaced, and never writes to a stale one). It is used only if
 // the program's environment and working directory are still what they were

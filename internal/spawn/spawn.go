@@ -221,6 +221,10 @@ func AwaitHello(ctx context.Context, ctl *Ctl, pid int) error {
 	defer timer.Stop()
 	select {
 	case r := <-ch:
+		if errors.Is(r.err, ErrCorrupt) {
+			// It ran, and wrote something else than a hello.
+			return fmt.Errorf("%w (pid %d answered: %v)", ErrNoHello, pid, r.err)
+		}
 		if r.err != nil {
 			return fmt.Errorf("%w (pid %d: %v)", ErrHandshakeEnded, pid, r.err)
 		}
