@@ -24,10 +24,12 @@ import (
 //
 // The child is this same program started again (Go cannot fork); it runs
 // the task and exits. Its stdout and stderr are the parent's unless Stdout
-// and Stderr say otherwise; its stdin is /dev/null. In ps its argv[0] is
-// the program's followed by " [multiproc]", and its name (comm) is the
-// Process's Name. A Process's methods are safe for concurrent use once
-// Start has returned.
+// and Stderr say otherwise; its stdin is /dev/null. In ps, its name
+// (comm) is the Process's Name and its command line the program's, marked:
+//
+//	/path/to/program [multiproc]
+//
+// A Process's methods are safe for concurrent use once Start has returned.
 //
 // The library reaps its children: each child is reaped the moment it
 // exits, whether or not anyone calls Join, so no zombie is ever left.
