@@ -266,6 +266,9 @@ func childMain(name string) int {
 	if err := ctl.Send(spawn.MsgHello, spawn.Hello(), nil); err != nil {
 		return 1
 	}
+	if name == "spare" {
+		setProcName("multiproc spare") // until it takes a task and its name
+	}
 	t, ok := recvTask(ctl)
 	if !ok {
 		return 0 // the parent gave up on us (or is gone): nothing to run

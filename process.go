@@ -24,10 +24,12 @@ import (
 //
 // The child is this same program started again (Go cannot fork); it runs
 // the task and exits. Its stdout and stderr are the parent's unless Stdout
-// and Stderr say otherwise; its stdin is /dev/null. In ps its argv[0] is
-// the program's followed by " [multiproc]", and its name (comm) is the
-// Process's Name. A Process's methods are safe for concurrent use once
-// Start has returned.
+// and Stderr say otherwise; its stdin is /dev/null. In ps, its name
+// (comm) is the Process's Name and its command line the program's, marked:
+//
+//	/path/to/program [multiproc]
+//
+// A Process's methods are safe for concurrent use once Start has returned.
 //
 // The library reaps its children: each child is reaped the moment it
 // exits, whether or not anyone calls Join, so no zombie is ever left.
@@ -208,23 +210,11 @@ func spawnChild(ctx context.Context, name string, daemon, ownGroup bool, t *task
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	ctl, childEnd, err := spawn.Pair()
+	c, err := launch(name, daemon, ownGroup, stdio.files)
 	if err != nil {
 		return nil, err
 	}
-	c := &childProc{ctl: ctl}
-	c.cmd = spawn.Command(name, childEnd, daemon, SpareProcesses, &c.pidfd)
-	c.cmd.Stdout, c.cmd.Stderr = writerOrNil(stdio.files[0]), writerOrNil(stdio.files[1])
-	if ownGroup {
-		c.cmd.SysProcAttr.Setpgid = true
-	}
-	err = spawn.Start(c.cmd)
-	childEnd.Close()
-	if err != nil {
-		ctl.Close()
-		return nil, fmt.Errorf("multiproc: starting %s: %w", name, err)
-	}
-	c.pid = c.cmd.Process.Pid
+	ctl := c.ctl
 	// A small task goes out before the hello comes back, saving a round
 	// trip: the socket buffers it. A large one could fill the buffer and
 	// block forever on a child that never reads (no Main), so it waits.
@@ -248,6 +238,31 @@ func spawnChild(ctx context.Context, name string, daemon, ownGroup bool, t *task
 			return nil, c.handshakeFailed(name, err)
 		}
 	}
+	return c, nil
+}
+
+// launch starts a child named name (the re-exec and its control socket,
+// not the handshake) with files as its standard output and error (nil
+// ones: /dev/null). daemon arms Pdeathsig; ownGroup gives it a process
+// group of its own.
+func launch(name string, daemon, ownGroup bool, files [2]*os.File) (*childProc, error) {
+	ctl, childEnd, err := spawn.Pair()
+	if err != nil {
+		return nil, err
+	}
+	c := &childProc{ctl: ctl}
+	c.cmd = spawn.Command(name, childEnd, daemon, SpareProcesses, &c.pidfd)
+	c.cmd.Stdout, c.cmd.Stderr = writerOrNil(files[0]), writerOrNil(files[1])
+	if ownGroup {
+		c.cmd.SysProcAttr.Setpgid = true
+	}
+	err = spawn.Start(c.cmd)
+	childEnd.Close()
+	if err != nil {
+		ctl.Close()
+		return nil, fmt.Errorf("multiproc: starting %s: %w", name, err)
+	}
+	c.pid = c.cmd.Process.Pid
 	return c, nil
 }
 

@@ -25,7 +25,8 @@ import (
 // and a child process kills and reaps its own spares before it exits, so
 // none is left to PID 1.
 //
-// A spare starts with /dev/null as standard output and error: it gets the
+// In ps an idle spare is "multiproc spare"; it takes the name of the
+// Process it becomes. A spare starts with /dev/null as standard output and error: it gets the
 // parent's current ones with its task (so it never holds a pipe the parent
 // has since replaced, and never writes to a stale one). It is used only if
 // the program's environment and working directory are still what they were
@@ -164,26 +165,17 @@ func refillSpare() {
 func startSpare() (*spare, error) {
 	dir, _ := os.Getwd()
 	s := &spare{env: os.Environ(), dir: dir, released: make(chan struct{})}
-	ctl, childEnd, err := spawn.Pair()
-	if err != nil {
-		return nil, err
-	}
-	c := &childProc{ctl: ctl}
 	// Pdeathsig, as for a daemon: an idle spare goes with its parent.
-	c.cmd = spawn.Command("spare", childEnd, true, SpareProcesses, &c.pidfd)
-	err = spawn.Start(c.cmd)
-	childEnd.Close()
+	c, err := launch("spare", true, false, [2]*os.File{})
 	if err != nil {
-		ctl.Close()
 		return nil, err
 	}
-	c.pid = c.cmd.Process.Pid
-	if err := spawn.AwaitHello(context.Background(), ctl, c.pid); err != nil {
+	if err := spawn.AwaitHello(context.Background(), c.ctl, c.pid); err != nil {
 		return nil, c.handshakeFailed("a spare process", err)
 	}
 	s.c = c
 	// Before the watcher starts, so that it never overrides a claim's.
-	ctl.SetReadDeadline(time.Now().Add(spareIdle))
+	c.ctl.SetReadDeadline(time.Now().Add(spareIdle))
 	go s.watchIdle()
 	return s, nil
 }

@@ -90,7 +90,13 @@ func explain(cmd *exec.Cmd, err error) error {
 	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) != nil {
 		return err
 	}
-	for _, f := range cmd.ExtraFiles {
+	files := append([]*os.File{}, cmd.ExtraFiles...)
+	for _, w := range []any{cmd.Stdin, cmd.Stdout, cmd.Stderr} {
+		if f, ok := w.(*os.File); ok {
+			files = append(files, f)
+		}
+	}
+	for _, f := range files {
 		if f != nil && uint64(f.Fd())+1 >= lim.Cur {
 			return fmt.Errorf("%w: descriptor %d passed to the child is the last RLIMIT_NOFILE allows (%d): fork/exec: %w",
 				syscall.EMFILE, f.Fd(), lim.Cur, err)
@@ -100,8 +106,8 @@ func explain(cmd *exec.Cmd, err error) error {
 }
 
 // Command builds the re-exec of this binary for a child named name, with
-// ctlFile as its fd 3 (stdin, stdout and stderr /dev/null until the caller
-// sets them). daemon children get Pdeathsig SIGKILL as a backstop
+// ctlFile as its fd 3 (stdin /dev/null; stdout and stderr too until the
+// caller sets them). daemon children get Pdeathsig SIGKILL as a backstop
 // to their lifeline: Start runs them from a thread that lives as long as
 // this process, so the signal comes when the process dies, not before.
 // spares says whether the child may keep spare processes of its own.
@@ -114,6 +120,9 @@ func Command(name string, ctlFile *os.File, daemon, spares bool, pidfd *int) *ex
 		Env:        childEnv(name, spares),
 		ExtraFiles: []*os.File{ctlFile},
 	}
+	if f := devNull(); f != nil {
+		cmd.Stdin = f
+	}
 	*pidfd = -1
 	cmd.SysProcAttr = &syscall.SysProcAttr{PidFD: pidfd}
 	if daemon {
@@ -121,6 +130,23 @@ func Command(name string, ctlFile *os.File, daemon, spares bool, pidfd *int) *ex
 	}
 	return cmd
 }
+
+// devNull is the children's stdin, opened once rather than by exec.Cmd
+// at every start: one open less per child, and a descriptor that explain
+// can see (nil while it cannot be opened; exec.Cmd then opens its own).
+func devNull() *os.File {
+	devNullMu.Lock()
+	defer devNullMu.Unlock()
+	if devNullFile == nil {
+		devNullFile, _ = os.Open(os.DevNull)
+	}
+	return devNullFile
+}
+
+var (
+	devNullMu   sync.Mutex
+	devNullFile *os.File
+)
 
 // childEnv is the parent's environment plus the child's role. Under the
 // race detector a process sleeps a second at exit (GORACE atexit_sleep_ms)
@@ -221,6 +247,10 @@ func AwaitHello(ctx context.Context, ctl *Ctl, pid int) error {
 	defer timer.Stop()
 	select {
 	case r := <-ch:
+		if errors.Is(r.err, ErrCorrupt) {
+			// It ran, and wrote something else than a hello.
+			return fmt.Errorf("%w (pid %d answered: %v)", ErrNoHello, pid, r.err)
+		}
 		if r.err != nil {
 			return fmt.Errorf("%w (pid %d: %v)", ErrHandshakeEnded, pid, r.err)
 		}
