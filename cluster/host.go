@@ -1,0 +1,428 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/multiproc-go/multiproc"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+)
+
+// Serve makes this process a worker host of the cluster at opts.URL: it
+// runs opts.Processes worker processes (a multiproc.Pool) and takes tasks
+// from the work queue until ctx ends, then returns nil. Every host runs
+// the same program as the clients, so the same functions are registered;
+// call it from main after multiproc.Main, typically behind a flag:
+//
+//	if *worker != "" {
+//		log.Fatal(cluster.Serve(ctx, cluster.Options{URL: *worker}))
+//	}
+//
+// A task that crashes its worker process kills that process only (it is
+// replaced); the task fails with an error matching
+// multiproc.ErrWorkerDied. The host holds at most Processes+2 tasks at
+// once and tells the server every AckWait/3 that it still works on them,
+// so if the host dies its tasks go to other hosts. Serve waits for the
+// server if it is not up yet, and rides out a server that goes away and
+// comes back. When ctx ends, the tasks it holds are stopped and handed
+// back to the queue at once for other hosts.
+func Serve(ctx context.Context, opts Options) error {
+	if err := opts.fill(true); err != nil {
+		return err
+	}
+	if opts.URL == "" {
+		return errors.New("multiproc: cluster.Serve needs Options.URL, the NATS server of the cluster")
+	}
+	name := hostName()
+	nc, err := nats.Connect(opts.URL, append(opts.natsOptions("multiproc host "+name), nats.RetryOnFailedConnect(true))...)
+	if err != nil {
+		return fmt.Errorf("multiproc: cluster: connecting to %s: %w", opts.URL, err)
+	}
+	defer nc.Close()
+	h, err := newHost(ctx, nc, &opts, name)
+	if err != nil {
+		return err
+	}
+	h.run(ctx)
+	return nil
+}
+
+func hostName() string {
+	n, err := os.Hostname()
+	if err != nil {
+		n = "host"
+	}
+	return n + ":" + strconv.Itoa(os.Getpid())
+}
+
+// host takes tasks from the work queue and runs them in its pool.
+type host struct {
+	opts *Options
+	s    subjects
+	nc   *nats.Conn
+	cons jetstream.Consumer
+	pool *multiproc.Pool
+	id   string
+	name string
+	cap  int // tasks held at most
+
+	mu        sync.Mutex
+	held      map[string]*heldTask
+	free      int
+	freed     chan struct{} // signalled when a slot frees
+	cancelled map[string]time.Time
+	prefixes  map[string]time.Time // cancelled key prefixes (a client's epoch)
+
+	done, failed, redelivered, dropped atomic.Uint64
+}
+
+type heldTask struct {
+	msg      jetstream.Msg
+	cancel   context.CancelFunc
+	canceled bool // by the client: no answer wanted
+}
+
+// newHost connects the host's pieces: the queue (waiting for the server
+// while ctx lasts), the pool, the cancel and ping subscriptions.
+func newHost(ctx context.Context, nc *nats.Conn, opts *Options, name string) (*host, error) {
+	s := newSubjects(opts.Name)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("multiproc: cluster: %w", err)
+	}
+	var cons jetstream.Consumer
+	err = retry(ctx, func(ctx context.Context) error {
+		var err error
+		_, cons, err = setupQueue(ctx, js, s, opts, false)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("multiproc: cluster host %s could not reach the work queue at %s: %w", name, opts.URL, err)
+	}
+	pool, err := multiproc.NewPool(multiproc.PoolOptions{Processes: opts.Processes, TaskTimeout: opts.TaskTimeout})
+	if err != nil {
+		return nil, err
+	}
+	h := &host{
+		opts: opts, s: s, nc: nc, cons: cons, pool: pool,
+		id: nuid.Next(), name: name, cap: opts.Processes + 2,
+		held: map[string]*heldTask{}, freed: make(chan struct{}, 1),
+		cancelled: map[string]time.Time{}, prefixes: map[string]time.Time{},
+	}
+	h.free = h.cap
+	return h, nil
+}
+
+// run serves until ctx ends, then hands back what it holds.
+func (h *host) run(ctx context.Context) {
+	var subs []*nats.Subscription
+	if sub, err := h.nc.Subscribe(h.s.cancel, h.onCancel); err == nil {
+		subs = append(subs, sub)
+	}
+	if sub, err := h.nc.Subscribe(h.s.ping, func(m *nats.Msg) {
+		if b, err := json.Marshal(h.stats()); err == nil {
+			m.Respond(b)
+		}
+	}); err == nil {
+		subs = append(subs, sub)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { h.beat(ctx) })
+	h.announce()
+	h.fetchLoop(ctx)
+	// Stop: the tasks held, their contexts ended with ctx, go back to
+	// the queue now (see start); Terminate fails those not yet started.
+	for _, s := range subs {
+		s.Unsubscribe()
+	}
+	h.pool.Terminate()
+	wg.Wait()
+	h.nc.Flush()
+}
+
+// beat announces the host every second and keeps its tasks' leases.
+func (h *host) beat(ctx context.Context) {
+	tick := time.NewTicker(heartbeat)
+	defer tick.Stop()
+	lease := time.NewTicker(h.opts.AckWait / 3)
+	defer lease.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			h.announce()
+			h.expireCancels()
+		case <-lease.C:
+			h.mu.Lock()
+			for _, t := range h.held {
+				t.msg.InProgress()
+			}
+			h.mu.Unlock()
+		}
+	}
+}
+
+func (h *host) announce() {
+	if b, err := json.Marshal(h.stats()); err == nil {
+		h.nc.Publish(h.s.hosts, b)
+	}
+}
+
+func (h *host) stats() HostStats {
+	h.mu.Lock()
+	running := len(h.held)
+	h.mu.Unlock()
+	return HostStats{
+		ID: h.id, Name: h.name, Processes: h.opts.Processes, Running: running,
+		Done: h.done.Load(), Failed: h.failed.Load(), Redelivered: h.redelivered.Load(), Dropped: h.dropped.Load(),
+	}
+}
+
+// cancelTTL is how long a cancel is remembered: past it, the task's own
+// deadline and the purge of the queue have dealt with it.
+const cancelTTL = 10 * time.Minute
+
+func (h *host) onCancel(m *nats.Msg) {
+	key := string(m.Data)
+	if key == "" || len(key) > 256 {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.cancelled)+len(h.prefixes) > 1<<20 {
+		return // bounded: the deadline and the purge still work
+	}
+	exp := time.Now().Add(cancelTTL)
+	if strings.HasSuffix(key, ".") {
+		h.prefixes[key] = exp
+		for k, t := range h.held {
+			if strings.HasPrefix(k, key) {
+				t.canceled = true
+				t.cancel()
+			}
+		}
+		return
+	}
+	h.cancelled[key] = exp
+	if t, ok := h.held[key]; ok {
+		t.canceled = true
+		t.cancel()
+	}
+}
+
+func (h *host) isCancelledLocked(key string) bool {
+	if _, ok := h.cancelled[key]; ok {
+		return true
+	}
+	for p := range h.prefixes {
+		if strings.HasPrefix(key, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func (h *host) expireCancels() {
+	now := time.Now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for k, exp := range h.cancelled {
+		if now.After(exp) {
+			delete(h.cancelled, k)
+		}
+	}
+	for k, exp := range h.prefixes {
+		if now.After(exp) {
+			delete(h.prefixes, k)
+		}
+	}
+}
+
+// fetchLoop pulls as many tasks as the host has free slots, and runs each
+// as it arrives.
+func (h *host) fetchLoop(ctx context.Context) {
+	backoff := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		h.mu.Lock()
+		k := h.free
+		h.free = 0
+		h.mu.Unlock()
+		if k == 0 {
+			select {
+			case <-h.freed:
+			case <-ctx.Done():
+			}
+			continue
+		}
+		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		batch, err := h.cons.Fetch(k, jetstream.FetchContext(fctx))
+		got := 0
+		if err == nil {
+			for m := range batch.Messages() {
+				got++
+				h.start(ctx, m)
+			}
+			err = batch.Error()
+		}
+		cancel()
+		h.release(k - got)
+		if err != nil && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) {
+			// The server is away or the queue is being remade: wait a
+			// little rather than spin.
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+	}
+}
+
+func (h *host) release(n int) {
+	if n <= 0 {
+		return
+	}
+	h.mu.Lock()
+	h.free += n
+	h.mu.Unlock()
+	select {
+	case h.freed <- struct{}{}:
+	default:
+	}
+}
+
+// start runs one task from the queue, or drops it (cancelled, past its
+// caller's deadline, delivered too often, malformed) with an answer where
+// one is due. Its slot is released when it is answered.
+func (h *host) start(ctx context.Context, m jetstream.Msg) {
+	key, client, ok := h.parseSubject(m.Subject())
+	if !ok {
+		m.Term()
+		h.release(1)
+		return
+	}
+	hdr := m.Headers()
+	fn := hdr.Get(hdrFunc)
+	reply := h.s.results + client
+	answer := func(b []byte) {
+		out := nats.NewMsg(reply)
+		out.Header.Set(hdrID, key)
+		out.Header.Set(hdrHost, h.name)
+		out.Data = b
+		if int64(len(b)) > h.nc.MaxPayload()-1024 {
+			out.Data = append([]byte{resFailed}, fmt.Sprintf("multiproc: the result of %s is %d bytes, more than the NATS server's max payload %d", fn, len(b), h.nc.MaxPayload())...)
+		}
+		h.nc.PublishMsg(out)
+	}
+	drop := func() {
+		h.dropped.Add(1)
+		m.Ack()
+		h.release(1)
+	}
+	h.mu.Lock()
+	cancelled := h.isCancelledLocked(key)
+	h.mu.Unlock()
+	if cancelled {
+		drop()
+		return
+	}
+	var deadline time.Time
+	if d := hdr.Get(hdrDeadline); d != "" {
+		ns, err := strconv.ParseInt(d, 10, 64)
+		if err == nil {
+			deadline = time.Unix(0, ns)
+			if time.Now().After(deadline) {
+				drop() // the caller has given up on it
+				return
+			}
+		}
+	}
+	if md, err := m.Metadata(); err == nil && md.NumDelivered > 1 {
+		h.redelivered.Add(1)
+		if md.NumDelivered > uint64(h.opts.MaxDeliveries) {
+			h.failed.Add(1)
+			answer(append([]byte{resFailed}, fmt.Sprintf("multiproc: task %s was handed to a host %d times and none finished it (each host died or fell silent for longer than the AckWait); giving up", fn, md.NumDelivered-1)...))
+			m.Ack()
+			h.release(1)
+			return
+		}
+	}
+	args, err := decodeArgs(m.Data())
+	if err != nil || fn == "" {
+		h.failed.Add(1)
+		answer(append([]byte{resFailed}, "multiproc: cluster: malformed task"...))
+		m.Ack()
+		h.release(1)
+		return
+	}
+	tctx, cancel := context.WithCancel(ctx)
+	if !deadline.IsZero() {
+		tctx, cancel = context.WithDeadline(ctx, deadline)
+	}
+	if d := hdr.Get(hdrTimeout); d != "" {
+		if ns, err := strconv.ParseInt(d, 10, 64); err == nil && ns > 0 {
+			var c2 context.CancelFunc
+			tctx, c2 = context.WithTimeout(tctx, time.Duration(ns))
+			c1 := cancel
+			cancel = func() { c2(); c1() }
+		}
+	}
+	t := &heldTask{msg: m, cancel: cancel}
+	h.mu.Lock()
+	h.held[key] = t
+	h.mu.Unlock()
+	task := &multiproc.Task{Func: fn, Args: args, Batch: hdr.Get(hdrBatch) == "1"}
+	h.pool.Submit(tctx, task, func(rs []multiproc.Result, err error) {
+		h.mu.Lock()
+		delete(h.held, key)
+		canceled := t.canceled
+		h.mu.Unlock()
+		stopping := ctx.Err() != nil
+		cancel()
+		switch {
+		case stopping && (errors.Is(err, multiproc.ErrPoolClosed) || errors.Is(err, context.Canceled)):
+			m.Nak() // for another host, now
+		case canceled:
+			h.dropped.Add(1)
+			m.Ack()
+		default:
+			if err != nil {
+				h.failed.Add(1)
+			} else {
+				h.done.Add(1)
+			}
+			// Answer first, then ack: a host dying between the two makes
+			// the task run again, and the caller keeps the first answer.
+			answer(encodeResults(rs, err))
+			m.Ack()
+		}
+		h.release(1)
+	})
+}
+
+// parseSubject splits a task subject into its key ("<client>.<epoch>.<seq>")
+// and its client.
+func (h *host) parseSubject(subj string) (key, client string, ok bool) {
+	key, ok = strings.CutPrefix(subj, h.s.tasks)
+	if !ok {
+		return "", "", false
+	}
+	parts := strings.Split(key, ".")
+	if len(parts) != 3 || parts[0] == "" {
+		return "", "", false
+	}
+	return key, parts[0], true
+}
