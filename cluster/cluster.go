@@ -12,7 +12,6 @@ import (
 	"github.com/multiproc-go/multiproc"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nuid"
 )
 
 // Cluster submits tasks to the cluster's work queue and gives each caller
@@ -43,6 +42,7 @@ type Cluster struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	quit      chan struct{} // closed by Close
 
 	submitted, completed, failed atomic.Uint64
 }
@@ -78,8 +78,8 @@ func Connect(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	c := &Cluster{
-		opts: opts, s: newSubjects(opts.Name), id: nuid.Next(),
-		pending: map[string]*call{}, hosts: map[string]HostStats{},
+		opts: opts, s: newSubjects(opts.Name), id: newID(),
+		pending: map[string]*call{}, hosts: map[string]HostStats{}, quit: make(chan struct{}),
 	}
 	ok := false
 	defer func() {
@@ -313,6 +313,8 @@ func (c *Cluster) abandon(key string, err error) {
 		select {
 		case <-cl.stored:
 		case <-time.After(10 * time.Second):
+		case <-c.quit:
+			return // Close purges what is left
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -422,6 +424,7 @@ func (c *Cluster) Close() error {
 	c.closeOnce.Do(func() {
 		c.mu.Lock()
 		c.closed = true
+		close(c.quit)
 		calls := c.pending
 		c.pending = map[string]*call{}
 		c.mu.Unlock()
@@ -432,7 +435,7 @@ func (c *Cluster) Close() error {
 			c.nc.Publish(c.s.cancel, []byte(cl.key))
 			cl.done(nil, fmt.Errorf("%w: the cluster client was closed while %s was queued or running", multiproc.ErrPoolClosed, cl.fn))
 		}
-		if len(calls) > 0 && c.st != nil {
+		if c.submitted.Load() > 0 && c.st != nil && c.nc.IsConnected() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			c.st.Purge(ctx, jetstream.WithPurgeSubject(c.s.tasks+c.id+".>"))
 			cancel()
@@ -457,7 +460,7 @@ func (c *Cluster) shutdown() {
 		s.Unsubscribe()
 	}
 	if c.nc != nil {
-		c.nc.Flush()
+		flush(c.nc)
 		c.nc.Close()
 	}
 	if c.emb != nil {

@@ -15,7 +15,6 @@ import (
 	"github.com/multiproc-go/multiproc"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nuid"
 )
 
 // Serve makes this process a worker host of the cluster at opts.URL: it
@@ -115,7 +114,7 @@ func newHost(ctx context.Context, nc *nats.Conn, opts *Options, name string) (*h
 	}
 	h := &host{
 		opts: opts, s: s, nc: nc, cons: cons, pool: pool,
-		id: nuid.Next(), name: name, cap: opts.Processes + 2,
+		id: newID(), name: name, cap: opts.Processes + 2,
 		held: map[string]*heldTask{}, freed: make(chan struct{}, 1),
 		cancelled: map[string]time.Time{}, prefixes: map[string]time.Time{},
 	}
@@ -147,7 +146,7 @@ func (h *host) run(ctx context.Context) {
 	}
 	h.pool.Terminate()
 	wg.Wait()
-	h.nc.Flush()
+	flush(h.nc)
 }
 
 // beat announces the host every second and keeps its tasks' leases.

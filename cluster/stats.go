@@ -59,7 +59,7 @@ func pingHosts(ctx context.Context, nc *nats.Conn, s subjects, d time.Duration) 
 	if err := nc.PublishRequest(s.ping, inbox, nil); err != nil {
 		return nil, err
 	}
-	nc.Flush()
+	flush(nc)
 	var hosts []HostStats
 	timer := time.NewTimer(d)
 	defer timer.Stop()
