@@ -237,6 +237,9 @@ func (c *Cluster) Submit(ctx context.Context, t *multiproc.Task, done func([]mul
 	if dl, ok := ctx.Deadline(); ok {
 		m.Header.Set(hdrDeadline, strconv.FormatInt(dl.UnixNano(), 10))
 	}
+	if ctx.Done() != nil {
+		m.Header.Set(hdrCtx, "1")
+	}
 	if c.opts.TaskTimeout > 0 {
 		m.Header.Set(hdrTimeout, strconv.FormatInt(int64(c.opts.TaskTimeout), 10))
 	}

@@ -29,7 +29,8 @@ import (
 //
 // A task that crashes its worker process kills that process only (it is
 // replaced); the task fails with an error matching
-// multiproc.ErrWorkerDied. The host holds at most Processes+2 tasks at
+// multiproc.ErrWorkerDied. The host holds its running tasks and a few
+// more (as many as it runs in about 4ms; one while tasks are slow) at
 // once and tells the server every AckWait/3 that it still works on them,
 // so if the host dies its tasks go to other hosts. Serve waits for the
 // server if it is not up yet, and rides out a server that goes away and
@@ -73,11 +74,14 @@ type host struct {
 	pool *multiproc.Pool
 	id   string
 	name string
-	cap  int // tasks held at most
+
 
 	mu        sync.Mutex
 	held      map[string]*heldTask
-	free      int
+	cap       int // tasks held at most: Processes plus a prefetch (see adapt)
+	free      int // cap less the tasks held and asked for; < 0 after cap shrank
+	lastDone  time.Time
+	interval  float64 // moving average of the time between two answers, in seconds
 	freed     chan struct{} // signalled when a slot frees
 	cancelled map[string]time.Time
 	prefixes  map[string]time.Time // cancelled key prefixes (a client's epoch)
@@ -114,7 +118,7 @@ func newHost(ctx context.Context, nc *nats.Conn, opts *Options, name string) (*h
 	}
 	h := &host{
 		opts: opts, s: s, nc: nc, cons: cons, pool: pool,
-		id: newID(), name: name, cap: opts.Processes + 2,
+		id: newID(), name: name, cap: opts.Processes + 1,
 		held: map[string]*heldTask{}, freed: make(chan struct{}, 1),
 		cancelled: map[string]time.Time{}, prefixes: map[string]time.Time{},
 	}
@@ -249,13 +253,16 @@ func (h *host) expireCancels() {
 }
 
 // fetchLoop pulls as many tasks as the host has free slots, and runs each
-// as it arrives.
+// as it arrives. A slot that frees becomes a new pull request at once,
+// beside those still open, so a busy host never waits for a round trip
+// to the server between tasks.
 func (h *host) fetchLoop(ctx context.Context) {
-	backoff := 50 * time.Millisecond
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for ctx.Err() == nil {
 		h.mu.Lock()
-		k := h.free
-		h.free = 0
+		k := max(h.free, 0)
+		h.free -= k
 		h.mu.Unlock()
 		if k == 0 {
 			select {
@@ -264,30 +271,64 @@ func (h *host) fetchLoop(ctx context.Context) {
 			}
 			continue
 		}
-		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		batch, err := h.cons.Fetch(k, jetstream.FetchContext(fctx))
-		got := 0
-		if err == nil {
-			for m := range batch.Messages() {
-				got++
-				h.start(ctx, m)
-			}
-			err = batch.Error()
-		}
-		cancel()
-		h.release(k - got)
-		if err != nil && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) {
-			// The server is away or the queue is being remade: wait a
-			// little rather than spin.
-			select {
-			case <-time.After(backoff):
-			case <-ctx.Done():
-			}
-			backoff = min(2*backoff, time.Second)
-			continue
-		}
-		backoff = 50 * time.Millisecond
+		wg.Go(func() { h.fetch(ctx, k) })
 	}
+}
+
+// fetch is one pull request for k tasks, open for up to 5 seconds.
+func (h *host) fetch(ctx context.Context, k int) {
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	got := 0
+	batch, err := h.cons.Fetch(k, jetstream.FetchContext(fctx))
+	if err == nil {
+		for m := range batch.Messages() {
+			got++
+			h.start(ctx, m)
+		}
+		err = batch.Error()
+	}
+	if err != nil && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) {
+		// The server is away or the queue is being remade: wait a
+		// little rather than spin.
+		select {
+		case <-time.After(250 * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
+	h.release(k - got)
+}
+
+// prefetchWindow is how much work, in time, a host keeps queued beyond
+// its running tasks: enough to cover a round trip to the server, so its
+// workers never idle between short tasks; and no more, so that long tasks
+// spread over hosts instead of piling up on the first to ask.
+const prefetchWindow = 4 * time.Millisecond
+
+// answered accounts for an answered task: the host's pace sets how many
+// tasks it holds beyond its workers (one while tasks are slow, up to 32
+// per worker while they take microseconds).
+func (h *host) answered() {
+	now := time.Now()
+	h.mu.Lock()
+	if !h.lastDone.IsZero() {
+		d := now.Sub(h.lastDone).Seconds()
+		if h.interval == 0 {
+			h.interval = d
+		} else {
+			h.interval = 0.9*h.interval + 0.1*d
+		}
+		extra := h.opts.Processes * 32
+		if h.interval > 0 {
+			extra = min(extra, max(1, int(prefetchWindow.Seconds()/h.interval)))
+		}
+		c := h.opts.Processes + extra
+		h.free += c - h.cap
+		h.cap = c
+	}
+	h.lastDone = now
+	h.mu.Unlock()
+	h.release(1)
 }
 
 func (h *host) release(n int) {
@@ -296,7 +337,11 @@ func (h *host) release(n int) {
 	}
 	h.mu.Lock()
 	h.free += n
+	free := h.free
 	h.mu.Unlock()
+	if free <= 0 {
+		return
+	}
 	select {
 	case h.freed <- struct{}{}:
 	default:
@@ -367,9 +412,16 @@ func (h *host) start(ctx context.Context, m jetstream.Msg) {
 		h.release(1)
 		return
 	}
-	tctx, cancel := context.WithCancel(ctx)
-	if !deadline.IsZero() {
+	// A task its caller can never cancel, with no deadline or timeout,
+	// runs under a context that never ends, so that the pool may queue it
+	// in a busy worker (as it does for ApplyAsync) and the worker never
+	// idles between tasks; stopping the host still stops it (Terminate).
+	tctx, cancel := context.Background(), context.CancelFunc(func() {})
+	switch {
+	case !deadline.IsZero():
 		tctx, cancel = context.WithDeadline(ctx, deadline)
+	case hdr.Get(hdrCtx) != "" || hdr.Get(hdrTimeout) != "":
+		tctx, cancel = context.WithCancel(ctx)
 	}
 	if d := hdr.Get(hdrTimeout); d != "" {
 		if ns, err := strconv.ParseInt(d, 10, 64); err == nil && ns > 0 {
@@ -408,7 +460,7 @@ func (h *host) start(ctx context.Context, m jetstream.Msg) {
 			answer(encodeResults(rs, err))
 			m.Ack()
 		}
-		h.release(1)
+		h.answered()
 	})
 }
 

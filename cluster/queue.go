@@ -33,13 +33,13 @@ func newSubjects(name string) subjects {
 	}
 }
 
-func streamConfig(s subjects) jetstream.StreamConfig {
+func streamConfig(s subjects, storage jetstream.StorageType) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        s.name,
 		Description: "multiproc cluster work queue",
 		Subjects:    []string{s.tasks + ">"},
 		Retention:   jetstream.WorkQueuePolicy,
-		Storage:     jetstream.FileStorage,
+		Storage:     storage,
 		Discard:     jetstream.DiscardOld,
 	}
 }
@@ -55,22 +55,29 @@ func consumerConfig(s subjects, o *Options) jetstream.ConsumerConfig {
 		// error past MaxDeliveries; the server's bound is a backstop.
 		MaxDeliver:    o.MaxDeliveries + 2,
 		MaxAckPending: 1 << 16,
+		MaxWaiting:    1 << 12, // open pull requests: each host has up to 2×Processes+2
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	}
 }
 
 // setupQueue makes sure the stream and the hosts' consumer exist. The
 // client (update) makes them as its options say; a host creates them only
-// if missing, and otherwise takes them as they are.
+// if missing, and otherwise takes them as they are. The stream is kept in
+// files on a server of its own (it outlives a restart of the server) and
+// in memory on an embedded one, which dies with its process anyway.
 func setupQueue(ctx context.Context, js jetstream.JetStream, s subjects, o *Options, update bool) (jetstream.Stream, jetstream.Consumer, error) {
+	storage := jetstream.FileStorage
+	if o.URL == "" {
+		storage = jetstream.MemoryStorage
+	}
 	var st jetstream.Stream
 	var err error
 	if update {
-		st, err = js.CreateOrUpdateStream(ctx, streamConfig(s))
+		st, err = js.CreateOrUpdateStream(ctx, streamConfig(s, storage))
 	} else {
 		st, err = js.Stream(ctx, s.name)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			st, err = js.CreateStream(ctx, streamConfig(s))
+			st, err = js.CreateStream(ctx, streamConfig(s, storage))
 			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 				st, err = js.Stream(ctx, s.name)
 			}

@@ -26,6 +26,7 @@ const (
 	hdrBatch    = "Mp-Batch"
 	hdrDeadline = "Mp-Deadline" // unix nanoseconds: drop the task after it
 	hdrTimeout  = "Mp-Timeout"  // nanoseconds: the task's TaskTimeout
+	hdrCtx      = "Mp-Ctx"      // "1": the caller may cancel it
 	hdrID       = "Mp-Id"       // on a result: the task's key
 	hdrHost     = "Mp-Host"     // on a result: which host ran it
 )
