@@ -75,13 +75,12 @@ type host struct {
 	id   string
 	name string
 
-
 	mu        sync.Mutex
 	held      map[string]*heldTask
 	cap       int // tasks held at most: Processes plus a prefetch (see adapt)
 	free      int // cap less the tasks held and asked for; < 0 after cap shrank
 	lastDone  time.Time
-	interval  float64 // moving average of the time between two answers, in seconds
+	interval  float64       // moving average of the time between two answers, in seconds
 	freed     chan struct{} // signalled when a slot frees
 	cancelled map[string]time.Time
 	prefixes  map[string]time.Time // cancelled key prefixes (a client's epoch)
