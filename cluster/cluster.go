@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,6 +41,12 @@ type Cluster struct {
 	closed  bool
 	hosts   map[string]HostStats
 
+	// Tasks nobody can cancel (ApplyAsync's) wait here for the flusher,
+	// which sends those that pile up while it publishes as one message.
+	obMu   sync.Mutex
+	outbox []*call
+	kick   chan struct{}
+
 	closeOnce sync.Once
 	closeErr  error
 	quit      chan struct{} // closed by Close
@@ -56,6 +63,10 @@ type call struct {
 	done    func([]multiproc.Result, error)
 	stop    func() bool   // stops the ctx watch
 	stored  chan struct{} // closed once the server has stored the task
+	batch   bool
+	body    []byte // the encoded arguments
+	epoch   int
+	seq     uint64
 }
 
 type localHost struct {
@@ -80,6 +91,7 @@ func Connect(ctx context.Context, opts Options) (*Cluster, error) {
 	c := &Cluster{
 		opts: opts, s: newSubjects(opts.Name), id: newID(),
 		pending: map[string]*call{}, hosts: map[string]HostStats{}, quit: make(chan struct{}),
+		kick: make(chan struct{}, 1),
 	}
 	ok := false
 	defer func() {
@@ -121,6 +133,7 @@ func Connect(ctx context.Context, opts Options) (*Cluster, error) {
 		sub.SetPendingLimits(-1, -1)
 		c.subs = append(c.subs, sub)
 	}
+	go c.flusher()
 	if opts.Processes > 0 {
 		if err := c.startLocal(ctx); err != nil {
 			return nil, err
@@ -248,7 +261,7 @@ func (c *Cluster) Submit(ctx context.Context, t *multiproc.Task, done func([]mul
 		done(nil, fmt.Errorf("multiproc: cluster: task %s is %d bytes, more than the NATS server's max payload %d", t.Func, len(m.Data), max))
 		return
 	}
-	cl := &call{fn: t.Func, want: want, done: done, stored: make(chan struct{})}
+	cl := &call{fn: t.Func, want: want, done: done, stored: make(chan struct{}), batch: t.Batch, body: m.Data}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -260,16 +273,28 @@ func (c *Cluster) Submit(ctx context.Context, t *multiproc.Task, done func([]mul
 		done(nil, fmt.Errorf("%w (%s; %s)", ErrNotConnected, c.where(), c.nc.Status()))
 		return
 	}
-	cl.key = c.id + "." + strconv.Itoa(c.epoch) + "." + strconv.FormatUint(c.seq.Add(1), 10)
+	cl.epoch, cl.seq = c.epoch, c.seq.Add(1)
+	cl.key = c.id + "." + strconv.Itoa(cl.epoch) + "." + strconv.FormatUint(cl.seq, 10)
 	cl.subject = c.s.tasks + cl.key
 	c.pending[cl.key] = cl
 	c.mu.Unlock()
+	c.submitted.Add(1)
+	if ctx.Done() == nil {
+		// Nobody can cancel it: it may travel with others (see flush).
+		c.obMu.Lock()
+		c.outbox = append(c.outbox, cl)
+		c.obMu.Unlock()
+		select {
+		case c.kick <- struct{}{}:
+		default:
+		}
+		return
+	}
 	m.Subject = cl.subject
 	m.Header.Set(hdrID, cl.key)
 	if ctx.Done() != nil {
 		cl.stop = context.AfterFunc(ctx, func() { c.abandon(cl.key, ctx.Err()) })
 	}
-	c.submitted.Add(1)
 	if _, err := c.js.PublishMsgAsync(m); err != nil {
 		c.finish(cl.key, nil, fmt.Errorf("multiproc: cluster: queueing task %s: %w", t.Func, err))
 	}
@@ -337,6 +362,89 @@ func (c *Cluster) onResult(m *nats.Msg) {
 	c.finish(key, rs, err)
 }
 
+// flusher publishes the outbox: a task alone as it is, several that piled
+// up as messages of several tasks each, in chunks as Map's are (about a
+// quarter of the outbox per worker), so that a burst of long tasks still
+// spreads over the hosts.
+func (c *Cluster) flusher() {
+	for {
+		select {
+		case <-c.kick:
+		case <-c.quit:
+			return
+		}
+		for {
+			c.obMu.Lock()
+			calls := c.outbox
+			c.outbox = nil
+			c.obMu.Unlock()
+			if len(calls) == 0 {
+				break
+			}
+			c.flush(calls)
+		}
+	}
+}
+
+// maxMulti bounds the tasks in one message.
+const maxMulti = 256
+
+func (c *Cluster) flush(calls []*call) {
+	// Only those still waiting: a disconnect or Close may have failed some.
+	c.mu.Lock()
+	live := calls[:0]
+	for _, cl := range calls {
+		if c.pending[cl.key] == cl {
+			live = append(live, cl)
+		}
+	}
+	c.mu.Unlock()
+	w := c.Workers()
+	size := min(maxMulti, max(1, (len(live)+4*w-1)/(4*w)))
+	limit := int(c.nc.MaxPayload() / 2)
+	for len(live) > 0 {
+		n, bytes := 1, len(live[0].body)
+		for n < len(live) && n < size && live[n].epoch == live[0].epoch && bytes+len(live[n].body) < limit {
+			bytes += len(live[n].body)
+			n++
+		}
+		group := live[:n]
+		live = live[n:]
+		if n == 1 {
+			c.publishOne(group[0])
+			continue
+		}
+		m := nats.NewMsg(c.s.tasks + c.id + "." + strconv.Itoa(group[0].epoch) + ".m" + strconv.FormatUint(group[0].seq, 10))
+		m.Header.Set(hdrMulti, "1")
+		if c.opts.TaskTimeout > 0 {
+			m.Header.Set(hdrTimeout, strconv.FormatInt(int64(c.opts.TaskTimeout), 10))
+		}
+		m.Data = encodeMulti(group)
+		if _, err := c.js.PublishMsgAsync(m); err != nil {
+			for _, cl := range group {
+				c.finish(cl.key, nil, fmt.Errorf("multiproc: cluster: queueing task %s: %w", cl.fn, err))
+			}
+		}
+	}
+}
+
+// publishOne publishes an outbox task as a message of its own.
+func (c *Cluster) publishOne(cl *call) {
+	m := nats.NewMsg(cl.subject)
+	m.Header.Set(hdrFunc, cl.fn)
+	m.Header.Set(hdrID, cl.key)
+	if cl.batch {
+		m.Header.Set(hdrBatch, "1")
+	}
+	if c.opts.TaskTimeout > 0 {
+		m.Header.Set(hdrTimeout, strconv.FormatInt(int64(c.opts.TaskTimeout), 10))
+	}
+	m.Data = cl.body
+	if _, err := c.js.PublishMsgAsync(m); err != nil {
+		c.finish(cl.key, nil, fmt.Errorf("multiproc: cluster: queueing task %s: %w", cl.fn, err))
+	}
+}
+
 func (c *Cluster) onStored(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) {
 	c.mu.Lock()
 	cl := c.pending[m.Header.Get(hdrID)]
@@ -347,6 +455,15 @@ func (c *Cluster) onStored(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubA
 }
 
 func (c *Cluster) onPublishErr(_ jetstream.JetStream, m *nats.Msg, err error) {
+	if m.Header.Get(hdrMulti) != "" {
+		prefix := strings.TrimPrefix(m.Subject, c.s.tasks)
+		prefix = prefix[:strings.LastIndexByte(prefix, '.')+1]
+		members, _ := decodeMulti(m.Data)
+		for _, mb := range members {
+			c.finish(prefix+strconv.FormatUint(mb.seq, 10), nil, fmt.Errorf("multiproc: cluster: queueing task %s on %s: %w", mb.fn, c.where(), err))
+		}
+		return
+	}
 	c.finish(m.Header.Get(hdrID), nil, fmt.Errorf("multiproc: cluster: queueing task %s on %s: %w", m.Header.Get(hdrFunc), c.where(), err))
 }
 

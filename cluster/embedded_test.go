@@ -189,3 +189,26 @@ func TestEmbeddedClose(t *testing.T) {
 		t.Fatalf("second Close = %v", err)
 	}
 }
+
+// A burst of ApplyAsync travels in messages of several tasks, run in one
+// worker round trip: one task crashing its worker fails alone.
+func TestEmbeddedBurstWithCrash(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	c := connect(t, ctx, Options{Processes: 2})
+	var rs []*multiproc.AsyncResult[int]
+	for i := range 200 {
+		rs = append(rs, crashOn7.ApplyAsync(c, i%50))
+	}
+	for i, r := range rs {
+		v, err := r.Get(ctx)
+		if i%50 == 7 {
+			if !errors.Is(err, multiproc.ErrWorkerDied) {
+				t.Fatalf("task %d: %d, %v; want ErrWorkerDied", i, v, err)
+			}
+			continue
+		}
+		if err != nil || v != i%50 {
+			t.Fatalf("task %d = %d, %v", i, v, err)
+		}
+	}
+}

@@ -360,16 +360,7 @@ func (h *host) start(ctx context.Context, m jetstream.Msg) {
 	hdr := m.Headers()
 	fn := hdr.Get(hdrFunc)
 	reply := h.s.results + client
-	answer := func(b []byte) {
-		out := nats.NewMsg(reply)
-		out.Header.Set(hdrID, key)
-		out.Header.Set(hdrHost, h.name)
-		out.Data = b
-		if int64(len(b)) > h.nc.MaxPayload()-1024 {
-			out.Data = append([]byte{resFailed}, fmt.Sprintf("multiproc: the result of %s is %d bytes, more than the NATS server's max payload %d", fn, len(b), h.nc.MaxPayload())...)
-		}
-		h.nc.PublishMsg(out)
-	}
+	answer := func(b []byte) { h.answer(reply, key, fn, b) }
 	drop := func() {
 		h.dropped.Add(1)
 		m.Ack()
@@ -393,15 +384,16 @@ func (h *host) start(ctx context.Context, m jetstream.Msg) {
 			}
 		}
 	}
-	if md, err := m.Metadata(); err == nil && md.NumDelivered > 1 {
-		h.redelivered.Add(1)
-		if md.NumDelivered > uint64(h.opts.MaxDeliveries) {
-			h.failed.Add(1)
-			answer(append([]byte{resFailed}, fmt.Sprintf("multiproc: task %s was handed to a host %d times and none finished it (each host died or fell silent for longer than the AckWait); giving up", fn, md.NumDelivered-1)...))
-			m.Ack()
-			h.release(1)
-			return
-		}
+	if hdr.Get(hdrMulti) != "" {
+		h.startMulti(ctx, m, key, reply)
+		return
+	}
+	if n := h.deliveries(m); n > uint64(h.opts.MaxDeliveries) {
+		h.failed.Add(1)
+		answer(tooManyDeliveries(fn, n))
+		m.Ack()
+		h.release(1)
+		return
 	}
 	args, err := decodeArgs(m.Data())
 	if err != nil || fn == "" {
@@ -461,6 +453,162 @@ func (h *host) start(ctx context.Context, m jetstream.Msg) {
 		}
 		h.answered()
 	})
+}
+
+// answer publishes a task's result to its caller.
+func (h *host) answer(reply, key, fn string, b []byte) {
+	out := nats.NewMsg(reply)
+	out.Header.Set(hdrID, key)
+	out.Header.Set(hdrHost, h.name)
+	out.Data = b
+	if int64(len(b)) > h.nc.MaxPayload()-1024 {
+		out.Data = append([]byte{resFailed}, fmt.Sprintf("multiproc: the result of %s is %d bytes, more than the NATS server's max payload %d", fn, len(b), h.nc.MaxPayload())...)
+	}
+	h.nc.PublishMsg(out)
+}
+
+// deliveries is how many times m has been handed to a host, this time
+// included (counting the redelivered).
+func (h *host) deliveries(m jetstream.Msg) uint64 {
+	md, err := m.Metadata()
+	if err != nil {
+		return 1
+	}
+	if md.NumDelivered > 1 {
+		h.redelivered.Add(1)
+	}
+	return md.NumDelivered
+}
+
+func tooManyDeliveries(fn string, n uint64) []byte {
+	return append([]byte{resFailed}, fmt.Sprintf("multiproc: task %s was handed to a host %d times and none finished it (each host died or fell silent for longer than the AckWait); giving up", fn, n-1)...)
+}
+
+// startMulti runs a message of several tasks (see encodeMulti): nobody
+// can cancel them, so each runs under a context that never ends (unless
+// they have a TaskTimeout), and each is answered on its own; the message
+// is acknowledged once all are.
+func (h *host) startMulti(ctx context.Context, m jetstream.Msg, key, reply string) {
+	members, err := decodeMulti(m.Data())
+	prefix := key[:strings.LastIndexByte(key, '.')+1]
+	if err != nil {
+		h.failed.Add(1)
+		m.Ack() // nothing to answer: the keys are unreadable
+		h.release(1)
+		return
+	}
+	if n := h.deliveries(m); n > uint64(h.opts.MaxDeliveries) {
+		for _, mb := range members {
+			h.failed.Add(1)
+			h.answer(reply, prefix+strconv.FormatUint(mb.seq, 10), mb.fn, tooManyDeliveries(mb.fn, n))
+		}
+		m.Ack()
+		h.release(1)
+		return
+	}
+	tctx, cancel := context.Background(), context.CancelFunc(func() {})
+	if d := m.Headers().Get(hdrTimeout); d != "" {
+		if ns, err := strconv.ParseInt(d, 10, 64); err == nil && ns > 0 {
+			tctx, cancel = context.WithCancel(ctx)
+		}
+	}
+	t := &heldTask{msg: m, cancel: cancel}
+	h.mu.Lock()
+	h.held[key] = t
+	h.mu.Unlock()
+	var left atomic.Int64
+	var nak atomic.Bool
+	left.Store(int64(len(members)))
+	timeout := time.Duration(0)
+	if d := m.Headers().Get(hdrTimeout); d != "" {
+		if ns, err := strconv.ParseInt(d, 10, 64); err == nil && ns > 0 {
+			timeout = time.Duration(ns)
+		}
+	}
+	// finishOne accounts for one member's outcome; the last one acks.
+	finishOne := func(mb *member, rs []multiproc.Result, err error) {
+		h.mu.Lock()
+		canceled := t.canceled
+		h.mu.Unlock()
+		switch {
+		case ctx.Err() != nil && (errors.Is(err, multiproc.ErrPoolClosed) || errors.Is(err, context.Canceled)):
+			nak.Store(true)
+		case canceled:
+			h.dropped.Add(1)
+		default:
+			if err != nil {
+				h.failed.Add(1)
+			} else {
+				h.done.Add(1)
+			}
+			h.answer(reply, prefix+strconv.FormatUint(mb.seq, 10), mb.fn, encodeResults(rs, err))
+		}
+		if left.Add(-1) > 0 {
+			return
+		}
+		h.mu.Lock()
+		delete(h.held, key)
+		h.mu.Unlock()
+		cancel()
+		if nak.Load() {
+			m.Nak() // the host is stopping: the unanswered ones go to another
+		} else {
+			m.Ack()
+		}
+		h.answered()
+	}
+	runOne := func(mb *member) {
+		mctx, mcancel := tctx, context.CancelFunc(func() {})
+		if timeout > 0 {
+			mctx, mcancel = context.WithTimeout(tctx, timeout)
+		}
+		h.pool.Submit(mctx, &multiproc.Task{Func: mb.fn, Args: mb.args, Batch: mb.batch}, func(rs []multiproc.Result, err error) {
+			mcancel()
+			finishOne(mb, rs, err)
+		})
+	}
+	for i := 0; i < len(members); {
+		// Consecutive plain tasks of one function run as one pool task
+		// (one worker round trip for all), when no timeout applies to
+		// each. If that worker dies, each runs again on its own, so that
+		// only the one that crashes it fails (the others ran at least
+		// once, as the cluster promises).
+		j := i + 1
+		for timeout == 0 && !members[i].batch && j < len(members) && !members[j].batch && members[j].fn == members[i].fn {
+			j++
+		}
+		group := members[i:j]
+		i = j
+		if len(group) == 1 {
+			runOne(&group[0])
+			continue
+		}
+		var args [][]byte
+		for _, mb := range group {
+			args = append(args, mb.args...)
+		}
+		h.pool.Submit(tctx, &multiproc.Task{Func: group[0].fn, Args: args}, func(rs []multiproc.Result, err error) {
+			if err == nil && len(rs) != len(args) {
+				err = fmt.Errorf("multiproc: cluster: the pool answered %d tasks with %d results", len(args), len(rs))
+			}
+			if err != nil && !(ctx.Err() != nil && errors.Is(err, multiproc.ErrPoolClosed)) {
+				for k := range group {
+					runOne(&group[k])
+				}
+				return
+			}
+			off := 0
+			for k := range group {
+				mb := &group[k]
+				if err != nil {
+					finishOne(mb, nil, err)
+					continue
+				}
+				finishOne(mb, rs[off:off+len(mb.args)], nil)
+				off += len(mb.args)
+			}
+		})
+	}
 }
 
 // parseSubject splits a task subject into its key ("<client>.<epoch>.<seq>")

@@ -67,6 +67,12 @@ var (
 		os.Exit(7)
 		return 0, nil
 	})
+	crashOn7 = multiproc.Register("cluster.crashOn7", func(_ context.Context, x int) (int, error) {
+		if x == 7 {
+			os.Exit(7)
+		}
+		return x, nil
+	})
 	killHost = multiproc.Register("cluster.killHost", func(_ context.Context, job counted) (int, error) {
 		job.mark()
 		// The worker's parent is its host: a task that takes its host

@@ -27,6 +27,7 @@ const (
 	hdrDeadline = "Mp-Deadline" // unix nanoseconds: drop the task after it
 	hdrTimeout  = "Mp-Timeout"  // nanoseconds: the task's TaskTimeout
 	hdrCtx      = "Mp-Ctx"      // "1": the caller may cancel it
+	hdrMulti    = "Mp-Multi"    // "1": the body holds several tasks (encodeMulti)
 	hdrID       = "Mp-Id"       // on a result: the task's key
 	hdrHost     = "Mp-Host"     // on a result: which host ran it
 )
@@ -217,4 +218,62 @@ func decodeResults(b []byte, want int, fn, host string) ([]multiproc.Result, err
 		return nil, fmt.Errorf("multiproc: cluster: corrupt result from host %s for task %s", host, fn)
 	}
 	return rs, nil
+}
+
+// member is one task of a message of several: its key is the message's
+// key with the last element replaced by seq.
+type member struct {
+	seq   uint64
+	fn    string
+	batch bool
+	args  [][]byte
+}
+
+// encodeMulti encodes several tasks nobody can cancel as one message:
+// a count, then per task its seq, function, batch flag and arguments.
+func encodeMulti(calls []*call) []byte {
+	n := 8
+	for _, cl := range calls {
+		n += len(cl.body) + len(cl.fn) + 24
+	}
+	b := make([]byte, 0, n)
+	b = binary.AppendUvarint(b, uint64(len(calls)))
+	for _, cl := range calls {
+		b = binary.AppendUvarint(b, cl.seq)
+		b = appendBytes(b, []byte(cl.fn))
+		if cl.batch {
+			b = append(b, 1)
+		} else {
+			b = append(b, 0)
+		}
+		b = appendBytes(b, cl.body)
+	}
+	return b
+}
+
+func decodeMulti(b []byte) ([]member, error) {
+	r := reader{b: b}
+	n := r.uvarint()
+	if r.err != nil || n > uint64(len(b)) || n > maxItems {
+		return nil, errCorrupt
+	}
+	ms := make([]member, n)
+	for i := range ms {
+		ms[i].seq = r.uvarint()
+		ms[i].fn = string(r.bytes())
+		ms[i].batch = r.byte() == 1
+		body := r.bytes()
+		if r.err != nil {
+			return nil, errCorrupt
+		}
+		args, err := decodeArgs(body)
+		if err != nil || ms[i].fn == "" {
+			return nil, errCorrupt
+		}
+		ms[i].args = args
+	}
+	if r.err != nil || len(r.b) != 0 {
+		return nil, errCorrupt
+	}
+	return ms, nil
 }
