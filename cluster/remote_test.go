@@ -171,3 +171,42 @@ func TestRemoteWorkerDied(t *testing.T) {
 		t.Fatalf("crashing task ran %d times; queue %+v", n, st)
 	}
 }
+
+// A task cancelled while no host is there is purged from the queue: a
+// host that joins later never runs it.
+func TestRemoteCancelledNeverRunsOnLateHost(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	c := connect(t, ctx, Options{Listen: "127.0.0.1:0", Processes: -1, AckWait: testAckWait})
+	log := filepath.Join(t.TempDir(), "runs")
+	actx, cancel := context.WithCancel(ctx)
+	r := make(chan error, 1)
+	go func() {
+		_, err := slow.Apply(actx, c, counted{Path: log, N: 1})
+		r <- err
+	}()
+	waitFor(t, time.Minute, "the task to be queued", func() bool {
+		st, err := c.Stats(ctx)
+		return err == nil && st.Queued == 1
+	})
+	cancel()
+	select {
+	case err := <-r:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Apply = %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Apply did not return within 10s of its cancel")
+	}
+	waitFor(t, time.Minute, "the queue to be purged", func() bool {
+		st, err := c.Stats(ctx)
+		return err == nil && st.Queued == 0
+	})
+	startHost(t, c.URL(), 1, testAckWait, 0)
+	waitFor(t, time.Minute, "the host to join", func() bool { return c.Workers() == 1 })
+	if v, err := slow.Apply(ctx, c, counted{Path: log, N: 2}); err != nil || v != 4 {
+		t.Fatalf("Apply = %d, %v", v, err)
+	}
+	if got := runs(t, log); got[1] != 0 || got[2] != 1 {
+		t.Fatalf("runs = %v: the cancelled task ran", got)
+	}
+}

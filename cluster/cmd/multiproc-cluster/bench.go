@@ -83,10 +83,20 @@ func bench(args []string) int {
 
 func runDask(ctx context.Context, s sizes) row {
 	r := row{name: "Dask distributed, LocalCluster(2 processes)", sizes: s}
-	if exec.Command("python3", "-c", "import distributed").Run() != nil {
-		r.err = fmt.Errorf("python3 has no distributed package (apt-get install python3-distributed)")
+	// Debian's python3-distributed is for the system's python3, which a
+	// pyenv python3 earlier in PATH may hide.
+	python := ""
+	for _, p := range []string{"python3", "/usr/bin/python3"} {
+		if exec.Command(p, "-c", "import distributed").Run() == nil {
+			python = p
+			break
+		}
+	}
+	if python == "" {
+		r.err = fmt.Errorf("no python3 with the distributed package (apt-get install python3-distributed)")
 		return r
 	}
+	r.name += " (" + python + ")"
 	dir, err := os.MkdirTemp("", "multiproc-dask-")
 	if err != nil {
 		r.err = err
@@ -98,7 +108,7 @@ func runDask(ctx context.Context, s sizes) row {
 		r.err = err
 		return r
 	}
-	out, err := exec.CommandContext(ctx, "python3", script, fmt.Sprint(s.mapN), fmt.Sprint(s.asyncN), fmt.Sprint(s.applyN)).Output()
+	out, err := exec.CommandContext(ctx, python, script, fmt.Sprint(s.mapN), fmt.Sprint(s.asyncN), fmt.Sprint(s.applyN)).Output()
 	if err != nil {
 		r.err = fmt.Errorf("dask: %w", err)
 		return r
