@@ -84,6 +84,8 @@ type localHost struct {
 // talks to that NATS server or cluster and runs opts.Processes workers
 // (none by default) beside the hosts that Serve there. Connect makes the
 // work queue (a JetStream stream with work-queue retention) as opts say.
+// Tasks wait in the queue until a host takes them: with no worker anywhere
+// (Processes -1 and no host yet), a call waits for one, within its ctx.
 func Connect(ctx context.Context, opts Options) (*Cluster, error) {
 	if err := opts.fill(false); err != nil {
 		return nil, err
@@ -96,6 +98,7 @@ func Connect(ctx context.Context, opts Options) (*Cluster, error) {
 	ok := false
 	defer func() {
 		if !ok {
+			close(c.quit)
 			c.shutdown()
 		}
 	}()

@@ -407,20 +407,19 @@ func (h *host) start(ctx context.Context, m jetstream.Msg) {
 	// runs under a context that never ends, so that the pool may queue it
 	// in a busy worker (as it does for ApplyAsync) and the worker never
 	// idles between tasks; stopping the host still stops it (Terminate).
+	timeout := h.taskTimeout(hdr)
 	tctx, cancel := context.Background(), context.CancelFunc(func() {})
 	switch {
 	case !deadline.IsZero():
 		tctx, cancel = context.WithDeadline(ctx, deadline)
-	case hdr.Get(hdrCtx) != "" || hdr.Get(hdrTimeout) != "":
+	case hdr.Get(hdrCtx) != "" || timeout > 0:
 		tctx, cancel = context.WithCancel(ctx)
 	}
-	if d := hdr.Get(hdrTimeout); d != "" {
-		if ns, err := strconv.ParseInt(d, 10, 64); err == nil && ns > 0 {
-			var c2 context.CancelFunc
-			tctx, c2 = context.WithTimeout(tctx, time.Duration(ns))
-			c1 := cancel
-			cancel = func() { c2(); c1() }
-		}
+	if timeout > 0 {
+		var c2 context.CancelFunc
+		tctx, c2 = context.WithTimeout(tctx, timeout)
+		c1 := cancel
+		cancel = func() { c2(); c1() }
 	}
 	t := &heldTask{msg: m, cancel: cancel}
 	h.mu.Lock()
@@ -453,6 +452,19 @@ func (h *host) start(ctx context.Context, m jetstream.Msg) {
 		}
 		h.answered()
 	})
+}
+
+// taskTimeout is the caller's TaskTimeout for a task, to be applied by a
+// context, or 0. When it is the host's own TaskTimeout, the host's pool
+// applies it, exactly: from the moment a worker takes the task up. A
+// different one is applied from the moment the host took the task, so it
+// also counts the task's wait for a free worker of this host.
+func (h *host) taskTimeout(hdr nats.Header) time.Duration {
+	ns, err := strconv.ParseInt(hdr.Get(hdrTimeout), 10, 64)
+	if err != nil || ns <= 0 || time.Duration(ns) == h.opts.TaskTimeout {
+		return 0
+	}
+	return time.Duration(ns)
 }
 
 // answer publishes a task's result to its caller.
@@ -506,11 +518,10 @@ func (h *host) startMulti(ctx context.Context, m jetstream.Msg, key, reply strin
 		h.release(1)
 		return
 	}
+	timeout := h.taskTimeout(m.Headers())
 	tctx, cancel := context.Background(), context.CancelFunc(func() {})
-	if d := m.Headers().Get(hdrTimeout); d != "" {
-		if ns, err := strconv.ParseInt(d, 10, 64); err == nil && ns > 0 {
-			tctx, cancel = context.WithCancel(ctx)
-		}
+	if timeout > 0 {
+		tctx, cancel = context.WithCancel(ctx)
 	}
 	t := &heldTask{msg: m, cancel: cancel}
 	h.mu.Lock()
@@ -519,12 +530,6 @@ func (h *host) startMulti(ctx context.Context, m jetstream.Msg, key, reply strin
 	var left atomic.Int64
 	var nak atomic.Bool
 	left.Store(int64(len(members)))
-	timeout := time.Duration(0)
-	if d := m.Headers().Get(hdrTimeout); d != "" {
-		if ns, err := strconv.ParseInt(d, 10, 64); err == nil && ns > 0 {
-			timeout = time.Duration(ns)
-		}
-	}
 	// finishOne accounts for one member's outcome; the last one acks.
 	finishOne := func(mb *member, rs []multiproc.Result, err error) {
 		h.mu.Lock()
@@ -570,11 +575,11 @@ func (h *host) startMulti(ctx context.Context, m jetstream.Msg, key, reply strin
 	for i := 0; i < len(members); {
 		// Consecutive plain tasks of one function run as one pool task
 		// (one worker round trip for all), when no timeout applies to
-		// each. If that worker dies, each runs again on its own, so that
+		// each (the caller's or this host's). If that worker dies, each runs again on its own, so that
 		// only the one that crashes it fails (the others ran at least
 		// once, as the cluster promises).
 		j := i + 1
-		for timeout == 0 && !members[i].batch && j < len(members) && !members[j].batch && members[j].fn == members[i].fn {
+		for timeout == 0 && h.opts.TaskTimeout == 0 && !members[i].batch && j < len(members) && !members[j].batch && members[j].fn == members[i].fn {
 			j++
 		}
 		group := members[i:j]

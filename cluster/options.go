@@ -42,7 +42,11 @@ type Options struct {
 	// TaskTimeout bounds each task, as PoolOptions.TaskTimeout: a task past
 	// it fails with an error matching context.DeadlineExceeded and its
 	// worker process is killed and replaced. Connect sends it with every
-	// task; Serve applies its own to every task it runs as well. 0: none.
+	// task; Serve applies its own to every task it runs as well. A host
+	// whose TaskTimeout is the client's counts it from the moment a worker
+	// takes the task up, as a Pool does (the local workers of Connect are
+	// such a host); a host with another counts the client's from the moment
+	// it took the task from the queue. 0: none.
 	TaskTimeout time.Duration
 
 	// AckWait is how long a host may stay silent about a task it holds
