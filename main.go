@@ -29,6 +29,7 @@ import (
 // that forgets Main cannot start processes: Start fails with an error
 // matching ErrNoMain instead, and the half-started child is killed.
 func Main() {
+	mainCalled.Store(true)
 	if os.Getenv(spawn.EnvRole) != "child" {
 		return
 	}

@@ -1,6 +1,7 @@
 package multiproc_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"testing"
@@ -14,6 +15,10 @@ func TestMain(m *testing.M) {
 		err := double.Process(1).Start()
 		fmt.Println("start error:", err)
 		os.Exit(3)
+	}
+	if os.Getenv("MULTIPROC_TEST_DUPREG") == "1" {
+		// A name registered twice must panic at initialisation, naming it.
+		multiproc.Register("test.double", func(ctx context.Context, x int) (int, error) { return x, nil })
 	}
 	multiproc.Main()
 	if os.Getenv("MULTIPROC_TEST_SIGINT") == "1" {

@@ -222,14 +222,37 @@ func TestJoinDeadlineLeavesChildRunning(t *testing.T) {
 	}
 }
 
+// A name registered twice panics at package initialisation, naming it.
 func TestRegisterTwicePanics(t *testing.T) {
-	defer func() {
-		r := recover()
-		if r == nil || !strings.Contains(r.(string), "test.double") {
-			t.Fatalf("second Register: recover() = %v", r)
-		}
-	}()
-	multiproc.Register("test.double", func(ctx context.Context, x int) (int, error) { return x, nil })
+	ctx := testCtx(t, 60*time.Second)
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "MULTIPROC_TEST_DUPREG=1")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `function "test.double" registered twice`) {
+		t.Fatalf("a duplicate Register: %v\n%s", err, out)
+	}
+}
+
+// Register after Main panics at the call, naming the mistake: a child
+// would never know the name.
+func TestRegisterAfterMainPanics(t *testing.T) {
+	for what, call := range map[string]func(){
+		"Register": func() {
+			multiproc.Register("test.late", func(ctx context.Context, x int) (int, error) { return x, nil })
+		},
+		"RegisterRunner": func() { multiproc.RegisterRunner("test.lateRunner", &initRunner{}) },
+		"RegisterType":   func() { multiproc.RegisterType(struct{ Late int }{}) },
+	} {
+		func() {
+			defer func() {
+				r, _ := recover().(string)
+				if !strings.Contains(r, what+"(") || !strings.Contains(r, "after Main") {
+					t.Errorf("%s after Main: recover() = %q", what, r)
+				}
+			}()
+			call()
+		}()
+	}
 }
 
 // procState returns the state letter of pid from /proc ("" if gone).

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
+	"sync/atomic"
 
 	"github.com/multiproc-go/multiproc/internal/handle"
 	"github.com/multiproc-go/multiproc/internal/wire"
@@ -29,6 +30,18 @@ type runFn func(ctx context.Context, arg []byte, entries []handle.Entry, im *han
 // batchFn runs a registered function over an encoded []A in a child and
 // returns the encoded batch result (see appendBatch).
 type batchFn func(ctx context.Context, args []byte) ([]byte, error)
+
+// mainCalled is set by Main: registering after it is a mistake, since a
+// child never runs main past Main and would not know the name.
+var mainCalled atomic.Bool
+
+// checkInit panics if Main has run: what registers must do so at package
+// initialisation, in every process alike.
+func checkInit(what, name string) {
+	if mainCalled.Load() {
+		panic(fmt.Sprintf("multiproc: %s(%q) called after Main: register at package initialisation (a package-level var or init), so that child processes, which never run main past Main, know it too", what, name))
+	}
+}
 
 var (
 	regMu      sync.RWMutex
@@ -82,6 +95,7 @@ func Register[A, R any](name string, fn func(ctx context.Context, arg A) (R, err
 	if fn == nil {
 		panic(fmt.Sprintf("multiproc: Register(%q) with a nil function", name))
 	}
+	checkInit("Register", name)
 	f := &Func[A, R]{name: name, fn: fn}
 	regMu.Lock()
 	defer regMu.Unlock()
@@ -214,6 +228,7 @@ func RegisterRunner(name string, prototype Runner) {
 	if prototype == nil {
 		panic(fmt.Sprintf("multiproc: RegisterRunner(%q) with a nil prototype", name))
 	}
+	checkInit("RegisterRunner", name)
 	t := reflect.TypeOf(prototype)
 	isPtr := t.Kind() == reflect.Pointer
 	base := t
@@ -278,4 +293,7 @@ func decodeRunner(b []byte, entries []handle.Entry, im *handle.Imports, pv refle
 // at package initialisation, like Register. Common built-in types (numbers,
 // string, []byte, []any, map[string]any, time.Time, ...) are registered
 // already. It panics if another type is registered under the same name.
-func RegisterType(v any) { wire.Register(v) }
+func RegisterType(v any) {
+	checkInit("RegisterType", fmt.Sprintf("%T", v))
+	wire.Register(v)
+}
