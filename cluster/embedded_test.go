@@ -212,3 +212,38 @@ func TestEmbeddedBurstWithCrash(t *testing.T) {
 		}
 	}
 }
+
+// IMap over an endless sequence keeps a bounded window in flight: the
+// loop stops when the caller stops, and little ran beyond what it took.
+func TestEmbeddedIMapEndless(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	c := connect(t, ctx, Options{Processes: 2})
+	log := filepath.Join(t.TempDir(), "runs")
+	endless := func(yield func(counted) bool) {
+		for i := 0; ; i++ {
+			if !yield(counted{Path: log, N: i}) {
+				return
+			}
+		}
+	}
+	n := 0
+	for v, err := range slow.IMap(ctx, c, endless) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v != 2*n {
+			t.Fatalf("IMap result %d = %d, want %d", n, v, 2*n)
+		}
+		if n++; n == 50 {
+			break
+		}
+	}
+	// At most the window (2×Workers) beyond the 50 taken was sent.
+	waitFor(t, time.Minute, "the hosts to finish what was sent", func() bool {
+		st, err := c.Stats(ctx)
+		return err == nil && st.Running == 0 && st.Queued == 0
+	})
+	if ran := total(runs(t, log)); ran < 50 || ran > 50+2*c.Workers() {
+		t.Fatalf("%d tasks ran for 50 results, window %d", ran, 2*c.Workers())
+	}
+}
