@@ -210,3 +210,30 @@ func TestRemoteCancelledNeverRunsOnLateHost(t *testing.T) {
 		t.Fatalf("runs = %v: the cancelled task ran", got)
 	}
 }
+
+// A host told to stop hands its tasks back at once: another host finishes
+// them long before the ack wait would have passed.
+func TestRemoteHostStopHandsBack(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	const ackWait = time.Minute
+	c := connect(t, ctx, Options{Listen: "127.0.0.1:0", Processes: -1, AckWait: ackWait})
+	a := startHost(t, c.URL(), 1, ackWait, 0)
+	waitFor(t, time.Minute, "host A to join", func() bool { return c.Workers() == 1 })
+	log := filepath.Join(t.TempDir(), "runs")
+	r := slow.ApplyAsync(c, counted{Path: log, N: 1, Ms: 2000})
+	waitFor(t, time.Minute, "the task to start on A", func() bool { return total(runs(t, log)) == 1 })
+	startHost(t, c.URL(), 1, ackWait, 0)
+	waitFor(t, time.Minute, "host B to join", func() bool { return c.Workers() == 2 })
+	start := time.Now()
+	a.stop(t)
+	v, err := r.Get(ctx)
+	if err != nil || v != 2 {
+		t.Fatalf("Get = %d, %v", v, err)
+	}
+	if d := time.Since(start); d > ackWait/2 {
+		t.Fatalf("the task took %v after its host stopped: not handed back", d)
+	}
+	if got := runs(t, log); got[1] != 2 {
+		t.Fatalf("runs = %v, want the task started on A then run on B", got)
+	}
+}
