@@ -23,9 +23,14 @@
 //
 // A task (one Apply, one Map chunk, one IMap item) is one message in the
 // work queue, a JetStream stream with work-queue retention named
-// Options.Name, on the subject Name.tasks.<client>.<epoch>.<seq>. All hosts
-// share one durable pull consumer; each pulls only as many tasks as it has
-// free workers (plus two), so the load spreads by who is free. Results come
+// Options.Name, on the subject Name.tasks.<client>.<epoch>.<seq>. Tasks
+// nobody can cancel (ApplyAsync's) that pile up while the client publishes
+// travel several to a message, in chunks as Map's (about a quarter of the
+// pile per worker), and a host runs consecutive ones of one function in one
+// worker round trip. All hosts share one durable pull consumer; each pulls
+// as many messages as it has workers, plus as many as it gets through in
+// about 4ms (one while tasks are slow), so that short tasks keep its workers
+// busy and long ones spread by who is free. Results come
 // back on the caller's own core-NATS subject (Name.results.<client>), not
 // through a second stream: only the waiting caller wants them, and a stream
 // would cost two more stored writes per task and its own cleanup. A result
