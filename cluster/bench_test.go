@@ -12,9 +12,9 @@ import (
 
 // The cluster's benchmarks, beside the local Pool's:
 //
-//	go test -run '^$' -bench . ./cluster/
+//	cd cluster && go test -run '^$' -bench .
 //
-// `go run ./cmd/multiproc-cluster bench` prints the same scenarios as a
+// `go run ./cmd/multiproc-cluster bench` (in cluster/) prints the same scenarios as a
 // table, with Dask's figures where python3 has distributed.
 
 func hostCmd(url string) *exec.Cmd {
