@@ -17,6 +17,8 @@ import (
 // `go run ./cmd/multiproc-cluster bench` (in cluster/) prints the same scenarios as a
 // table, with Dask's figures where python3 has distributed.
 
+// hostCmd runs the test binary as a cluster host of one worker (the
+// host role of TestMain).
 func hostCmd(url string) *exec.Cmd {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "MPC_TEST_ROLE=host", "MPC_TEST_URL="+url, "MPC_TEST_OPTS=1,0,0")

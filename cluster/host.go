@@ -503,7 +503,7 @@ func tooManyDeliveries(fn string, n uint64) []byte {
 func (h *host) startMulti(ctx context.Context, m jetstream.Msg, key, reply string) {
 	members, err := decodeMulti(m.Data())
 	prefix := key[:strings.LastIndexByte(key, '.')+1]
-	if err != nil {
+	if err != nil || len(members) == 0 {
 		h.failed.Add(1)
 		m.Ack() // nothing to answer: the keys are unreadable
 		h.release(1)

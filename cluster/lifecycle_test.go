@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 // Connect and Close leave nothing behind: no goroutine of the server,
@@ -55,5 +57,29 @@ func TestToken(t *testing.T) {
 	st, err := Status(ctx, Options{URL: c.URL(), Token: "s3cret"})
 	if err != nil || st.Workers != 1 {
 		t.Fatalf("Status with the token = %+v, %v", st, err)
+	}
+}
+
+// Malformed tasks in the queue (anyone with access can publish) are
+// dropped, never held for ever, and the host goes on working.
+func TestMalformedTasksDropped(t *testing.T) {
+	ctx := testCtx(t, time.Minute)
+	c := connect(t, ctx, Options{Processes: 1})
+	for _, m := range []*nats.Msg{
+		{Subject: c.s.tasks + "x.0.m1", Header: nats.Header{hdrMulti: []string{"1"}}, Data: []byte{0}}, // no members
+		{Subject: c.s.tasks + "x.0.m2", Header: nats.Header{hdrMulti: []string{"1"}}, Data: []byte{9, 9}},
+		{Subject: c.s.tasks + "x.0.3", Header: nats.Header{hdrFunc: []string{"cluster.square"}}, Data: []byte{200}},
+		{Subject: c.s.tasks + "bad", Data: []byte("x")},
+	} {
+		if _, err := c.js.PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 30*time.Second, "the queue to be empty", func() bool {
+		st, err := c.Stats(ctx)
+		return err == nil && st.Queued == 0 && st.Running == 0
+	})
+	if v, err := square.Apply(ctx, c, 6); err != nil || v != 36 {
+		t.Fatalf("Apply = %d, %v", v, err)
 	}
 }
