@@ -50,6 +50,9 @@
 // error, never redelivered for ever. A task whose own worker process died
 // (a crash inside the task) fails at once with an error matching
 // multiproc.ErrWorkerDied, as on a local Pool, and is not run again.
+// A client that dies without Close leaves its queued tasks behind: those
+// with a deadline are dropped once it passes, the others still run, for
+// nobody.
 //
 // Options.TaskTimeout bounds each task as PoolOptions.TaskTimeout does (an
 // error matching context.DeadlineExceeded; the worker is killed). When a

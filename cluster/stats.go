@@ -36,9 +36,9 @@ type HostStats struct {
 type Stats struct {
 	Hosts       []HostStats // hosts heard from in the last few seconds, by name
 	Workers     int         // their worker processes in all
-	Queued      uint64      // tasks in the queue that no host holds yet (every client's)
-	Running     int         // tasks held by hosts and not yet answered (every client's)
-	Redelivered int         // held tasks that had been handed out before
+	Queued      uint64      // messages in the queue that no host holds yet (every client's; several ApplyAsync tasks may share one)
+	Running     int         // messages held by hosts and not yet answered (every client's)
+	Redelivered int         // held messages that had been handed out before
 
 	// This client's tasks (zero in Status's answer).
 	Submitted, Completed, Failed uint64
