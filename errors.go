@@ -43,8 +43,8 @@ var (
 	// ErrBrokenBarrier: a Barrier was broken by a waiter whose context ended.
 	ErrBrokenBarrier = errors.New("multiproc: barrier is broken")
 	// ErrMessageTooLarge: a Conn received a message longer than its limit
-	// (Conn.SetMaxMessage). The message is left unread, so the Conn returns
-	// this error from every later receive.
+	// (Conn.SetMaxMessage). The message is left unread, and every later
+	// receive returns this error until the limit is raised.
 	ErrMessageTooLarge = wire.ErrFrameTooLarge
 )
 

@@ -278,5 +278,8 @@ func decodeRunner(b []byte, entries []handle.Entry, pv reflect.Value) error {
 // arguments, results and messages (as gob.Register does for gob). Call it
 // at package initialisation, like Register. Common built-in types (numbers,
 // string, []byte, []any, map[string]any, time.Time, ...) are registered
-// already. It panics if another type is registered under the same name.
+// already. A type is known by its full import path, so config.Config of
+// two packages are two types; it panics if another type is registered
+// under the same name, which only two types declared inside functions of
+// one package, under one name, can be.
 func RegisterType(v any) { wire.Register(v) }
