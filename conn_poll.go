@@ -18,13 +18,14 @@ import (
 // (a message it saw may then be that goroutine's). PollContext is Poll
 // with a context instead of a timeout.
 func (c *Conn) Poll(timeout time.Duration) (bool, error) {
+	if timeout == 0 {
+		if err := c.check(false); err != nil {
+			return false, err
+		}
+		return c.ready()
+	}
 	ctx := context.Background()
-	switch {
-	case timeout == 0:
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithCancel(ctx)
-		cancel()
-	case timeout > 0:
+	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
