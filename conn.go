@@ -129,7 +129,6 @@ func (c *Conn) init(fd int, readable, writable bool) {
 	c.f = os.NewFile(uintptr(fd), "multiproc-conn")
 	c.readable, c.writable = readable, writable
 	c.max.Store(DefaultMaxMessage)
-	c.rmu, c.wmu, c.pmu = newCtxMutex(), newCtxMutex(), newCtxMutex()
 	c.closed = make(chan struct{})
 }
 

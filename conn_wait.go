@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/multiproc-go/multiproc/internal/wire"
@@ -17,23 +18,31 @@ import (
 )
 
 // ctxMutex is a mutex whose Lock can be given up when a context ends, so
-// that a receive waiting behind another one is bounded too.
-type ctxMutex struct{ ch chan struct{} }
+// that a receive waiting behind another one is bounded too. The zero
+// value is an unlocked mutex.
+type ctxMutex struct {
+	once sync.Once
+	ch   chan struct{}
+}
 
-func newCtxMutex() ctxMutex { return ctxMutex{make(chan struct{}, 1)} }
+func (m *ctxMutex) sem() chan struct{} {
+	m.once.Do(func() { m.ch = make(chan struct{}, 1) })
+	return m.ch
+}
 
-func (m *ctxMutex) Lock()   { m.ch <- struct{}{} }
-func (m *ctxMutex) Unlock() { <-m.ch }
+func (m *ctxMutex) Lock()   { m.sem() <- struct{}{} }
+func (m *ctxMutex) Unlock() { <-m.sem() }
 
 // LockContext locks m, or returns ctx's error if ctx ends first.
 func (m *ctxMutex) LockContext(ctx context.Context) error {
+	ch := m.sem()
 	select {
-	case m.ch <- struct{}{}:
+	case ch <- struct{}{}:
 		return nil
 	default:
 	}
 	select {
-	case m.ch <- struct{}{}:
+	case ch <- struct{}{}:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
