@@ -50,13 +50,16 @@ var errZeroConn = errors.New("multiproc: use of a zero Conn: a Conn comes from P
 // SendBytesContext and PollContext are the methods without Context with a
 // context that ends the wait. A receive that gives up part-way through a
 // message keeps what it read, and the next receive goes on with that
-// message, so the stream stays in step. A send that gives up before any
+// message, so the stream stays in step (a message over the limit, a
+// malformed header, or a message cut short by the peer's closing is an
+// error that every later receive returns again). A send that gives up before any
 // byte of its message went out leaves the Conn as it was; one that gives
 // up part-way through cannot take back what went out, and every later
 // send on that Conn fails (the peer can read the messages before it, then
 // an incomplete one).
 //
-// The zero Conn is not usable: every method returns an error saying so.
+// The zero Conn is not usable: every method but SetMaxMessage returns an
+// error saying so.
 type Conn struct {
 	f        *os.File
 	readable bool
