@@ -142,7 +142,7 @@ func TestPoolErrors(t *testing.T) {
 		}
 		_ = v
 	}
-	if strings.Join(got, ",") != "odd input,ok,odd input,ok" {
+	if strings.Join(got, ",") != "multiproc: error in child: odd input,ok,multiproc: error in child: odd input,ok" {
 		t.Fatalf("IMap items = %v", got)
 	}
 	_, err = panics.Apply(ctx, p, "oops")
