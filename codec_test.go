@@ -107,7 +107,7 @@ func TestErrorsSayMultiprocOnce(t *testing.T) {
 	b.Close()
 	_, err = b.RecvBytesContext(ctx)
 	add("RecvBytes on a closed Conn", err)
-	add("SendBytes to a closed peer", a.SendBytes([]byte("x")))
+	add("SendBytes to a closed peer", sendUntilFails(ctx, a))
 	var zero multiproc.Conn
 	add("Send on a zero Conn", zero.Send(1))
 
