@@ -6,13 +6,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"reflect"
-	"runtime"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/multiproc-go/multiproc/internal/handle"
 	"github.com/multiproc-go/multiproc/internal/wire"
@@ -53,13 +50,16 @@ var errZeroConn = errors.New("multiproc: use of a zero Conn: a Conn comes from P
 // SendBytesContext and PollContext are the methods without Context with a
 // context that ends the wait. A receive that gives up part-way through a
 // message keeps what it read, and the next receive goes on with that
-// message, so the stream stays in step. A send that gives up before any
+// message, so the stream stays in step (a message over the limit, a
+// malformed header, or a message cut short by the peer's closing is an
+// error that every later receive returns again). A send that gives up before any
 // byte of its message went out leaves the Conn as it was; one that gives
 // up part-way through cannot take back what went out, and every later
 // send on that Conn fails (the peer can read the messages before it, then
 // an incomplete one).
 //
-// The zero Conn is not usable: every method returns an error saying so.
+// The zero Conn is not usable: every method but SetMaxMessage returns an
+// error saying so.
 type Conn struct {
 	f        *os.File
 	readable bool
@@ -90,30 +90,6 @@ type Conn struct {
 
 	closeOnce sync.Once
 	closed    chan struct{}
-}
-
-// ctxMutex is a mutex whose Lock can be given up when a context ends, so
-// that a receive waiting behind another one is bounded too.
-type ctxMutex struct{ ch chan struct{} }
-
-func newCtxMutex() ctxMutex { return ctxMutex{make(chan struct{}, 1)} }
-
-func (m *ctxMutex) Lock()   { m.ch <- struct{}{} }
-func (m *ctxMutex) Unlock() { <-m.ch }
-
-// LockContext locks m, or returns ctx's error if ctx ends first.
-func (m *ctxMutex) LockContext(ctx context.Context) error {
-	select {
-	case m.ch <- struct{}{}:
-		return nil
-	default:
-	}
-	select {
-	case m.ch <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // Pipe returns the two ends of a new pipe. With duplex, both ends send and
@@ -156,7 +132,6 @@ func (c *Conn) init(fd int, readable, writable bool) {
 	c.f = os.NewFile(uintptr(fd), "multiproc-conn")
 	c.readable, c.writable = readable, writable
 	c.max.Store(DefaultMaxMessage)
-	c.rmu, c.wmu, c.pmu = newCtxMutex(), newCtxMutex(), newCtxMutex()
 	c.closed = make(chan struct{})
 }
 
@@ -204,51 +179,6 @@ func (c *Conn) check(write bool) error {
 	return nil
 }
 
-// aLongTimeAgo is a deadline in the past: setting it wakes a blocked
-// read or write at once.
-var aLongTimeAgo = time.Unix(1, 0)
-
-// bound makes the read (or write) of f, or of the poll descriptor, give
-// up with os.ErrDeadlineExceeded once ctx ends, until the returned
-// function is called, which undoes it. The deadline is set only when ctx
-// ends (context.AfterFunc), so a call with a context that cannot end costs
-// nothing. The caller must hold the lock of that direction: no one else
-// sets its deadline.
-func bound(ctx context.Context, f *os.File, write bool) (release func()) {
-	if ctx.Done() == nil {
-		return func() {}
-	}
-	set := f.SetReadDeadline
-	if write {
-		set = f.SetWriteDeadline
-	}
-	fired := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		set(aLongTimeAgo)
-		close(fired)
-	})
-	return func() {
-		if !stop() {
-			<-fired
-			set(time.Time{})
-		}
-	}
-}
-
-// ctxErr is the error of a wait that ctx ended; op says which.
-func ctxErr(ctx context.Context, op string) error {
-	return fmt.Errorf("multiproc: Conn %s: %w", op, ctxCause(ctx))
-}
-
-// ctxCause is ctx.Err() for a context that ended; a deadline that the
-// descriptor saw pass a moment before the context did counts as its.
-func ctxCause(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return context.DeadlineExceeded
-}
-
 // SendBytes sends b as one message. Sending to an end whose peer is
 // closed returns an error matching syscall.EPIPE (the process does not
 // die of SIGPIPE). It waits while the pipe is full; SendBytesContext
@@ -268,65 +198,6 @@ func (c *Conn) SendBytesContext(ctx context.Context, b []byte) error {
 	}
 	defer c.wmu.Unlock()
 	return c.writeFrameContext(ctx, b)
-}
-
-// writeFrame sends b as one message; the caller holds wmu.
-func (c *Conn) writeFrame(b []byte) error {
-	return c.writeFrameContext(context.Background(), b)
-}
-
-func (c *Conn) writeFrameContext(ctx context.Context, b []byte) error {
-	if c.werr != nil {
-		return c.werr
-	}
-	if ctx.Err() != nil {
-		return ctxErr(ctx, "send")
-	}
-	release := bound(ctx, c.f, true)
-	sent, err := c.write(b)
-	release()
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		if sent == 0 {
-			return ctxErr(ctx, "send")
-		}
-		total := len(wire.AppendHeader(c.wbuf[:0], len(b))) + len(b)
-		c.werr = fmt.Errorf("multiproc: Conn send: an earlier send was cut short after %d of the %d bytes of its message, so the peer could not read a later one: this end can send no more", sent, total)
-		return fmt.Errorf("multiproc: Conn send: %w; %d of the %d bytes of the message went out, so this end can send no more", ctxCause(ctx), sent, total)
-	}
-	return c.ioErr("send", err)
-}
-
-// write writes b's header and b, and says how many bytes went out.
-func (c *Conn) write(b []byte) (int, error) {
-	if len(b) <= 16<<10 {
-		// Header and payload in one write: one syscall, one segment.
-		c.wbuf = append(wire.AppendHeader(c.wbuf[:0], len(b)), b...)
-		return c.f.Write(c.wbuf)
-	}
-	n, err := c.f.Write(wire.AppendHeader(c.wbuf[:0], len(b)))
-	if err != nil {
-		return n, err
-	}
-	m, err := c.f.Write(b)
-	return n + m, err
-}
-
-// ioErr is the error of op failing with err, a descriptor's error: one
-// matching ErrClosed once the Conn is closed (a descriptor closed under a
-// waiting call says "use of closed file", which os.ErrClosed does not match).
-func (c *Conn) ioErr(op string, err error) error {
-	select {
-	case <-c.closed:
-		return fmt.Errorf("%w: Conn", ErrClosed)
-	default:
-	}
-	if errors.Is(err, os.ErrClosed) {
-		return fmt.Errorf("%w: Conn", ErrClosed)
-	}
-	return fmt.Errorf("multiproc: Conn %s: %w", op, err)
 }
 
 // RecvBytes receives one message. It returns io.EOF once the other end is
@@ -357,80 +228,6 @@ func (c *Conn) RecvBytesContext(ctx context.Context) ([]byte, error) {
 		c.rbuf = nil
 	}
 	return b, nil
-}
-
-// readFrame reads one message, into buf if it fits; the caller holds rmu.
-func (c *Conn) readFrame(buf []byte) ([]byte, error) {
-	return c.readFrameContext(context.Background(), buf)
-}
-
-func (c *Conn) readFrameContext(ctx context.Context, buf []byte) ([]byte, error) {
-	if ctx.Err() != nil {
-		return nil, ctxErr(ctx, "receive")
-	}
-	if c.r == nil {
-		c.r = bufio.NewReaderSize(waitReader{c.f}, 64<<10)
-	}
-	release := bound(ctx, c.f, false)
-	b, err := c.fr.Next(c.r, c.max.Load(), buf)
-	release()
-	c.held.Store(c.r.Buffered() > 0 || c.fr.Partial())
-	// Whatever the error, fr has kept the part of a message read so far,
-	// so the stream stays in step: a receive cut short by its context goes
-	// on with the next one; an over-long or malformed header, or a message
-	// cut short by the peer's closing, is reported again by every receive.
-	switch {
-	case err == nil:
-		return b, nil
-	case err == io.EOF:
-		return nil, io.EOF
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return nil, ctxErr(ctx, "receive")
-	case errors.Is(err, wire.ErrFrameTooLarge), errors.Is(err, wire.ErrBadFrame), errors.Is(err, io.ErrUnexpectedEOF):
-		return nil, err // these say "multiproc:" already
-	}
-	return nil, c.ioErr("receive", err)
-}
-
-// spinWait is how long a Recv polls its descriptor with non-blocking
-// reads before it parks in Go's poller: a reply in a request/response
-// exchange often comes within it, and waking a parked goroutine costs
-// several microseconds more. Bounded by time, not by tries: on a busy
-// machine the peer may need this CPU.
-const spinWait = 25 * time.Microsecond
-
-// waitReader reads f, polling it briefly before parking in the poller.
-type waitReader struct{ f *os.File }
-
-// Read reads into p, polling briefly before it parks.
-func (w waitReader) Read(p []byte) (int, error) {
-	rc, err := w.f.SyscallConn()
-	if err != nil || runtime.NumCPU() < 2 {
-		return w.f.Read(p)
-	}
-	var start time.Time
-	for i := 0; ; i++ {
-		var n int
-		var rerr error
-		if cerr := rc.Control(func(fd uintptr) { n, rerr = unix.Read(int(fd), p) }); cerr != nil {
-			break // closed: let os.File say so
-		}
-		switch {
-		case rerr == nil && n == 0 && len(p) > 0:
-			return 0, io.EOF
-		case rerr == nil:
-			return n, nil
-		case rerr != unix.EAGAIN && rerr != unix.EINTR:
-			return w.f.Read(p) // report it the usual way
-		}
-		if i == 0 {
-			start = time.Now()
-		} else if time.Since(start) > spinWait {
-			break
-		}
-		runtime.Gosched() // let other goroutines of this process run meanwhile
-	}
-	return w.f.Read(p)
 }
 
 // Send sends a Go value: anything the package's codec takes (numbers,
@@ -510,133 +307,6 @@ func (c *Conn) RecvContext(ctx context.Context, v any) error {
 		return fmt.Errorf("multiproc: Recv into a %s of a message holding a value of type %s", want, name)
 	}
 	return wire.DecodeAny(b[k+int(n):], v)
-}
-
-// Poll reports whether a message (or EOF) is ready to be received,
-// waiting up to timeout for one (0: do not wait; negative: wait forever).
-// It never reads, so it may be called while another goroutine receives
-// (a message it saw may then be that goroutine's). PollContext is Poll
-// with a context instead of a timeout.
-func (c *Conn) Poll(timeout time.Duration) (bool, error) {
-	ctx := context.Background()
-	switch {
-	case timeout == 0:
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithCancel(ctx)
-		cancel()
-	case timeout > 0:
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
-		defer cancel()
-	}
-	ok, err := c.PollContext(ctx)
-	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-		return false, nil // the timeout: not ready
-	}
-	return ok, err
-}
-
-// PollContext reports whether a message (or EOF) is ready to be received,
-// waiting for one until ctx ends; it then returns false and an error
-// matching ctx.Err(). With a context already ended it only looks. Like
-// Poll, it never reads.
-func (c *Conn) PollContext(ctx context.Context) (bool, error) {
-	if err := c.check(false); err != nil {
-		return false, err
-	}
-	if ok, err := c.ready(); ok || err != nil {
-		return ok, err
-	}
-	if ctx.Err() != nil {
-		return false, ctxErr(ctx, "poll")
-	}
-	if err := c.pmu.LockContext(ctx); err != nil {
-		return false, ctxErr(ctx, "poll")
-	}
-	defer c.pmu.Unlock()
-	pf, err := c.pollFile()
-	if err != nil {
-		return false, err
-	}
-	rc, err := pf.SyscallConn()
-	if err != nil {
-		return false, c.ioErr("poll", err)
-	}
-	release := bound(ctx, pf, false)
-	defer release()
-	// rc.Read's callback runs whenever the poller says the descriptor may
-	// be readable; it only looks, consuming nothing.
-	var ok bool
-	err = rc.Read(func(fd uintptr) bool {
-		ok = c.held.Load() || readable(int(fd))
-		return ok
-	})
-	switch {
-	case err == nil:
-		return ok, nil
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return false, ctxErr(ctx, "poll")
-	}
-	return false, c.ioErr("poll", err)
-}
-
-// ready reports, without waiting, whether a receive would find data.
-func (c *Conn) ready() (bool, error) {
-	if c.held.Load() {
-		return true, nil
-	}
-	rc, err := c.f.SyscallConn()
-	if err != nil {
-		return false, c.ioErr("poll", err)
-	}
-	var ok bool
-	if err := rc.Control(func(fd uintptr) { ok = readable(int(fd)) }); err != nil {
-		return false, c.ioErr("poll", err)
-	}
-	return ok, nil
-}
-
-// readable asks the kernel whether fd has data or its peer has gone.
-func readable(fd int) bool {
-	p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-	for {
-		n, err := unix.Poll(p, 0)
-		if err == unix.EINTR {
-			continue
-		}
-		return err == nil && n > 0
-	}
-}
-
-// pollFile returns the descriptor Poll waits on, a duplicate of f made on
-// first use and closed by Close.
-func (c *Conn) pollFile() (*os.File, error) {
-	c.pfmu.Lock()
-	defer c.pfmu.Unlock()
-	select {
-	case <-c.closed:
-		return nil, fmt.Errorf("%w: Conn", ErrClosed)
-	default:
-	}
-	if c.pf != nil {
-		return c.pf, nil
-	}
-	rc, err := c.f.SyscallConn()
-	if err != nil {
-		return nil, c.ioErr("poll", err)
-	}
-	var fd int
-	var derr error
-	if err := rc.Control(func(f uintptr) { fd, derr = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
-		return nil, c.ioErr("poll", err)
-	}
-	if derr != nil {
-		return nil, fmt.Errorf("multiproc: Conn poll: %w", derr)
-	}
-	// The duplicate shares f's non-blocking open file, so Go's poller
-	// takes it, and its deadlines are its own.
-	c.pf = os.NewFile(uintptr(fd), "multiproc-conn-poll")
-	return c.pf, nil
 }
 
 // Close closes this end. Later calls on it return an error matching

@@ -169,7 +169,7 @@ func TestConnErrors(t *testing.T) {
 		t.Fatalf("Recv on the send end: %v", err)
 	}
 	r.Close()
-	if err := w.SendBytes([]byte("x")); !errors.Is(err, syscall.EPIPE) {
+	if err := sendUntilFails(ctx, w); !errors.Is(err, syscall.EPIPE) {
 		t.Fatalf("Send to a closed peer: %v, want EPIPE", err)
 	}
 	if _, err := r.RecvBytesContext(ctx); !errors.Is(err, multiproc.ErrClosed) {
@@ -786,4 +786,20 @@ func TestConnTypesOfSameNamedPackages(t *testing.T) {
 			t.Fatalf("%T in an interface: got %#v, %v", v, h.V, err)
 		}
 	}
+}
+
+// sendUntilFails sends small messages to c, whose peer the caller has
+// closed, until a send fails, and returns that error (nil if none failed
+// before ctx ended). The first send usually fails; but a child being
+// started at that moment by another test holds a copy of every
+// descriptor between its fork and its exec, so the peer may not be gone
+// yet.
+func sendUntilFails(ctx context.Context, c *multiproc.Conn) error {
+	for ctx.Err() == nil {
+		if err := c.SendBytesContext(ctx, []byte("x")); err != nil {
+			return err
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return nil
 }

@@ -73,8 +73,8 @@ var (
 	// writes (another process scribbled on it).
 	ErrCorrupt = errors.New("multiproc: shared memory is corrupt")
 	// ErrMessageTooLarge: a Conn received a message longer than its limit
-	// (Conn.SetMaxMessage). The message is left unread, so the Conn returns
-	// this error from every later receive.
+	// (Conn.SetMaxMessage). The message is left unread, and every later
+	// receive returns this error until the limit is raised.
 	ErrMessageTooLarge = wire.ErrFrameTooLarge
 )
 
