@@ -41,6 +41,7 @@ type Desc struct {
 // the package that owns them, at initialisation.
 var hooks struct {
 	iface  reflect.Type                // an interface every shareable pointer type implements
+	pkg    string                      // the package that declares them
 	export func(obj any) (Desc, error) // the object's Desc; its fds stay the object's
 	imp    func(obj any, d Desc) error // makes obj, a fresh zero value, the object d describes; owns d.Fds
 }
@@ -50,13 +51,16 @@ var hooks struct {
 // borrowed from the object) and imported (into a fresh zero value, which
 // then owns d.Fds and closes them if it fails).
 func SetHooks(iface reflect.Type, export func(obj any) (Desc, error), imp func(obj any, d Desc) error) {
-	hooks.iface, hooks.export, hooks.imp = iface, export, imp
+	hooks.iface, hooks.pkg, hooks.export, hooks.imp = iface, iface.PkgPath(), export, imp
 	mayHoldCache.Clear()
 }
 
-// IsShareable reports whether t is a shareable pointer type.
+// IsShareable reports whether t is a shareable pointer type: a pointer to
+// a type declared in the hooks' package that implements their interface.
+// A struct elsewhere that embeds a shareable pointer has its methods too,
+// but is a plain struct whose field holds the object.
 func IsShareable(t reflect.Type) bool {
-	return hooks.iface != nil && t.Kind() == reflect.Pointer && t.Implements(hooks.iface)
+	return hooks.iface != nil && t.Kind() == reflect.Pointer && t.Elem().PkgPath() == hooks.pkg && t.Implements(hooks.iface)
 }
 
 // Entry is one place where Collect found an object: the field-index path

@@ -501,7 +501,7 @@ func (c *compiler) compile(t reflect.Type) (*typeInfo, error) {
 
 func (c *compiler) build(t reflect.Type) (encFn, decFn, error) {
 	if handle.IsShareable(t) {
-		return nil, nil, fmt.Errorf("%w (found a %v)", ErrShareable, t)
+		return shareableCodec(t)
 	}
 	if self := selfCodingOf(t); self.err != nil {
 		return nil, nil, self.err
@@ -913,6 +913,30 @@ func (c *compiler) pointer(t reflect.Type) (encFn, decFn, error) {
 		q := reflect.New(et).UnsafePointer()
 		*(*unsafe.Pointer)(p) = q
 		return elemDec(b, q, depth)
+	}
+	return enc, dec, nil
+}
+
+// shareableCodec encodes a field that holds a shared object: only nil goes
+// on the wire. Where a shared object travels as itself (internal/handle
+// cleared it from the copy being encoded and sends its descriptors beside
+// the message), the field is nil here; anywhere else a non-nil one is
+// refused, since a copy of it would be another object.
+func shareableCodec(t reflect.Type) (encFn, decFn, error) {
+	enc := func(b []byte, p unsafe.Pointer, depth int) ([]byte, error) {
+		if *(*unsafe.Pointer)(p) != nil {
+			return b, fmt.Errorf("%w (found a %v)", ErrShareable, t)
+		}
+		return append(b, 0), nil
+	}
+	dec := func(b []byte, p unsafe.Pointer, depth int) ([]byte, error) {
+		if len(b) < 1 {
+			return b, errTruncated
+		}
+		if b[0] != 0 {
+			return b, errPresence
+		}
+		return b[1:], nil
 	}
 	return enc, dec, nil
 }
