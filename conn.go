@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"os"
 	"reflect"
 	"sync"
@@ -100,7 +99,7 @@ func Pipe(duplex bool) (*Conn, *Conn, error) {
 	if duplex {
 		pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 		if err != nil {
-			return nil, nil, fmt.Errorf("multiproc: socketpair: %w", err)
+			return nil, nil, errorf("socketpair: %w", err)
 		}
 		fds = pair
 		// Larger kernel buffers than the default ~200 KiB: fewer wake-ups
@@ -113,7 +112,7 @@ func Pipe(duplex bool) (*Conn, *Conn, error) {
 	}
 	var p [2]int
 	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
-		return nil, nil, fmt.Errorf("multiproc: pipe2: %w", err)
+		return nil, nil, errorf("pipe2: %w", err)
 	}
 	// 1 MiB instead of 64 KiB where the system allows (fs.pipe-max-size).
 	unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, 1<<20)
@@ -167,7 +166,7 @@ func (c *Conn) check(write bool) error {
 	}
 	select {
 	case <-c.closed:
-		return fmt.Errorf("%w: Conn", ErrClosed)
+		return errorf("%w: Conn", ErrClosed)
 	default:
 	}
 	if write && !c.writable {
@@ -287,7 +286,7 @@ func (c *Conn) RecvContext(ctx context.Context, v any) error {
 	}
 	rv := reflect.ValueOf(v)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
-		return fmt.Errorf("multiproc: Recv needs a non-nil pointer, not %T", v)
+		return errorf("Recv needs a non-nil pointer, not %T", v)
 	}
 	if err := c.rmu.LockContext(ctx); err != nil {
 		return ctxErr(ctx, "receive")
@@ -304,7 +303,7 @@ func (c *Conn) RecvContext(ctx context.Context, v any) error {
 	}
 	name := b[k : k+int(n)]
 	if want := wire.TypeName(rv.Type().Elem()); string(name) != want {
-		return fmt.Errorf("multiproc: Recv into a %s of a message holding a value of type %s", want, name)
+		return errorf("Recv into a %s of a message holding a value of type %s", want, name)
 	}
 	return wire.DecodeAny(b[k+int(n):], v)
 }
@@ -336,7 +335,7 @@ func (c *Conn) exportHandle() (handle.Desc, error) {
 	}
 	select {
 	case <-c.closed:
-		return handle.Desc{}, fmt.Errorf("%w: passing a closed Conn", ErrClosed)
+		return handle.Desc{}, errorf("%w: passing a closed Conn", ErrClosed)
 	default:
 	}
 	rc, err := c.f.SyscallConn()
@@ -363,7 +362,7 @@ func (c *Conn) exportHandle() (handle.Desc, error) {
 func (c *Conn) importHandle(d handle.Desc) error {
 	if d.Kind != "Conn" || len(d.Fds) != 1 || len(d.Meta) != 2 {
 		handleCloseFds(d)
-		return fmt.Errorf("multiproc: a shared %s arrived where a Conn was expected", d.Kind)
+		return errorf("a shared %s arrived where a Conn was expected", d.Kind)
 	}
 	fd := d.Fds[0]
 	if err := unix.SetNonblock(fd, true); err != nil {

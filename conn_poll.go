@@ -5,7 +5,6 @@ package multiproc
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"time"
 
@@ -116,7 +115,7 @@ func (c *Conn) pollFile() (*os.File, error) {
 	defer c.pfmu.Unlock()
 	select {
 	case <-c.closed:
-		return nil, fmt.Errorf("%w: Conn", ErrClosed)
+		return nil, errorf("%w: Conn", ErrClosed)
 	default:
 	}
 	if c.pf != nil {
@@ -132,7 +131,7 @@ func (c *Conn) pollFile() (*os.File, error) {
 		return nil, c.ioErr("poll", err)
 	}
 	if derr != nil {
-		return nil, fmt.Errorf("multiproc: Conn poll: %w", derr)
+		return nil, errorf("Conn poll: %w", derr)
 	}
 	// The duplicate shares f's non-blocking open file, so Go's poller
 	// takes it, and its deadlines are its own.

@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"runtime"
@@ -82,7 +81,7 @@ func bound(ctx context.Context, f *os.File, write bool) (release func()) {
 
 // ctxErr is the error of a wait that ctx ended; op says which.
 func ctxErr(ctx context.Context, op string) error {
-	return fmt.Errorf("multiproc: Conn %s: %w", op, ctxCause(ctx))
+	return errorf("Conn %s: %w", op, ctxCause(ctx))
 }
 
 // ctxCause is ctx.Err() for a context that ended; a deadline that the
@@ -117,8 +116,8 @@ func (c *Conn) writeFrameContext(ctx context.Context, b []byte) error {
 			return ctxErr(ctx, "send")
 		}
 		total := len(wire.AppendHeader(c.wbuf[:0], len(b))) + len(b)
-		c.werr = fmt.Errorf("multiproc: Conn send: an earlier send was cut short after %d of the %d bytes of its message, so the peer could not read a later one: this end can send no more", sent, total)
-		return fmt.Errorf("multiproc: Conn send: %w; %d of the %d bytes of the message went out, so this end can send no more", ctxCause(ctx), sent, total)
+		c.werr = errorf("Conn send: an earlier send was cut short after %d of the %d bytes of its message, so the peer could not read a later one: this end can send no more", sent, total)
+		return errorf("Conn send: %w; %d of the %d bytes of the message went out, so this end can send no more", ctxCause(ctx), sent, total)
 	}
 	return c.ioErr("send", err)
 }
@@ -144,13 +143,13 @@ func (c *Conn) write(b []byte) (int, error) {
 func (c *Conn) ioErr(op string, err error) error {
 	select {
 	case <-c.closed:
-		return fmt.Errorf("%w: Conn", ErrClosed)
+		return errorf("%w: Conn", ErrClosed)
 	default:
 	}
 	if errors.Is(err, os.ErrClosed) {
-		return fmt.Errorf("%w: Conn", ErrClosed)
+		return errorf("%w: Conn", ErrClosed)
 	}
-	return fmt.Errorf("multiproc: Conn %s: %w", op, err)
+	return errorf("Conn %s: %w", op, err)
 }
 
 // readFrame reads one message, into buf if it fits; the caller holds rmu.

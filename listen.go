@@ -3,7 +3,6 @@ package multiproc
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"net"
 	"os"
@@ -127,10 +126,10 @@ func (cfg ListenConfig) Listen(network, address string, authkey []byte) (*Listen
 		}
 		l.ln, err = net.Listen(network, address)
 		if err != nil {
-			err = fmt.Errorf("multiproc: Listen: %w", err)
+			err = errorf("Listen: %w", err)
 		}
 	default:
-		return nil, fmt.Errorf("multiproc: Listen: network %q: want \"unix\" or \"tcp\"", network)
+		return nil, errorf("Listen: network %q: want \"unix\" or \"tcp\"", network)
 	}
 	if err != nil {
 		return nil, err
@@ -145,7 +144,7 @@ func (cfg ListenConfig) Listen(network, address string, authkey []byte) (*Listen
 func mustBeLoopback(network, address string) error {
 	host, _, err := net.SplitHostPort(address)
 	if err != nil {
-		return fmt.Errorf("multiproc: Listen: %w", err)
+		return errorf("Listen: %w", err)
 	}
 	why := ""
 	if host == "" {
@@ -157,7 +156,7 @@ func mustBeLoopback(network, address string) error {
 	} else {
 		ips, err := net.DefaultResolver.LookupIP(context.Background(), "ip", host)
 		if err != nil {
-			return fmt.Errorf("multiproc: Listen: %w", err)
+			return errorf("Listen: %w", err)
 		}
 		for _, ip := range ips {
 			if !ip.IsLoopback() {
@@ -166,7 +165,7 @@ func mustBeLoopback(network, address string) error {
 		}
 	}
 	if why != "" {
-		return fmt.Errorf("multiproc: Listen %s %s: a TCP listener beyond loopback needs an authkey (else anyone who can reach %s may connect)", network, address, why)
+		return errorf("Listen %s %s: a TCP listener beyond loopback needs an authkey (else anyone who can reach %s may connect)", network, address, why)
 	}
 	return nil
 }
@@ -184,7 +183,7 @@ func listenUnix(address string) (net.Listener, string, error) {
 	ln, err := net.Listen("unix", address)
 	if err == nil || abstract || !errors.Is(err, syscall.EADDRINUSE) {
 		if err != nil {
-			return nil, "", fmt.Errorf("multiproc: Listen: %w", err)
+			return nil, "", errorf("Listen: %w", err)
 		}
 		if abstract {
 			return ln, "", nil
@@ -193,24 +192,24 @@ func listenUnix(address string) (net.Listener, string, error) {
 	}
 	fi, serr := os.Lstat(address)
 	if serr != nil || fi.Mode().Type() != fs.ModeSocket {
-		return nil, "", fmt.Errorf("multiproc: Listen: %w (and it is not a socket file: not removed)", err)
+		return nil, "", errorf("Listen: %w (and it is not a socket file: not removed)", err)
 	}
 	// Is anyone accepting? A refused connection means the socket file is
 	// a leftover of a process that is gone.
 	c, derr := net.DialTimeout("unix", address, time.Second)
 	if derr == nil {
 		c.Close()
-		return nil, "", fmt.Errorf("multiproc: Listen: %w (a process accepts on it)", err)
+		return nil, "", errorf("Listen: %w (a process accepts on it)", err)
 	}
 	if !errors.Is(derr, syscall.ECONNREFUSED) {
-		return nil, "", fmt.Errorf("multiproc: Listen: %w (and connecting to it failed: %v)", err, derr)
+		return nil, "", errorf("Listen: %w (and connecting to it failed: %v)", err, derr)
 	}
 	if rerr := os.Remove(address); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-		return nil, "", fmt.Errorf("multiproc: Listen: removing the stale socket file: %w", rerr)
+		return nil, "", errorf("Listen: removing the stale socket file: %w", rerr)
 	}
 	ln, err = net.Listen("unix", address)
 	if err != nil {
-		return nil, "", fmt.Errorf("multiproc: Listen: %w", err)
+		return nil, "", errorf("Listen: %w", err)
 	}
 	return ln, address, nil
 }
@@ -248,7 +247,7 @@ func (l *Listener) acceptLoop() {
 				continue
 			}
 			l.mu.Lock()
-			l.loopErr = fmt.Errorf("multiproc: Accept: %w", err)
+			l.loopErr = errorf("Accept: %w", err)
 			l.mu.Unlock()
 			close(l.dead) // not ready: handshakes under way may still deliver
 			return
@@ -328,7 +327,7 @@ func (l *Listener) Accept(ctx context.Context) (*Conn, error) {
 	}
 	select {
 	case <-l.closed:
-		return nil, fmt.Errorf("%w: Listener", ErrClosed)
+		return nil, errorf("%w: Listener", ErrClosed)
 	default:
 	}
 	select {
@@ -346,7 +345,7 @@ func (l *Listener) Accept(ctx context.Context) (*Conn, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-l.closed:
-		return nil, fmt.Errorf("%w: Listener", ErrClosed)
+		return nil, errorf("%w: Listener", ErrClosed)
 	}
 }
 
@@ -380,7 +379,7 @@ func (l *Listener) Close() error {
 		err = l.ln.Close() // a net.UnixListener removes its socket file
 		l.wg.Wait()
 		if err != nil {
-			err = fmt.Errorf("multiproc: Listener close: %w", err)
+			err = errorf("Listener close: %w", err)
 		}
 	})
 	return err
@@ -414,7 +413,7 @@ func (cfg DialConfig) Dial(ctx context.Context, network, address string, authkey
 		}
 	case "tcp", "tcp4", "tcp6":
 	default:
-		return nil, fmt.Errorf("multiproc: Dial: network %q: want \"unix\" or \"tcp\"", network)
+		return nil, errorf("Dial: network %q: want \"unix\" or \"tcp\"", network)
 	}
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = DefaultHandshakeTimeout
@@ -422,7 +421,7 @@ func (cfg DialConfig) Dial(ctx context.Context, network, address string, authkey
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, network, address)
 	if err != nil {
-		return nil, fmt.Errorf("multiproc: Dial: %w", err)
+		return nil, errorf("Dial: %w", err)
 	}
 	if len(authkey) > 0 {
 		nc.SetDeadline(time.Now().Add(cfg.HandshakeTimeout))
@@ -435,7 +434,7 @@ func (cfg DialConfig) Dial(ctx context.Context, network, address string, authkey
 			if err == nil {
 				err = ctx.Err()
 			} else {
-				err = fmt.Errorf("multiproc: Dial: %w (%v)", ctx.Err(), err)
+				err = errorf("Dial: %w (%v)", ctx.Err(), err)
 			}
 		}
 		if err != nil {
@@ -463,23 +462,23 @@ func (cfg DialConfig) Dial(ctx context.Context, network, address string, authkey
 func ConnFromNet(nc net.Conn) (*Conn, error) {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
-		return nil, fmt.Errorf("multiproc: a %T has no descriptor", nc)
+		return nil, errorf("a %T has no descriptor", nc)
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return nil, fmt.Errorf("multiproc: %w", err)
+		return nil, errorf("%w", err)
 	}
 	fd := -1
 	var derr error
 	if err := rc.Control(func(f uintptr) { fd, derr = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
-		return nil, fmt.Errorf("multiproc: %w", err)
+		return nil, errorf("%w", err)
 	}
 	if derr != nil {
-		return nil, fmt.Errorf("multiproc: dup: %w", derr)
+		return nil, errorf("dup: %w", derr)
 	}
 	if err := unix.SetNonblock(fd, true); err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("multiproc: %w", err)
+		return nil, errorf("%w", err)
 	}
 	nc.Close()
 	return newConn(fd, true, true), nil // a fresh descriptor number: the poller takes it

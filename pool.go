@@ -89,7 +89,7 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 		n = runtime.NumCPU()
 	}
 	if n < 0 {
-		return nil, fmt.Errorf("multiproc: PoolOptions.Processes %d is negative", n)
+		return nil, errorf("PoolOptions.Processes %d is negative", n)
 	}
 	if opts.MaxTasksPerChild < 0 || opts.TaskTimeout < 0 {
 		return nil, errors.New("multiproc: PoolOptions.MaxTasksPerChild and TaskTimeout must not be negative")
@@ -201,9 +201,9 @@ func (p *Pool) startWorker() (*worker, error) {
 	w.kill()
 	code := c.reap()
 	if err == nil && len(rs) == 1 {
-		return nil, fmt.Errorf("multiproc: pool Initializer failed in %s: %w", name, &RemoteError{Text: string(rs[0].data), Panic: rs[0].status == resultPanic})
+		return nil, errorf("pool Initializer failed in %s: %w", name, &RemoteError{Text: string(rs[0].data), Panic: rs[0].status == resultPanic})
 	}
-	return nil, fmt.Errorf("multiproc: pool worker %s died while starting: %w", name, &ExitError{Name: name, Pid: c.pid, ExitCode: code, Message: c.why})
+	return nil, errorf("pool worker %s died while starting: %w", name, &ExitError{Name: name, Pid: c.pid, ExitCode: code, Message: c.why})
 }
 
 // recv reads the worker's next result message.
@@ -267,7 +267,7 @@ func (p *Pool) watchHeadLocked(w *worker) {
 	pt := w.inflight[0]
 	if d := p.opts.TaskTimeout; d > 0 {
 		w.timer = time.AfterFunc(d, func() {
-			p.killWorker(w, pt, fmt.Errorf("multiproc: task %s ran past TaskTimeout %v; its worker %s (pid %d) was killed: %w",
+			p.killWorker(w, pt, errorf("task %s ran past TaskTimeout %v; its worker %s (pid %d) was killed: %w",
 				pt.t.fn, d, w.name, w.c.pid, context.DeadlineExceeded))
 		})
 	}
@@ -378,7 +378,7 @@ func (p *Pool) serve(w *worker) {
 		p.mu.Unlock()
 		if pt == nil || len(rs) != len(pt.t.items) {
 			// Out of step: replace it.
-			w.c.stopBroken(fmt.Errorf("%w: %d results where %d were due", spawn.ErrCorrupt, len(rs), pendingItems(pt)))
+			w.c.stopBroken(errorf("%w: %d results where %d were due", spawn.ErrCorrupt, len(rs), pendingItems(pt)))
 			break
 		}
 		p.finish(w, pt, rs, nil)
@@ -493,7 +493,7 @@ func (p *Pool) gone(w *worker, code int) {
 		case w.killFor == pt:
 			failed, fails = append(failed, pt), append(fails, w.killWhy)
 		case p.terminated:
-			failed, fails = append(failed, pt), append(fails, fmt.Errorf("%w: terminated while %s ran", ErrPoolClosed, pt.t.fn))
+			failed, fails = append(failed, pt), append(fails, errorf("%w: terminated while %s ran", ErrPoolClosed, pt.t.fn))
 		case p.broken != nil:
 			// No worker will start again to take it.
 			failed, fails = append(failed, pt), append(fails, p.broken)
@@ -669,7 +669,7 @@ func (p *Pool) submit(pt *poolTask) {
 func (p *Pool) breakPool(err error) {
 	p.mu.Lock()
 	if p.broken == nil {
-		p.broken = fmt.Errorf("%w: %w", ErrPoolClosed, err)
+		p.broken = errorf("%w: %w", ErrPoolClosed, err)
 	}
 	pending := p.pending
 	p.pending = nil
@@ -747,7 +747,7 @@ func (p *Pool) Terminate() error {
 	p.checkExitedLocked()
 	p.mu.Unlock()
 	for _, pt := range pending {
-		pt.deliver(nil, fmt.Errorf("%w: terminated", ErrPoolClosed))
+		pt.deliver(nil, errorf("%w: terminated", ErrPoolClosed))
 	}
 	<-p.exited
 	return nil

@@ -107,7 +107,7 @@ func NewProcess(r Runner) *Process {
 	p.fn = name
 	p.encode = func(tab *handle.Table) ([]byte, []handle.Entry, error) {
 		if !ok {
-			return nil, nil, fmt.Errorf("%w: runner type %T (call RegisterRunner at package initialisation)", ErrNotRegistered, r)
+			return nil, nil, errorf("%w: runner type %T (call RegisterRunner at package initialisation)", ErrNotRegistered, r)
 		}
 		return encodeRunner(r, tab)
 	}
@@ -192,7 +192,7 @@ const exitGrace = 2 * time.Second
 // reach of the terminal's Ctrl-C (pool workers: the pool decides).
 func spawnChild(ctx context.Context, name string, daemon, ownGroup bool, t *task, stdio *childStdio) (*childProc, error) {
 	if inChildWithoutMain() {
-		return nil, fmt.Errorf("%w (this process is a child whose main never called Main)", ErrNoMain)
+		return nil, errorf("%w (this process is a child whose main never called Main)", ErrNoMain)
 	}
 	if stdio == nil {
 		stdio = &childStdio{files: [2]*os.File{os.Stdout, os.Stderr}}
@@ -221,7 +221,7 @@ func spawnChild(ctx context.Context, name string, daemon, ownGroup bool, t *task
 	early := len(msg) <= 32<<10
 	send := func() error {
 		if err := ctl.Send(spawn.MsgTask, msg, t.fds()); err != nil {
-			return fmt.Errorf("multiproc: sending %s its task: %w", name, err)
+			return errorf("sending %s its task: %w", name, err)
 		}
 		return nil
 	}
@@ -260,7 +260,7 @@ func launch(name string, daemon, ownGroup bool, files [2]*os.File) (*childProc, 
 	childEnd.Close()
 	if err != nil {
 		ctl.Close()
-		return nil, fmt.Errorf("multiproc: starting %s: %w", name, err)
+		return nil, errorf("starting %s: %w", name, err)
 	}
 	c.pid = c.cmd.Process.Pid
 	return c, nil
@@ -287,18 +287,18 @@ func (c *childProc) handshakeFailed(name string, err error) error {
 			code := c.reap()
 			switch {
 			case c.lost:
-				return fmt.Errorf("%w: process %s (pid %d), while it started", ErrReaped, name, c.pid)
+				return errorf("%w: process %s (pid %d), while it started", ErrReaped, name, c.pid)
 			case code < 0:
 				return &ExitError{Name: name, Pid: c.pid, ExitCode: code, Message: "died before it answered the start handshake"}
 			default:
-				return fmt.Errorf("%w (starting %s: pid %d exited with status %d before it answered)", ErrNoMain, name, c.pid, code)
+				return errorf("%w (starting %s: pid %d exited with status %d before it answered)", ErrNoMain, name, c.pid, code)
 			}
 		}
-		err = fmt.Errorf("%w (starting %s: pid %d closed its control socket without answering)", ErrNoMain, name, c.pid)
+		err = errorf("%w (starting %s: pid %d closed its control socket without answering)", ErrNoMain, name, c.pid)
 	} else if errors.Is(err, ErrNoMain) {
-		err = fmt.Errorf("%w (starting %s)", err, name)
+		err = errorf("%w (starting %s)", err, name)
 	} else if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && !strings.HasPrefix(err.Error(), "multiproc:") {
-		err = fmt.Errorf("multiproc: starting %s: %w", name, err)
+		err = errorf("starting %s: %w", name, err)
 	}
 	c.cmd.Process.Kill()
 	c.reap()
@@ -368,11 +368,11 @@ func (p *Process) watch(c *childProc, stdio *childStdio) {
 	unixCloseAll(fds)
 	if err == nil {
 		if typ != spawn.MsgResult {
-			err = fmt.Errorf("%w: message type %d where the result was due", spawn.ErrCorrupt, typ)
+			err = errorf("%w: message type %d where the result was due", spawn.ErrCorrupt, typ)
 		} else if rs, perr := parseResults(payload); perr != nil {
 			err = perr
 		} else if len(rs) != 1 {
-			err = fmt.Errorf("%w: %d results for one task", spawn.ErrCorrupt, len(rs))
+			err = errorf("%w: %d results for one task", spawn.ErrCorrupt, len(rs))
 		} else {
 			p.gotRes = true
 			p.status = rs[0].status
@@ -431,7 +431,7 @@ func (p *Process) doneChan() (chan struct{}, error) {
 
 func (p *Process) exitErr() error {
 	if p.lost {
-		return fmt.Errorf("%w: process %s (pid %d)", ErrReaped, p.Name, p.pid)
+		return errorf("%w: process %s (pid %d)", ErrReaped, p.Name, p.pid)
 	}
 	if p.code == 0 {
 		return nil
@@ -506,7 +506,7 @@ func (p *Process) Signal(sig os.Signal) error {
 	}
 	// os.Process signals through its pidfd: it cannot hit a reused pid.
 	if err := proc.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) && !errors.Is(err, unix.ESRCH) {
-		return fmt.Errorf("multiproc: signalling %s (pid %d): %w", p.Name, p.pid, err)
+		return errorf("signalling %s (pid %d): %w", p.Name, p.pid, err)
 	}
 	return nil
 }

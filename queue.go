@@ -3,7 +3,6 @@ package multiproc
 import (
 	"context"
 	"errors"
-	"fmt"
 	"reflect"
 	"runtime"
 	"sync"
@@ -98,14 +97,14 @@ func queueErr(err error, full bool, size int) error {
 	case errors.Is(err, ring.ErrClosed):
 		return kQueue.closed
 	case errors.Is(err, ring.ErrTooLarge):
-		return fmt.Errorf("%w: a %d-byte encoded message does not fit in a Queue", ErrTooLarge, size)
+		return errorf("%w: a %d-byte encoded message does not fit in a Queue", ErrTooLarge, size)
 	case errors.Is(err, ring.ErrCorrupt):
-		return fmt.Errorf("%w: a Queue's ring", ErrCorrupt)
+		return errorf("%w: a Queue's ring", ErrCorrupt)
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
 		if full {
-			return fmt.Errorf("%w: %w", ErrFull, err)
+			return errorf("%w: %w", ErrFull, err)
 		}
-		return fmt.Errorf("%w: %w", ErrEmpty, err)
+		return errorf("%w: %w", ErrEmpty, err)
 	}
 	return err
 }
@@ -228,7 +227,7 @@ func (q *Queue[T]) exportHandle() (handle.Desc, error) {
 	}
 	fd := q.r.Fd()
 	if fd < 0 {
-		return handle.Desc{}, fmt.Errorf("%w: passing a closed Queue", ErrClosed)
+		return handle.Desc{}, errorf("%w: passing a closed Queue", ErrClosed)
 	}
 	return handle.Desc{Kind: "Queue", Meta: []byte(reflect.TypeFor[T]().String()), Fds: []int{fd}}, nil
 }
@@ -238,7 +237,7 @@ func (q *Queue[T]) importHandle(d handle.Desc) error {
 	want := reflect.TypeFor[T]().String()
 	if d.Kind != "Queue" || len(d.Fds) != 1 || string(d.Meta) != want {
 		handleCloseFds(d)
-		return fmt.Errorf("multiproc: a shared %s of %s arrived where a Queue of %s was expected", d.Kind, d.Meta, want)
+		return errorf("a shared %s of %s arrived where a Queue of %s was expected", d.Kind, d.Meta, want)
 	}
 	codec, err := wire.NewCodec[T]()
 	if err != nil {

@@ -2,7 +2,6 @@ package multiproc
 
 import (
 	"context"
-	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -142,7 +141,7 @@ func (o *object) fd(k *kind) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		return -1, fmt.Errorf("%w: passing it to another process", k.closed)
+		return -1, errorf("%w: passing it to another process", k.closed)
 	}
 	return r.seg.Fd(), nil
 }

@@ -38,11 +38,11 @@ func checkMeta[T Scalar](d handle.Desc, kind string) error {
 	t := reflect.TypeFor[T]()
 	if d.Kind != kind || len(d.Meta) < 2 || d.Meta[0] != byte(t.Kind()) || d.Meta[1] != byte(t.Size()) {
 		handleCloseFds(d)
-		return fmt.Errorf("multiproc: a shared %s arrived where a %s of %v was expected", d.Kind, kind, t)
+		return errorf("a shared %s arrived where a %s of %v was expected", d.Kind, kind, t)
 	}
 	if len(d.Fds) != 1 {
 		handleCloseFds(d)
-		return fmt.Errorf("multiproc: a shared %s arrived with %d descriptors", kind, len(d.Fds))
+		return errorf("a shared %s arrived with %d descriptors", kind, len(d.Fds))
 	}
 	return nil
 }
@@ -184,11 +184,11 @@ type Array[T Scalar] struct {
 // NewArray makes a shared array of n zeros. n < 0 is an error.
 func NewArray[T Scalar](n int) (*Array[T], error) {
 	if n < 0 {
-		return nil, fmt.Errorf("multiproc: NewArray with negative length %d", n)
+		return nil, errorf("NewArray with negative length %d", n)
 	}
 	size := uint64(n) * uint64(sizeOf[T]())
 	if size > 1<<46 {
-		return nil, fmt.Errorf("multiproc: NewArray of %d elements is too large", n)
+		return nil, errorf("NewArray of %d elements is too large", n)
 	}
 	seg, err := shm.Create("array", offData+int(size))
 	if err != nil {

@@ -1,7 +1,6 @@
 package multiproc
 
 import (
-	"fmt"
 	"io"
 	"os"
 	"reflect"
@@ -44,7 +43,7 @@ func newStdio(out, errw io.Writer) (*childStdio, error) {
 				s.started()
 				wg.Wait()
 				s.closeReads()
-				return nil, fmt.Errorf("multiproc: a pipe for a child's output: %w", err)
+				return nil, errorf("a pipe for a child's output: %w", err)
 			}
 			s.files[i], s.pipes, s.reads = pw, append(s.pipes, pw), append(s.reads, r)
 			wg.Add(1)

@@ -3,7 +3,6 @@ package multiproc
 import (
 	"context"
 	"errors"
-	"fmt"
 	"runtime"
 	"sync/atomic"
 	"unsafe"
@@ -17,7 +16,7 @@ import (
 func importSeg(d handle.Desc, kind string) (*shm.Segment, error) {
 	if d.Kind != kind || len(d.Fds) != 1 {
 		handleCloseFds(d)
-		return nil, fmt.Errorf("multiproc: a shared %s arrived where a %s was expected", d.Kind, kind)
+		return nil, errorf("a shared %s arrived where a %s was expected", d.Kind, kind)
 	}
 	return shm.Open(d.Fds[0])
 }
@@ -215,7 +214,7 @@ type Semaphore struct {
 // NewSemaphore makes a semaphore with n free units; n must be in [0, 2^31].
 func NewSemaphore(n int) (*Semaphore, error) {
 	if n < 0 || n > 1<<31 {
-		return nil, fmt.Errorf("multiproc: NewSemaphore(%d): the count must be in [0, 2^31]", n)
+		return nil, errorf("NewSemaphore(%d): the count must be in [0, 2^31]", n)
 	}
 	seg, err := shm.Create("semaphore", 128)
 	if err != nil {
@@ -424,7 +423,7 @@ type Barrier struct {
 // NewBarrier makes a barrier for n parties (1 ≤ n ≤ 65535).
 func NewBarrier(n int) (*Barrier, error) {
 	if n < 1 || n > futex.MaxParties {
-		return nil, fmt.Errorf("multiproc: NewBarrier(%d): parties must be in [1, %d]", n, futex.MaxParties)
+		return nil, errorf("NewBarrier(%d): parties must be in [1, %d]", n, futex.MaxParties)
 	}
 	seg, err := shm.Create("barrier", 128)
 	if err != nil {
