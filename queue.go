@@ -229,12 +229,12 @@ func (q *Queue[T]) exportHandle() (handle.Desc, error) {
 	if fd < 0 {
 		return handle.Desc{}, errorf("%w: passing a closed Queue", ErrClosed)
 	}
-	return handle.Desc{Kind: "Queue", Meta: []byte(reflect.TypeFor[T]().String()), Fds: []int{fd}}, nil
+	return handle.Desc{Kind: "Queue", Meta: []byte(wire.TypeName(reflect.TypeFor[T]())), Fds: []int{fd}}, nil
 }
 
 // importHandle makes q the Queue described by d; called by the package.
 func (q *Queue[T]) importHandle(d handle.Desc) error {
-	want := reflect.TypeFor[T]().String()
+	want := wire.TypeName(reflect.TypeFor[T]())
 	if d.Kind != "Queue" || len(d.Fds) != 1 || string(d.Meta) != want {
 		handleCloseFds(d)
 		return errorf("a shared %s of %s arrived where a Queue of %s was expected", d.Kind, d.Meta, want)
