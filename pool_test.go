@@ -161,7 +161,7 @@ func TestPoolErrors(t *testing.T) {
 		}
 		_ = v
 	}
-	if strings.Join(got, ",") != "multiproc: error in child: odd input,ok,multiproc: error in child: odd input,ok" {
+	if strings.Join(got, ",") != "odd input,ok,odd input,ok" {
 		t.Fatalf("IMap items = %v", got)
 	}
 	quietStderr(t) // the panic's stack
