@@ -1,10 +1,10 @@
 package multiproc
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
+	"io"
 	"os"
 	"reflect"
 	"sync"
@@ -66,12 +66,17 @@ type Conn struct {
 	max      atomic.Int64
 
 	// The receiving side, used by the holder of rmu.
-	rmu  ctxMutex
-	r    *bufio.Reader
+	rmu ctxMutex
+	// r reads the descriptor exactly: a message's header, then its payload,
+	// never past it (no read-ahead buffer), so that another process holding
+	// the same descriptor — a child or pool worker it was passed to, before
+	// or after this one — finds the next message whole, as with Python's
+	// Connection.
+	r    io.Reader
 	fr   wire.FrameReader // a message part-way read, kept across calls
 	rbuf []byte           // Recv's buffer, reused from message to message
-	// held says that bytes wait in r or fr, so Poll need not ask the
-	// kernel; it is set by the holder of rmu and read without it.
+	// held says that part of a message waits in fr, so Poll need not ask
+	// the kernel; it is set by the holder of rmu and read without it.
 	held atomic.Bool
 
 	// The sending side, used by the holder of wmu.
@@ -342,8 +347,11 @@ func (c *Conn) exportHandle() (handle.Desc, error) {
 	if err != nil {
 		return handle.Desc{}, err
 	}
-	// The fd stays valid while the Conn is open: do not close a Conn
-	// while a Start or a pool call that carries it is under way.
+	if c.held.Load() {
+		return handle.Desc{}, errors.New("multiproc: passing a Conn that holds part of a message (a receive was cut short): finish that receive first, or the other process would start in the middle of it")
+	}
+	// The message that carries it duplicates fd (internal/handle): closing
+	// the Conn once the call that passed it has returned is safe.
 	var fd int
 	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
 		return handle.Desc{}, err

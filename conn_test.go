@@ -803,3 +803,43 @@ func sendUntilFails(ctx context.Context, c *multiproc.Conn) error {
 	}
 	return nil
 }
+
+var recvOne = multiproc.Register("test.recvOne", func(ctx context.Context, r *multiproc.Conn) (string, error) {
+	b, err := r.RecvBytesContext(ctx)
+	return string(b), err
+})
+
+// A Conn read by several processes in turn — this one, then a child, then
+// another — loses nothing: each receive reads its own message and no
+// further, so what one process has not received is still in the pipe for
+// the next (as with Python's Connection).
+func TestConnReadersInTurnLoseNothing(t *testing.T) {
+	ctx := testCtx(t, 60*time.Second)
+	r, w, err := multiproc.Pipe(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	for i := range 4 {
+		if err := w.SendBytes([]byte{'m', byte('0' + i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := r.RecvBytesContext(ctx)
+	if err != nil || string(b) != "m0" {
+		t.Fatalf("first receive here: %q, %v", b, err)
+	}
+	for _, want := range []string{"m1", "m2"} {
+		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		got, err := recvOne.Call(cctx, r)
+		cancel()
+		if err != nil || got != want {
+			t.Fatalf("a child's receive: %q, %v; want %q", got, err, want)
+		}
+	}
+	b, err = r.RecvBytesContext(ctx)
+	if err != nil || string(b) != "m3" {
+		t.Fatalf("last receive here: %q, %v", b, err)
+	}
+}

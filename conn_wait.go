@@ -3,7 +3,6 @@ package multiproc
 // How a Conn waits: for its lock, for its descriptor, within a context.
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -162,12 +161,12 @@ func (c *Conn) readFrameContext(ctx context.Context, buf []byte) ([]byte, error)
 		return nil, ctxErr(ctx, "receive")
 	}
 	if c.r == nil {
-		c.r = bufio.NewReaderSize(waitReader{c.f}, 64<<10)
+		c.r = waitReader{c.f}
 	}
 	release := bound(ctx, c.f, false)
 	b, err := c.fr.Next(c.r, c.max.Load(), buf)
 	release()
-	c.held.Store(c.r.Buffered() > 0 || c.fr.Partial())
+	c.held.Store(c.fr.Partial())
 	// Whatever the error, fr has kept the part of a message read so far,
 	// so the stream stays in step: a receive cut short by its context goes
 	// on with the next one; an over-long or malformed header, or a message
