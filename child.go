@@ -15,9 +15,9 @@ import (
 
 // child is the state of this process when it is a child.
 var child struct {
-	// tally counts the tasks a pool worker has started (its setup task
-	// included), in memory its pool also maps: if the worker dies, the pool
-	// knows whether it ever started the task it was last sent.
+	// tally counts the tasks a pool worker has started (not its
+	// Initializer), in memory its pool also maps: if the worker dies, the
+	// pool knows which of the tasks it was sent it ever started.
 	tally atomic.Pointer[uint32]
 
 	mu     sync.Mutex

@@ -54,18 +54,27 @@ type Pool struct {
 	n    int
 	init *task // the workers' setup task
 
-	mu         sync.Mutex
-	pending    []*poolTask // queued, oldest first
-	idle       []*worker
-	workers    map[*worker]struct{} // alive, busy or idle
-	live       int                  // workers alive or being started
-	closed     bool
-	terminated bool
-	broken     error         // an Initializer failed in a replacement worker
-	exited     chan struct{} // closed when no worker is left after Close
+	mu      sync.Mutex
+	pending []*poolTask // queued, oldest first
+	idle    []*worker
+	workers map[*worker]struct{} // alive, busy or idle
+	live    int                  // workers alive or being started
+	state   poolState
+	broken  error         // with poolBroken: what every task gets
+	exited  chan struct{} // closed when no worker is left once the pool stopped
 
 	workerSeq atomic.Int64
 }
+
+// poolState is where a Pool is in its life; it only moves forward.
+type poolState uint8
+
+const (
+	poolOpen       poolState = iota // takes tasks
+	poolClosed                      // Close: queued tasks run, then the workers exit
+	poolBroken                      // an Initializer failed in a replacement worker: no worker starts again
+	poolTerminated                  // Terminate: the workers are killed and every task fails
+)
 
 // NewPool starts opts.Processes workers and returns once each has started
 // and run the Initializer. If a worker cannot start or the Initializer
@@ -133,7 +142,7 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 }
 
 func (p *Pool) checkExitedLocked() {
-	if p.live == 0 && (p.closed || p.broken != nil) {
+	if p.live == 0 && p.state != poolOpen {
 		select {
 		case <-p.exited:
 		default:
@@ -197,8 +206,8 @@ func (p *Pool) Workers() int {
 // task fails with err, and no worker is started again.
 func (p *Pool) breakPool(err error) {
 	p.mu.Lock()
-	if p.broken == nil {
-		p.broken = errorf("%w: %w", ErrPoolClosed, err)
+	if p.state < poolBroken {
+		p.state, p.broken = poolBroken, errorf("%w: %w", ErrPoolClosed, err)
 	}
 	pending := p.pending
 	p.pending = nil
@@ -235,7 +244,9 @@ func sendExit(ws []*worker) {
 // it again does nothing.
 func (p *Pool) Close() error {
 	p.mu.Lock()
-	p.closed = true
+	if p.state == poolOpen {
+		p.state = poolClosed
+	}
 	idle := p.retireIdleLocked()
 	p.checkExitedLocked()
 	p.mu.Unlock()
@@ -247,9 +258,9 @@ func (p *Pool) Close() error {
 // error before), or until ctx ends (its error; the pool runs on).
 func (p *Pool) Join(ctx context.Context) error {
 	p.mu.Lock()
-	closed := p.closed
+	state := p.state
 	p.mu.Unlock()
-	if !closed {
+	if state == poolOpen {
 		return errors.New("multiproc: Pool.Join before Close or Terminate")
 	}
 	select {
@@ -265,7 +276,7 @@ func (p *Pool) Join(ctx context.Context) error {
 // workers are reaped.
 func (p *Pool) Terminate() error {
 	p.mu.Lock()
-	p.closed, p.terminated = true, true
+	p.state = poolTerminated
 	pending := p.pending
 	p.pending = nil
 	p.idle = nil
