@@ -54,6 +54,9 @@ func (b *Barrier) init(seg *shm.Segment, n uint32) {
 // barrier breaks for everyone). Closing the Barrier in this process ends
 // a Wait as its context would, with an error matching ErrClosed.
 func (b *Barrier) Wait(ctx context.Context) error {
+	if ctx == nil {
+		return errNilContext
+	}
 	defer runtime.KeepAlive(b)
 	r, err := b.enter(kBarrier)
 	if err != nil {

@@ -194,6 +194,9 @@ func (c *Conn) SendBytes(b []byte) error {
 // SendBytesContext is SendBytes, giving up when ctx ends (see Conn for
 // what a send cut short leaves). The error then matches ctx.Err().
 func (c *Conn) SendBytesContext(ctx context.Context, b []byte) error {
+	if ctx == nil {
+		return errNilContext
+	}
 	if err := c.check(true); err != nil {
 		return err
 	}
@@ -216,6 +219,9 @@ func (c *Conn) RecvBytes() ([]byte, error) {
 // matches ctx.Err(), and the part of a message read so far is kept for
 // the next receive.
 func (c *Conn) RecvBytesContext(ctx context.Context) ([]byte, error) {
+	if ctx == nil {
+		return nil, errNilContext
+	}
 	if err := c.check(false); err != nil {
 		return nil, err
 	}
@@ -250,6 +256,9 @@ func (c *Conn) Send(v any) error {
 // SendContext is Send, giving up when ctx ends (see Conn for what a send
 // cut short leaves). The error then matches ctx.Err().
 func (c *Conn) SendContext(ctx context.Context, v any) error {
+	if ctx == nil {
+		return errNilContext
+	}
 	if err := c.check(true); err != nil {
 		return err
 	}
@@ -286,6 +295,9 @@ func (c *Conn) Recv(v any) error {
 // ctx.Err(), and the part of a message read so far is kept for the next
 // receive.
 func (c *Conn) RecvContext(ctx context.Context, v any) error {
+	if ctx == nil {
+		return errNilContext
+	}
 	if err := c.check(false); err != nil {
 		return err
 	}

@@ -41,6 +41,9 @@ func (c *Conn) Poll(timeout time.Duration) (bool, error) {
 // matching ctx.Err(). With a context already ended it only looks. Like
 // Poll, it never reads.
 func (c *Conn) PollContext(ctx context.Context) (bool, error) {
+	if ctx == nil {
+		return false, errNilContext
+	}
 	if err := c.check(false); err != nil {
 		return false, err
 	}

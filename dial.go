@@ -31,6 +31,9 @@ func Dial(ctx context.Context, network, address string, authkey []byte) (*Conn, 
 
 // Dial is the package's Dial with the options of cfg.
 func (cfg DialConfig) Dial(ctx context.Context, network, address string, authkey []byte) (*Conn, error) {
+	if ctx == nil {
+		return nil, errNilContext
+	}
 	switch network {
 	case "unix":
 		if address != "" && address[0] == 0 {

@@ -78,6 +78,11 @@ var (
 	ErrMessageTooLarge = wire.ErrFrameTooLarge
 )
 
+// errNilContext is returned by every call that takes a context and was
+// given nil (as net/http's NewRequestWithContext does), instead of a
+// nil-pointer panic deep inside.
+var errNilContext = errors.New("multiproc: nil Context (use context.Background() or context.TODO())")
+
 // ExitError reports a child process that did not exit with status 0: it
 // returned an error, panicked, called os.Exit with another code, or was
 // ended by a signal. Join and Call return it (as *ExitError).

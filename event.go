@@ -66,6 +66,9 @@ func (e *Event) IsSet() bool {
 // Wait blocks until the flag is set (nil), ctx is done (ctx.Err()) or the
 // Event is closed in this process (an error matching ErrClosed).
 func (e *Event) Wait(ctx context.Context) error {
+	if ctx == nil {
+		return errNilContext
+	}
 	defer runtime.KeepAlive(e)
 	if e.base.Load() == nil {
 		return e.useErr(kEvent)

@@ -52,6 +52,9 @@ func (l *Lock) Lock() {
 // before the lock is taken (then it is not held), or an error matching
 // ErrClosed if the Lock is closed meanwhile in this process.
 func (l *Lock) LockContext(ctx context.Context) error {
+	if ctx == nil {
+		return errNilContext
+	}
 	err := l.mu.lock(ctx, &l.object, kLock)
 	runtime.KeepAlive(l)
 	return err

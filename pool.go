@@ -66,6 +66,9 @@ type Pool struct {
 	workerSeq atomic.Int64
 }
 
+// errZeroPool is what every method of a Pool not made by NewPool returns.
+var errZeroPool = errorf("%w: zero Pool: make it with NewPool", ErrNotInitialized)
+
 // poolState is where a Pool is in its life; it only moves forward.
 type poolState uint8
 
@@ -157,8 +160,16 @@ func (p *Pool) checkExitedLocked() {
 // is called exactly once, on any goroutine, possibly before Submit
 // returns. A task whose ctx is done before a worker takes it never runs.
 func (p *Pool) Submit(ctx context.Context, t *Task, done func([]Result, error)) {
+	if ctx == nil {
+		done(nil, errNilContext)
+		return
+	}
 	if p == nil {
 		done(nil, errors.New("multiproc: nil Pool"))
+		return
+	}
+	if p.n == 0 {
+		done(nil, errZeroPool)
 		return
 	}
 	if err := ctx.Err(); err != nil {
@@ -243,6 +254,9 @@ func sendExit(ws []*worker) {
 // ErrPoolClosed); queued tasks still run, then the workers exit. Calling
 // it again does nothing.
 func (p *Pool) Close() error {
+	if p.n == 0 {
+		return errZeroPool
+	}
 	p.mu.Lock()
 	if p.state == poolOpen {
 		p.state = poolClosed
@@ -257,6 +271,12 @@ func (p *Pool) Close() error {
 // Join waits until every worker has exited, after Close or Terminate (an
 // error before), or until ctx ends (its error; the pool runs on).
 func (p *Pool) Join(ctx context.Context) error {
+	if p.n == 0 {
+		return errZeroPool
+	}
+	if ctx == nil {
+		return errNilContext
+	}
 	p.mu.Lock()
 	state := p.state
 	p.mu.Unlock()
@@ -275,6 +295,9 @@ func (p *Pool) Join(ctx context.Context) error {
 // with an error matching ErrPoolClosed, and Terminate returns once the
 // workers are reaped.
 func (p *Pool) Terminate() error {
+	if p.n == 0 {
+		return errZeroPool
+	}
 	p.mu.Lock()
 	p.state = poolTerminated
 	pending := p.pending

@@ -54,6 +54,9 @@ func (s *Semaphore) init(seg *shm.Segment) {
 // returns ctx.Err() and takes nothing), or the Semaphore is closed in
 // this process (an error matching ErrClosed).
 func (s *Semaphore) Acquire(ctx context.Context) error {
+	if ctx == nil {
+		return errNilContext
+	}
 	defer runtime.KeepAlive(s)
 	if s.base.Load() == nil {
 		return s.useErr(kSemaphore)

@@ -119,6 +119,9 @@ func (v *Value[T]) Lock() {
 // before the lock is taken (then it is not held), or an error matching
 // ErrClosed if the Value is closed meanwhile in this process.
 func (v *Value[T]) LockContext(ctx context.Context) error {
+	if ctx == nil {
+		return errNilContext
+	}
 	err := v.mu.lock(ctx, &v.object, kValue)
 	runtime.KeepAlive(v)
 	return err
@@ -299,6 +302,9 @@ func (a *Array[T]) Lock() {
 
 // LockContext is Lock bounded by ctx, as Value's LockContext.
 func (a *Array[T]) LockContext(ctx context.Context) error {
+	if ctx == nil {
+		return errNilContext
+	}
 	err := a.mu.lock(ctx, &a.object, kArray)
 	runtime.KeepAlive(a)
 	return err
