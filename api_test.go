@@ -52,7 +52,7 @@ func TestNilContext(t *testing.T) {
 		"Apply": applyErr, "Map": mapErr, "IMap": imapErr, "Call": callErr, "AsyncResult.Get": getErr,
 		"Process.StartContext": p.StartContext(nilCtx), "Process.Join": p.Join(nilCtx), "Pool.Join": pool.Join(nilCtx),
 		"Pool.Submit": <-submitErr,
-		"Queue.Put": q.Put(nilCtx, 1), "Queue.Get": qGetErr,
+		"Queue.Put":   q.Put(nilCtx, 1), "Queue.Get": qGetErr,
 		"Value.LockContext": v.LockContext(nilCtx), "Array.LockContext": a.LockContext(nilCtx), "Lock.LockContext": l.LockContext(nilCtx),
 		"Semaphore.Acquire": s.Acquire(nilCtx), "Event.Wait": e.Wait(nilCtx), "Barrier.Wait": b.Wait(nilCtx),
 		"Conn.SendContext": c1.SendContext(nilCtx, 1), "Conn.RecvContext": c1.RecvContext(nilCtx, &recvInt),
