@@ -3,6 +3,7 @@ package multiproc_test
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -84,5 +85,37 @@ func TestZeroPool(t *testing.T) {
 	}
 	if _, err := whoAmI.Map(ctx, &p, []int{1, 2}); !errors.Is(err, multiproc.ErrNotInitialized) {
 		t.Errorf("Map on a zero Pool: %v", err)
+	}
+}
+
+// initPipeErr is what Pipe said at package initialisation, in a process
+// started with MULTIPROC_TEST_INITPIPE=1 (a child, in the test below).
+var initPipeErr = func() string {
+	if os.Getenv("MULTIPROC_TEST_INITPIPE") != "1" {
+		return ""
+	}
+	_, _, err := multiproc.Pipe(false)
+	if err == nil {
+		return "no error"
+	}
+	return err.Error()
+}()
+
+var reportInitPipe = multiproc.Register("test.reportInitPipe", func(ctx context.Context, _ int) (string, error) {
+	return initPipeErr, nil
+})
+
+// A shared object made at package initialisation is a different object in
+// every process: in a child, where Main has not run yet, it is refused
+// with an error that says why.
+func TestSharedObjectAtInitInChild(t *testing.T) {
+	ctx := testCtx(t, 60*time.Second)
+	t.Setenv("MULTIPROC_TEST_INITPIPE", "1")
+	got, err := reportInitPipe.Call(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(got, "Pipe during package initialisation of a child process") {
+		t.Fatalf("Pipe at a child's package initialisation: %q", got)
 	}
 }

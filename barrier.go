@@ -30,6 +30,9 @@ type Barrier struct {
 
 // NewBarrier makes a barrier for n parties (1 ≤ n ≤ 65535).
 func NewBarrier(n int) (*Barrier, error) {
+	if err := checkCreate("NewBarrier"); err != nil {
+		return nil, err
+	}
 	if n < 1 || n > futex.MaxParties {
 		return nil, errorf("NewBarrier(%d): parties must be in [1, %d]", n, futex.MaxParties)
 	}

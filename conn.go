@@ -100,6 +100,9 @@ type Conn struct {
 // receive (a socketpair); without, the first end only receives and the
 // second only sends (pipe2), as in Python.
 func Pipe(duplex bool) (*Conn, *Conn, error) {
+	if err := checkCreate("Pipe"); err != nil {
+		return nil, nil, err
+	}
 	var fds [2]int
 	if duplex {
 		pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)

@@ -26,6 +26,9 @@ type Event struct {
 
 // NewEvent makes an Event that is not set.
 func NewEvent() (*Event, error) {
+	if err := checkCreate("NewEvent"); err != nil {
+		return nil, err
+	}
 	seg, err := shm.Create("event", 128)
 	if err != nil {
 		return nil, err

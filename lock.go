@@ -27,6 +27,9 @@ type Lock struct {
 
 // NewLock makes an unlocked Lock.
 func NewLock() (*Lock, error) {
+	if err := checkCreate("NewLock"); err != nil {
+		return nil, err
+	}
 	seg, err := shm.Create("lock", 128)
 	if err != nil {
 		return nil, err

@@ -46,6 +46,18 @@ func setProcName(name string) {
 	os.WriteFile("/proc/self/comm", []byte(name), 0)
 }
 
+// checkCreate refuses to make a shared object during package
+// initialisation of a child process (a package-level var, an init): the
+// child runs that code again, before Main, so the object would be a new
+// one, not the parent's — a pipe nobody else holds, a lock nobody else
+// takes — and the program would silently not share what it means to.
+func checkCreate(what string) error {
+	if !mainCalled.Load() && inChildWithoutMain() {
+		return errorf("%s during package initialisation of a child process: every process runs that code again and would get an object of its own, not the parent's; create shared objects in main or where they are used, and pass them to children as arguments", what)
+	}
+	return nil
+}
+
 // inChildWithoutMain reports a re-executed child whose main did not call
 // Main: it must never start processes of its own, or a forgotten Main
 // would multiply without end.

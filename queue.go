@@ -46,6 +46,9 @@ type Queue[T any] struct {
 // NewQueue makes a queue of at most maxsize messages (maxsize <= 0:
 // bounded only by memory). It fails if T cannot be encoded.
 func NewQueue[T any](maxsize int) (*Queue[T], error) {
+	if err := checkCreate("NewQueue"); err != nil {
+		return nil, err
+	}
 	codec, err := wire.NewCodec[T]()
 	if err != nil {
 		return nil, err

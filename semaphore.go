@@ -29,6 +29,9 @@ type Semaphore struct {
 
 // NewSemaphore makes a semaphore with n free units; n must be in [0, 2^31].
 func NewSemaphore(n int) (*Semaphore, error) {
+	if err := checkCreate("NewSemaphore"); err != nil {
+		return nil, err
+	}
 	if n < 0 || n > 1<<31 {
 		return nil, errorf("NewSemaphore(%d): the count must be in [0, 2^31]", n)
 	}

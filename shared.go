@@ -70,6 +70,9 @@ type Value[T Scalar] struct {
 
 // NewValue makes a shared number with initial value v.
 func NewValue[T Scalar](v T) (*Value[T], error) {
+	if err := checkCreate("NewValue"); err != nil {
+		return nil, err
+	}
 	seg, err := shm.Create("value", offData+8)
 	if err != nil {
 		return nil, err
@@ -186,6 +189,9 @@ type Array[T Scalar] struct {
 
 // NewArray makes a shared array of n zeros. n < 0 is an error.
 func NewArray[T Scalar](n int) (*Array[T], error) {
+	if err := checkCreate("NewArray"); err != nil {
+		return nil, err
+	}
 	if n < 0 {
 		return nil, errorf("NewArray with negative length %d", n)
 	}
@@ -205,6 +211,9 @@ func NewArray[T Scalar](n int) (*Array[T], error) {
 
 // ArrayOf makes a shared array holding a copy of vals.
 func ArrayOf[T Scalar](vals []T) (*Array[T], error) {
+	if err := checkCreate("ArrayOf"); err != nil {
+		return nil, err
+	}
 	a, err := NewArray[T](len(vals))
 	if err != nil {
 		return nil, err
