@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 package multiproc
 
 // Poll: whether a Conn has a message, without reading it.

@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 package multiproc
 
 // How a Conn waits: for its lock, for its descriptor, within a context.

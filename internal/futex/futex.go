@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 // Package futex holds the futex system call on shared memory and the
 // cross-process synchronisation words built on it: a mutex that survives
 // its holder's death, a counting semaphore, an event and a barrier.
