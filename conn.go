@@ -146,8 +146,15 @@ func (c *Conn) init(fd int, readable, writable bool) {
 
 // ConnFromFd makes a duplex Conn of fd, a connected socket (or a pipe end
 // used both ways) inherited or made outside the package — for example to
-// talk to a python3 process's multiprocessing.connection.Connection. The
-// Conn owns fd from then on.
+// talk to a python3 process's multiprocessing.connection.Connection.
+//
+// The Conn owns fd from then on: it closes it, so nothing else may use or
+// close it. Pass a descriptor nothing else owns — one inherited from a
+// parent, or from unix.Socketpair — never the Fd() of an *os.File or of
+// net.Conn's File(), which still own theirs: the two would close the same
+// number, and Go's poller, which already knows the other file, would leave
+// this Conn's reads failing with EAGAIN. For a net.Conn, use ConnFromNet;
+// to keep a descriptor of your own, pass a duplicate (unix.Dup).
 func ConnFromFd(fd int) *Conn {
 	unix.SetNonblock(fd, true)
 	unix.CloseOnExec(fd)
