@@ -5,6 +5,7 @@ package multiproc_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -119,5 +120,40 @@ func TestSharedObjectAtInitInChild(t *testing.T) {
 	}
 	if !strings.Contains(got, "Pipe during package initialisation of a child process") {
 		t.Fatalf("Pipe at a child's package initialisation: %q", got)
+	}
+}
+
+var nameOf = multiproc.Register("test.nameOf", func(ctx context.Context, _ int) (string, error) {
+	return multiproc.ProcessName(), nil
+})
+
+// nameIs fails unless its process is named want.
+var nameIs = multiproc.Register("test.nameIs", func(ctx context.Context, want string) (int, error) {
+	if got := multiproc.ProcessName(); got != want {
+		return 0, fmt.Errorf("ProcessName() = %q, want %q", got, want)
+	}
+	return 0, nil
+})
+
+// ProcessName is Python's current_process().name.
+func TestProcessName(t *testing.T) {
+	ctx := testCtx(t, 60*time.Second)
+	if got := multiproc.ProcessName(); got != "MainProcess" {
+		t.Fatalf("in the parent: %q", got)
+	}
+	p := nameIs.Process("namer")
+	p.Name = "namer"
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Join(ctx); err != nil {
+		t.Fatalf("in a Process named namer: %v", err)
+	}
+	if got, err := nameOf.Call(ctx, 0); err != nil || !strings.HasPrefix(got, "Process-") {
+		t.Fatalf("in a Call's child: %q, %v", got, err)
+	}
+	pool := newPool(t, multiproc.PoolOptions{Processes: 1})
+	if got, err := nameOf.Apply(ctx, pool, 0); err != nil || !strings.HasPrefix(got, "PoolWorker-") {
+		t.Fatalf("in a pool worker: %q, %v", got, err)
 	}
 }

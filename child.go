@@ -49,6 +49,7 @@ func childMain(name string) int {
 		return 0 // the parent gave up on us (or is gone): nothing to run
 	}
 	setProcName(t.name)
+	processName.Store(&t.name)
 	child.mu.Lock()
 	child.daemon = t.daemon
 	child.mu.Unlock()

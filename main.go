@@ -5,6 +5,7 @@ package multiproc
 import (
 	"os"
 	"strings"
+	"sync/atomic"
 
 	"github.com/multiproc-go/multiproc/internal/spawn"
 )
@@ -46,6 +47,21 @@ func Main() {
 // which ps shows, whichever thread this runs on.
 func setProcName(name string) {
 	os.WriteFile("/proc/self/comm", []byte(name), 0)
+}
+
+// processName is this process's name for ProcessName, once it is a child
+// that took its task.
+var processName atomic.Pointer[string]
+
+// ProcessName is Python's multiprocessing.current_process().name: in a
+// child, the Name of the Process it runs as (a pool worker's is
+// "PoolWorker-N"); in a program's own process, "MainProcess". The pid is
+// os.Getpid().
+func ProcessName() string {
+	if n := processName.Load(); n != nil {
+		return *n
+	}
+	return "MainProcess"
 }
 
 // checkCreate refuses to make a shared object during package
