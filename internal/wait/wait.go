@@ -1,0 +1,231 @@
+// Package wait is the one waiting policy of multiproc: how a waiter spins,
+// yields and parks, learned from what waiting costs on the machine it runs
+// on instead of fixed spin windows tuned on one box.
+//
+// A waiter (a Queue's ring, a Conn's read, the pool's control channel, the
+// cross-process mutex) first calls Spinner.Spin with its condition; if the
+// spin fails it parks (FUTEX_WAIT, Go's poller) and, once woken with its
+// condition met, reports how long it was parked with Spinner.Parked. From
+// those reports a Spinner learns two things:
+//
+//   - what a park costs: the shortest parks approach the price of a
+//     sleep and a wake-up (a futex round trip across CPUs took 255 µs on one
+//     2-vCPU VM, 10 µs on another). Spinning longer than that can never pay
+//     (ski rental: spin about as long as a block costs), so it caps the
+//     budget;
+//   - how long waits last: a wait that ended soon after the spin gave up
+//     would have been caught by a longer spin (the budget grows); a long
+//     one was not worth spinning for (the budget shrinks), and spins that
+//     succeed early pull the budget down towards a few times their length,
+//     as adaptive mutexes do.
+//
+// While it spins, a waiter lets others run: first the goroutines of its own
+// process (runtime.Gosched, once: a goroutine this one just woke), then,
+// after a short tight poll, other processes on its CPU (sched_yield, so a
+// peer sharing the CPU runs). A spin is bounded by time, never by a count
+// of tries, and there is no spinning at all with one CPU or GOMAXPROCS=1,
+// or when the spinner finds it was descheduled (the CPUs are
+// oversubscribed: the other side may not be running).
+package wait
+
+import (
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Bounds of what a Spinner learns. The budget never exceeds the park cost
+// (spinning longer than a block costs never pays) nor maxPark.
+const (
+	minBudget  = 1 * time.Microsecond   // the least a spin tries, so it keeps learning
+	initBudget = 20 * time.Microsecond  // before any feedback (the old fixed windows were 8–30 µs)
+	minPark    = 2 * time.Microsecond   // the cheapest park believed
+	initPark   = 50 * time.Microsecond  // before any park has been seen
+	maxPark    = 250 * time.Microsecond // the longest a waiter ever spins
+
+	// tightSpin is how long a spin polls without yielding: a peer running
+	// on another CPU usually answers within it.
+	tightSpin = 2 * time.Microsecond
+
+	// preempted: a gap this long between two looks at the clock means the
+	// spinner was descheduled — the CPUs are oversubscribed, and the side it
+	// waits for may not be running: it parks rather than spin on.
+	preempted = 200 * time.Microsecond
+)
+
+// Spinner is the waiting policy of one waiting site (one per Queue side,
+// per Conn, per lock...). Its zero value is ready to use, and it is safe
+// for concurrent use: concurrent feedback may lose an update, which only
+// slows the learning. It is process-local; nothing of it is shared with
+// other processes.
+type Spinner struct {
+	budget atomic.Int64 // ns; 0 until the first feedback (initBudget)
+	park   atomic.Int64 // ns, the estimated cost of a park; 0 until the first park (initPark)
+
+	// Spins and parks counted for tests and reports.
+	spins, wins, parks atomic.Int64
+
+	// Test hooks; nil in production.
+	clock func() int64 // monotonic ns
+	yield func(os bool)
+	cpus  func() bool
+}
+
+var epoch = time.Now()
+
+func (s *Spinner) now() int64 {
+	if s.clock != nil {
+		return s.clock()
+	}
+	return int64(time.Since(epoch))
+}
+
+// Budget is how long the next spin may last.
+func (s *Spinner) Budget() time.Duration {
+	if b := s.budget.Load(); b > 0 {
+		return time.Duration(b)
+	}
+	return initBudget
+}
+
+// ParkCost is the learned cost of parking: the cap of the budget.
+func (s *Spinner) ParkCost() time.Duration {
+	if p := s.park.Load(); p > 0 {
+		return time.Duration(p)
+	}
+	return initPark
+}
+
+// Stats returns how many spins were tried, how many of them succeeded and
+// how many parks were reported.
+func (s *Spinner) Stats() (spins, wins, parks int64) {
+	return s.spins.Load(), s.wins.Load(), s.parks.Load()
+}
+
+// canSpin reports whether spinning can help at all: with one CPU (or one
+// P) the side being waited for cannot run while this waiter spins.
+func (s *Spinner) canSpin() bool {
+	if s.cpus != nil {
+		return s.cpus()
+	}
+	return numCPU >= 2 && runtime.GOMAXPROCS(0) >= 2
+}
+
+var numCPU = runtime.NumCPU()
+
+func (s *Spinner) doYield(os bool) {
+	if s.yield != nil {
+		s.yield(os)
+		return
+	}
+	if os {
+		OSYield()
+	} else {
+		runtime.Gosched()
+	}
+}
+
+// OSYield gives this thread's CPU to another runnable thread, of any
+// process, if there is one (sched_yield); it returns at once otherwise.
+// Unlike runtime.Gosched it does not make the Go scheduler wake another
+// thread, which on a 2-CPU machine would compete with the peer process.
+func OSYield() { unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0) }
+
+// Spin polls ready until it reports true or the budget is spent, and
+// reports whether it became true. ready is called at least once; it may be
+// cheap (an atomic load) or a system call (a non-blocking read): Spin
+// adapts how often it reads the clock. After a false return the caller
+// parks and, once woken with its condition met, calls Parked.
+func (s *Spinner) Spin(ready func() bool) bool {
+	if ready() {
+		return true
+	}
+	if !s.canSpin() {
+		return false
+	}
+	s.spins.Add(1)
+	budget := int64(s.Budget())
+	start := s.now()
+	last := start
+	n := 1 // polls between looks at the clock: about one look a microsecond
+	gosched := true
+	for {
+		for range n {
+			if ready() {
+				s.won(s.now()-start, budget)
+				return true
+			}
+		}
+		t := s.now()
+		if t-last > int64(preempted) || t-start >= budget {
+			return false // Parked will tell whether the spin was too short
+		}
+		if t-last < int64(time.Microsecond)/2 && n < 1<<12 {
+			n *= 2
+		}
+		last = t
+		switch {
+		case gosched:
+			// A goroutine this waiter just made runnable (a result's
+			// receiver) runs now, on this P, rather than on a woken thread.
+			gosched = false
+			s.doYield(false)
+		case t-start >= int64(tightSpin):
+			s.doYield(true)
+		}
+	}
+}
+
+// won adapts the budget to a spin that succeeded after d ns.
+func (s *Spinner) won(d, budget int64) {
+	s.wins.Add(1)
+	switch {
+	case d > budget/2:
+		// Caught near the end: a little more would catch more of them.
+		s.setBudget(budget + budget/4)
+	case 4*d < budget:
+		// Caught early: move the budget down towards 4× the spin's
+		// length, slowly (1/8 a time), so that a long wait, when it comes,
+		// wastes less.
+		s.setBudget(budget - (budget-max(4*d, int64(minBudget)))/8)
+	}
+}
+
+// Parked reports that a waiter whose spin failed parked for d and was
+// woken with its condition met (not for a timeout or a cancellation: then
+// it reports nothing). A park about as short as a park costs means a
+// longer spin would have caught the wake-up: the budget grows (up to the
+// park cost). A long one means spinning was wasted: it shrinks.
+func (s *Spinner) Parked(d time.Duration) {
+	s.parks.Add(1)
+	dn := max(int64(d), 0)
+	p := int64(s.ParkCost())
+	// The park cost is a low quantile of the parks: the estimate falls
+	// fast (1/4 of the gap) towards a shorter park, rises slowly (1/32)
+	// towards one up to 4× longer, and ignores longer ones: those are long
+	// waits, which say nothing of the cost. An estimate too low only
+	// means less spinning, the safe side.
+	switch {
+	case dn < p:
+		p -= (p - dn) / 4
+	case dn <= 4*p:
+		p += (dn - p) / 32
+	}
+	p = min(max(p, int64(minPark)), int64(maxPark))
+	s.park.Store(p)
+	b := int64(s.Budget())
+	if dn <= 2*p {
+		s.setBudget(max(2*b, b+dn))
+	} else {
+		s.setBudget(b / 2)
+	}
+}
+
+// setBudget stores b within [minBudget, park cost].
+func (s *Spinner) setBudget(b int64) {
+	b = min(b, int64(s.ParkCost()))
+	b = max(b, int64(minBudget))
+	s.budget.Store(b)
+}
