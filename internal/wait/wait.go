@@ -19,10 +19,12 @@
 //     succeed early pull the budget down towards a few times their length,
 //     as adaptive mutexes do.
 //
-// While it spins, a waiter lets others run: first the goroutines of its own
-// process (runtime.Gosched, once: a goroutine this one just woke), then,
-// after a short tight poll, other processes on its CPU (sched_yield, so a
-// peer sharing the CPU runs). A spin is bounded by time, never by a count
+// While it spins, a waiter lets others run: after a short tight poll, other
+// threads on its CPU (sched_yield, so a peer process sharing the CPU runs);
+// and, only for a waiter that has just woken a goroutine of its own process
+// (Spinner.Handoff), that goroutine first (runtime.Gosched, once: every
+// Gosched also makes the Go scheduler wake an idle thread, which on 2 CPUs
+// takes the CPU the peer process needs). A spin is bounded by time, never by a count
 // of tries, and there is no spinning at all with one CPU or GOMAXPROCS=1,
 // or when the spinner finds it was descheduled (the CPUs are
 // oversubscribed: the other side may not be running).
@@ -61,6 +63,14 @@ const (
 // slows the learning. It is process-local; nothing of it is shared with
 // other processes.
 type Spinner struct {
+	// Handoff makes the first yield of a spin a runtime.Gosched, for a
+	// waiter that has just made another goroutine of its process runnable
+	// (a result's receiver): that goroutine then runs at once on this
+	// thread. Without it a spin leaves the Go scheduler alone, since
+	// Gosched also wakes an idle thread, which on 2 CPUs competes with the
+	// peer process. Set it before the first Spin.
+	Handoff bool
+
 	budget atomic.Int64 // ns; 0 until the first feedback (initBudget)
 	park   atomic.Int64 // ns, the estimated cost of a park; 0 until the first park (initPark)
 
@@ -150,7 +160,7 @@ func (s *Spinner) Spin(ready func() bool) bool {
 	start := s.now()
 	last := start
 	n := 1 // polls between looks at the clock: about one look a microsecond
-	gosched := true
+	gosched := s.Handoff
 	for {
 		for range n {
 			if ready() {

@@ -106,22 +106,30 @@ func TestLateWinGrowsBudget(t *testing.T) {
 }
 
 func TestYields(t *testing.T) {
-	f := &fake{}
-	s := newSpinner(f)
-	calls := 0
-	s.Spin(f.pollFor(100, -1, &calls))
-	if len(f.yields) < 2 {
-		t.Fatalf("%d yields in a %v spin", len(f.yields), initBudget)
-	}
-	if f.yields[0] {
-		t.Fatal("the first yield is sched_yield, want runtime.Gosched")
-	}
-	for i, os := range f.yields[1:] {
-		if !os {
-			t.Fatalf("yield %d is runtime.Gosched; only the first may be", i+1)
+	for _, handoff := range []bool{false, true} {
+		f := &fake{}
+		s := newSpinner(f)
+		s.Handoff = handoff
+		calls := 0
+		s.Spin(f.pollFor(100, -1, &calls))
+		if len(f.yields) < 2 {
+			t.Fatalf("%d yields in a %v spin", len(f.yields), initBudget)
 		}
-		if f.yieldT[i+1] < int64(tightSpin) {
-			t.Fatalf("sched_yield at %d ns, within the tight spin", f.yieldT[i+1])
+		os := f.yields
+		ts := f.yieldT
+		if handoff {
+			if f.yields[0] {
+				t.Fatal("Handoff: the first yield is sched_yield, want runtime.Gosched")
+			}
+			os, ts = os[1:], ts[1:]
+		}
+		for i := range os {
+			if !os[i] {
+				t.Fatalf("Handoff %v: a runtime.Gosched at %d ns; only a Handoff's first yield may be one", handoff, ts[i])
+			}
+			if ts[i] < int64(tightSpin) {
+				t.Fatalf("sched_yield at %d ns, within the tight spin", ts[i])
+			}
 		}
 	}
 }
