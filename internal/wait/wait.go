@@ -205,29 +205,31 @@ func (s *Spinner) won(d, budget int64) {
 
 // Parked reports that a waiter whose spin failed parked for d and was
 // woken with its condition met (not for a timeout or a cancellation: then
-// it reports nothing). A park about as short as a park costs means a
-// longer spin would have caught the wake-up: the budget grows (up to the
-// park cost). A long one means spinning was wasted: it shrinks.
+// it reports nothing). A park that ended within about a budget of the
+// park's own cost means a spin twice as long would have caught the
+// wake-up: the budget grows (up to the park cost). A longer one means
+// spinning was wasted: it shrinks.
 func (s *Spinner) Parked(d time.Duration) {
 	s.parks.Add(1)
 	dn := max(int64(d), 0)
 	p := int64(s.ParkCost())
 	// The park cost is a low quantile of the parks: the estimate falls
-	// fast (1/4 of the gap) towards a shorter park, rises slowly (1/32)
-	// towards one up to 4× longer, and ignores longer ones: those are long
-	// waits, which say nothing of the cost. An estimate too low only
-	// means less spinning, the safe side.
+	// fast (1/4 of the gap) towards a shorter park and rises slowly (1/32)
+	// towards one up to 2× longer. Longer parks are waits, not the cost
+	// of waiting, and are ignored: waits that come at a steady interval
+	// would otherwise pass for the cost of a park and be spun through. An
+	// estimate too low only means less spinning, the safe side.
 	switch {
 	case dn < p:
 		p -= (p - dn) / 4
-	case dn <= 4*p:
+	case dn <= 2*p:
 		p += (dn - p) / 32
 	}
 	p = min(max(p, int64(minPark)), int64(maxPark))
 	s.park.Store(p)
 	b := int64(s.Budget())
-	if dn <= 2*p {
-		s.setBudget(max(2*b, b+dn))
+	if dn-p <= b {
+		s.setBudget(2 * b)
 	} else {
 		s.setBudget(b / 2)
 	}

@@ -195,22 +195,42 @@ func TestParkCostFollowsSlowerMachine(t *testing.T) {
 	for range 20 {
 		s.Parked(10 * time.Microsecond)
 	}
-	// The machine becomes slower: wake-ups now take 35 µs.
+	// The machine becomes slower: wake-ups now take 18 µs.
 	for range 200 {
-		s.Parked(35 * time.Microsecond)
+		s.Parked(18 * time.Microsecond)
 	}
-	if p := s.ParkCost(); p < 30*time.Microsecond {
-		t.Fatalf("park cost %v after parks of 35 µs", p)
+	if p := s.ParkCost(); p < 17*time.Microsecond {
+		t.Fatalf("park cost %v after parks of 18 µs", p)
 	}
 	// And never past maxPark, however slow.
-	for range 2000 {
-		s.Parked(3 * s.ParkCost())
+	for range 5000 {
+		s.Parked(2 * s.ParkCost())
 	}
 	if p := s.ParkCost(); p > maxPark {
 		t.Fatalf("park cost %v past its cap %v", p, maxPark)
 	}
 	if b := s.Budget(); b > maxPark {
 		t.Fatalf("budget %v past the cap %v", b, maxPark)
+	}
+}
+
+// Waits that come at a steady interval longer than a park costs are not
+// mistaken for the cost of a park: the budget shrinks instead of growing
+// until it spins through every wait.
+func TestSteadyWaitsAreNotParkCost(t *testing.T) {
+	for _, wait := range []time.Duration{120 * time.Microsecond, 200 * time.Microsecond, 2 * time.Millisecond} {
+		f := &fake{}
+		s := newSpinner(f)
+		for range 1000 {
+			calls := 0
+			b := int64(s.Budget())
+			if !s.Spin(f.pollFor(100, int64(wait), &calls)) {
+				s.Parked(wait - time.Duration(b))
+			}
+		}
+		if b := s.Budget(); b > 4*time.Microsecond {
+			t.Fatalf("waits of %v: budget %v (park cost %v)", wait, b, s.ParkCost())
+		}
 	}
 }
 
