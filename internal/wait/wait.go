@@ -120,10 +120,27 @@ func (s *Spinner) canSpin() bool {
 	if s.cpus != nil {
 		return s.cpus()
 	}
-	return numCPU >= 2 && runtime.GOMAXPROCS(0) >= 2
+	return numCPU >= 2 && multiP(s.now())
 }
 
 var numCPU = runtime.NumCPU()
+
+// multiP reports whether GOMAXPROCS is at least 2, asking the runtime
+// (which takes the scheduler's lock) at most every 10 ms: it may change
+// while the program runs.
+func multiP(now int64) bool {
+	if c := procsChecked.Load(); c != 0 && now-c < int64(10*time.Millisecond) && now >= c {
+		return procsMulti.Load()
+	}
+	procsMulti.Store(runtime.GOMAXPROCS(0) >= 2)
+	procsChecked.Store(max(now, 1))
+	return procsMulti.Load()
+}
+
+var (
+	procsChecked atomic.Int64
+	procsMulti   atomic.Bool
+)
 
 func (s *Spinner) doYield(os bool) {
 	if s.yield != nil {

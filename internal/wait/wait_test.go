@@ -1,6 +1,7 @@
 package wait
 
 import (
+	"runtime"
 	"testing"
 	"time"
 )
@@ -278,4 +279,17 @@ func TestConcurrent(t *testing.T) {
 	if b := s.Budget(); b < minBudget || b > maxPark {
 		t.Fatalf("budget %v out of bounds", b)
 	}
+}
+
+// With GOMAXPROCS=1 a waiter does not spin: the goroutine it waits for may
+// need this very thread (the real CPU check, not the test hook).
+func TestNoSpinWithOneP(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	procsChecked.Store(0) // forget the cached answer
+	var s Spinner
+	calls := 0
+	if s.Spin(func() bool { calls++; return false }) || calls != 1 {
+		t.Fatalf("GOMAXPROCS=1: Spin looked %d times", calls)
+	}
+	procsChecked.Store(0)
 }
