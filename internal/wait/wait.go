@@ -43,7 +43,7 @@ import (
 const (
 	minBudget  = 1 * time.Microsecond   // the least a spin tries, so it keeps learning
 	initBudget = 20 * time.Microsecond  // before any feedback (the old fixed windows were 8–30 µs)
-	minPark    = 2 * time.Microsecond   // the cheapest park believed
+	minPark    = 4 * time.Microsecond   // the cheapest park believed (see Parked)
 	initPark   = 50 * time.Microsecond  // before any park has been seen
 	maxPark    = 250 * time.Microsecond // the longest a waiter ever spins
 
@@ -226,9 +226,19 @@ func (s *Spinner) won(d, budget int64) {
 // park's own cost means a spin twice as long would have caught the
 // wake-up: the budget grows (up to the park cost). A longer one means
 // spinning was wasted: it shrinks.
+//
+// A "park" shorter than minPark is no evidence of what parking costs: the
+// waiter cannot tell it from one that never slept (a FUTEX_WAIT that found
+// the word changed, a poller that had the event already). It counts as a
+// near miss — the condition came just after the spin gave up — so the
+// budget grows and the park cost is left alone.
 func (s *Spinner) Parked(d time.Duration) {
 	s.parks.Add(1)
 	dn := max(int64(d), 0)
+	if dn < int64(minPark) {
+		s.setBudget(2 * int64(s.Budget()))
+		return
+	}
 	p := int64(s.ParkCost())
 	// The park cost is a low quantile of the parks: the estimate falls
 	// fast (1/4 of the gap) towards a shorter park and rises slowly (1/32)

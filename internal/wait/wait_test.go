@@ -293,3 +293,23 @@ func TestNoSpinWithOneP(t *testing.T) {
 	}
 	procsChecked.Store(0)
 }
+
+// Parks too short to tell from no park at all (the futex or the poller
+// returned at once) grow the budget but say nothing of the park cost.
+func TestNonParksLeaveParkCost(t *testing.T) {
+	f := &fake{}
+	s := newSpinner(f)
+	for range 20 {
+		s.Parked(20 * time.Microsecond)
+	}
+	p, b := s.ParkCost(), s.Budget()
+	for range 50 {
+		s.Parked(time.Microsecond)
+	}
+	if s.ParkCost() != p {
+		t.Fatalf("1 µs parks moved the park cost from %v to %v", p, s.ParkCost())
+	}
+	if s.Budget() < b {
+		t.Fatalf("near misses shrank the budget from %v to %v", b, s.Budget())
+	}
+}
