@@ -8,11 +8,12 @@
 // condition met, reports how long it was parked with Spinner.Parked. From
 // those reports a Spinner learns two things:
 //
-//   - what a park costs: the shortest parks approach the price of a
-//     sleep and a wake-up (a futex round trip across CPUs took 255 µs on one
-//     2-vCPU VM, 10 µs on another). Spinning longer than that can never pay
-//     (ski rental: spin about as long as a block costs), so it caps the
-//     budget;
+//   - what a park costs: the shortest parks approach the latency of a
+//     wake-up (a futex round trip across CPUs took 255 µs on one 2-vCPU VM,
+//     10 µs on another), and a park costs a few of those (the sleeper's late
+//     wake-up, the waker's wake-up call, the threads Go's runtime wakes).
+//     Spinning longer than a park costs cannot pay (ski rental: spin about
+//     as long as a block costs), so that caps the budget;
 //   - how long waits last: a wait that ended soon after the spin gave up
 //     would have been caught by a longer spin (the budget grows); a long
 //     one was not worth spinning for (the budget shrinks), and spins that
@@ -43,13 +44,19 @@ import (
 const (
 	minBudget  = 1 * time.Microsecond   // the least a spin tries, so it keeps learning
 	initBudget = 20 * time.Microsecond  // before any feedback (the old fixed windows were 8–30 µs)
-	minPark    = 4 * time.Microsecond   // the cheapest park believed (see Parked)
-	initPark   = 50 * time.Microsecond  // before any park has been seen
-	maxPark    = 250 * time.Microsecond // the longest a waiter ever spins
+	minPark    = 4 * time.Microsecond   // the shortest park believed (see Parked)
+	initWake   = 10 * time.Microsecond  // a wake-up's latency before any park has been seen
+	parkFactor = 4                      // a park's cost, in wake-up latencies (see ParkCost)
+	maxPark    = 250 * time.Microsecond // the most a park is believed to cost: the longest spin
 
 	// tightSpin is how long a spin polls without yielding: a peer running
 	// on another CPU usually answers within it.
 	tightSpin = 2 * time.Microsecond
+
+	// yieldEvery spaces the sched_yields of a longer spin: each one that
+	// finds another thread to run costs a context switch, often to a
+	// thread of Go's runtime with nothing to do.
+	yieldEvery = 10 * time.Microsecond
 
 	// preempted: a gap this long between two looks at the clock means the
 	// spinner was descheduled — the CPUs are oversubscribed, and the side it
@@ -72,7 +79,7 @@ type Spinner struct {
 	Handoff bool
 
 	budget atomic.Int64 // ns; 0 until the first feedback (initBudget)
-	park   atomic.Int64 // ns, the estimated cost of a park; 0 until the first park (initPark)
+	wake   atomic.Int64 // ns, the sleeper's wake-up latency; 0 until the first park (initWake)
 
 	// Spins and parks counted for tests and reports.
 	spins, wins, parks atomic.Int64
@@ -100,12 +107,19 @@ func (s *Spinner) Budget() time.Duration {
 	return initBudget
 }
 
-// ParkCost is the learned cost of parking: the cap of the budget.
+// ParkCost is the learned cost of a park, the cap of the budget:
+// parkFactor times the sleeper's wake-up latency, as a park is paid more
+// than once — by the sleeper's late wake-up, by the waker's wake-up call,
+// and, in Go, by the threads the runtime wakes for both.
 func (s *Spinner) ParkCost() time.Duration {
-	if p := s.park.Load(); p > 0 {
-		return time.Duration(p)
+	return time.Duration(min(parkFactor*s.wakeNs(), int64(maxPark)))
+}
+
+func (s *Spinner) wakeNs() int64 {
+	if w := s.wake.Load(); w > 0 {
+		return w
 	}
-	return initPark
+	return int64(initWake)
 }
 
 // Stats returns how many spins were tried, how many of them succeeded and
@@ -178,6 +192,7 @@ func (s *Spinner) Spin(ready func() bool) bool {
 	last := start
 	n := 1 // polls between looks at the clock: about one look a microsecond
 	gosched := s.Handoff
+	nextYield := start + int64(tightSpin)
 	for {
 		for range n {
 			if ready() {
@@ -199,7 +214,8 @@ func (s *Spinner) Spin(ready func() bool) bool {
 			// receiver) runs now, on this P, rather than on a woken thread.
 			gosched = false
 			s.doYield(false)
-		case t-start >= int64(tightSpin):
+		case t >= nextYield:
+			nextYield = t + int64(yieldEvery)
 			s.doYield(true)
 		}
 	}
@@ -239,26 +255,37 @@ func (s *Spinner) Parked(d time.Duration) {
 		s.setBudget(2 * int64(s.Budget()))
 		return
 	}
-	p := int64(s.ParkCost())
-	// The park cost is a low quantile of the parks: the estimate falls
-	// fast (1/4 of the gap) towards a shorter park and rises slowly (1/32)
-	// towards one up to 2× longer. Longer parks are waits, not the cost
-	// of waiting, and are ignored: waits that come at a steady interval
-	// would otherwise pass for the cost of a park and be spun through. An
-	// estimate too low only means less spinning, the safe side.
+	// wake, the sleeper's own wake-up latency, is a low quantile of the
+	// parks: the estimate falls fast (1/4 of the gap) towards a shorter
+	// park and rises slowly (1/32) towards one up to 2× longer. Longer
+	// parks are waits, not the cost of waiting, and are ignored: waits that
+	// come at a steady interval would otherwise pass for the cost of a park
+	// and be spun through. An estimate too low only means less spinning,
+	// the safe side.
+	w := s.wakeNs()
 	switch {
-	case dn < p:
-		p -= (p - dn) / 4
-	case dn <= 2*p:
-		p += (dn - p) / 32
+	case dn < w:
+		w -= (w - dn) / 4
+	case dn <= 2*w:
+		w += (dn - w) / 32
 	}
-	p = min(max(p, int64(minPark)), int64(maxPark))
-	s.park.Store(p)
-	b := int64(s.Budget())
-	if dn-p <= b {
-		s.setBudget(2 * b)
-	} else {
-		s.setBudget(b / 2)
+	w = min(max(w, int64(minPark)), int64(maxPark))
+	s.wake.Store(w)
+	// The wait went on for about dn-w after the spin gave up. If a budget
+	// within the park's cost covers it, spinning it through would have paid
+	// (ski rental): grow the budget to cover it next time. If not, the spin
+	// was waste: shrink the budget by a quarter. Every 64th park probes
+	// with half the park's cost, so that two waiters who made each other
+	// park (each one's wait holds the other's wake-up) find out whether
+	// spinning pays again.
+	b, cost := int64(s.Budget()), int64(s.ParkCost())
+	switch rest := max(dn-w, 0); {
+	case b+rest <= cost:
+		s.setBudget(max(2*b, b+rest+rest/4))
+	case s.parks.Load()%64 == 0:
+		s.setBudget(max(b, cost/2))
+	default:
+		s.setBudget(b - b/4)
 	}
 }
 

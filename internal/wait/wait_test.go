@@ -36,8 +36,8 @@ func (f *fake) pollFor(cost, after int64, calls *int) func() bool {
 
 func TestZeroValue(t *testing.T) {
 	var s Spinner
-	if s.Budget() != initBudget || s.ParkCost() != initPark {
-		t.Fatalf("zero Spinner: budget %v park %v, want %v %v", s.Budget(), s.ParkCost(), initBudget, initPark)
+	if s.Budget() != initBudget || s.ParkCost() != parkFactor*initWake {
+		t.Fatalf("zero Spinner: budget %v park %v, want %v %v", s.Budget(), s.ParkCost(), initBudget, parkFactor*initWake)
 	}
 	if !s.Spin(func() bool { return true }) {
 		t.Fatal("Spin of a true condition returned false")
@@ -131,6 +131,9 @@ func TestYields(t *testing.T) {
 			if ts[i] < int64(tightSpin) {
 				t.Fatalf("sched_yield at %d ns, within the tight spin", ts[i])
 			}
+			if i > 0 && ts[i]-ts[i-1] < int64(yieldEvery) {
+				t.Fatalf("sched_yields at %d and %d ns, closer than %v", ts[i-1], ts[i], yieldEvery)
+			}
 		}
 	}
 }
@@ -158,14 +161,14 @@ func TestShortParksGrowBudgetUpToParkCost(t *testing.T) {
 	f := &fake{}
 	s := newSpinner(f)
 	s.budget.Store(int64(minBudget))
-	// Parks of 30 µs: each about a park's cost (the condition came right
-	// after the spin gave up).
-	for range 50 {
-		s.Parked(30 * time.Microsecond)
+	// Parks of 15 µs: each about a wake-up's latency (the condition came
+	// right after the spin gave up).
+	for range 100 {
+		s.Parked(15 * time.Microsecond)
 	}
 	p := s.ParkCost()
-	if p < 28*time.Microsecond || p > 32*time.Microsecond {
-		t.Fatalf("park cost %v after parks of 30 µs", p)
+	if p < parkFactor*14*time.Microsecond || p > parkFactor*16*time.Microsecond {
+		t.Fatalf("park cost %v after parks of 15 µs", p)
 	}
 	if b := s.Budget(); b != p {
 		t.Fatalf("budget %v after short parks, want the park cost %v", b, p)
@@ -200,12 +203,12 @@ func TestParkCostFollowsSlowerMachine(t *testing.T) {
 	for range 200 {
 		s.Parked(18 * time.Microsecond)
 	}
-	if p := s.ParkCost(); p < 17*time.Microsecond {
+	if p := s.ParkCost(); p < parkFactor*17*time.Microsecond {
 		t.Fatalf("park cost %v after parks of 18 µs", p)
 	}
 	// And never past maxPark, however slow.
 	for range 5000 {
-		s.Parked(2 * s.ParkCost())
+		s.Parked(2 * time.Duration(s.wakeNs()))
 	}
 	if p := s.ParkCost(); p > maxPark {
 		t.Fatalf("park cost %v past its cap %v", p, maxPark)
@@ -222,14 +225,15 @@ func TestSteadyWaitsAreNotParkCost(t *testing.T) {
 	for _, wait := range []time.Duration{120 * time.Microsecond, 200 * time.Microsecond, 2 * time.Millisecond} {
 		f := &fake{}
 		s := newSpinner(f)
+		const wake = 20 * time.Microsecond
 		for range 1000 {
 			calls := 0
 			b := int64(s.Budget())
 			if !s.Spin(f.pollFor(100, int64(wait), &calls)) {
-				s.Parked(wait - time.Duration(b))
+				s.Parked(wait - time.Duration(b) + wake)
 			}
 		}
-		if b := s.Budget(); b > 4*time.Microsecond {
+		if b := s.Budget(); b > 8*time.Microsecond {
 			t.Fatalf("waits of %v: budget %v (park cost %v)", wait, b, s.ParkCost())
 		}
 	}
@@ -311,5 +315,28 @@ func TestNonParksLeaveParkCost(t *testing.T) {
 	}
 	if s.Budget() < b {
 		t.Fatalf("near misses shrank the budget from %v to %v", b, s.Budget())
+	}
+}
+
+// A budget that collapsed (after long waits) comes back once the waits are
+// short enough for a spin within the park's cost to catch them.
+func TestRecoversFromCollapse(t *testing.T) {
+	f := &fake{}
+	s := newSpinner(f)
+	const wake = 12 * time.Microsecond
+	for range 40 {
+		s.Parked(wake) // learn the wake-up latency
+	}
+	s.budget.Store(int64(minBudget)) // collapsed
+	const wait = 25 * time.Microsecond
+	for range 200 {
+		calls := 0
+		b := int64(s.Budget())
+		if !s.Spin(f.pollFor(100, int64(wait), &calls)) {
+			s.Parked(wait - time.Duration(b) + wake)
+		}
+	}
+	if b := s.Budget(); b < wait {
+		t.Fatalf("budget %v (park cost %v): waits of %v, which a spin catches, are still parked for", b, s.ParkCost(), wait)
 	}
 }
