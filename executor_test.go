@@ -3,6 +3,7 @@ package multiproc_test
 import (
 	"context"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -421,5 +422,78 @@ func TestForwardingExecutor(t *testing.T) {
 	}
 	if fw.sent != sent || v.Load() != 0 {
 		t.Fatal("a task with a shared object was sent")
+	}
+}
+
+// A shared object where only a copy could go — a Send, a Put, a
+// function's result — is refused with ErrShared; no method of its public
+// API is plumbing.
+func TestSharedObjectsAreNotCopied(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	v, err := multiproc.NewValue[int64](0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b, err := multiproc.Pipe(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	defer b.Close()
+	if err := a.Send(sharedItem{V: v}); !errors.Is(err, multiproc.ErrShared) {
+		t.Fatalf("Send of a struct holding a Value: %v", err)
+	}
+	q, err := multiproc.NewQueue[sharedItem](0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if err := q.Put(ctx, sharedItem{V: v}); !errors.Is(err, multiproc.ErrShared) {
+		t.Fatalf("Put of a struct holding a Value: %v", err)
+	}
+	if err := q.Put(ctx, sharedItem{I: 1}); err != nil {
+		t.Fatalf("Put of a struct whose Value field is nil: %v", err)
+	}
+	qa, err := multiproc.NewQueue[any](0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer qa.Close()
+	if err := qa.Put(ctx, v); err == nil {
+		t.Fatal("Put of a Value in an interface succeeded")
+	}
+	if _, err := makesValue.Call(ctx, 1); err == nil || !strings.Contains(err.Error(), "cannot travel this way") {
+		t.Fatalf("a result holding a Value: %v", err)
+	}
+	for _, typ := range []any{v, a, q} {
+		m := reflect.ValueOf(typ).MethodByName("ExportHandle")
+		if m.IsValid() {
+			t.Errorf("%T exports its plumbing", typ)
+		}
+	}
+}
+
+// trapJob embeds a shared object: its pointer has the object's methods,
+// but it is a plain struct whose field holds the object.
+type trapJob struct {
+	*multiproc.Value[int64]
+	N int64
+}
+
+var addEmbedded = multiproc.Register("test.addEmbedded", func(ctx context.Context, j *trapJob) (int64, error) {
+	return j.Add(j.N), nil
+})
+
+func TestStructEmbeddingSharedObject(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	v, err := multiproc.NewValue[int64](4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := addEmbedded.Call(ctx, &trapJob{v, 3})
+	if err != nil || got != 7 || v.Load() != 7 {
+		t.Fatalf("Call with a struct embedding a Value: %v, %v (Value %d)", got, err, v.Load())
 	}
 }
