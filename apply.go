@@ -3,7 +3,6 @@ package multiproc
 import (
 	"context"
 	"errors"
-	"fmt"
 	"iter"
 	"reflect"
 
@@ -88,7 +87,7 @@ func (f *Func[A, R]) newTask(args []A) (*Task, error) {
 	}
 	if n := t.table.NumFds(); n > spawn.MaxFds {
 		t.release()
-		return nil, fmt.Errorf("%w: %d, at most %d", errTooManyFds, n, spawn.MaxFds)
+		return nil, errorf("%w: %d, at most %d", errTooManyFds, n, spawn.MaxFds)
 	}
 	return t, nil
 }
@@ -108,7 +107,7 @@ func submit(ctx context.Context, e Executor, t *Task, done func([]Result, error)
 	e.Submit(ctx, t, func(rs []Result, err error) {
 		t.release()
 		if err == nil && len(rs) != max(len(t.Args), 1) {
-			err = fmt.Errorf("multiproc: an executor answered %d results for a task of %d items", len(rs), len(t.Args))
+			err = errorf("an executor answered %d results for a task of %d items", len(rs), len(t.Args))
 		}
 		done(rs, err)
 	})
@@ -236,7 +235,7 @@ func (f *Func[A, R]) Map(ctx context.Context, e Executor, args []A) ([]R, error)
 			for _, t := range tasks {
 				t.release()
 			}
-			return nil, fmt.Errorf("multiproc: Map item in [%d, %d): %w", start, end, unprefix(err))
+			return nil, errorf("Map item in [%d, %d): %w", start, end, err)
 		}
 	}
 	out := make(chan *mapChunk, len(chunks))
@@ -296,7 +295,7 @@ func (f *Func[A, R]) Map(ctx context.Context, e Executor, args []A) ([]R, error)
 		if errors.Is(firstErr, context.Canceled) && ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, fmt.Errorf("multiproc: Map item %d: %w", firstIdx, unprefix(firstErr))
+		return nil, errorf("Map item %d: %w", firstIdx, firstErr)
 	}
 	return results, nil
 }

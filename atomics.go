@@ -10,6 +10,11 @@ import (
 // that contains them (little-endian hosts: amd64, arm64). Floats go through
 // their bits. Every access is sequentially consistent, which is what makes
 // it correct across processes (the Go memory model does not cover them).
+//
+// loadAt, storeAt and addAt reach the number at offset off of a shared
+// object's mapping and fail (panic) as the object's methods do when it is
+// zero or closed: one call per Load, Store or Add, with the methods
+// themselves small enough to be inlined into the caller's loop.
 
 func sizeOf[T Scalar]() uintptr { var z T; return unsafe.Sizeof(z) }
 
@@ -22,6 +27,10 @@ func isFloat[T Scalar]() bool {
 func word32(p unsafe.Pointer) (w *uint32, shift uint) {
 	off := uintptr(p) & 3
 	return (*uint32)(unsafe.Add(p, -int(off))), uint(off) * 8
+}
+
+func loadAt[T Scalar](o *object, k *kind, off uintptr) T {
+	return atomicLoad[T](unsafe.Add(o.mem(k), off))
 }
 
 func atomicLoad[T Scalar](p unsafe.Pointer) T {
@@ -39,7 +48,8 @@ func atomicLoad[T Scalar](p unsafe.Pointer) T {
 	}
 }
 
-func atomicStore[T Scalar](p unsafe.Pointer, x T) {
+func storeAt[T Scalar](o *object, k *kind, off uintptr, x T) {
+	p := unsafe.Add(o.mem(k), off)
 	switch sizeOf[T]() {
 	case 8:
 		atomic.StoreUint64((*uint64)(p), *(*uint64)(unsafe.Pointer(&x)))
@@ -79,7 +89,8 @@ func atomicCAS[T Scalar](p unsafe.Pointer, old, new T) bool {
 	}
 }
 
-func atomicAdd[T Scalar](p unsafe.Pointer, d T) T {
+func addAt[T Scalar](o *object, k *kind, off uintptr, d T) T {
+	p := unsafe.Add(o.mem(k), off)
 	if !isFloat[T]() {
 		switch sizeOf[T]() {
 		case 8:

@@ -33,7 +33,11 @@ func (f *Func[A, R]) Call(ctx context.Context, arg A) (R, error) {
 		if err := p.exitErr(); err != nil {
 			return zero, err
 		}
-		return zero, &ExitError{Name: p.Name, Pid: p.pid, ExitCode: p.code, Message: "exited without a result"}
+		msg := "exited without a result"
+		if p.msg != "" {
+			msg += ": " + p.msg
+		}
+		return zero, &ExitError{Name: p.Name, Pid: p.pid, ExitCode: p.code, Message: msg}
 	}
 	switch p.status {
 	case resultOK:

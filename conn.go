@@ -1,16 +1,14 @@
 package multiproc
 
 import (
-	"bufio"
+	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"reflect"
-	"runtime"
 	"sync"
-	"time"
+	"sync/atomic"
 
 	"github.com/multiproc-go/multiproc/internal/handle"
 	"github.com/multiproc-go/multiproc/internal/wire"
@@ -28,6 +26,10 @@ var (
 	ErrReceiveOnly = errors.New("multiproc: Send on the receive-only end of a one-way Pipe")
 )
 
+// errZeroConn is what every method of a Conn that no constructor made
+// returns (a zero Conn, or a nil *Conn).
+var errZeroConn = errors.New("multiproc: use of a zero Conn: a Conn comes from Pipe or ConnFromFd")
+
 // Conn is one end of a Pipe, Python's multiprocessing.connection.Connection.
 // Send and Recv carry Go values; SendBytes and RecvBytes carry raw
 // messages. Every message is framed as Python frames it (a 4-byte
@@ -40,19 +42,55 @@ var (
 // The parent's copy stays open until it is closed, and the peer sees EOF
 // only when every copy of an end is closed — close the ends a process
 // does not use, as with any pipe. Send and Recv may be called from
-// different goroutines; concurrent Sends (or Recvs) are serialised.
+// different goroutines; concurrent Sends (or Recvs) are serialised, and
+// Poll may be called beside them.
+//
+// Every wait can be bounded: RecvContext, RecvBytesContext, SendContext,
+// SendBytesContext and PollContext are the methods without Context with a
+// context that ends the wait. A receive that gives up part-way through a
+// message keeps what it read, and the next receive goes on with that
+// message, so the stream stays in step (a message over the limit, a
+// malformed header, or a message cut short by the peer's closing is an
+// error that every later receive returns again). A send that gives up before any
+// byte of its message went out leaves the Conn as it was; one that gives
+// up part-way through cannot take back what went out, and every later
+// send on that Conn fails (the peer can read the messages before it, then
+// an incomplete one).
+//
+// The zero Conn is not usable: every method but SetMaxMessage returns an
+// error saying so.
 type Conn struct {
 	f        *os.File
 	readable bool
 	writable bool
-	max      int64
+	max      atomic.Int64
 
-	rmu  sync.Mutex
-	r    *bufio.Reader
-	rbuf []byte
+	// The receiving side, used by the holder of rmu.
+	rmu ctxMutex
+	// r reads the descriptor exactly: a message's header, then its payload,
+	// never past it (no read-ahead buffer), so that another process holding
+	// the same descriptor — a child or pool worker it was passed to, before
+	// or after this one — finds the next message whole, as with Python's
+	// Connection.
+	r    io.Reader
+	fr   wire.FrameReader // a message part-way read, kept across calls
+	rbuf []byte           // Recv's buffer, reused from message to message
+	// held says that part of a message waits in fr, so Poll need not ask
+	// the kernel; it is set by the holder of rmu and read without it.
+	held atomic.Bool
 
-	wmu  sync.Mutex
+	// The sending side, used by the holder of wmu.
+	wmu  ctxMutex
 	wbuf []byte
+	werr error // a send stopped part-way through a message: every send returns this
+
+	// Poll waits on pf, a second descriptor for the same pipe end with
+	// deadlines of its own, so that its waiting never disturbs a receive
+	// (a read deadline on f would). pmu serialises the waiting Polls;
+	// pfmu guards pf itself, which Close closes.
+	pmu  ctxMutex
+	pfmu sync.Mutex
+	pf   *os.File
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -66,7 +104,7 @@ func Pipe(duplex bool) (*Conn, *Conn, error) {
 	if duplex {
 		pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 		if err != nil {
-			return nil, nil, fmt.Errorf("multiproc: socketpair: %w", err)
+			return nil, nil, errorf("socketpair: %w", err)
 		}
 		fds = pair
 		// Larger kernel buffers than the default ~200 KiB: fewer wake-ups
@@ -79,7 +117,7 @@ func Pipe(duplex bool) (*Conn, *Conn, error) {
 	}
 	var p [2]int
 	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
-		return nil, nil, fmt.Errorf("multiproc: pipe2: %w", err)
+		return nil, nil, errorf("pipe2: %w", err)
 	}
 	// 1 MiB instead of 64 KiB where the system allows (fs.pipe-max-size).
 	unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, 1<<20)
@@ -97,7 +135,7 @@ func newConn(fd int, readable, writable bool) *Conn {
 func (c *Conn) init(fd int, readable, writable bool) {
 	c.f = os.NewFile(uintptr(fd), "multiproc-conn")
 	c.readable, c.writable = readable, writable
-	c.max = DefaultMaxMessage
+	c.max.Store(DefaultMaxMessage)
 	c.closed = make(chan struct{})
 }
 
@@ -113,21 +151,27 @@ func ConnFromFd(fd int) *Conn {
 
 // SetMaxMessage sets the largest message Recv and RecvBytes accept on this
 // end (default DefaultMaxMessage); a longer one is an error matching
-// wire.ErrFrameTooLarge, and the Conn is then unusable (the stream is out
-// of step).
+// ErrMessageTooLarge, reported before anything of the message is read or
+// allocated, and again by every later receive, until the limit is raised:
+// the next receive then reads the message. A limit of zero or less means
+// DefaultMaxMessage.
 func (c *Conn) SetMaxMessage(n int64) {
-	c.rmu.Lock()
-	c.max = n
-	c.rmu.Unlock()
+	if c == nil {
+		return
+	}
+	if n <= 0 {
+		n = DefaultMaxMessage
+	}
+	c.max.Store(n)
 }
 
 func (c *Conn) check(write bool) error {
 	if c == nil || c.f == nil {
-		return errors.New("multiproc: use of a nil or zero Conn")
+		return errZeroConn
 	}
 	select {
 	case <-c.closed:
-		return fmt.Errorf("%w: Conn", ErrClosed)
+		return errorf("%w: Conn", ErrClosed)
 	default:
 	}
 	if write && !c.writable {
@@ -141,105 +185,53 @@ func (c *Conn) check(write bool) error {
 
 // SendBytes sends b as one message. Sending to an end whose peer is
 // closed returns an error matching syscall.EPIPE (the process does not
-// die of SIGPIPE).
+// die of SIGPIPE). It waits while the pipe is full; SendBytesContext
+// bounds that wait.
 func (c *Conn) SendBytes(b []byte) error {
+	return c.SendBytesContext(context.Background(), b)
+}
+
+// SendBytesContext is SendBytes, giving up when ctx ends (see Conn for
+// what a send cut short leaves). The error then matches ctx.Err().
+func (c *Conn) SendBytesContext(ctx context.Context, b []byte) error {
 	if err := c.check(true); err != nil {
 		return err
 	}
-	c.wmu.Lock()
+	if err := c.wmu.LockContext(ctx); err != nil {
+		return ctxErr(ctx, "send")
+	}
 	defer c.wmu.Unlock()
-	return c.writeFrame(b)
-}
-
-func (c *Conn) writeFrame(b []byte) error {
-	if len(b) <= 16<<10 {
-		// Header and payload in one write: one syscall, one segment.
-		c.wbuf = append(wire.AppendHeader(c.wbuf[:0], len(b)), b...)
-		_, err := c.f.Write(c.wbuf)
-		return c.sendErr(err)
-	}
-	if _, err := c.f.Write(wire.AppendHeader(c.wbuf[:0], len(b))); err != nil {
-		return c.sendErr(err)
-	}
-	_, err := c.f.Write(b)
-	return c.sendErr(err)
-}
-
-func (c *Conn) sendErr(err error) error {
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, os.ErrClosed) {
-		return fmt.Errorf("%w: Conn", ErrClosed)
-	}
-	return fmt.Errorf("multiproc: Conn send: %w", err)
+	return c.writeFrameContext(ctx, b)
 }
 
 // RecvBytes receives one message. It returns io.EOF once the other end is
 // closed and every message sent before has been received; a message cut
 // short by the peer's closing is an error matching io.ErrUnexpectedEOF.
+// It waits until a message comes; RecvBytesContext bounds that wait.
 func (c *Conn) RecvBytes() ([]byte, error) {
+	return c.RecvBytesContext(context.Background())
+}
+
+// RecvBytesContext is RecvBytes, giving up when ctx ends; the error then
+// matches ctx.Err(), and the part of a message read so far is kept for
+// the next receive.
+func (c *Conn) RecvBytesContext(ctx context.Context) ([]byte, error) {
 	if err := c.check(false); err != nil {
 		return nil, err
 	}
-	c.rmu.Lock()
-	defer c.rmu.Unlock()
-	return c.readFrame(nil)
-}
-
-func (c *Conn) readFrame(buf []byte) ([]byte, error) {
-	if c.r == nil {
-		c.r = bufio.NewReaderSize(waitReader{c.f}, 64<<10)
+	if err := c.rmu.LockContext(ctx); err != nil {
+		return nil, ctxErr(ctx, "receive")
 	}
-	b, err := wire.ReadFrameInto(c.r, c.max, buf)
+	defer c.rmu.Unlock()
+	b, err := c.readFrameContext(ctx, nil)
 	if err != nil {
-		if errors.Is(err, os.ErrClosed) {
-			return nil, fmt.Errorf("%w: Conn", ErrClosed)
-		}
 		return nil, err
 	}
+	if cap(b) > 0 && cap(c.rbuf) > 0 && &b[:1][0] == &c.rbuf[:1][0] {
+		// A Recv began this message in its buffer: the caller has it now.
+		c.rbuf = nil
+	}
 	return b, nil
-}
-
-// spinWait is how long a Recv polls its descriptor with non-blocking
-// reads before it parks in Go's poller: a reply in a request/response
-// exchange often comes within it, and waking a parked goroutine costs
-// several microseconds more. Bounded by time, not by tries: on a busy
-// machine the peer may need this CPU.
-const spinWait = 25 * time.Microsecond
-
-// waitReader reads f, polling it briefly before parking in the poller.
-type waitReader struct{ f *os.File }
-
-// Read reads into p, polling briefly before it parks.
-func (w waitReader) Read(p []byte) (int, error) {
-	rc, err := w.f.SyscallConn()
-	if err != nil || runtime.NumCPU() < 2 {
-		return w.f.Read(p)
-	}
-	var start time.Time
-	for i := 0; ; i++ {
-		var n int
-		var rerr error
-		if cerr := rc.Control(func(fd uintptr) { n, rerr = unix.Read(int(fd), p) }); cerr != nil {
-			break // closed: let os.File say so
-		}
-		switch {
-		case rerr == nil && n == 0 && len(p) > 0:
-			return 0, io.EOF
-		case rerr == nil:
-			return n, nil
-		case rerr != unix.EAGAIN && rerr != unix.EINTR:
-			return w.f.Read(p) // report it the usual way
-		}
-		if i == 0 {
-			start = time.Now()
-		} else if time.Since(start) > spinWait {
-			break
-		}
-		runtime.Gosched() // let other goroutines of this process run meanwhile
-	}
-	return w.f.Read(p)
 }
 
 // Send sends a Go value: anything the package's codec takes (numbers,
@@ -247,14 +239,20 @@ func (w waitReader) Read(p []byte) (int, error) {
 // interface values of types registered with RegisterType; as encoding/gob
 // would, but with no type information on the wire). The
 // receiver must Recv into a pointer to the same type; the message carries
-// the type's name, so a mismatch is a clear error. Shared objects (Value,
-// Queue, ...) cannot be sent: pass them as a Func argument instead.
+// the type's name (with its full import path), so a mismatch is a clear
+// error. Shared objects (Value, Queue, ...) cannot be sent: pass them as a
+// Func argument instead. It waits while the pipe is full; SendContext
+// bounds that wait.
 func (c *Conn) Send(v any) error {
+	return c.SendContext(context.Background(), v)
+}
+
+// SendContext is Send, giving up when ctx ends (see Conn for what a send
+// cut short leaves). The error then matches ctx.Err().
+func (c *Conn) SendContext(ctx context.Context, v any) error {
 	if err := c.check(true); err != nil {
 		return err
 	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
 	// Layout: type name (length-prefixed), then the value. It is framed
 	// like SendBytes; a Python peer sees it as an opaque message.
 	rv := reflect.ValueOf(v)
@@ -263,29 +261,43 @@ func (c *Conn) Send(v any) error {
 	}
 	p := reflect.New(rv.Type())
 	p.Elem().Set(rv)
-	name := rv.Type().String()
+	name := wire.TypeName(rv.Type())
 	msg := binary.AppendUvarint(make([]byte, 0, 64+len(name)), uint64(len(name)))
 	msg = append(msg, name...)
 	msg, err := wire.AppendAny(msg, p.Interface())
 	if err != nil {
 		return err
 	}
-	return c.writeFrame(msg)
+	if err := c.wmu.LockContext(ctx); err != nil {
+		return ctxErr(ctx, "send")
+	}
+	defer c.wmu.Unlock()
+	return c.writeFrameContext(ctx, msg)
 }
 
 // Recv receives a value sent with Send into the value v points to. It
-// returns io.EOF once the other end is closed and drained.
+// returns io.EOF once the other end is closed and drained. It waits until
+// a message comes; RecvContext bounds that wait.
 func (c *Conn) Recv(v any) error {
+	return c.RecvContext(context.Background(), v)
+}
+
+// RecvContext is Recv, giving up when ctx ends; the error then matches
+// ctx.Err(), and the part of a message read so far is kept for the next
+// receive.
+func (c *Conn) RecvContext(ctx context.Context, v any) error {
 	if err := c.check(false); err != nil {
 		return err
 	}
 	rv := reflect.ValueOf(v)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
-		return fmt.Errorf("multiproc: Recv needs a non-nil pointer, not %T", v)
+		return errorf("Recv needs a non-nil pointer, not %T", v)
 	}
-	c.rmu.Lock()
+	if err := c.rmu.LockContext(ctx); err != nil {
+		return ctxErr(ctx, "receive")
+	}
 	defer c.rmu.Unlock()
-	b, err := c.readFrame(c.rbuf[:0])
+	b, err := c.readFrameContext(ctx, c.rbuf[:0])
 	if err != nil {
 		return err
 	}
@@ -295,90 +307,51 @@ func (c *Conn) Recv(v any) error {
 		return errors.New("multiproc: Recv: the message was not sent with Send")
 	}
 	name := b[k : k+int(n)]
-	if want := rv.Type().Elem().String(); string(name) != want {
-		return fmt.Errorf("multiproc: Recv into a %s, but the message holds a %s", want, name)
+	if want := wire.TypeName(rv.Type().Elem()); string(name) != want {
+		return errorf("Recv into a %s of a message holding a value of type %s", want, name)
 	}
 	return wire.DecodeAny(b[k+int(n):], v)
 }
 
-// Poll reports whether a message (or EOF) is ready to be received,
-// waiting up to timeout for one (0: do not wait; negative: wait forever).
-func (c *Conn) Poll(timeout time.Duration) (bool, error) {
-	if err := c.check(false); err != nil {
-		return false, err
-	}
-	c.rmu.Lock()
-	buffered := c.r != nil && c.r.Buffered() > 0
-	c.rmu.Unlock()
-	if buffered {
-		return true, nil
-	}
-	rc, err := c.f.SyscallConn()
-	if err != nil {
-		return false, err
-	}
-	ready := func(fd uintptr) bool {
-		p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		n, err := unix.Poll(p, 0)
-		return err == nil && n > 0
-	}
-	if timeout == 0 {
-		var ok bool
-		if err := rc.Control(func(fd uintptr) { ok = ready(fd) }); err != nil {
-			return false, c.sendErr(err)
-		}
-		return ok, nil
-	}
-	if timeout > 0 {
-		c.f.SetReadDeadline(time.Now().Add(timeout))
-		defer c.f.SetReadDeadline(time.Time{})
-	}
-	// Read's callback runs when the poller says the fd is readable; it
-	// only looks, consuming nothing.
-	var ok bool
-	err = rc.Read(func(fd uintptr) bool {
-		ok = ready(fd)
-		return ok
-	})
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return false, nil
-	}
-	if err != nil {
-		return false, c.sendErr(err)
-	}
-	return ok, nil
-}
-
 // Close closes this end. Later calls on it return an error matching
-// ErrClosed; a Recv blocked on it returns at once. Closing twice is fine.
+// ErrClosed; a Recv, Send or Poll blocked on it returns at once. Closing
+// twice is fine.
 func (c *Conn) Close() error {
 	if c == nil || c.f == nil {
-		return nil
+		return errZeroConn
 	}
 	var err error
 	c.closeOnce.Do(func() {
 		close(c.closed)
+		c.pfmu.Lock()
+		if c.pf != nil {
+			c.pf.Close()
+		}
+		c.pfmu.Unlock()
 		err = c.f.Close()
 	})
 	return err
 }
 
-// ExportHandle is how a Conn travels to another process; called by the package.
-func (c *Conn) ExportHandle() (handle.Desc, error) {
-	if c.f == nil {
-		return handle.Desc{}, errors.New("multiproc: passing a zero Conn")
+// exportHandle is how a Conn travels to another process; called by the package.
+func (c *Conn) exportHandle() (handle.Desc, error) {
+	if c == nil || c.f == nil {
+		return handle.Desc{}, errZeroConn
 	}
 	select {
 	case <-c.closed:
-		return handle.Desc{}, fmt.Errorf("%w: passing a closed Conn", ErrClosed)
+		return handle.Desc{}, errorf("%w: passing a closed Conn", ErrClosed)
 	default:
 	}
 	rc, err := c.f.SyscallConn()
 	if err != nil {
 		return handle.Desc{}, err
 	}
-	// The fd stays valid while the Conn is open: do not close a Conn
-	// while a Start or a pool call that carries it is under way.
+	if c.held.Load() {
+		return handle.Desc{}, errors.New("multiproc: passing a Conn that holds part of a message (a receive was cut short): finish that receive first, or the other process would start in the middle of it")
+	}
+	// The message that carries it duplicates fd (internal/handle): closing
+	// the Conn once the call that passed it has returned is safe.
 	var fd int
 	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
 		return handle.Desc{}, err
@@ -393,11 +366,11 @@ func (c *Conn) ExportHandle() (handle.Desc, error) {
 	return handle.Desc{Kind: "Conn", Meta: meta, Fds: []int{fd}}, nil
 }
 
-// ImportHandle makes c the Conn described by d; called by the package.
-func (c *Conn) ImportHandle(d handle.Desc) error {
+// importHandle makes c the Conn described by d; called by the package.
+func (c *Conn) importHandle(d handle.Desc) error {
 	if d.Kind != "Conn" || len(d.Fds) != 1 || len(d.Meta) != 2 {
 		handleCloseFds(d)
-		return fmt.Errorf("multiproc: a shared %s arrived where a Conn was expected", d.Kind)
+		return errorf("a shared %s arrived where a Conn was expected", d.Kind)
 	}
 	fd := d.Fds[0]
 	if err := unix.SetNonblock(fd, true); err != nil {
@@ -407,15 +380,3 @@ func (c *Conn) ImportHandle(d handle.Desc) error {
 	c.init(fd, d.Meta[0] == 1, d.Meta[1] == 1)
 	return nil
 }
-
-// GobEncode refuses: a Conn travels only as a Func argument.
-func (c *Conn) GobEncode() ([]byte, error) { return nil, errTravel }
-
-// GobDecode refuses, as GobEncode does.
-func (c *Conn) GobDecode([]byte) error { return errTravel }
-
-// MarshalBinary refuses, as GobEncode does.
-func (c *Conn) MarshalBinary() ([]byte, error) { return nil, errTravel }
-
-// UnmarshalBinary refuses, as GobEncode does.
-func (c *Conn) UnmarshalBinary([]byte) error { return errTravel }

@@ -3,6 +3,7 @@ package multiproc_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/multiproc-go/multiproc"
+	aconfig "github.com/multiproc-go/multiproc/internal/wire/testtypes/a/config"
+	bconfig "github.com/multiproc-go/multiproc/internal/wire/testtypes/b/config"
 )
 
 type msg struct {
@@ -34,7 +37,7 @@ var (
 		n := 0
 		for {
 			if j.Bytes {
-				b, err := j.Conn.RecvBytes()
+				b, err := j.Conn.RecvBytesContext(ctx)
 				if err == io.EOF {
 					return n, nil
 				}
@@ -46,7 +49,7 @@ var (
 				}
 			} else {
 				var m msg
-				if err := j.Conn.Recv(&m); err == io.EOF {
+				if err := j.Conn.RecvContext(ctx, &m); err == io.EOF {
 					return n, nil
 				} else if err != nil {
 					return n, err
@@ -91,7 +94,7 @@ func TestPipePingPongStructs(t *testing.T) {
 			t.Fatal(err)
 		}
 		var in msg
-		if err := a.Recv(&in); err != nil {
+		if err := a.RecvContext(ctx, &in); err != nil {
 			t.Fatal(err)
 		}
 		if in.ID != i+1 || in.Name != out.Name || len(in.Vals) != 2 || in.Vals[0] != float64(i) || in.Inner == nil || in.Inner.OK != (i%2 == 0) {
@@ -117,7 +120,7 @@ func TestPipeBytesAndEOF(t *testing.T) {
 		if err := a.SendBytes(in); err != nil {
 			t.Fatal(err)
 		}
-		out, err := a.RecvBytes()
+		out, err := a.RecvBytesContext(ctx)
 		if err != nil || !bytes.Equal(in, out) {
 			t.Fatalf("size %d: %v", size, err)
 		}
@@ -139,7 +142,7 @@ func TestPipe64MiBFromExitedChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Close()
-	b, err := r.RecvBytes()
+	b, err := r.RecvBytesContext(ctx)
 	if err != nil || len(b) != 64<<20 {
 		t.Fatalf("64 MiB message: %d bytes, %v", len(b), err)
 	}
@@ -151,24 +154,25 @@ func TestPipe64MiBFromExitedChild(t *testing.T) {
 	if err := p.Join(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.RecvBytes(); err != io.EOF {
+	if _, err := r.RecvBytesContext(ctx); err != io.EOF {
 		t.Fatalf("after the writer exited: %v, want io.EOF", err)
 	}
 }
 
 func TestConnErrors(t *testing.T) {
+	ctx := testCtx(t, 20*time.Second)
 	r, w, _ := multiproc.Pipe(false)
 	if err := r.SendBytes([]byte("x")); !errors.Is(err, multiproc.ErrReceiveOnly) {
 		t.Fatalf("Send on the receive end: %v", err)
 	}
-	if _, err := w.RecvBytes(); !errors.Is(err, multiproc.ErrSendOnly) {
+	if _, err := w.RecvBytesContext(ctx); !errors.Is(err, multiproc.ErrSendOnly) {
 		t.Fatalf("Recv on the send end: %v", err)
 	}
 	r.Close()
-	if err := w.SendBytes([]byte("x")); !errors.Is(err, syscall.EPIPE) {
+	if err := sendUntilFails(ctx, w); !errors.Is(err, syscall.EPIPE) {
 		t.Fatalf("Send to a closed peer: %v, want EPIPE", err)
 	}
-	if _, err := r.RecvBytes(); !errors.Is(err, multiproc.ErrClosed) {
+	if _, err := r.RecvBytesContext(ctx); !errors.Is(err, multiproc.ErrClosed) {
 		t.Fatalf("Recv after Close: %v", err)
 	}
 	if err := r.Close(); err != nil {
@@ -182,10 +186,10 @@ func TestConnErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	var s string
-	if err := b.Recv(&s); err == nil || !strings.Contains(err.Error(), "int") {
+	if err := b.RecvContext(ctx, &s); err == nil || !strings.Contains(err.Error(), "int") {
 		t.Fatalf("Recv of an int into a string: %v", err)
 	}
-	if err := b.Recv(s); err == nil {
+	if err := b.RecvContext(ctx, s); err == nil {
 		t.Fatal("Recv into a non-pointer succeeded")
 	}
 	if err := a.Send(make(chan int)); err == nil {
@@ -209,6 +213,7 @@ func TestConnGarbledFrames(t *testing.T) {
 		{"truncated header", []byte{0, 0}, "end of file"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			ctx := testCtx(t, 20*time.Second)
 			fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
 			if err != nil {
 				t.Fatal(err)
@@ -219,7 +224,7 @@ func TestConnGarbledFrames(t *testing.T) {
 			raw := os.NewFile(uintptr(fds[1]), "raw")
 			raw.Write(c.data)
 			raw.Close()
-			_, err = r.RecvBytes()
+			_, err = r.RecvBytesContext(ctx)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("RecvBytes = %v, want an error about %q", err, c.want)
 			}
@@ -228,6 +233,7 @@ func TestConnGarbledFrames(t *testing.T) {
 }
 
 func TestConnPoll(t *testing.T) {
+	ctx := testCtx(t, 20*time.Second)
 	a, b, _ := multiproc.Pipe(true)
 	defer a.Close()
 	defer b.Close()
@@ -248,7 +254,7 @@ func TestConnPoll(t *testing.T) {
 	if ok, err := b.Poll(10 * time.Second); !ok || err != nil {
 		t.Fatalf("Poll while a message arrives = %v, %v", ok, err)
 	}
-	if m, err := b.RecvBytes(); err != nil || string(m) != "hi" {
+	if m, err := b.RecvBytesContext(ctx); err != nil || string(m) != "hi" {
 		t.Fatal(m, err)
 	}
 }
@@ -287,7 +293,7 @@ while True:
 		t.Fatal(err)
 	}
 	pyEnd.Close()
-	first, err := goEnd.RecvBytes()
+	first, err := goEnd.RecvBytesContext(ctx)
 	if err != nil || string(first) != "hello from python" {
 		t.Fatalf("first message from python: %q, %v", first, err)
 	}
@@ -295,7 +301,7 @@ while True:
 		if err := goEnd.SendBytes([]byte(m)); err != nil {
 			t.Fatal(err)
 		}
-		back, err := goEnd.RecvBytes()
+		back, err := goEnd.RecvBytesContext(ctx)
 		rev := []rune(m)
 		for i, j := 0, len(rev)-1; i < j; i, j = i+1, j-1 {
 			rev[i], rev[j] = rev[j], rev[i]
@@ -311,7 +317,7 @@ while True:
 	if err := goEnd.SendBytes(big); err != nil {
 		t.Fatal(err)
 	}
-	back, err := goEnd.RecvBytes()
+	back, err := goEnd.RecvBytesContext(ctx)
 	if err != nil || !bytes.Equal(back, big) {
 		t.Fatalf("64 MiB through python: %d bytes, %v", len(back), err)
 	}
@@ -346,10 +352,15 @@ func TestConnConcurrentSenders(t *testing.T) {
 		}()
 	}
 	for range senders * each {
-		if err := <-done; err != nil {
-			t.Fatal(err)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-ctx.Done():
+			t.Fatal("no sender went on:", ctx.Err())
 		}
-		m, err := a.RecvBytes()
+		m, err := a.RecvBytesContext(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -362,5 +373,473 @@ func TestConnConcurrentSenders(t *testing.T) {
 	a.Close()
 	if err := p.Join(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// rawPair returns a Conn on one end of a socketpair and the other end as
+// a plain blocking file, through which a test writes whatever bytes it
+// likes.
+func rawPair(t *testing.T) (*multiproc.Conn, *os.File) {
+	t.Helper()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := multiproc.ConnFromFd(fds[0])
+	raw := os.NewFile(uintptr(fds[1]), "raw")
+	t.Cleanup(func() { c.Close(); raw.Close() })
+	return c, raw
+}
+
+// framed is payload with Python's 4-byte length prefix.
+func framed(payload []byte) []byte {
+	return append(binary.BigEndian.AppendUint32(nil, uint32(len(payload))), payload...)
+}
+
+// sendEncoded returns the payload Send makes of v.
+func sendEncoded(t *testing.T, ctx context.Context, v any) []byte {
+	t.Helper()
+	x, y, err := multiproc.Pipe(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	defer y.Close()
+	if err := x.Send(v); err != nil {
+		t.Fatal(err)
+	}
+	b, err := y.RecvBytesContext(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func patterned(n int, seed byte) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7) + seed
+	}
+	return b
+}
+
+// TestConnReceiveResumesAfterContext: a sender writes a stream of
+// messages in pieces, each cut inside a message (in a header, in a small
+// payload, in a 1 MiB one), and waits for the test's signal before the
+// next piece. Receives with a short context give up at each cut; the
+// stream stays in step, and every message arrives whole and in order,
+// whichever of Recv and RecvBytes began it.
+func TestConnReceiveResumesAfterContext(t *testing.T) {
+	ctx := testCtx(t, 60*time.Second)
+	c, raw := rawPair(t)
+	m1 := msg{ID: 1, Name: strings.Repeat("x", 3000), Vals: []float64{1, 2}}
+	m4 := msg{ID: 4, Name: "four"}
+	p1, p2, p3, p4 := sendEncoded(t, ctx, m1), patterned(1000, 2), patterned(1<<20+3, 3), sendEncoded(t, ctx, m4)
+	if len(p4) > len(p2) || len(p2) > len(p1) {
+		t.Fatal("the sizes no longer make Recv reuse its buffer as this test needs")
+	}
+	var stream []byte
+	var starts []int
+	for _, p := range [][]byte{p1, p2, p3, p4} {
+		starts = append(starts, len(stream))
+		stream = append(stream, framed(p)...)
+	}
+	cuts := []int{2, 4 + len(p1)/2, starts[1] + 4 + 500, starts[2] + 4 + 600<<10, len(stream)}
+
+	wrote := make(chan int)
+	next := make(chan struct{})
+	go func() {
+		prev := 0
+		for i, cut := range cuts {
+			if _, err := raw.Write(stream[prev:cut]); err != nil {
+				t.Error("raw write:", err)
+				return
+			}
+			prev = cut
+			select {
+			case wrote <- i:
+			case <-ctx.Done():
+				return
+			}
+			if i < len(cuts)-1 {
+				select {
+				case <-next:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+
+	var got []any
+	phase := 0
+	// receive receives the next message with a context of d: messages 1
+	// and 4 with Recv, the others with RecvBytes, except that in phase 2
+	// Recv begins message 2 (which RecvBytes finishes later).
+	receive := func(d time.Duration) error {
+		rctx, cancel := context.WithTimeout(ctx, d)
+		defer cancel()
+		n := len(got)
+		if n == 0 || n == 3 || (n == 1 && phase == 2) {
+			var m msg
+			err := c.RecvContext(rctx, &m)
+			if err == nil {
+				if n == 1 {
+					t.Fatal("Recv returned message 2, which was not all sent")
+				}
+				got = append(got, m)
+			}
+			return err
+		}
+		b, err := c.RecvBytesContext(rctx)
+		if err == nil {
+			got = append(got, b)
+		}
+		return err
+	}
+	for phase = range len(cuts) - 1 {
+		// Receive until the sender has written its piece and a receive
+		// has then found nothing more to read: it gave up mid-message.
+		written := false
+		for {
+			if !written {
+				select {
+				case <-wrote:
+					written = true
+				default:
+				}
+			}
+			err := receive(100 * time.Millisecond)
+			if err == nil {
+				continue
+			}
+			if !errors.Is(err, context.DeadlineExceeded) || strings.Count(err.Error(), "multiproc:") != 1 {
+				t.Fatalf("phase %d: a receive cut short by its context: %v", phase, err)
+			}
+			if written {
+				break
+			}
+		}
+		if ok, err := c.Poll(0); !ok || err != nil {
+			t.Fatalf("phase %d: Poll with part of a message held = %v, %v; want true", phase, ok, err)
+		}
+		next <- struct{}{}
+	}
+	for len(got) < 4 {
+		if err := receive(30 * time.Second); err != nil {
+			t.Fatalf("after the last piece, message %d: %v", len(got)+1, err)
+		}
+	}
+	if g, ok := got[0].(msg); !ok || g.ID != 1 || g.Name != m1.Name || len(g.Vals) != 2 {
+		t.Errorf("message 1 = %+v", got[0])
+	}
+	if g, ok := got[1].([]byte); !ok || !bytes.Equal(g, p2) {
+		t.Errorf("message 2 (begun by Recv, finished by RecvBytes, then Recv went on) is not what was sent")
+	}
+	if g, ok := got[2].([]byte); !ok || !bytes.Equal(g, p3) {
+		t.Errorf("message 3 (1 MiB, cut at 600 KiB) is not what was sent")
+	}
+	if g, ok := got[3].(msg); !ok || g.ID != 4 || g.Name != "four" {
+		t.Errorf("message 4 = %+v", got[3])
+	}
+}
+
+// TestConnPollBesideRecv: Polls that time out while another goroutine
+// waits in a receive neither make that receive fail nor take its
+// message (Poll used to set a read deadline on the descriptor both use).
+func TestConnPollBesideRecv(t *testing.T) {
+	ctx := testCtx(t, 30*time.Second)
+	a, b, err := multiproc.Pipe(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	defer b.Close()
+	type result struct {
+		m   []byte
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		m, err := b.RecvBytesContext(ctx)
+		got <- result{m, err}
+	}()
+	for i := range 20 {
+		if ok, err := b.Poll(10 * time.Millisecond); ok || err != nil {
+			t.Fatalf("Poll %d on an empty pipe = %v, %v", i, ok, err)
+		}
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+		ok, err := b.PollContext(pctx)
+		cancel()
+		if ok || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("PollContext %d on an empty pipe = %v, %v; want false, DeadlineExceeded", i, ok, err)
+		}
+		select {
+		case r := <-got:
+			t.Fatalf("the receive returned while Polls timed out: %q, %v", r.m, r.err)
+		default:
+		}
+	}
+	if err := a.SendBytes([]byte("after the polls")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-got:
+		if r.err != nil || string(r.m) != "after the polls" {
+			t.Fatalf("the receive beside the Polls = %q, %v", r.m, r.err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the receive never returned")
+	}
+}
+
+// TestConnCloseWakesWaiters: Close ends a Poll and a receive waiting on
+// the Conn with ErrClosed, and Close is idempotent.
+func TestConnCloseWakesWaiters(t *testing.T) {
+	ctx := testCtx(t, 30*time.Second)
+	a, b, _ := multiproc.Pipe(true)
+	defer a.Close()
+	errs := make(chan error, 2)
+	go func() {
+		_, err := b.PollContext(ctx)
+		errs <- err
+	}()
+	go func() {
+		_, err := b.RecvBytesContext(ctx)
+		errs <- err
+	}()
+	// Give them a chance to block; either way they must see ErrClosed.
+	time.Sleep(20 * time.Millisecond)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		select {
+		case err := <-errs:
+			if !errors.Is(err, multiproc.ErrClosed) {
+				t.Fatalf("a wait ended by Close: %v, want ErrClosed", err)
+			}
+		case <-ctx.Done():
+			t.Fatal("Close did not wake a waiter")
+		}
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal("second Close:", err)
+	}
+}
+
+// TestConnSendContext: a send that gives up before any byte of its
+// message went out leaves the Conn usable; one that gives up part-way
+// through fails every later send (it cannot take back what went out).
+func TestConnSendContext(t *testing.T) {
+	ctx := testCtx(t, 60*time.Second)
+	short := func() context.Context {
+		c, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		t.Cleanup(cancel)
+		return c
+	}
+	t.Run("clean", func(t *testing.T) {
+		r, w, _ := multiproc.Pipe(false)
+		defer r.Close()
+		defer w.Close()
+		// 4092 bytes and a 4-byte header: PIPE_BUF, which a pipe takes
+		// whole or not at all, so the pipe fills at a message boundary.
+		n := 0
+		for ; ; n++ {
+			err := w.SendBytesContext(short(), patterned(4092, byte(n)))
+			if err == nil {
+				continue
+			}
+			if !errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "no more") {
+				t.Fatalf("a send to a full pipe: %v", err)
+			}
+			break
+		}
+		for i := range n {
+			m, err := r.RecvBytesContext(ctx)
+			if err != nil || !bytes.Equal(m, patterned(4092, byte(i))) {
+				t.Fatalf("message %d of %d: %d bytes, %v", i, n, len(m), err)
+			}
+		}
+		if err := w.SendBytesContext(ctx, []byte("still in step")); err != nil {
+			t.Fatal(err)
+		}
+		if m, err := r.RecvBytesContext(ctx); err != nil || string(m) != "still in step" {
+			t.Fatalf("after a send that gave up cleanly: %q, %v", m, err)
+		}
+	})
+	t.Run("cut short", func(t *testing.T) {
+		r, w, _ := multiproc.Pipe(false)
+		defer r.Close()
+		defer w.Close()
+		err := w.SendBytesContext(short(), make([]byte, 4<<20)) // more than a pipe holds
+		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "no more") || strings.Count(err.Error(), "multiproc:") != 1 {
+			t.Fatalf("a send cut short: %v", err)
+		}
+		for _, err := range []error{w.SendBytesContext(ctx, []byte("x")), w.SendContext(ctx, 1), w.SendBytes(nil)} {
+			if err == nil || !strings.Contains(err.Error(), "cut short") {
+				t.Fatalf("a send after one was cut short: %v", err)
+			}
+		}
+		if _, err := r.RecvBytesContext(short()); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("receiving the incomplete message: %v", err)
+		}
+		w.Close()
+		if _, err := r.RecvBytesContext(ctx); !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("the incomplete message once the sender closed: %v", err)
+		}
+	})
+}
+
+// TestConnZeroValue: every method of a zero Conn (and of a nil *Conn)
+// returns one clear error; none panics.
+func TestConnZeroValue(t *testing.T) {
+	ctx := testCtx(t, 30*time.Second)
+	var zero multiproc.Conn
+	var nilConn *multiproc.Conn
+	var want string
+	for _, c := range []*multiproc.Conn{&zero, nilConn} {
+		c.SetMaxMessage(10)
+		var x int
+		_, e1 := c.RecvBytes()
+		_, e2 := c.RecvBytesContext(ctx)
+		_, e3 := c.Poll(0)
+		_, e4 := c.PollContext(ctx)
+		for i, err := range []error{c.Send(1), c.SendContext(ctx, 1), c.SendBytes(nil), c.SendBytesContext(ctx, nil),
+			c.Recv(&x), c.RecvContext(ctx, &x), e1, e2, e3, e4, c.Close()} {
+			if err == nil {
+				t.Fatalf("method %d of a zero Conn succeeded", i)
+			}
+			if want == "" {
+				want = err.Error()
+			}
+			if err.Error() != want || !strings.Contains(want, "zero Conn") || !strings.HasPrefix(want, "multiproc: ") {
+				t.Fatalf("method %d of a zero Conn: %v; want %q", i, err, want)
+			}
+		}
+	}
+	err := echo.Process(echoJob{Conn: &zero}).Start()
+	if err == nil || !strings.Contains(err.Error(), "zero Conn") {
+		t.Fatalf("passing a zero Conn to a child: %v", err)
+	}
+}
+
+// TestConnMessageTooLarge: an over-long message is an error matching
+// ErrMessageTooLarge, from every receive until the limit is raised; the
+// message is left unread, so it then arrives whole.
+func TestConnMessageTooLarge(t *testing.T) {
+	ctx := testCtx(t, 30*time.Second)
+	a, b, _ := multiproc.Pipe(true)
+	defer a.Close()
+	defer b.Close()
+	b.SetMaxMessage(10)
+	big := patterned(20, 1)
+	a.SendBytes(big)
+	a.SendBytes([]byte("ok"))
+	for range 2 {
+		_, err := b.RecvBytesContext(ctx)
+		if !errors.Is(err, multiproc.ErrMessageTooLarge) || !strings.Contains(err.Error(), "20 bytes") || strings.Count(err.Error(), "multiproc:") != 1 {
+			t.Fatalf("an over-long message: %v", err)
+		}
+	}
+	b.SetMaxMessage(100)
+	if m, err := b.RecvBytesContext(ctx); err != nil || !bytes.Equal(m, big) {
+		t.Fatalf("the message after raising the limit: %v", err)
+	}
+	if m, err := b.RecvBytesContext(ctx); err != nil || string(m) != "ok" {
+		t.Fatalf("the next message: %q, %v", m, err)
+	}
+}
+
+// holder carries a value of a registered type in an interface field.
+type holder struct{ V any }
+
+func init() {
+	multiproc.RegisterType(aconfig.Config{})
+	multiproc.RegisterType(bconfig.Config{})
+}
+
+// TestConnTypesOfSameNamedPackages: a.Config and b.Config, from two
+// packages both named config, are two types to Send, Recv and
+// RegisterType (by their reflect names, both were "config.Config": the
+// second RegisterType panicked, and a Recv of one into the other
+// succeeded with the fields of the wrong type).
+func TestConnTypesOfSameNamedPackages(t *testing.T) {
+	ctx := testCtx(t, 30*time.Second)
+	a, b, _ := multiproc.Pipe(true)
+	defer a.Close()
+	defer b.Close()
+	if err := a.Send(aconfig.Config{Name: "a", N: 1}); err != nil {
+		t.Fatal(err)
+	}
+	var bc bconfig.Config
+	err := b.RecvContext(ctx, &bc)
+	if err == nil || !strings.Contains(err.Error(), "testtypes/a/config.Config") || !strings.Contains(err.Error(), "testtypes/b/config.Config") {
+		t.Fatalf("Recv of an a/config.Config into a b/config.Config: %v (got %+v)", err, bc)
+	}
+	for _, v := range []any{aconfig.Config{Name: "a", N: 1}, bconfig.Config{Host: "b", Port: 2}} {
+		if err := a.Send(holder{v}); err != nil {
+			t.Fatal(err)
+		}
+		var h holder
+		if err := b.RecvContext(ctx, &h); err != nil || h.V != v {
+			t.Fatalf("%T in an interface: got %#v, %v", v, h.V, err)
+		}
+	}
+}
+
+// sendUntilFails sends small messages to c, whose peer the caller has
+// closed, until a send fails, and returns that error (nil if none failed
+// before ctx ended). The first send usually fails; but a child being
+// started at that moment by another test holds a copy of every
+// descriptor between its fork and its exec, so the peer may not be gone
+// yet.
+func sendUntilFails(ctx context.Context, c *multiproc.Conn) error {
+	for ctx.Err() == nil {
+		if err := c.SendBytesContext(ctx, []byte("x")); err != nil {
+			return err
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return nil
+}
+
+var recvOne = multiproc.Register("test.recvOne", func(ctx context.Context, r *multiproc.Conn) (string, error) {
+	b, err := r.RecvBytesContext(ctx)
+	return string(b), err
+})
+
+// A Conn read by several processes in turn — this one, then a child, then
+// another — loses nothing: each receive reads its own message and no
+// further, so what one process has not received is still in the pipe for
+// the next (as with Python's Connection).
+func TestConnReadersInTurnLoseNothing(t *testing.T) {
+	ctx := testCtx(t, 60*time.Second)
+	r, w, err := multiproc.Pipe(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	for i := range 4 {
+		if err := w.SendBytes([]byte{'m', byte('0' + i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := r.RecvBytesContext(ctx)
+	if err != nil || string(b) != "m0" {
+		t.Fatalf("first receive here: %q, %v", b, err)
+	}
+	for _, want := range []string{"m1", "m2"} {
+		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		got, err := recvOne.Call(cctx, r)
+		cancel()
+		if err != nil || got != want {
+			t.Fatalf("a child's receive: %q, %v; want %q", got, err, want)
+		}
+	}
+	b, err = r.RecvBytesContext(ctx)
+	if err != nil || string(b) != "m3" {
+		t.Fatalf("last receive here: %q, %v", b, err)
 	}
 }

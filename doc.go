@@ -55,6 +55,23 @@
 //	Lock, Semaphore(n), Event, Barrier(n)        NewLock, NewSemaphore(n), NewEvent, NewBarrier(n)
 //	timeout=...                                  a context.Context with a deadline
 //	os.kill, signal.alarm, signal.pause          package signals: Kill, Alarm, Pause, Table, Lookup
+//	Listener(address, authkey=k), l.accept()     Listen("unix"|"tcp", address, k), l.Accept(ctx)
+//	Client(address, authkey=k)                   Dial(ctx, "unix"|"tcp", address, k)
+//	conn.send(obj)/recv() with a python3 peer    conn.SendPickle(v)/RecvPickle()
+//
+// # Sockets and python3
+//
+// Listen and Dial are Python's multiprocessing.connection Listener and
+// Client, on a unix socket (a path, or "@name" in the abstract namespace)
+// or TCP. They return the same *Conn as Pipe, which travels to children
+// and pool tasks like any other. With an authkey both sides run Python's
+// handshake, byte for byte (python 3.8 to 3.13), so a python3 process can
+// be either end. SendPickle and RecvPickle are python3's conn.send(obj)
+// and conn.recv(): None ↔ nil, bool, int ↔ int64 (*big.Int beyond
+// int64), float ↔ float64, str ↔ string, bytes ↔ []byte, list ↔ []any,
+// tuple ↔ Tuple, dict ↔ map[any]any, set ↔ Set, frozenset ↔ FrozenSet;
+// anything else is refused both ways with a clear error, and nothing a
+// pickle names is ever imported, called or built.
 //
 // # Sharing objects with a child
 //
@@ -80,7 +97,15 @@
 // parent is gone. A child whose task returns first kills its daemon
 // children and waits for its other children, as in Python. Locks record
 // their holder's pid: a holder that dies while holding one does not
-// deadlock the others.
+// deadlock the others. Any process may release a lock another took, as in
+// Python; LockContext bounds the wait for one.
+//
+// Every shared object has a Close that releases this process's descriptor
+// and mapping at once (the other processes keep the object; closing twice
+// is fine); one dropped without Close is released by the garbage
+// collector. After Close, and on a zero value, a method fails with an
+// error matching ErrClosed (ErrNotInitialized), or panics with it if it
+// has no error result.
 //
 // # Pool
 //

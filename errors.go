@@ -6,8 +6,10 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/multiproc-go/multiproc/internal/auth"
 	"github.com/multiproc-go/multiproc/internal/ring"
 	"github.com/multiproc-go/multiproc/internal/spawn"
+	"github.com/multiproc-go/multiproc/internal/wire"
 )
 
 // Sentinel errors. Match them with errors.Is: the errors the package
@@ -27,9 +29,11 @@ var (
 
 	// ErrNoMain: the program did not call Main first thing in main (or in
 	// TestMain), so its children cannot start. It is returned by Start in a
-	// parent whose child never completed the handshake, and by every call
-	// that would start a process inside such a child, which can never
-	// multiply.
+	// parent whose child provably ran without Main — it exited with a
+	// status before it answered the start handshake, or did not answer in
+	// time — and by every call that would start a process inside such a
+	// child, which can never multiply. (A child killed by a signal before
+	// it answered is an *ExitError with that signal instead.)
 	ErrNoMain = spawn.ErrNoHello
 	// ErrNotStarted: a Process method that needs a started process was
 	// called before Start.
@@ -39,12 +43,39 @@ var (
 	// ErrNotRegistered: the function or Runner type was not registered,
 	// so a child could not find it.
 	ErrNotRegistered = errors.New("multiproc: not registered")
+	// ErrReaped: a child process was reaped by someone else — a waitpid,
+	// wait4 or os.Process.Wait outside multiproc — so its exit status is
+	// lost. The library reaps every child it starts: never wait for one
+	// yourself. Join returns it (wrapped, naming the process).
+	ErrReaped = errors.New("multiproc: the child was reaped by someone else (a waitpid outside multiproc): its exit status is lost")
+	// ErrAuthentication: a socket's authentication handshake failed — the
+	// two sides hold different authkeys, or the peer does not speak
+	// Python's multiprocessing.connection handshake (Dial, Listener).
+	ErrAuthentication = auth.ErrAuth
 	// ErrBrokenBarrier: a Barrier was broken by a waiter whose context ended.
 	ErrBrokenBarrier = errors.New("multiproc: barrier is broken")
-	// ErrShared: a task carries shared objects (a *Value, *Array, *Queue,
-	// *Conn, *Lock, ...) to an Executor that runs tasks on other machines,
-	// where they cannot exist (see Task.Shared).
-	ErrShared = errors.New("multiproc: shared objects cannot travel to another machine")
+	// ErrShared: a shared object (a *Value, *Array, *Queue, *Conn,
+	// *Lock, ...) was found where it cannot go: in a value sent with
+	// Send or Put, in a function's result, or in a task for an Executor
+	// that runs tasks on other machines (see Task.Shared). Shared objects
+	// travel only as a Func argument or Runner (or a struct field of one)
+	// to a process or a Pool on this machine.
+	ErrShared = wire.ErrShareable
+	// ErrNotInitialized: a method was called on the zero value of a type
+	// that only its New function makes (Value, Array, Lock, Semaphore,
+	// Event, Barrier, Queue). Methods without an error result panic with
+	// an error matching it.
+	ErrNotInitialized = errors.New("multiproc: zero value: make it with its New function")
+	// ErrTooLarge: a message cannot be stored (a Queue message larger than
+	// the largest ring).
+	ErrTooLarge = errors.New("multiproc: message too large")
+	// ErrCorrupt: shared memory holds what no operation of the package
+	// writes (another process scribbled on it).
+	ErrCorrupt = errors.New("multiproc: shared memory is corrupt")
+	// ErrMessageTooLarge: a Conn received a message longer than its limit
+	// (Conn.SetMaxMessage). The message is left unread, and every later
+	// receive returns this error until the limit is raised.
+	ErrMessageTooLarge = wire.ErrFrameTooLarge
 )
 
 // ExitError reports a child process that did not exit with status 0: it
@@ -68,7 +99,7 @@ func (e *ExitError) Error() string {
 	}
 	s := fmt.Sprintf("multiproc: process %s (pid %d) failed: %s", e.Name, e.Pid, how)
 	if e.Message != "" {
-		s += ": " + e.Message
+		s += ": " + unprefixed(e.Message)
 	}
 	return s
 }
@@ -88,26 +119,36 @@ type RemoteError struct {
 	Panic bool   // the function panicked; Text is the panic value
 }
 
-// Error returns the child's text, marked as a panic if it was one.
+// Error returns the child's text after "multiproc: error in child: " (or
+// "multiproc: panic in child: "), with no second "multiproc: " when the
+// text was one of the package's errors in the child.
 func (e *RemoteError) Error() string {
 	if e.Panic {
-		return "multiproc: panic in child: " + e.Text
+		return "multiproc: panic in child: " + unprefixed(e.Text)
 	}
-	return e.Text
+	return "multiproc: error in child: " + unprefixed(e.Text)
 }
 
-// unprefixed is an error wrapped under a message that already says
-// "multiproc:": its own message without that prefix, so that it appears
-// once; errors.Is and errors.As see the error itself.
-type unprefixed struct{ err error }
+// unprefixed is s without the "multiproc: " marks of errors it quotes, so
+// that the message holding it starts with the only one.
+func unprefixed(s string) string {
+	return strings.ReplaceAll(s, "multiproc: ", "")
+}
 
-func (u unprefixed) Error() string { return strings.TrimPrefix(u.err.Error(), "multiproc: ") }
-func (u unprefixed) Unwrap() error { return u.err }
+// onceErr is an error that wraps another and starts with "multiproc: "
+// exactly once, however many the wrapped one's text holds.
+type onceErr struct {
+	msg string
+	err error
+}
 
-// unprefix returns err for wrapping with %w under a "multiproc:" message.
-func unprefix(err error) error {
-	if err == nil {
-		return nil
-	}
-	return unprefixed{err}
+func (e *onceErr) Error() string { return e.msg }
+func (e *onceErr) Unwrap() error { return e.err }
+
+// errorf is fmt.Errorf for the package's errors: the result reads
+// "multiproc: " and the formatted text, in which the errors it wraps (with
+// %w, which errors.Is and errors.As still see) lose their own "multiproc: ".
+func errorf(format string, args ...any) error {
+	err := fmt.Errorf(format, args...)
+	return &onceErr{"multiproc: " + unprefixed(err.Error()), err}
 }

@@ -3,6 +3,7 @@ package multiproc_test
 import (
 	"context"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -336,5 +337,163 @@ func TestPoolSubmitMalformed(t *testing.T) {
 		case <-time.After(60 * time.Second):
 			t.Fatal("Submit never answered")
 		}
+	}
+}
+
+// forwarder is an Executor written outside the package, as a remote
+// backend would be: it copies what can travel (Func, Args, Batch) into a
+// fresh Task — as a host would after receiving it — refuses tasks with
+// shared objects, and runs the copy on a local pool.
+type forwarder struct {
+	pool *multiproc.Pool
+	sent int
+}
+
+func (f *forwarder) Submit(ctx context.Context, t *multiproc.Task, done func([]multiproc.Result, error)) {
+	if t.Shared() {
+		done(nil, multiproc.ErrShared)
+		return
+	}
+	f.sent++
+	args := make([][]byte, len(t.Args))
+	for i, a := range t.Args {
+		args[i] = append([]byte(nil), a...)
+	}
+	copied := &multiproc.Task{Func: t.Func, Args: args, Batch: t.Batch}
+	f.pool.Submit(ctx, copied, func(rs []multiproc.Result, err error) {
+		// Results travel back as bytes and error texts.
+		out := make([]multiproc.Result, len(rs))
+		for i, r := range rs {
+			out[i].Value = append([]byte(nil), r.Value...)
+			var re *multiproc.RemoteError
+			if errors.As(r.Err, &re) {
+				out[i].Err = &multiproc.RemoteError{Text: re.Text, Panic: re.Panic}
+			}
+		}
+		done(out, err)
+	})
+}
+
+func (f *forwarder) Workers() int { return f.pool.Workers() }
+
+func TestForwardingExecutor(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	fw := &forwarder{pool: newPool(t, multiproc.PoolOptions{Processes: 2})}
+	args := make([]int, 1000)
+	for i := range args {
+		args[i] = 2 * i
+	}
+	rs, err := failOdd.Map(ctx, fw, args)
+	if err != nil || len(rs) != 1000 || rs[999] != 1998 {
+		t.Fatalf("Map through a forwarding executor: %v", err)
+	}
+	if v, err := failOdd.Apply(ctx, fw, 4); v != 4 || err != nil {
+		t.Fatal(v, err)
+	}
+	var re *multiproc.RemoteError
+	if _, err := failOdd.ApplyAsync(fw, 3).Get(ctx); !errors.As(err, &re) || re.Text != "odd input" {
+		t.Fatalf("a function's error through a forwarding executor: %v", err)
+	}
+	n := 0
+	for v, err := range failOdd.IMap(ctx, fw, func(yield func(int) bool) {
+		for i := range 10 {
+			if !yield(i) {
+				return
+			}
+		}
+	}) {
+		if (n%2 == 1) != (err != nil) || (err == nil && v != n) {
+			t.Fatalf("IMap item %d: %v, %v", n, v, err)
+		}
+		n++
+	}
+	if n != 10 {
+		t.Fatalf("IMap yielded %d items", n)
+	}
+	// Shared objects are refused at the call, with the executor's error.
+	v, err := multiproc.NewValue[int64](0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := fw.sent
+	if _, err := addShared.Apply(ctx, fw, sharedItem{v, 1}); !errors.Is(err, multiproc.ErrShared) {
+		t.Fatalf("a shared object through a remote executor: %v", err)
+	}
+	if fw.sent != sent || v.Load() != 0 {
+		t.Fatal("a task with a shared object was sent")
+	}
+}
+
+// A shared object where only a copy could go — a Send, a Put, a
+// function's result — is refused with ErrShared; no method of its public
+// API is plumbing.
+func TestSharedObjectsAreNotCopied(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	v, err := multiproc.NewValue[int64](0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b, err := multiproc.Pipe(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	defer b.Close()
+	if err := a.Send(sharedItem{V: v}); !errors.Is(err, multiproc.ErrShared) {
+		t.Fatalf("Send of a struct holding a Value: %v", err)
+	}
+	q, err := multiproc.NewQueue[sharedItem](0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if err := q.Put(ctx, sharedItem{V: v}); !errors.Is(err, multiproc.ErrShared) {
+		t.Fatalf("Put of a struct holding a Value: %v", err)
+	}
+	if err := q.Put(ctx, sharedItem{I: 1}); err != nil {
+		t.Fatalf("Put of a struct whose Value field is nil: %v", err)
+	}
+	qa, err := multiproc.NewQueue[any](0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer qa.Close()
+	if err := qa.Put(ctx, v); err == nil {
+		t.Fatal("Put of a Value in an interface succeeded")
+	}
+	if _, err := makesValue.Call(ctx, 1); err == nil || !strings.Contains(err.Error(), "cannot travel this way") {
+		t.Fatalf("a result holding a Value: %v", err)
+	}
+	for _, typ := range []any{v, a, q} {
+		m := reflect.ValueOf(typ).MethodByName("ExportHandle")
+		if m.IsValid() {
+			t.Errorf("%T exports its plumbing", typ)
+		}
+	}
+}
+
+// trapJob embeds a shared object: its pointer has the object's methods,
+// but it is a plain struct whose field holds the object.
+type trapJob struct {
+	*multiproc.Value[int64]
+	N int64
+}
+
+var addEmbedded = multiproc.Register("test.addEmbedded", func(ctx context.Context, j *trapJob) (int64, error) {
+	return j.Add(j.N), nil
+})
+
+func TestStructEmbeddingSharedObject(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	v, err := multiproc.NewValue[int64](4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := addEmbedded.Call(ctx, &trapJob{v, 3})
+	if err != nil || got != 7 || v.Load() != 7 {
+		t.Fatalf("Call with a struct embedding a Value: %v, %v (Value %d)", got, err, v.Load())
 	}
 }

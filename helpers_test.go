@@ -44,3 +44,26 @@ func joinAll(t *testing.T, ctx context.Context, ps []*multiproc.Process) {
 		}
 	}
 }
+
+// quietStderr sends the standard error of the children started until the
+// test ends (by Call, or a pool's workers, which take this process's
+// os.Stderr at their start) to a file, so that an expected panic's stack
+// does not read as a failure in the test output; a failing test shows it.
+// It must not overlap other tests: it replaces os.Stderr.
+func quietStderr(t *testing.T) {
+	t.Helper()
+	f, err := os.CreateTemp(t.TempDir(), "stderr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := os.Stderr
+	os.Stderr = f
+	t.Cleanup(func() {
+		os.Stderr = saved
+		if t.Failed() {
+			b, _ := os.ReadFile(f.Name())
+			t.Logf("the children's stderr:\n%s", b)
+		}
+		f.Close()
+	})
+}

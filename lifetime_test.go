@@ -70,10 +70,10 @@ func TestDaemonTreeDiesWithKilledParent(t *testing.T) {
 	}
 	root.Kill() // SIGKILL: the parent gets no chance to clean up
 	start := time.Now()
-	waitFor(t, 5*time.Second, "the daemon child and grandchild to die", func() bool { return gone(child) && gone(grandchild) })
-	if d := time.Since(start); d > time.Second {
-		t.Errorf("daemons took %v to die (want < 1s)", d)
-	}
+	// Within about a millisecond on an idle machine; the bound is for a
+	// loaded one under the race detector, and they would never die
+	// without Pdeathsig and the lifeline.
+	waitFor(t, 10*time.Second, "the daemon child and grandchild to die", func() bool { return gone(child) && gone(grandchild) })
 	t.Logf("daemon child and grandchild died %v after their parent's SIGKILL", time.Since(start))
 }
 

@@ -60,6 +60,23 @@ func (r *initRunner) Run(ctx context.Context) error {
 
 func init() { multiproc.RegisterRunner("test.initRunner", &initRunner{}) }
 
+// sleepJob is a task that counts itself in Started, then sleeps D or until
+// its context ends: a test waits on Started, not on the clock.
+type sleepJob struct {
+	Started *multiproc.Value[int64]
+	D       time.Duration
+}
+
+var startedSleep = multiproc.Register("test.startedSleep", func(ctx context.Context, j sleepJob) (bool, error) {
+	j.Started.Add(1)
+	select {
+	case <-time.After(j.D):
+		return false, nil
+	case <-ctx.Done():
+		return true, nil
+	}
+})
+
 func newPool(t *testing.T, opts multiproc.PoolOptions) *multiproc.Pool {
 	t.Helper()
 	p, err := multiproc.NewPool(opts)
@@ -135,7 +152,9 @@ func TestPoolErrors(t *testing.T) {
 	}
 	var got []string
 	for v, err := range failOdd.IMap(ctx, p, slices.Values([]int{1, 2, 3, 4})) {
-		if err != nil {
+		if errors.As(err, &re) {
+			got = append(got, re.Text)
+		} else if err != nil {
 			got = append(got, err.Error())
 		} else {
 			got = append(got, "ok")
@@ -145,7 +164,9 @@ func TestPoolErrors(t *testing.T) {
 	if strings.Join(got, ",") != "odd input,ok,odd input,ok" {
 		t.Fatalf("IMap items = %v", got)
 	}
-	_, err = panics.Apply(ctx, p, "oops")
+	quietStderr(t) // the panic's stack
+	pp := newPool(t, multiproc.PoolOptions{Processes: 1})
+	_, err = panics.Apply(ctx, pp, "oops")
 	if !errors.As(err, &re) || !re.Panic || re.Text != "oops" {
 		t.Fatalf("Apply of a panicking func = %v", err)
 	}
@@ -322,7 +343,12 @@ func TestPoolInitializerFailsInReplacement(t *testing.T) {
 			t.Fatalf("call %d after the Initializer failed: %v", i, err)
 		}
 	}
-	time.Sleep(300 * time.Millisecond)
+	// Join returns once no worker is alive or being started: a pool that
+	// kept respawning would never get there.
+	p.Close()
+	if err := p.Join(ctx); err != nil {
+		t.Fatalf("Join of a pool whose replacement failed: %v (a respawn storm?)", err)
+	}
 	if n := counter.Load(); n != 2 {
 		t.Fatalf("the Initializer ran %d times: a respawn storm", n)
 	}
@@ -358,11 +384,13 @@ func TestPoolCloseJoinTerminate(t *testing.T) {
 	}
 
 	p2, _ := multiproc.NewPool(multiproc.PoolOptions{Processes: 2})
+	started, _ := multiproc.NewValue[int64](0)
 	long := make([]*multiproc.AsyncResult[bool], 5)
 	for i := range long {
-		long[i] = sleeps.ApplyAsync(p2, time.Minute)
+		long[i] = startedSleep.ApplyAsync(p2, sleepJob{started, time.Minute})
 	}
-	time.Sleep(100 * time.Millisecond)
+	// Terminate while both workers run a task and three wait.
+	waitFor(t, 20*time.Second, "both workers to run a task", func() bool { return started.Load() == 2 })
 	start := time.Now()
 	p2.Terminate()
 	for _, r := range long {
@@ -436,13 +464,27 @@ func sigintHelper() int {
 		pid, _ := whoAmI.Apply(ctx, p, 0)
 		fmt.Println("worker", pid)
 	}
-	fmt.Println("mapping")
-	args := make([]time.Duration, 8)
+	started, _ := multiproc.NewValue[int64](0)
+	args := make([]sleepJob, 8)
 	for i := range args {
-		args[i] = time.Minute
+		args[i] = sleepJob{started, time.Minute}
 	}
-	_, err = sleeps.Map(ctx, p, args)
-	fmt.Println("map error:", err)
+	mapped := make(chan error)
+	go func() {
+		_, err := startedSleep.Map(ctx, p, args)
+		mapped <- err
+	}()
+	// Tell the test to press Ctrl-C once both workers run a chunk.
+	for started.Load() < 2 {
+		select {
+		case err := <-mapped:
+			fmt.Println("map ended early:", err)
+			return 1
+		case <-time.After(time.Millisecond):
+		}
+	}
+	fmt.Println("mapping")
+	fmt.Println("map error:", <-mapped)
 	p.Terminate()
 	return 0
 }
@@ -470,7 +512,6 @@ func TestPoolSIGINTDuringMap(t *testing.T) {
 			workers[n] = true
 		}
 		if line == "mapping" {
-			time.Sleep(200 * time.Millisecond)
 			// Ctrl-C at a terminal: SIGINT to the whole foreground group.
 			syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
 		}

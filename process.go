@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
-	"os/exec"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -20,10 +20,19 @@ import (
 // NewProcess, set Name and Daemon, then Start it once.
 //
 // The child is this same program started again (Go cannot fork); it runs
-// the task and exits. Its stdout and stderr are the parent's; its stdin is
-// /dev/null. It is reaped the moment it exits, whether or not anyone calls
-// Join, so no zombie is ever left. A Process's methods are safe for
-// concurrent use once Start has returned.
+// the task and exits. Its stdout and stderr are the parent's unless Stdout
+// and Stderr say otherwise; its stdin is /dev/null. In ps, its name
+// (comm) is the Process's Name and its command line the program's, marked:
+//
+//	/path/to/program [multiproc]
+//
+// A Process's methods are safe for concurrent use once Start has returned.
+//
+// The library reaps its children: each child is reaped the moment it
+// exits, whether or not anyone calls Join, so no zombie is ever left.
+// Never wait for a child yourself (waitpid, wait4, os.FindProcess+Wait,
+// Python's os.waitpid translated): a child reaped by someone else has lost
+// its exit status, and Join returns an error matching ErrReaped.
 type Process struct {
 	// Name is the process's name, for messages and ExitError. Set it
 	// before Start; Start fills in "Process-N" if it is empty.
@@ -33,6 +42,15 @@ type Process struct {
 	// within about a millisecond. A child whose task returns kills its own
 	// daemon children and waits for the others before it exits.
 	Daemon bool
+	// Stdout and Stderr, set before Start, receive the child's standard
+	// output and error. nil means this process's own (os.Stdout and
+	// os.Stderr as they are at Start), as after a fork. An *os.File is
+	// handed to the child itself; any other io.Writer gets the output
+	// through a pipe that a goroutine of this process copies, and Join
+	// returns once the copy is complete (at most a second after the child
+	// exits, if a process the child started holds the pipe open). A task's
+	// panic stack goes to Stderr.
+	Stdout, Stderr io.Writer
 
 	kind   taskKind
 	fn     string
@@ -51,6 +69,7 @@ type Process struct {
 	status byte
 	msg    string
 	gotRes bool
+	lost   bool // reaped by someone else: the status is unknown
 }
 
 var processCount atomic.Int64
@@ -85,7 +104,7 @@ func NewProcess(r Runner) *Process {
 	p.fn = name
 	p.encode = func(tab *handle.Table) ([]byte, []handle.Entry, error) {
 		if !ok {
-			return nil, nil, fmt.Errorf("%w: runner type %T (call RegisterRunner at package initialisation)", ErrNotRegistered, r)
+			return nil, nil, errorf("%w: runner type %T (call RegisterRunner at package initialisation)", ErrNotRegistered, r)
 		}
 		return encodeRunner(r, tab)
 	}
@@ -94,10 +113,19 @@ func NewProcess(r Runner) *Process {
 
 // Start starts the child and returns once it has answered the start
 // handshake and received its task. A second Start fails with ErrStarted.
-// If the child does not answer — most often because the program's main
-// does not call Main first — Start kills it and returns an error matching
-// ErrNoMain.
-func (p *Process) Start() error {
+// Start is StartContext with no deadline of its own: it waits at most
+// HelloTimeout (10 s, for a slow, loaded machine; a healthy child answers
+// in milliseconds) for the child's answer. If the child does not answer —
+// most often because the program's main does not call Main first — Start
+// kills it and returns an error matching ErrNoMain; a child that dies by a
+// signal before it answers is an *ExitError with that signal.
+func (p *Process) Start() error { return p.StartContext(context.Background()) }
+
+// StartContext is Start bounded by ctx as well: if ctx ends before the
+// child has answered, the child is killed and reaped and StartContext
+// returns ctx.Err(). Once it has returned nil, ctx no longer matters: the
+// child runs on.
+func (p *Process) StartContext(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.started {
@@ -105,6 +133,9 @@ func (p *Process) Start() error {
 	}
 	if p.encode == nil {
 		return errors.New("multiproc: Process has nothing to run: make it with Func.Process or NewProcess")
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	tab := new(handle.Table)
 	defer tab.Close() // the child has its own copies once spawnChild returns
@@ -115,9 +146,15 @@ func (p *Process) Start() error {
 	if p.Name == "" {
 		p.Name = fmt.Sprintf("Process-%d", processCount.Add(1))
 	}
-	t := &task{kind: p.kind, daemon: p.Daemon, fn: p.fn, name: p.Name, items: []taskItem{{entries, arg}}, table: tab}
-	c, err := spawnChild(p.Name, p.Daemon, false, t)
+	stdio, err := newStdio(p.Stdout, p.Stderr)
 	if err != nil {
+		return err
+	}
+	t := &task{kind: p.kind, daemon: p.Daemon, fn: p.fn, name: p.Name, items: []taskItem{{entries, arg}}, table: tab}
+	c, err := spawnChild(ctx, p.Name, p.Daemon, false, t, stdio)
+	stdio.started()
+	if err != nil {
+		stdio.wait()
 		return err
 	}
 	p.started = true
@@ -126,114 +163,22 @@ func (p *Process) Start() error {
 	p.done = make(chan struct{})
 	p.settled = make(chan struct{})
 	addChild(p)
-	go p.watch(c)
+	go p.watch(c, stdio)
 	return nil
 }
 
-// childProc is a started child: its command, control channel and pidfd.
-type childProc struct {
-	cmd   *exec.Cmd
-	ctl   *spawn.Ctl
-	pid   int
-	pidfd int // owned by reap
-}
-
-// spawnChild starts a child named name, completes the start handshake
-// and sends it t. ownGroup puts it in a process group of its own, out of
-// reach of the terminal's Ctrl-C (pool workers: the pool decides).
-func spawnChild(name string, daemon, ownGroup bool, t *task) (*childProc, error) {
-	if inChildWithoutMain() {
-		return nil, fmt.Errorf("%w (this process is a child whose main never called Main)", ErrNoMain)
-	}
-	msg := t.append(nil)
-	if !ownGroup {
-		if c := takeSpare(); c != nil {
-			if err := sendToSpare(c, t); err == nil {
-				return c, nil
-			}
-			c.cmd.Process.Kill()
-			c.reap()
-		}
-	}
-	ctl, childEnd, err := spawn.Pair()
-	if err != nil {
-		return nil, err
-	}
-	c := &childProc{ctl: ctl}
-	c.cmd = spawn.Command(name, childEnd, daemon, &c.pidfd)
-	c.cmd.Stdout, c.cmd.Stderr = os.Stdout, os.Stderr
-	if ownGroup {
-		c.cmd.SysProcAttr.Setpgid = true
-	}
-	err = spawn.Start(c.cmd)
-	childEnd.Close()
-	if err != nil {
-		ctl.Close()
-		return nil, fmt.Errorf("multiproc: starting %s: %w", name, err)
-	}
-	c.pid = c.cmd.Process.Pid
-	fail := func(err error) (*childProc, error) {
-		c.cmd.Process.Kill()
-		c.reap()
-		return nil, err
-	}
-	// A small task goes out before the hello comes back, saving a round
-	// trip: the socket buffers it. A large one could fill the buffer and
-	// block forever on a child that never reads (no Main), so it waits.
-	early := len(msg) <= 32<<10
-	send := func() error {
-		if err := ctl.Send(spawn.MsgTask, msg, t.fds()); err != nil {
-			return fmt.Errorf("multiproc: sending %s its task: %w", name, err)
-		}
-		return nil
-	}
-	if early {
-		if err := send(); err != nil {
-			return fail(err)
-		}
-	}
-	if err := spawn.AwaitHello(ctl, c.pid); err != nil {
-		return fail(fmt.Errorf("multiproc: starting %s: %w", name, err))
-	}
-	if !early {
-		if err := send(); err != nil {
-			return fail(err)
-		}
-	}
-	return c, nil
-}
-
-// sendToSpare sends t to a spare with this process's stdout and stderr.
-func sendToSpare(c *childProc, t *task) error {
-	stdio, err := stdioFds()
-	defer unixCloseAll(stdio)
-	if err != nil {
-		return err
-	}
-	st := *t
-	st.stdio = true
-	return c.ctl.Send(spawn.MsgTask, st.append(nil), append(stdio, t.fds()...))
-}
-
-// reap waits for the child to exit, reaps it, closes its control channel
-// and returns its exit code (-N for signal N).
-func (c *childProc) reap() int {
-	spawn.WaitExit(c.pidfd)
-	c.cmd.Wait()
-	c.ctl.Close()
-	st := c.cmd.ProcessState
-	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return -int(ws.Signal())
-	}
-	return st.ExitCode()
-}
-
 // watch collects the child's result, then reaps it the moment it exits.
-func (p *Process) watch(c *childProc) {
+func (p *Process) watch(c *childProc, stdio *childStdio) {
 	typ, payload, fds, err := c.ctl.Recv()
 	unixCloseAll(fds)
-	if err == nil && typ == spawn.MsgResult {
-		if rs, err := parseResults(payload); err == nil && len(rs) == 1 {
+	if err == nil {
+		if typ != spawn.MsgResult {
+			err = errorf("%w: message type %d where the result was due", spawn.ErrCorrupt, typ)
+		} else if rs, perr := parseResults(payload); perr != nil {
+			err = perr
+		} else if len(rs) != 1 {
+			err = errorf("%w: %d results for one task", spawn.ErrCorrupt, len(rs))
+		} else {
 			p.gotRes = true
 			p.status = rs[0].status
 			if p.status == resultOK {
@@ -245,9 +190,16 @@ func (p *Process) watch(c *childProc) {
 	}
 	if p.gotRes {
 		close(p.settled)
+	} else {
+		c.stopBroken(err)
 	}
 	go refillSpare()
 	p.code = c.reap()
+	p.lost = c.lost
+	if !p.gotRes && c.why != "" {
+		p.msg = c.why
+	}
+	stdio.wait()
 	removeChild(p)
 	if !p.gotRes {
 		close(p.settled)
@@ -283,6 +235,9 @@ func (p *Process) doneChan() (chan struct{}, error) {
 }
 
 func (p *Process) exitErr() error {
+	if p.lost {
+		return errorf("%w: process %s (pid %d)", ErrReaped, p.Name, p.pid)
+	}
 	if p.code == 0 {
 		return nil
 	}
@@ -313,7 +268,8 @@ func (p *Process) IsAlive() bool {
 // ExitCode returns the child's exit code and true once it has exited, as
 // Python's exitcode: its exit status (0 success; 1 when its task returned
 // an error or panicked; N for os.Exit(N)), or -N when signal N ended it.
-// Before that it returns 0, false.
+// Before that it returns 0, false; so it does, like Python's None, for a
+// child someone else reaped (see ErrReaped).
 func (p *Process) ExitCode() (code int, exited bool) {
 	done, err := p.doneChan()
 	if err != nil {
@@ -321,6 +277,9 @@ func (p *Process) ExitCode() (code int, exited bool) {
 	}
 	select {
 	case <-done:
+		if p.lost {
+			return 0, false
+		}
 		return p.code, true
 	default:
 		return 0, false
@@ -352,7 +311,7 @@ func (p *Process) Signal(sig os.Signal) error {
 	}
 	// os.Process signals through its pidfd: it cannot hit a reused pid.
 	if err := proc.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) && !errors.Is(err, unix.ESRCH) {
-		return fmt.Errorf("multiproc: signalling %s (pid %d): %w", p.Name, p.pid, err)
+		return errorf("signalling %s (pid %d): %w", p.Name, p.pid, err)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package multiproc_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -69,6 +70,7 @@ func TestCallErrorAndPanic(t *testing.T) {
 	if !errors.As(err, &re) || re.Text != "no such file" || re.Panic {
 		t.Fatalf("Call of failing func: %v (%T)", err, err)
 	}
+	quietStderr(t) // the panic's stack
 	_, err = panics.Call(ctx, "boom")
 	if !errors.As(err, &re) || !re.Panic || re.Text != "boom" {
 		t.Fatalf("Call of panicking func: %v", err)
@@ -105,6 +107,8 @@ func TestProcessExitCodes(t *testing.T) {
 		{panics.Process("kaboom"), 1, "kaboom"},
 		{exits.Process(7), 7, ""},
 	}
+	var stack bytes.Buffer
+	cases[2].p.Stderr = &stack // the panic's, expected
 	for _, c := range cases {
 		if err := c.p.Start(); err != nil {
 			t.Fatal(err)
@@ -126,6 +130,9 @@ func TestProcessExitCodes(t *testing.T) {
 		if !errors.As(err, &ee) || ee.ExitCode != c.code || ee.Message != c.message || ee.Pid != c.p.Pid() || ee.Name != c.p.Name {
 			t.Errorf("case %d: Join = %#v", i, err)
 		}
+	}
+	if !strings.Contains(stack.String(), "panic in multiproc child") || !strings.Contains(stack.String(), "kaboom") {
+		t.Errorf("the panic's stack did not reach the Process's Stderr: %q", stack.String())
 	}
 }
 

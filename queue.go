@@ -3,7 +3,6 @@ package multiproc
 import (
 	"context"
 	"errors"
-	"fmt"
 	"reflect"
 	"runtime"
 	"sync"
@@ -31,6 +30,13 @@ import (
 // Conn.Send). A *Queue reaches a child as a Func argument or an exported
 // field of one (as Value does) and is the same queue there. A Queue may
 // be used from many goroutines; blocked ones hold no extra OS threads.
+//
+// Only NewQueue makes a Queue: every method of a zero Queue fails with an
+// error matching ErrNotInitialized (Len, Full and Empty, which return no
+// error, panic with it), as every method but Close does with ErrClosed
+// after Close. A Put of a message that cannot fit even in the largest
+// ring fails with ErrTooLarge; a ring another process scribbled on, with
+// ErrCorrupt.
 type Queue[T any] struct {
 	r     *ring.Ring
 	codec *wire.Codec[T]
@@ -82,18 +88,23 @@ func (q *Queue[T]) release(b *[]byte) {
 	}
 }
 
-// queueErr maps the ring's errors to the package's sentinels.
-func queueErr(err error, full bool) error {
+// queueErr maps the ring's errors to the package's sentinels; size is
+// the encoded message's (Put), or -1.
+func queueErr(err error, full bool, size int) error {
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, ring.ErrClosed):
-		return fmt.Errorf("%w: Queue", ErrClosed)
+		return kQueue.closed
+	case errors.Is(err, ring.ErrTooLarge):
+		return errorf("%w: a %d-byte encoded message does not fit in a Queue", ErrTooLarge, size)
+	case errors.Is(err, ring.ErrCorrupt):
+		return errorf("%w: a Queue's ring", ErrCorrupt)
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
 		if full {
-			return fmt.Errorf("%w: %w", ErrFull, err)
+			return errorf("%w: %w", ErrFull, err)
 		}
-		return fmt.Errorf("%w: %w", ErrEmpty, err)
+		return errorf("%w: %w", ErrEmpty, err)
 	}
 	return err
 }
@@ -113,16 +124,17 @@ func (q *Queue[T]) TryPut(v T) error {
 // put encodes v and stores it with store.
 func (q *Queue[T]) put(v *T, store func([]byte) error) error {
 	if q == nil || q.r == nil {
-		return errors.New("multiproc: use of a nil or zero Queue")
+		return kQueue.zero
 	}
 	b, err := q.encode(v)
 	if err != nil {
 		return err
 	}
+	size := len(*b)
 	err = store(*b)
 	q.release(b)
 	runtime.KeepAlive(q)
-	return queueErr(err, true)
+	return queueErr(err, true, size)
 }
 
 // Get removes and returns the oldest message, waiting while the queue is
@@ -142,14 +154,14 @@ func (q *Queue[T]) TryGet() (T, error) {
 func (q *Queue[T]) get(take func(dst []byte) ([]byte, error)) (T, error) {
 	var v T
 	if q == nil || q.r == nil {
-		return v, errors.New("multiproc: use of a nil or zero Queue")
+		return v, kQueue.zero
 	}
 	b := q.buf()
 	msg, err := take((*b)[:0])
 	runtime.KeepAlive(q)
 	if err != nil {
 		q.bufs.Put(b)
-		return v, queueErr(err, false)
+		return v, queueErr(err, false, -1)
 	}
 	err = q.codec.Decode(msg, &v)
 	*b = msg
@@ -158,53 +170,74 @@ func (q *Queue[T]) get(take func(dst []byte) ([]byte, error)) (T, error) {
 }
 
 // Len returns the number of messages in the queue, exactly, as of the call
-// (Python's qsize). Other processes may change it at once.
+// (Python's qsize). Other processes may change it at once. Like Full and
+// Empty, it panics with an error matching ErrClosed after Close (and
+// ErrNotInitialized on a zero Queue), having no error result.
 func (q *Queue[T]) Len() int {
-	n := q.r.Len()
-	runtime.KeepAlive(q)
+	n := q.ring().Len()
+	q.check()
 	return n
 }
 
 // Full reports whether the queue holds maxsize messages.
 func (q *Queue[T]) Full() bool {
-	ok := q.r.Full()
-	runtime.KeepAlive(q)
+	ok := q.ring().Full()
+	q.check()
 	return ok
 }
 
 // Empty reports whether the queue holds no message.
 func (q *Queue[T]) Empty() bool {
-	ok := q.r.Empty()
-	runtime.KeepAlive(q)
+	ok := q.ring().Empty()
+	q.check()
 	return ok
+}
+
+// ring is q's ring; it panics on a zero Queue.
+func (q *Queue[T]) ring() *ring.Ring {
+	if q == nil || q.r == nil {
+		panic(kQueue.zero)
+	}
+	return q.r
+}
+
+// check panics if q was closed (the ring then answered as an empty one).
+func (q *Queue[T]) check() {
+	if q.r.Fd() < 0 {
+		panic(kQueue.closed)
+	}
 }
 
 // Close closes this process's handle: its blocked calls return and later
 // calls fail with ErrClosed. Other processes' handles, and the messages,
 // are not affected; the memory is freed when the last holder closes or
-// exits.
+// exits. Closing again does nothing and returns nil; on a zero Queue,
+// Close returns an error matching ErrNotInitialized.
 func (q *Queue[T]) Close() error {
 	if q == nil || q.r == nil {
-		return nil
+		return kQueue.zero
 	}
 	return q.r.Close()
 }
 
-// ExportHandle is how a Queue travels to another process; called by the package.
-func (q *Queue[T]) ExportHandle() (handle.Desc, error) {
+// exportHandle is how a Queue travels to another process; called by the package.
+func (q *Queue[T]) exportHandle() (handle.Desc, error) {
+	if q == nil || q.r == nil {
+		return handle.Desc{}, kQueue.zero
+	}
 	fd := q.r.Fd()
 	if fd < 0 {
-		return handle.Desc{}, fmt.Errorf("%w: passing a closed Queue", ErrClosed)
+		return handle.Desc{}, errorf("%w: passing a closed Queue", ErrClosed)
 	}
-	return handle.Desc{Kind: "Queue", Meta: []byte(reflect.TypeFor[T]().String()), Fds: []int{fd}}, nil
+	return handle.Desc{Kind: "Queue", Meta: []byte(wire.TypeName(reflect.TypeFor[T]())), Fds: []int{fd}}, nil
 }
 
-// ImportHandle makes q the Queue described by d; called by the package.
-func (q *Queue[T]) ImportHandle(d handle.Desc) error {
-	want := reflect.TypeFor[T]().String()
+// importHandle makes q the Queue described by d; called by the package.
+func (q *Queue[T]) importHandle(d handle.Desc) error {
+	want := wire.TypeName(reflect.TypeFor[T]())
 	if d.Kind != "Queue" || len(d.Fds) != 1 || string(d.Meta) != want {
 		handleCloseFds(d)
-		return fmt.Errorf("multiproc: a shared %s of %s arrived where a Queue of %s was expected", d.Kind, d.Meta, want)
+		return errorf("a shared %s of %s arrived where a Queue of %s was expected", d.Kind, d.Meta, want)
 	}
 	codec, err := wire.NewCodec[T]()
 	if err != nil {
@@ -219,15 +252,3 @@ func (q *Queue[T]) ImportHandle(d handle.Desc) error {
 	runtime.AddCleanup(q, func(r *ring.Ring) { r.Close() }, r)
 	return nil
 }
-
-// GobEncode refuses: a Queue travels only as a Func argument.
-func (q *Queue[T]) GobEncode() ([]byte, error) { return nil, errTravel }
-
-// GobDecode refuses, as GobEncode does.
-func (q *Queue[T]) GobDecode([]byte) error { return errTravel }
-
-// MarshalBinary refuses, as GobEncode does.
-func (q *Queue[T]) MarshalBinary() ([]byte, error) { return nil, errTravel }
-
-// UnmarshalBinary refuses, as GobEncode does.
-func (q *Queue[T]) UnmarshalBinary([]byte) error { return errTravel }

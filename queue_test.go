@@ -261,3 +261,26 @@ func TestQueueConsumerKilled(t *testing.T) {
 		t.Fatalf("last message %d", prev)
 	}
 }
+
+// TestQueueCloseIsIdempotent: a second Close returns nil, and what fails
+// after Close fails with the package's own ErrClosed.
+func TestQueueCloseIsIdempotent(t *testing.T) {
+	ctx := testCtx(t, 10*time.Second)
+	q, err := multiproc.NewQueue[int](0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatalf("second Close = %v", err)
+	}
+	if err := q.Put(ctx, 1); !errors.Is(err, multiproc.ErrClosed) {
+		t.Fatalf("Put after Close = %v", err)
+	}
+	if _, err := q.Get(ctx); !errors.Is(err, multiproc.ErrClosed) {
+		t.Fatalf("Get after Close = %v", err)
+	}
+	mustPanicIs(t, "Len after Close", multiproc.ErrClosed, func() { q.Len() })
+}

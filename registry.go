@@ -263,7 +263,7 @@ func encodeRunner(r Runner, tab *handle.Table) ([]byte, []handle.Entry, error) {
 	v := reflect.ValueOf(r)
 	if v.Kind() == reflect.Pointer {
 		if v.IsNil() {
-			return nil, nil, fmt.Errorf("multiproc: nil %T runner", r)
+			return nil, nil, errorf("nil %T runner", r)
 		}
 		v = v.Elem()
 	}
@@ -292,7 +292,10 @@ func decodeRunner(b []byte, entries []handle.Entry, im *handle.Imports, pv refle
 // arguments, results and messages (as gob.Register does for gob). Call it
 // at package initialisation, like Register. Common built-in types (numbers,
 // string, []byte, []any, map[string]any, time.Time, ...) are registered
-// already. It panics if another type is registered under the same name.
+// already. A type is known by its full import path, so config.Config of
+// two packages are two types; it panics if another type is registered
+// under the same name, which only two types declared inside functions of
+// one package, under one name, can be.
 func RegisterType(v any) {
 	checkInit("RegisterType", fmt.Sprintf("%T", v))
 	wire.Register(v)

@@ -1,15 +1,14 @@
 package multiproc
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"reflect"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"unsafe"
 
-	"github.com/multiproc-go/multiproc/internal/futex"
 	"github.com/multiproc-go/multiproc/internal/handle"
 	"github.com/multiproc-go/multiproc/internal/shm"
 )
@@ -18,62 +17,6 @@ import (
 // Python's ctypes codes ('i', 'd', ...) are.
 type Scalar interface {
 	~int8 | ~int16 | ~int32 | ~int64 | ~int | ~uint8 | ~uint16 | ~uint32 | ~uint64 | ~uint | ~uintptr | ~float32 | ~float64
-}
-
-// segRef owns one shared segment of this process. When the object holding
-// it becomes garbage, the segment is unmapped and closed — unless its
-// memory was handed out (Array.Slice), which must stay valid: then only
-// the fd is closed.
-type segRef struct {
-	seg     *shm.Segment
-	keepMap atomic.Bool
-}
-
-func newSegRef[O any](obj *O, seg *shm.Segment) *segRef {
-	r := &segRef{seg: seg}
-	runtime.AddCleanup(obj, func(r *segRef) {
-		if r.keepMap.Load() {
-			r.seg.CloseFd()
-		} else {
-			r.seg.Close()
-		}
-	}, r)
-	return r
-}
-
-// xlock is a mutex across processes: a futex word in shared memory that
-// holds its holder's pid, so a holder that dies is noticed and the lock
-// taken over (never a silent deadlock). An in-process sync.Mutex in front
-// of it keeps other goroutines of the same process waiting in the Go
-// scheduler rather than each in the kernel on an OS thread of its own, and
-// gives the race detector its happens-before edge.
-type xlock struct {
-	local     sync.Mutex
-	m         futex.Mutex
-	takeovers atomic.Int64
-}
-
-func (l *xlock) lock() {
-	l.local.Lock()
-	if l.m.Lock() {
-		l.takeovers.Add(1)
-	}
-}
-
-func (l *xlock) unlock() {
-	l.m.Unlock()
-	l.local.Unlock()
-}
-
-func (l *xlock) tryLock() bool {
-	if !l.local.TryLock() {
-		return false
-	}
-	if l.m.TryLock() {
-		return true
-	}
-	l.local.Unlock()
-	return false
 }
 
 // Layout of the segment behind a Value or Array: the lock word on its own
@@ -95,18 +38,16 @@ func checkMeta[T Scalar](d handle.Desc, kind string) error {
 	t := reflect.TypeFor[T]()
 	if d.Kind != kind || len(d.Meta) < 2 || d.Meta[0] != byte(t.Kind()) || d.Meta[1] != byte(t.Size()) {
 		handleCloseFds(d)
-		return fmt.Errorf("multiproc: a shared %s arrived where a %s of %v was expected", d.Kind, kind, t)
+		return errorf("a shared %s arrived where a %s of %v was expected", d.Kind, kind, t)
 	}
 	if len(d.Fds) != 1 {
 		handleCloseFds(d)
-		return fmt.Errorf("multiproc: a shared %s arrived with %d descriptors", kind, len(d.Fds))
+		return errorf("a shared %s arrived with %d descriptors", kind, len(d.Fds))
 	}
 	return nil
 }
 
 func handleCloseFds(d handle.Desc) { handle.CloseDescs([]handle.Desc{d}) }
-
-var errTravel = errors.New("multiproc: shared objects travel only inside a Func argument, a Runner or a pool task, not through Send, Put or a result")
 
 // Value is one number in shared memory, Python's multiprocessing.Value.
 // Every process that holds it sees the same number. Load, Store and Add are
@@ -115,12 +56,16 @@ var errTravel = errors.New("multiproc: shared objects travel only inside a Func 
 //
 // A *Value reaches a child as a Func argument, or an exported field of one
 // or of a Runner: there it is the same shared number, not a copy. It cannot
-// be sent through a Conn or Queue. Its memory is freed when the last
-// process holding it drops it.
+// be sent through a Conn or Queue. Close releases this process's hold on
+// it; its memory is freed when the last process holding it closes it,
+// drops it (the garbage collector closes it then) or exits.
+//
+// After Close, and on a zero Value, every method but Close fails: those
+// with an error result return one matching ErrClosed (ErrNotInitialized
+// for a zero Value), the others panic with that error.
 type Value[T Scalar] struct {
-	ref *segRef
-	p   unsafe.Pointer
-	mu  xlock
+	object
+	mu xlock
 }
 
 // NewValue makes a shared number with initial value v.
@@ -136,51 +81,76 @@ func NewValue[T Scalar](v T) (*Value[T], error) {
 }
 
 func (v *Value[T]) init(seg *shm.Segment) {
-	v.ref = newSegRef(v, seg)
-	mem := seg.Bytes()
-	v.p = unsafe.Pointer(&mem[offData])
-	v.mu.m = futex.Mutex{W: futex.Word(mem, offLock)}
+	initObject(&v.object, v, seg)
+	v.mu.init()
 }
 
 // Load returns the number, atomically.
 func (v *Value[T]) Load() T {
-	x := atomicLoad[T](v.p)
+	x := loadAt[T](&v.object, kValue, offData)
 	runtime.KeepAlive(v)
 	return x
 }
 
 // Store sets the number, atomically.
 func (v *Value[T]) Store(x T) {
-	atomicStore(v.p, x)
+	storeAt(&v.object, kValue, offData, x)
 	runtime.KeepAlive(v)
 }
 
 // Add adds delta atomically (floats too) and returns the new value.
 func (v *Value[T]) Add(delta T) T {
-	x := atomicAdd(v.p, delta)
+	x := addAt(&v.object, kValue, offData, delta)
 	runtime.KeepAlive(v)
 	return x
 }
 
 // Lock locks the Value's own cross-process lock. If a process died while
 // holding it, Lock takes it over (after at most about 100 ms) rather than
-// wait forever; the number may then hold a half-done update.
-func (v *Value[T]) Lock() { v.mu.lock() }
-
-// Unlock unlocks the Value's lock. Any process or goroutine may unlock it.
-func (v *Value[T]) Unlock() {
-	v.mu.unlock()
+// wait forever; the number may then hold a half-done update. Lock panics
+// if the Value is closed, even while it waits: LockContext returns an
+// error instead.
+func (v *Value[T]) Lock() {
+	v.mu.lockOrPanic(&v.object, kValue)
 	runtime.KeepAlive(v)
 }
 
-// ExportHandle is how a Value travels to another process; it is called by
-// the package, not by users.
-func (v *Value[T]) ExportHandle() (handle.Desc, error) {
-	return handle.Desc{Kind: "Value", Meta: scalarMeta[T](1), Fds: []int{v.ref.seg.Fd()}}, nil
+// LockContext is Lock bounded by ctx: it returns ctx.Err() if ctx ends
+// before the lock is taken (then it is not held), or an error matching
+// ErrClosed if the Value is closed meanwhile in this process.
+func (v *Value[T]) LockContext(ctx context.Context) error {
+	err := v.mu.lock(ctx, &v.object, kValue)
+	runtime.KeepAlive(v)
+	return err
 }
 
-// ImportHandle makes v the Value described by d; called by the package.
-func (v *Value[T]) ImportHandle(d handle.Desc) error {
+// Unlock unlocks the Value's lock. Any process or goroutine may unlock
+// it, not only the one that locked it. It panics if the lock is not held.
+func (v *Value[T]) Unlock() {
+	v.mu.unlock(&v.object, kValue)
+	runtime.KeepAlive(v)
+}
+
+// Close releases this process's descriptor and mapping of the Value now;
+// other processes keep theirs, and the number. Closing again does nothing
+// and returns nil. A call blocked in Lock panics, one in LockContext
+// returns an error matching ErrClosed. Close does not unlock: a lock this
+// process holds stays held until some process Unlocks it or this process
+// exits (and a waiter takes it over).
+func (v *Value[T]) Close() error { return v.close(kValue) }
+
+// exportHandle is how a Value travels to another process; it is called by
+// the package, not by users.
+func (v *Value[T]) exportHandle() (handle.Desc, error) {
+	fd, err := v.fd(kValue)
+	if err != nil {
+		return handle.Desc{}, err
+	}
+	return handle.Desc{Kind: "Value", Meta: scalarMeta[T](1), Fds: []int{fd}}, nil
+}
+
+// importHandle makes v the Value described by d; called by the package.
+func (v *Value[T]) importHandle(d handle.Desc) error {
 	if err := checkMeta[T](d, "Value"); err != nil {
 		return err
 	}
@@ -196,18 +166,6 @@ func (v *Value[T]) ImportHandle(d handle.Desc) error {
 	return nil
 }
 
-// GobEncode refuses: a Value is shared, never copied into a message.
-func (v *Value[T]) GobEncode() ([]byte, error) { return nil, errTravel }
-
-// GobDecode refuses, as GobEncode does.
-func (v *Value[T]) GobDecode([]byte) error { return errTravel }
-
-// MarshalBinary refuses, as GobEncode does.
-func (v *Value[T]) MarshalBinary() ([]byte, error) { return nil, errTravel }
-
-// UnmarshalBinary refuses, as GobEncode does.
-func (v *Value[T]) UnmarshalBinary([]byte) error { return errTravel }
-
 // String formats the current number.
 func (v *Value[T]) String() string { return fmt.Sprint(v.Load()) }
 
@@ -215,22 +173,22 @@ func (v *Value[T]) String() string { return fmt.Sprint(v.Load()) }
 // multiprocessing.Array. Load and Store are atomic per element; Slice is a
 // live view for bulk work, to be guarded by Lock/Unlock (or to be
 // partitioned between processes) as the program needs. It travels to
-// children as Value does.
+// children as Value does, and is closed, and fails after Close (Len too),
+// as Value does.
 type Array[T Scalar] struct {
-	ref  *segRef
-	data unsafe.Pointer
-	n    int
-	mu   xlock
+	object
+	n  int
+	mu xlock
 }
 
 // NewArray makes a shared array of n zeros. n < 0 is an error.
 func NewArray[T Scalar](n int) (*Array[T], error) {
 	if n < 0 {
-		return nil, fmt.Errorf("multiproc: NewArray with negative length %d", n)
+		return nil, errorf("NewArray with negative length %d", n)
 	}
 	size := uint64(n) * uint64(sizeOf[T]())
 	if size > 1<<46 {
-		return nil, fmt.Errorf("multiproc: NewArray of %d elements is too large", n)
+		return nil, errorf("NewArray of %d elements is too large", n)
 	}
 	seg, err := shm.Create("array", offData+int(size))
 	if err != nil {
@@ -248,78 +206,126 @@ func ArrayOf[T Scalar](vals []T) (*Array[T], error) {
 	if err != nil {
 		return nil, err
 	}
-	copy(a.Slice(), vals)
+	copy(a.view(), vals) // not Slice: nothing is handed out, nothing pinned
 	return a, nil
 }
 
 func (a *Array[T]) init(seg *shm.Segment, n int) {
-	a.ref = newSegRef(a, seg)
-	mem := seg.Bytes()
-	a.data = unsafe.Pointer(&mem[offData])
+	initObject(&a.object, a, seg)
 	a.n = n
-	a.mu.m = futex.Mutex{W: futex.Word(mem, offLock)}
+	a.mu.init()
 }
 
-func (a *Array[T]) at(i int) unsafe.Pointer {
+// view is the elements as a slice, for the package's own use.
+func (a *Array[T]) view() []T {
+	p := a.mem(kArray)
+	if a.n == 0 {
+		return []T{}
+	}
+	return unsafe.Slice((*T)(unsafe.Add(p, offData)), a.n)
+}
+
+// off is the offset of element i in the mapping; it panics if i is out
+// of range.
+func (a *Array[T]) off(i int) uintptr {
 	if uint(i) >= uint(a.n) {
+		a.mem(kArray) // a zero or closed Array says so first
 		panic(fmt.Sprintf("multiproc: Array index %d out of range [0:%d]", i, a.n))
 	}
-	return unsafe.Add(a.data, uintptr(i)*sizeOf[T]())
+	return offData + uintptr(i)*sizeOf[T]()
 }
 
 // Len returns the number of elements.
-func (a *Array[T]) Len() int { return a.n }
+func (a *Array[T]) Len() int {
+	a.mem(kArray)
+	return a.n
+}
 
 // Load returns element i, atomically. It panics if i is out of range.
 func (a *Array[T]) Load(i int) T {
-	x := atomicLoad[T](a.at(i))
+	x := loadAt[T](&a.object, kArray, a.off(i))
 	runtime.KeepAlive(a)
 	return x
 }
 
 // Store sets element i, atomically. It panics if i is out of range.
 func (a *Array[T]) Store(i int, x T) {
-	atomicStore(a.at(i), x)
+	storeAt(&a.object, kArray, a.off(i), x)
 	runtime.KeepAlive(a)
 }
 
 // Add adds delta to element i atomically (floats too) and returns the new
 // value. It panics if i is out of range.
 func (a *Array[T]) Add(i int, delta T) T {
-	x := atomicAdd(a.at(i), delta)
+	x := addAt(&a.object, kArray, a.off(i), delta)
 	runtime.KeepAlive(a)
 	return x
 }
 
 // Slice returns the shared elements as a Go slice: writes through it are
 // seen by every process (plain memory access — use Lock/Unlock, or give
-// each process its own range). The memory stays mapped for the rest of
-// this process's life, even after the Array itself is dropped.
+// each process its own range).
+//
+// Once Slice was called, the memory stays mapped until Close, even after
+// the Array itself is dropped: the garbage collector cannot see the view,
+// so it then closes only the descriptor. Close gives the memory back at
+// once; the view's address range stays reserved (address space, no
+// memory) and inaccessible for the rest of the process's life, so a view
+// used after Close faults — the program crashes with "unexpected fault
+// address" at the access, unless the goroutine set debug.SetPanicOnFault —
+// and never reads or writes memory the address was reused for. Copy out
+// what must outlive Close.
 func (a *Array[T]) Slice() []T {
-	a.ref.keepMap.Store(true)
-	if a.n == 0 {
-		return []T{}
+	r := a.ref
+	if r == nil {
+		panic(kArray.zero)
 	}
-	return unsafe.Slice((*T)(a.data), a.n)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		panic(kArray.closed)
+	}
+	r.keepMap = true
+	return a.view()
 }
 
 // Lock locks the Array's cross-process lock (taken over, as Value's, when
-// its holder died).
-func (a *Array[T]) Lock() { a.mu.lock() }
-
-// Unlock unlocks the Array's lock.
-func (a *Array[T]) Unlock() {
-	a.mu.unlock()
+// its holder died). It panics if the Array is closed, even while it
+// waits: LockContext returns an error instead.
+func (a *Array[T]) Lock() {
+	a.mu.lockOrPanic(&a.object, kArray)
 	runtime.KeepAlive(a)
 }
 
-// ExportHandle is how an Array travels to another process; called by the package.
-func (a *Array[T]) ExportHandle() (handle.Desc, error) {
-	return handle.Desc{Kind: "Array", Meta: scalarMeta[T](a.n), Fds: []int{a.ref.seg.Fd()}}, nil
+// LockContext is Lock bounded by ctx, as Value's LockContext.
+func (a *Array[T]) LockContext(ctx context.Context) error {
+	err := a.mu.lock(ctx, &a.object, kArray)
+	runtime.KeepAlive(a)
+	return err
 }
 
-// ImportHandle makes a the Array described by d; called by the package.
-func (a *Array[T]) ImportHandle(d handle.Desc) error {
+// Unlock unlocks the Array's lock; any process or goroutine may. It
+// panics if the lock is not held.
+func (a *Array[T]) Unlock() {
+	a.mu.unlock(&a.object, kArray)
+	runtime.KeepAlive(a)
+}
+
+// Close releases this process's descriptor and mapping of the Array now,
+// as Value's Close does; see Slice for what becomes of its views.
+func (a *Array[T]) Close() error { return a.close(kArray) }
+
+// exportHandle is how an Array travels to another process; called by the package.
+func (a *Array[T]) exportHandle() (handle.Desc, error) {
+	fd, err := a.fd(kArray)
+	if err != nil {
+		return handle.Desc{}, err
+	}
+	return handle.Desc{Kind: "Array", Meta: scalarMeta[T](a.n), Fds: []int{fd}}, nil
+}
+
+// importHandle makes a the Array described by d; called by the package.
+func (a *Array[T]) importHandle(d handle.Desc) error {
 	if err := checkMeta[T](d, "Array"); err != nil {
 		return err
 	}
@@ -335,15 +341,3 @@ func (a *Array[T]) ImportHandle(d handle.Desc) error {
 	a.init(seg, n)
 	return nil
 }
-
-// GobEncode refuses: an Array is shared, never copied into a message.
-func (a *Array[T]) GobEncode() ([]byte, error) { return nil, errTravel }
-
-// GobDecode refuses, as GobEncode does.
-func (a *Array[T]) GobDecode([]byte) error { return errTravel }
-
-// MarshalBinary refuses, as GobEncode does.
-func (a *Array[T]) MarshalBinary() ([]byte, error) { return nil, errTravel }
-
-// UnmarshalBinary refuses, as GobEncode does.
-func (a *Array[T]) UnmarshalBinary([]byte) error { return errTravel }

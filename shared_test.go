@@ -3,7 +3,11 @@ package multiproc_test
 import (
 	"context"
 	"errors"
+	"os"
+	"runtime"
+	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -263,7 +267,7 @@ func TestManyLockWaitersFewThreads(t *testing.T) {
 	for range 200 {
 		go func() { lock.Lock(); lock.Unlock(); done <- struct{}{} }()
 	}
-	time.Sleep(300 * time.Millisecond)
+	waitParked(t, ctx, "(*Lock).Lock", 200)
 	if during := countThreads(t); during > before+20 {
 		t.Fatalf("200 blocked Lock calls took %d OS threads (before: %d)", during-before, before)
 	}
@@ -274,5 +278,290 @@ func TestManyLockWaitersFewThreads(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatal("waiters did not get the lock after its holder died")
 		}
+	}
+}
+
+// handoffJob carries one lock of each kind to a child that locks or
+// unlocks them all.
+type handoffJob struct {
+	Lock  *multiproc.Lock
+	Value *multiproc.Value[int64]
+	Array *multiproc.Array[int32]
+	Held  *multiproc.Event // set once a holder has locked all three
+}
+
+var (
+	unlockAll = multiproc.Register("test.unlockAll", func(ctx context.Context, j handoffJob) (int, error) {
+		j.Lock.Unlock()
+		j.Value.Unlock()
+		j.Array.Unlock()
+		return 0, nil
+	})
+	// holdAll locks all three, says so, and holds them until killed.
+	holdAll = multiproc.Register("test.holdAll", func(ctx context.Context, j handoffJob) (int, error) {
+		j.Lock.Lock()
+		j.Value.Lock()
+		j.Array.Lock()
+		j.Held.Set()
+		<-ctx.Done()
+		return 0, nil
+	})
+	keepAfterClose = multiproc.Register("test.keepAfterClose", func(ctx context.Context, j keepJob) (int64, error) {
+		j.Started.Set()
+		if err := j.Go.Wait(ctx); err != nil {
+			return 0, err
+		}
+		return j.V.Add(1), nil
+	})
+)
+
+type keepJob struct {
+	V           *multiproc.Value[int64]
+	Started, Go *multiproc.Event
+}
+
+func newHandoff(t *testing.T) handoffJob {
+	t.Helper()
+	var j handoffJob
+	var err error
+	if j.Lock, err = multiproc.NewLock(); err != nil {
+		t.Fatal(err)
+	}
+	if j.Value, err = multiproc.NewValue[int64](0); err != nil {
+		t.Fatal(err)
+	}
+	if j.Array, err = multiproc.NewArray[int32](4); err != nil {
+		t.Fatal(err)
+	}
+	if j.Held, err = multiproc.NewEvent(); err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+// lockAllWithin locks the three locks of j, failing the test if that
+// does not happen before ctx ends.
+func lockAllWithin(t *testing.T, ctx context.Context, j handoffJob, what string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		j.Lock.Lock()
+		j.Value.Lock()
+		j.Array.Lock()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Fatalf("Lock hung %s", what)
+	}
+}
+
+// TestUnlockInAnotherProcess: any process may release a lock another one
+// took, as with Python's Lock, for Lock and for Value's and Array's locks.
+func TestUnlockInAnotherProcess(t *testing.T) {
+	ctx := testCtx(t, 60*time.Second)
+	j := newHandoff(t)
+
+	// The parent locks, a child unlocks.
+	j.Lock.Lock()
+	j.Value.Lock()
+	j.Array.Lock()
+	if _, err := unlockAll.Call(ctx, j); err != nil {
+		t.Fatalf("a child unlocking its parent's locks: %v", err)
+	}
+	lockAllWithin(t, ctx, j, "in the parent after a child unlocked")
+	j.Lock.Unlock()
+	j.Value.Unlock()
+	j.Array.Unlock()
+
+	// A live child locks, the parent unlocks.
+	p := holdAll.Process(j)
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Kill()
+	if err := j.Held.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if j.Lock.TryLock() {
+		t.Fatal("TryLock succeeded while a live child holds the lock")
+	}
+	j.Lock.Unlock()
+	j.Value.Unlock()
+	j.Array.Unlock()
+	lockAllWithin(t, ctx, j, "in the parent after it unlocked a child's locks")
+	if n := j.Lock.Takeovers(); n != 0 {
+		t.Fatalf("Takeovers = %d: the lock was taken over, not released", n)
+	}
+	// And another goroutine than the locker may unlock, too.
+	unlocked := make(chan struct{})
+	go func() { j.Lock.Unlock(); close(unlocked) }()
+	<-unlocked
+	if !j.Lock.TryLock() {
+		t.Fatal("lock not free after another goroutine unlocked it")
+	}
+	j.Lock.Unlock()
+	mustPanicIs(t, "Unlock of an unlocked Lock", nil, j.Lock.Unlock)
+}
+
+// TestLockContext: the bounded form of Lock, Value.Lock and Array.Lock.
+func TestLockContext(t *testing.T) {
+	ctx := testCtx(t, 60*time.Second)
+	j := newHandoff(t)
+	p := holdAll.Process(j)
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Kill()
+	if err := j.Held.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for name, lock := range map[string]func(context.Context) error{
+		"Lock": j.Lock.LockContext, "Value": j.Value.LockContext, "Array": j.Array.LockContext,
+	} {
+		short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		err := lock(short)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("%s.LockContext on a lock a live child holds = %v", name, err)
+		}
+		cancelled, cancel := context.WithCancel(ctx)
+		go cancel()
+		if err := lock(cancelled); !errors.Is(err, context.Canceled) {
+			t.Fatalf("%s.LockContext cancelled = %v", name, err)
+		}
+	}
+	j.Lock.Unlock()
+	j.Value.Unlock()
+	j.Array.Unlock()
+	for _, lock := range []func(context.Context) error{j.Lock.LockContext, j.Value.LockContext, j.Array.LockContext} {
+		if err := lock(ctx); err != nil {
+			t.Fatalf("LockContext on a free lock = %v", err)
+		}
+	}
+}
+
+// TestCloseValueAndArray: Close releases this process's hold, idempotently;
+// every later call fails with ErrClosed; other processes keep the object.
+func TestCloseValueAndArray(t *testing.T) {
+	ctx := testCtx(t, 60*time.Second)
+	v, _ := multiproc.NewValue[int64](41)
+	started, _ := multiproc.NewEvent()
+	goOn, _ := multiproc.NewEvent()
+	res := make(chan error, 1)
+	var got int64
+	go func() {
+		var err error
+		got, err = keepAfterClose.Call(ctx, keepJob{V: v, Started: started, Go: goOn})
+		res <- err
+	}()
+	if err := started.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Close(); err != nil {
+		t.Fatalf("second Close = %v", err)
+	}
+	goOn.Set()
+	if err := <-res; err != nil || got != 42 {
+		t.Fatalf("the child's Value after the parent closed its own: %d, %v", got, err)
+	}
+	closed := multiproc.ErrClosed
+	mustPanicIs(t, "Value.Load", closed, func() { v.Load() })
+	mustPanicIs(t, "Value.Store", closed, func() { v.Store(1) })
+	mustPanicIs(t, "Value.Add", closed, func() { v.Add(1) })
+	mustPanicIs(t, "Value.Lock", closed, v.Lock)
+	mustPanicIs(t, "Value.Unlock", closed, v.Unlock)
+	if err := v.LockContext(ctx); !errors.Is(err, closed) {
+		t.Fatalf("LockContext after Close = %v", err)
+	}
+	if _, err := fillArray.Call(ctx, func() *multiproc.Array[int32] {
+		a, _ := multiproc.NewArray[int32](1)
+		a.Close()
+		return a
+	}()); !errors.Is(err, closed) {
+		t.Fatalf("passing a closed Array to a child = %v", err)
+	}
+
+	a, _ := multiproc.ArrayOf([]int32{1, 2, 3})
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	mustPanicIs(t, "Array.Len", closed, func() { a.Len() })
+	mustPanicIs(t, "Array.Load", closed, func() { a.Load(0) })
+	mustPanicIs(t, "Array.Store", closed, func() { a.Store(0, 1) })
+	mustPanicIs(t, "Array.Add", closed, func() { a.Add(0, 1) })
+	mustPanicIs(t, "Array.Slice", closed, func() { a.Slice() })
+	mustPanicIs(t, "Array.Lock", closed, a.Lock)
+	mustPanicIs(t, "Array.Unlock", closed, a.Unlock)
+	if err := a.LockContext(ctx); !errors.Is(err, closed) {
+		t.Fatalf("Array.LockContext after Close = %v", err)
+	}
+}
+
+// mapsOf counts the mappings of this process whose line contains s.
+func mapsOf(t *testing.T, s string) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Skip("no /proc/self/maps")
+	}
+	return strings.Count(string(b), s)
+}
+
+// TestDroppedArraysAreUnmapped: ArrayOf does not pin its memory; a
+// dropped Array goes with the garbage collector, as NewArray's does.
+func TestDroppedArraysAreUnmapped(t *testing.T) {
+	ctx := testCtx(t, 30*time.Second)
+	const name = "multiproc:array"
+	before := mapsOf(t, name)
+	for range 64 {
+		a, err := multiproc.ArrayOf(make([]int8, 1<<20))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Store(1, 1)
+	}
+	for mapsOf(t, name) > before {
+		runtime.GC()
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%d Array mappings before 64 ArrayOf, %d after they were dropped", before, mapsOf(t, name))
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+var sink atomic.Int64
+
+// TestSliceAfterClose: Close unmaps a sliced Array at once, and a view
+// used after Close faults instead of reaching other memory.
+func TestSliceAfterClose(t *testing.T) {
+	const name = "multiproc:array"
+	a, _ := multiproc.NewArray[int64](1 << 17) // 1 MiB
+	s := a.Slice()
+	s[7] = 7
+	before, fds := mapsOf(t, name), openFds(t)
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if after := mapsOf(t, name); after != before-1 {
+		t.Fatalf("Array mappings: %d before Close, %d after", before, after)
+	}
+	if after := openFds(t); after != fds-1 {
+		t.Fatalf("descriptors: %d before Close, %d after", fds, after)
+	}
+	faulted := make(chan any, 1)
+	go func() {
+		debug.SetPanicOnFault(true)
+		defer func() { faulted <- recover() }()
+		sink.Store(s[7])
+	}()
+	if r := <-faulted; r == nil {
+		t.Fatal("reading a view after Close did not fault")
 	}
 }

@@ -1,6 +1,7 @@
 package multiproc
 
 import (
+	"context"
 	"errors"
 	"os"
 	"slices"
@@ -17,10 +18,15 @@ import (
 // millisecond or more (exec, runtime start, package initialisation); a
 // spare moves that cost off the path of the next Start, which then costs
 // one message. Once a program's first process has done its task, two
-// spares are kept ready (Python's forkserver keeps a server process for
-// the same reason). A spare is an idle process; it exits with its parent.
+// spares are kept ready, until none has been taken for spareIdle (Python's forkserver keeps a server process for
+// the same reason). A spare is an idle process that goes with its parent:
+// it exits when its control socket reaches EOF, it has Pdeathsig SIGKILL
+// (cleared when it takes a non-daemon task, which may outlive the parent),
+// and a child process kills and reaps its own spares before it exits, so
+// none is left to PID 1.
 //
-// A spare starts with /dev/null as standard output and error: it gets the
+// In ps an idle spare is "multiproc spare"; it takes the name of the
+// Process it becomes. A spare starts with /dev/null as standard output and error: it gets the
 // parent's current ones with its task (so it never holds a pipe the parent
 // has since replaced, and never writes to a stale one). It is used only if
 // the program's environment and working directory are still what they were
@@ -39,6 +45,7 @@ var spares struct {
 	ready    []*spare      // oldest first
 	starting int           // spares being started
 	started  chan struct{} // closed (and replaced) each time one is ready or failed
+	dropped  bool          // this child is exiting: no more spares
 }
 
 // spareCount is how many spares are kept: two, so that back-to-back
@@ -49,14 +56,16 @@ const spareCount = 2
 // a lock), turns the spare children off: no idle process is kept, and
 // every Start pays for a full program start (about 1–2 ms). A program that
 // starts one or two processes and exits, like a command-line tool, may
-// want that.
+// want that. Children inherit the setting (through their environment, as
+// Main runs before the line of main that sets it): with it off, no process
+// of the program keeps spares.
 var SpareProcesses = true
 
 // takeSpare returns a started, idle child for a non-daemon or daemon
 // Process, or nil. Spares are replenished when this child's task is done
 // (refillSpare), so that their start does not compete for the CPU with
 // the task it was taken for.
-func takeSpare() *childProc {
+func takeSpare(ctx context.Context) *childProc {
 	if !SpareProcesses {
 		return nil
 	}
@@ -83,6 +92,8 @@ func takeSpare() *childProc {
 		select {
 		case <-wait:
 		case <-time.After(time.Until(deadline)):
+		case <-ctx.Done():
+			return nil
 		}
 	}
 }
@@ -120,7 +131,7 @@ func refillSpare() {
 	}
 	for {
 		spares.mu.Lock()
-		if len(spares.ready)+spares.starting >= spareCount {
+		if spares.dropped || len(spares.ready)+spares.starting >= spareCount {
 			spares.mu.Unlock()
 			return
 		}
@@ -132,6 +143,13 @@ func refillSpare() {
 		s, err := startSpare()
 		spares.mu.Lock()
 		spares.starting--
+		if err == nil && spares.dropped {
+			spares.mu.Unlock()
+			s.claim()
+			s.discard()
+			spares.mu.Lock()
+			err = errSparesDropped
+		}
 		if err == nil {
 			spares.ready = append(spares.ready, s)
 		}
@@ -147,37 +165,47 @@ func refillSpare() {
 func startSpare() (*spare, error) {
 	dir, _ := os.Getwd()
 	s := &spare{env: os.Environ(), dir: dir, released: make(chan struct{})}
-	ctl, childEnd, err := spawn.Pair()
+	// Pdeathsig, as for a daemon: an idle spare goes with its parent.
+	c, err := launch("spare", true, false, [2]*os.File{})
 	if err != nil {
 		return nil, err
 	}
-	c := &childProc{ctl: ctl}
-	c.cmd = spawn.Command("spare", childEnd, false, &c.pidfd)
-	err = spawn.Start(c.cmd)
-	childEnd.Close()
-	if err != nil {
-		ctl.Close()
-		return nil, err
-	}
-	c.pid = c.cmd.Process.Pid
-	if err := spawn.AwaitHello(ctl, c.pid); err != nil {
-		c.cmd.Process.Kill()
-		c.reap()
-		return nil, err
+	if err := spawn.AwaitHello(context.Background(), c.ctl, c.pid); err != nil {
+		return nil, c.handshakeFailed("a spare process", err)
 	}
 	s.c = c
+	// Before the watcher starts, so that it never overrides a claim's.
+	c.ctl.SetReadDeadline(time.Now().Add(spareIdle))
 	go s.watchIdle()
 	return s, nil
 }
 
+// spareIdle is how long an unused spare is kept: a program that has not
+// started a process for that long keeps no idle ones (the next Start pays
+// for a full program start and brings the spares back).
+const spareIdle = 5 * time.Second
+
 // watchIdle reaps the spare if it dies while idle (it sends nothing then,
-// so any Recv outcome but the claim's deadline means it is gone).
+// so any Recv outcome but a deadline means it is gone), and retires it
+// once it has been idle for spareIdle.
 func (s *spare) watchIdle() {
 	_, _, fds, err := s.c.ctl.Recv()
 	unixCloseAll(fds)
-	if s.claimed.Load() && errors.Is(err, os.ErrDeadlineExceeded) {
-		close(s.released)
-		return
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		if s.claimed.Load() {
+			close(s.released)
+			return
+		}
+		spares.mu.Lock()
+		i := slices.Index(spares.ready, s)
+		if i < 0 {
+			// Taken just now: the claim is on its way.
+			spares.mu.Unlock()
+			close(s.released)
+			return
+		}
+		spares.ready = slices.Delete(spares.ready, i, i+1)
+		spares.mu.Unlock()
 	}
 	s.dead.Store(true)
 	s.c.cmd.Process.Kill()
@@ -194,12 +222,37 @@ func (s *spare) watchIdle() {
 	spares.mu.Unlock()
 }
 
-// stdioFds duplicates this process's current standard output and error
-// for a spare (close-on-exec copies; the caller closes them). It goes
-// through SyscallConn, not Fd, which would switch the files to blocking.
-func stdioFds() ([]int, error) {
+var errSparesDropped = errors.New("multiproc: this process is exiting: no spare processes")
+
+// dropSpares kills and reaps this process's spares, and keeps any more from
+// starting: a child calls it before it exits, so that no spare is left
+// to PID 1.
+func dropSpares() {
+	spares.mu.Lock()
+	spares.dropped = true
+	ready := spares.ready
+	spares.ready = nil
+	for spares.starting > 0 {
+		// refillSpare discards what it was starting once it sees dropped.
+		wait := spares.started
+		spares.mu.Unlock()
+		<-wait
+		spares.mu.Lock()
+	}
+	spares.mu.Unlock()
+	for _, s := range ready {
+		if s.claim() {
+			s.discard()
+		}
+	}
+}
+
+// stdioFds duplicates a spare's standard output and error to be
+// (close-on-exec copies; the caller closes them). It goes through
+// SyscallConn, not Fd, which would switch the files to blocking.
+func stdioFds(files [2]*os.File) ([]int, error) {
 	var fds []int
-	for _, f := range []*os.File{os.Stdout, os.Stderr} {
+	for _, f := range files {
 		if f == nil {
 			return fds, errors.New("multiproc: no standard output or error")
 		}

@@ -126,6 +126,8 @@ func pauseSignals() []os.Signal {
 //     is not seen; neither is one that arrives in the instant after the
 //     first one, while Pause is returning.
 //   - Concurrent Pause calls each receive the signal.
+//   - A signal sent to a Waiter's thread (KillThread) reaches only that
+//     Waiter, never Pause; one sent to the process reaches both.
 func Pause(ctx context.Context) (os.Signal, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err

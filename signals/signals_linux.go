@@ -5,6 +5,7 @@ package signals
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"syscall"
@@ -170,14 +171,37 @@ func sigName(sig syscall.Signal) string {
 	return "signal " + strconv.Itoa(int(sig))
 }
 
+// ErrBadPid is matched (with errors.Is) by the error Kill and KillThread
+// return for a process or thread id outside 1 to MaxPid. Such an error
+// also matches syscall.EINVAL.
+var ErrBadPid = errors.New("multiproc: bad process id")
+
+// MaxPid is the largest process or thread id Kill and KillThread accept:
+// kill(2) takes a 32-bit pid_t, and Linux never hands out a larger one (its
+// pid_max is at most 2^22).
+const MaxPid = math.MaxInt32
+
+// checkPid refuses what kill(2) would misread. A Go int is 64 bits wide,
+// pid_t 32: unchecked, 1<<32 would become kill(0) (the caller's process
+// group) and 1<<32-1 kill(-1) (every process the caller may signal).
+func checkPid(what string, pid int) error {
+	if pid < 1 || pid > MaxPid {
+		return fmt.Errorf("%w: %s id %d: only a single %s, with an id from 1 to %d, can be signalled: %w",
+			ErrBadPid, what, pid, what, MaxPid, syscall.EINVAL)
+	}
+	return nil
+}
+
 // Kill sends sig to the single process pid, with kill(2).
 //
-// pid must be positive. kill(2) gives 0 and negative numbers a special
-// meaning (0: every process of the caller's process group; -1: every
-// process the caller may signal; -N: every process of group N), which is
-// easy to trigger by accident with an unset or failed pid, so Kill refuses
-// them with an error that matches syscall.EINVAL and sends nothing. Use
-// unix.Kill directly to signal a process group on purpose.
+// pid must be from 1 to MaxPid. kill(2) gives 0 and negative numbers a
+// special meaning (0: every process of the caller's process group; -1:
+// every process the caller may signal; -N: every process of group N),
+// which is easy to trigger by accident with an unset or failed pid, and a
+// pid above MaxPid would be cut to 32 bits into one of those (4294967295
+// is -1) or into another process's pid. So Kill refuses all of them with
+// an error that matches ErrBadPid (and syscall.EINVAL) and sends nothing.
+// Use unix.Kill directly to signal a process group on purpose.
 //
 // sig 0 sends nothing but still checks that the process exists and may be
 // signalled, as in kill(2).
@@ -188,8 +212,8 @@ func sigName(sig syscall.Signal) string {
 // syscall.EPERM. Note that a child that has ended but has not been waited
 // for yet is a zombie: it still exists, and Kill succeeds without effect.
 func Kill(pid int, sig syscall.Signal) error {
-	if pid <= 0 {
-		return fmt.Errorf("multiproc: kill: refusing pid %d: only a single process (pid > 0) can be signalled: %w", pid, syscall.EINVAL)
+	if err := checkPid("process", pid); err != nil {
+		return err
 	}
 	if err := unix.Kill(pid, sig); err != nil {
 		return fmt.Errorf("multiproc: kill pid %d with %s: %w", pid, sigName(sig), err)

@@ -3,9 +3,11 @@
 package signals_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -242,9 +244,116 @@ func TestKillGoneProcess(t *testing.T) {
 func TestKillRefusesGroups(t *testing.T) {
 	for _, pid := range []int{0, -1, -os.Getpid()} {
 		err := signals.Kill(pid, syscall.Signal(0))
-		if err == nil || !errors.Is(err, syscall.EINVAL) || !strings.HasPrefix(err.Error(), "multiproc: ") {
-			t.Errorf("Kill(%d, 0) = %v, want a multiproc: error matching EINVAL", pid, err)
+		if err == nil || !errors.Is(err, syscall.EINVAL) || !errors.Is(err, signals.ErrBadPid) || !strings.HasPrefix(err.Error(), "multiproc: ") {
+			t.Errorf("Kill(%d, 0) = %v, want a multiproc: error matching ErrBadPid and EINVAL", pid, err)
 		}
+	}
+}
+
+// startReporter starts a child copy of the test binary that prints "got
+// SIGUSR1" or "got SIGUSR2" for each signal it gets, and returns its pid
+// and its next line, with a deadline.
+func startReporter(t *testing.T) (pid int, next func() string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	cmd := helperCommand(ctx, "report")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		cmd.Wait()
+	})
+	lines := make(chan string, 16)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	next = func() string {
+		t.Helper()
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("the reporter child ended")
+			}
+			return l
+		case <-time.After(10 * time.Second):
+			t.Fatal("the reporter child said nothing within 10 s")
+			return ""
+		}
+	}
+	if l := next(); l != "ready" {
+		t.Fatalf("reporter: %q, want ready", l)
+	}
+	return cmd.Process.Pid, next
+}
+
+// A Go int is 64 bits, kill(2)'s pid_t 32: ids past 2^31-1 must be
+// refused, not cut to 32 bits (issue 9 item 2).
+func TestKillRefusesPidsPast32Bits(t *testing.T) {
+	child, next := startReporter(t)
+	self := os.Getpid()
+	mine := make(chan os.Signal, 4)
+	signal.Notify(mine, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(mine)
+
+	refused := func(pid int, sig syscall.Signal) {
+		t.Helper()
+		err := signals.Kill(pid, sig)
+		if !errors.Is(err, signals.ErrBadPid) || !errors.Is(err, syscall.EINVAL) {
+			t.Errorf("Kill(%d, %v) = %v, want an error matching ErrBadPid and EINVAL", pid, sig, err)
+			return
+		}
+		if !strings.HasPrefix(err.Error(), "multiproc: ") || strings.Count(err.Error(), "multiproc:") != 1 {
+			t.Errorf("Kill(%d): error %q: want one multiproc: prefix", pid, err)
+		}
+		if !strings.Contains(err.Error(), strconv.Itoa(pid)) {
+			t.Errorf("Kill(%d): error %q does not name the pid", pid, err)
+		}
+	}
+	// Signal 0 only where the cut would reach a group or every process:
+	// kill(0, 0) and kill(-1, 0) check, and send nothing.
+	refused(1<<32, 0)   // was kill(0, 0)
+	refused(1<<32-1, 0) // was kill(-1, 0)
+	refused(1<<31, 0)   // was kill(-2^31, 0)
+	refused(signals.MaxPid+1, 0)
+	refused(math.MaxInt64, 0)
+	refused(math.MinInt64, 0)
+	refused(1<<33, 0)
+	// Cut to a process we own: these would have been delivered.
+	refused(1<<32+child, syscall.SIGUSR1)
+	refused(1<<32+self, syscall.SIGUSR1)
+
+	// Nothing arrived: a SIGUSR2 sent now is the first signal each sees
+	// (a SIGUSR1 delivered before it would be reported first).
+	if err := signals.Kill(child, syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	if l := next(); l != "got SIGUSR2" {
+		t.Errorf("the child reported %q first, want got SIGUSR2 (a refused SIGUSR1 reached it)", l)
+	}
+	if err := signals.Kill(self, syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case s := <-mine:
+		if s != syscall.SIGUSR2 {
+			t.Errorf("this process got %v first, want SIGUSR2 (a refused SIGUSR1 reached it)", s)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("SIGUSR2 to self never arrived")
+	}
+	// The largest valid id is not refused as bad (no such process).
+	if err := signals.Kill(signals.MaxPid, 0); errors.Is(err, signals.ErrBadPid) {
+		t.Errorf("Kill(MaxPid, 0) = %v, want no ErrBadPid", err)
 	}
 }
 
@@ -448,6 +557,21 @@ func TestHelperProcess(t *testing.T) {
 	self := os.Getpid()
 	switch mode {
 	case "exit":
+	case "waiter-close":
+		waiterCloseHelper()
+	case "report": // print each SIGUSR1 and SIGUSR2, until killed
+		c := make(chan os.Signal, 8)
+		signal.Notify(c, syscall.SIGUSR1, syscall.SIGUSR2)
+		fmt.Println("ready")
+		deadline := time.After(20 * time.Second)
+		for {
+			select {
+			case s := <-c:
+				fmt.Println("got", sigName(s))
+			case <-deadline:
+				os.Exit(0)
+			}
+		}
 	case "alarm-unheard": // SIGALRM with nobody listening
 		signals.Alarm(10 * time.Millisecond)
 		time.Sleep(300 * time.Millisecond)
@@ -570,4 +694,13 @@ func TestPauseLeavesJobControl(t *testing.T) {
 	if !strings.Contains(string(b), "alive") {
 		t.Errorf("child output %q, want it to continue after SIGCONT", b)
 	}
+}
+
+func sigName(s os.Signal) string {
+	if n, ok := s.(syscall.Signal); ok {
+		if in, err := signals.Lookup(strconv.Itoa(int(n))); err == nil {
+			return in.Name
+		}
+	}
+	return s.String()
 }

@@ -4,21 +4,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
+	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
-	"github.com/multiproc-go/multiproc/bench"
-	"golang.org/x/sys/unix"
+	"github.com/multiproc-go/multiproc/internal/bench"
 )
 
 var benchCommand = command{
@@ -27,7 +25,7 @@ var benchCommand = command{
 	run:     runBench,
 }
 
-const benchUsage = `usage: multiproc bench [-python] [-quick] [-json] [-only LIST]
+const benchUsage = `usage: multiproc bench [-python] [-floor] [-quick] [-json] [-only LIST]
 
 Measure the IPC mechanisms of the classic lesson on this machine — pipe,
 message queue, shared memory — and process start, the process pool and
@@ -40,6 +38,10 @@ options:
               (after ours, not at the same time) and print its figure, the
               ratio, and the performance targets; python3 is looked up in
               PATH, and its absence is a note, not a failure
+  -floor      also compile and run a C program that does the same work
+              with no runtime in the way (the machine's floor), and print
+              its figure and how many times slower than it ours is; needs
+              a C compiler (cc, gcc or clang, or $CC): without one, a note
   -quick      smaller sizes and 3 repetitions instead of 5 (under a minute
               on 2 CPUs, python3 included)
   -json       print one JSON document instead of the tables (no progress)
@@ -47,8 +49,10 @@ options:
 
 scenarios:
 %s
+The targets are explained in internal/bench/TARGETS.md of the source.
 A live progress line is shown on stderr when it is a terminal.
-Exit status: 0 done, 1 a scenario of ours failed, 2 usage error.
+Exit status: 0 done, 1 a scenario of ours failed, 2 usage error,
+128+N interrupted by signal N (130: Ctrl-C).
 `
 
 // benchScenarioTimeout bounds each scenario (its warm-up and repetitions):
@@ -78,7 +82,42 @@ type benchReport struct {
 	Errors     map[string]string   `json:"errors,omitempty"` // scenario → error, ours
 	Python     *benchPythonSection `json:"python,omitempty"` // only with -python
 	Comparison []benchComparison   `json:"comparison,omitempty"`
-	IPC        []benchIPCRow       `json:"ipc_table"`
+	Floor      *benchFloorSection  `json:"floor,omitempty"` // only with -floor
+	// FloorComparison is every scenario of ours that has a floor, with -floor.
+	FloorComparison []benchFloorComparison `json:"floor_comparison,omitempty"`
+	IPC             []benchIPCRow          `json:"ipc_table"`
+}
+
+type benchFloorSection struct {
+	Compiler   string              `json:"compiler,omitempty"`
+	ExecTarget string              `json:"exec_target,omitempty"` // the program the start floor starts
+	Results    []bench.FloorMetric `json:"results,omitempty"`     // every figure of the floor program
+	Note       string              `json:"note,omitempty"`        // why there are no results (no C compiler, ...)
+}
+
+// benchFloorComparison is one scenario, ours against its floor.
+type benchFloorComparison struct {
+	Name        string  `json:"name"`
+	Unit        string  `json:"unit"`
+	Go          float64 `json:"go"`
+	Floor       float64 `json:"floor"`        // in Unit
+	FloorMetric string  `json:"floor_metric"` // the floor program's metric
+	// TimesFloor is how many times slower than the floor ours is (ours /
+	// floor for a time, floor / ours for a rate): 1 is the floor itself.
+	TimesFloor float64 `json:"times_floor"`
+	Target     float64 `json:"target,omitempty"` // TimesFloor at most this (TARGETS.md)
+	TargetMet  *bool   `json:"target_met,omitempty"`
+}
+
+// floorExecTarget is the program whose start is the floor of the start
+// scenarios: this one, doing next to nothing. Tests set it to the built
+// command (their own binary would run the tests).
+var floorExecTarget = func() []string {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil
+	}
+	return []string{exe, "help"}
 }
 
 type benchPythonSection struct {
@@ -99,7 +138,7 @@ type benchComparison struct {
 	// Ratio is how many times better ours is (ours/python's for a rate,
 	// python's/ours for a time): above 1, ours is better.
 	Ratio        float64 `json:"ratio"`
-	Target       float64 `json:"target,omitempty"` // the ratio DESIGN.md §4 asks for
+	Target       float64 `json:"target,omitempty"` // the ratio internal/bench/TARGETS.md asks for
 	TargetText   string  `json:"target_text,omitempty"`
 	TargetMet    *bool   `json:"target_met,omitempty"`
 	PythonRemark string  `json:"python_remark,omitempty"`
@@ -125,42 +164,32 @@ type benchIPCFigure struct {
 }
 
 func benchMain(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("multiproc bench", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
+	fs := newFlags("bench", benchUsageText(), stdout, stderr)
 	withPython := fs.Bool("python", false, "")
 	quick := fs.Bool("quick", false, "")
 	asJSON := fs.Bool("json", false, "")
+	withFloor := fs.Bool("floor", false, "")
 	only := fs.String("only", "", "")
-	usageErr := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "multiproc bench: %s\n", fmt.Sprintf(format, a...))
-		line, _, _ := strings.Cut(benchUsage, "\n")
-		fmt.Fprintf(stderr, "%s\nRun 'multiproc help bench' for more.\n", line)
-		return exitUsage
+	pos, code := fs.parse(args)
+	if code >= 0 {
+		return code
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, benchUsageText())
-			return exitOK
-		}
-		return usageErr("%v", err)
-	}
-	if fs.NArg() > 0 {
-		return usageErr("unexpected argument %q", fs.Arg(0))
+	if len(pos) > 0 {
+		return fs.usageError("unexpected argument %q", pos[0])
 	}
 	scenarios, err := bench.Select(*only)
 	if err != nil {
-		return usageErr("-only: %v", err)
+		return fs.usageError("-only: %v", err)
 	}
 	if len(scenarios) == 0 {
-		return usageErr("-only: no scenario named")
+		return fs.usageError("-only: no scenario named")
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptContext(os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 
 	var prog *benchProgress
-	if !*asJSON && benchIsTerminal(stderr) {
+	if !*asJSON && isTerminal(stderr) {
 		prog = &benchProgress{w: stderr, total: len(scenarios), start: time.Now()}
 	}
 
@@ -174,10 +203,10 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 		res, err := s.RunWith(sctx, bench.Options{Quick: *quick, Progress: prog.forScenario("go", s.Name, i)})
 		cancel()
 		if err != nil {
-			rep.Errors[s.Name] = err.Error()
 			if ctx.Err() != nil {
-				break
+				break // interrupted: not a failure of the scenario
 			}
+			rep.Errors[s.Name] = err.Error()
 			continue
 		}
 		rep.Results = append(rep.Results, res)
@@ -209,6 +238,9 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	}
+	if *withFloor && ctx.Err() == nil {
+		rep.Floor = runFloor(ctx, *quick, prog)
+	}
 	prog.clear()
 
 	for _, s := range scenarios {
@@ -227,6 +259,7 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 		}
 		rep.Comparison = append(rep.Comparison, c)
 	}
+	rep.FloorComparison = benchFloorTable(scenarios, ours, rep.Floor)
 	rep.IPC = benchIPCTable(ours, py)
 
 	if *asJSON {
@@ -244,14 +277,64 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "multiproc bench: %s failed: %s\n", s.Name, msg)
 		}
 	}
-	if ctx.Err() != nil {
-		fmt.Fprintln(stderr, "multiproc bench: interrupted")
-		return exitFail
+	if status, ok := interruptStatus(ctx); ok {
+		fmt.Fprintf(stderr, "multiproc bench: interrupted (%v)\n", context.Cause(ctx))
+		return status
 	}
 	if len(rep.Errors) > 0 {
 		return exitFail
 	}
 	return exitOK
+}
+
+// runFloor compiles and runs the floor program; its failure, or the lack
+// of a C compiler, is a note, not a failure of the bench.
+func runFloor(ctx context.Context, quick bool, prog *benchProgress) *benchFloorSection {
+	sec := &benchFloorSection{}
+	cc, err := bench.FindCC("")
+	if err != nil {
+		sec.Note = "no floor figures: " + err.Error()
+		return sec
+	}
+	sec.Compiler = cc
+	fctx, cancel := context.WithTimeout(ctx, 2*benchScenarioTimeout)
+	defer cancel()
+	fr, err := bench.RunFloor(fctx, bench.FloorOptions{
+		Quick: quick, CC: cc, ExecTarget: floorExecTarget(),
+		Progress: func(line string) { prog.note("floor: " + strings.TrimSpace(line)) },
+	})
+	if err != nil {
+		sec.Note = "no floor figures: " + err.Error()
+		return sec
+	}
+	sec.ExecTarget, sec.Results = fr.ExecTarget, fr.Results
+	return sec
+}
+
+// benchFloorTable compares each scenario of ours that has a floor with it.
+func benchFloorTable(scenarios []*bench.Scenario, ours map[string]bench.Result, sec *benchFloorSection) []benchFloorComparison {
+	if sec == nil || len(sec.Results) == 0 {
+		return nil
+	}
+	fr := &bench.FloorReport{Tool: "c_limits", Results: sec.Results, ExecTarget: sec.ExecTarget}
+	var out []benchFloorComparison
+	for _, s := range scenarios {
+		o, ok := ours[s.Name]
+		if !ok {
+			continue
+		}
+		f, ok := s.Floor(fr)
+		if !ok {
+			continue
+		}
+		c := benchFloorComparison{Name: s.Name, Unit: s.Unit, Go: o.Median, Floor: f.Value, FloorMetric: f.Metric, TimesFloor: s.TimesFloor(o.Median, f)}
+		if s.FloorRef.Max > 0 {
+			met := c.TimesFloor <= s.FloorRef.Max*(1+1e-9)
+			c.Target, c.TargetMet = s.FloorRef.Max, &met
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 func benchIndexOf(ss []*bench.Scenario, name string) int {
@@ -378,10 +461,18 @@ func writeBench(w io.Writer, rep *benchReport, scenarios []*bench.Scenario) {
 
 	fmt.Fprint(w, "\nEvery scenario (median of the repetitions; spread: min–max):\n\n")
 	tw = tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	withFloor := rep.Floor != nil
+	header := "SCENARIO\tMULTIPROC\tSPREAD"
 	if withPy {
-		fmt.Fprintln(tw, "SCENARIO\tMULTIPROC\tSPREAD\tPYTHON3\tRATIO\tTARGET (DESIGN §4)")
-	} else {
-		fmt.Fprintln(tw, "SCENARIO\tMULTIPROC\tSPREAD")
+		header += "\tPYTHON3\tRATIO\tTARGET"
+	}
+	if withFloor {
+		header += "\tFLOOR\t×FLOOR"
+	}
+	fmt.Fprintln(tw, header)
+	floors := map[string]benchFloorComparison{}
+	for _, c := range rep.FloorComparison {
+		floors[c.Name] = c
 	}
 	comp := map[string]benchComparison{}
 	for _, c := range rep.Comparison {
@@ -406,34 +497,58 @@ func writeBench(w io.Writer, rep *benchReport, scenarios []*bench.Scenario) {
 			ourCol = bench.Format(r.Median) + " " + r.Unit
 			spreadCol = fmt.Sprintf("%s–%s (±%.0f%%)", bench.Format(r.Min), bench.Format(r.Max), r.Spread()*50)
 		}
-		if !withPy {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Name, ourCol, spreadCol)
-			continue
+		row := s.Name + "\t" + ourCol + "\t" + spreadCol
+		if withPy {
+			row += "\t" + benchPythonCells(rep, s, pyRes, comp)
 		}
-		pyCol, ratioCol, targetCol := "-", "-", "-"
-		if p, ok := pyRes[s.Name]; ok {
-			pyCol = bench.Format(p.Median) + " " + p.Unit
-		} else if msg, ok := rep.Python.Errors[s.Name]; ok {
-			pyCol = "failed: " + benchFirstLine(msg)
-		}
-		if c, ok := comp[s.Name]; ok {
-			if c.Ratio >= 1 {
-				ratioCol = bench.Format(c.Ratio) + "× better"
-			} else {
-				ratioCol = bench.Format(1/c.Ratio) + "× worse"
-			}
-			if c.TargetMet != nil {
-				verdict := "met"
-				if !*c.TargetMet {
-					verdict = "MISSED"
+		if withFloor {
+			floorCol, timesCol := "-", "-"
+			if c, ok := floors[s.Name]; ok {
+				floorCol = bench.Format(c.Floor) + " " + c.Unit
+				timesCol = bench.Format(c.TimesFloor) + "×"
+				if c.TargetMet != nil {
+					verdict := "met"
+					if !*c.TargetMet {
+						verdict = "MISSED"
+					}
+					timesCol += fmt.Sprintf(" (≤ %s×: %s)", strconv.FormatFloat(c.Target, 'g', -1, 64), verdict)
 				}
-				targetCol = fmt.Sprintf("%s: %s", c.TargetText, verdict)
 			}
+			row += "\t" + floorCol + "\t" + timesCol
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, ourCol, spreadCol, pyCol, ratioCol, targetCol)
+		fmt.Fprintln(tw, row)
 	}
 	tw.Flush()
+	writeBenchNotes(w, rep, scenarios, pyRes)
+}
 
+// benchPythonCells is the PYTHON3, RATIO and TARGET cells of a scenario.
+func benchPythonCells(rep *benchReport, s *bench.Scenario, pyRes map[string]bench.Result, comp map[string]benchComparison) string {
+	pyCol, ratioCol, targetCol := "-", "-", "-"
+	if p, ok := pyRes[s.Name]; ok {
+		pyCol = bench.Format(p.Median) + " " + p.Unit
+	} else if msg, ok := rep.Python.Errors[s.Name]; ok {
+		pyCol = "failed: " + benchFirstLine(msg)
+	}
+	if c, ok := comp[s.Name]; ok {
+		if c.Ratio >= 1 {
+			ratioCol = bench.Format(c.Ratio) + "× better"
+		} else {
+			ratioCol = bench.Format(1/c.Ratio) + "× worse"
+		}
+		if c.TargetMet != nil {
+			verdict := "met"
+			if !*c.TargetMet {
+				verdict = "MISSED"
+			}
+			targetCol = fmt.Sprintf("%s: %s", c.TargetText, verdict)
+		}
+	}
+	return pyCol + "\t" + ratioCol + "\t" + targetCol
+}
+
+// writeBenchNotes explains the columns, and says why a comparison is missing.
+func writeBenchNotes(w io.Writer, rep *benchReport, scenarios []*bench.Scenario, pyRes map[string]bench.Result) {
 	if rep.Python != nil {
 		fmt.Fprintln(w)
 		switch {
@@ -447,6 +562,35 @@ func writeBench(w io.Writer, rep *benchReport, scenarios []*bench.Scenario) {
 				fmt.Fprintf(w, "  python3 %s: %s\n", s.Name, p.Note)
 			}
 		}
+	}
+	if rep.Floor != nil {
+		fmt.Fprintln(w)
+		if rep.Floor.Note != "" {
+			fmt.Fprintf(w, "Note: %s\n", rep.Floor.Note)
+		} else {
+			fmt.Fprintln(w, "FLOOR: the same work done by a C program on this machine, in this run (the floor program's metric below);")
+			fmt.Fprintln(w, "×FLOOR: how many times slower than it multiproc is (1× is the floor); \"-\": C has no equivalent.")
+			// One line per metric, naming the rows it is the floor of.
+			var metrics []string
+			rows := map[string][]string{}
+			for _, c := range rep.FloorComparison {
+				if rows[c.FloorMetric] == nil {
+					metrics = append(metrics, c.FloorMetric)
+				}
+				rows[c.FloorMetric] = append(rows[c.FloorMetric], c.Name)
+			}
+			for _, m := range metrics {
+				label := m
+				if t := rep.Floor.ExecTarget; t != "" && strings.HasSuffix(m, " "+t) {
+					// The program's full path, often in a build cache, says little.
+					label = strings.TrimSuffix(m, t) + "of this program (" + filepath.Base(t) + ")"
+				}
+				fmt.Fprintf(w, "  floor of %s: %s\n", strings.Join(rows[m], ", "), label)
+			}
+		}
+	}
+	if rep.Python != nil || rep.Floor != nil {
+		fmt.Fprintln(w, "The targets are explained in internal/bench/TARGETS.md.")
 	}
 }
 
@@ -481,25 +625,19 @@ func (p *benchProgress) update(who, name string, i, rep, reps int) {
 	fmt.Fprintf(p.w, "\r\033[K[%d/%d] %s %s: %s  (%.0fs)", i+1, p.total, who, name, step, time.Since(p.start).Seconds())
 }
 
+// note shows a line of text as the live line.
+func (p *benchProgress) note(line string) {
+	if p == nil {
+		return
+	}
+	if len(line) > 90 {
+		line = line[:90]
+	}
+	fmt.Fprintf(p.w, "\r\033[K%s  (%.0fs)", line, time.Since(p.start).Seconds())
+}
+
 func (p *benchProgress) clear() {
 	if p != nil {
 		fmt.Fprint(p.w, "\r\033[K")
 	}
-}
-
-// benchIsTerminal reports whether w is a terminal (TCGETS succeeds on it).
-func benchIsTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return false
-	}
-	var terr error = errors.New("no terminal")
-	if err := rc.Control(func(fd uintptr) { _, terr = unix.IoctlGetTermios(int(fd), unix.TCGETS) }); err != nil {
-		return false
-	}
-	return terr == nil
 }

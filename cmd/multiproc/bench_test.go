@@ -7,12 +7,15 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"math"
+	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
-	"github.com/multiproc-go/multiproc/bench"
+	"github.com/multiproc-go/multiproc/internal/bench"
 )
 
 // benchRun runs benchMain with args and fails the test if it takes longer
@@ -176,4 +179,123 @@ func TestBenchPython(t *testing.T) {
 	if code != exitOK || !strings.Contains(stdout, "PYTHON3") || !strings.Contains(stdout, "RATIO") || !strings.Contains(stdout, "≤ 0.5× python") {
 		t.Errorf("exit status %d, table:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
+}
+
+// TestBenchFloorNoCompiler: with no C compiler, -floor is a note, not a
+// failure, in the table and in the JSON.
+func TestBenchFloorNoCompiler(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	t.Setenv("CC", "")
+	code, stdout, stderr := benchRun(t, time.Minute, "-quick", "-floor", "-only", "start")
+	if code != exitOK {
+		t.Fatalf("exit status %d without a C compiler; stderr:\n%s", code, stderr)
+	}
+	for _, want := range []string{"FLOOR", "×FLOOR", "Note: no floor figures: no C compiler found: -floor needs cc, gcc or clang in PATH, or CC set to one\n"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+	code, stdout, stderr = benchRun(t, time.Minute, "-quick", "-floor", "-json", "-only", "start")
+	if code != exitOK {
+		t.Fatalf("-json: exit status %d; stderr:\n%s", code, stderr)
+	}
+	rep := benchDecode(t, stdout)
+	if rep.Floor == nil || !strings.Contains(rep.Floor.Note, "no C compiler") || len(rep.Floor.Results) != 0 || len(rep.FloorComparison) != 0 || len(rep.Results) != 1 {
+		t.Errorf("-json without a C compiler: floor %+v, comparison %+v, %d results", rep.Floor, rep.FloorComparison, len(rep.Results))
+	}
+}
+
+// TestBenchFloorTable: this run's figures beside the floor program's (a
+// saved real run): the floor and how many times slower than it each row
+// is, "-" for a row without a floor, in the table and the JSON.
+func TestBenchFloorTable(t *testing.T) {
+	code, stdout, stderr := benchRun(t, time.Minute, "-quick", "-json", "-only", "start,pipe-rt-bytes,queue-2p2c,signal-rt")
+	if code != exitOK {
+		t.Fatalf("exit status %d; stderr:\n%s", code, stderr)
+	}
+	rep := benchDecode(t, stdout)
+	b, err := os.ReadFile("../../internal/bench/testdata/floor-quick.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr, err := bench.ParseFloor(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scenarios, _ := bench.Select("start,pipe-rt-bytes,queue-2p2c,signal-rt")
+	ours := map[string]bench.Result{}
+	for _, r := range rep.Results {
+		ours[r.Name] = r
+	}
+	// The saved run started /tmp/floortest/mp with "help".
+	rep.Floor = &benchFloorSection{Compiler: "cc", Results: fr.Results, ExecTarget: "/tmp/floortest/mp help"}
+	rep.FloorComparison = benchFloorTable(scenarios, ours, rep.Floor)
+	if len(rep.FloorComparison) != 3 || rep.FloorComparison[0].Name != "start" {
+		t.Fatalf("floor comparison %+v, want start, pipe-rt-bytes and signal-rt", rep.FloorComparison)
+	}
+	spawn, _ := fr.Metric("posix_spawn+wait /tmp/floortest/mp help")
+	if c := rep.FloorComparison[0]; c.FloorMetric != spawn.Name || c.Floor != spawn.Median || c.TargetMet != nil {
+		t.Errorf("start's floor %+v, want %s = %v ms, no target", c, spawn.Name, spawn.Median)
+	}
+	comps := rep.FloorComparison[1:] // pipe-rt-bytes, signal-rt
+	sock, _ := fr.Metric("socketpair ping-pong RTT 64B")
+	sig, _ := fr.Metric("signal round trip")
+	for i, want := range []benchFloorComparison{
+		{Name: "pipe-rt-bytes", Unit: "µs", Go: ours["pipe-rt-bytes"].Median, Floor: sock.Median, FloorMetric: sock.Name, TimesFloor: ours["pipe-rt-bytes"].Median / sock.Median, Target: 1.5},
+		{Name: "signal-rt", Unit: "µs", Go: ours["signal-rt"].Median, Floor: 1e6 / sig.Median, FloorMetric: sig.Name, TimesFloor: ours["signal-rt"].Median / (1e6 / sig.Median), Target: 2},
+	} {
+		got := comps[i]
+		if got.TargetMet == nil || *got.TargetMet != (got.TimesFloor <= want.Target) {
+			t.Errorf("%s: target met %v with %v× the floor", got.Name, got.TargetMet, got.TimesFloor)
+		}
+		got.TargetMet = nil
+		if got.Name != want.Name || got.Unit != want.Unit || got.FloorMetric != want.FloorMetric || got.Target != want.Target ||
+			!near(got.Go, want.Go) || !near(got.Floor, want.Floor) || !near(got.TimesFloor, want.TimesFloor) {
+			t.Errorf("floor comparison %+v, want %+v", got, want)
+		}
+	}
+	var out bytes.Buffer
+	printBench(&out, &rep, scenarios)
+	table := out.String()
+	for _, want := range []string{
+		"SCENARIO       MULTIPROC", "FLOOR", "×FLOOR",
+		bench.Format(sock.Median) + " µs  " + bench.Format(comps[0].TimesFloor) + "× (≤ 1.5×: ",
+		bench.Format(1e6/sig.Median) + " µs  " + bench.Format(comps[1].TimesFloor) + "× (≤ 2×: ",
+		"  floor of start: posix_spawn+wait of this program (mp help)\n",
+		"  floor of pipe-rt-bytes: socketpair ping-pong RTT 64B\n",
+		"  floor of signal-rt: signal round trip\n",
+	} {
+		if !strings.Contains(table, want) {
+			t.Errorf("table lacks %q:\n%s", want, table)
+		}
+	}
+	for _, line := range strings.Split(table, "\n") {
+		if f := strings.Fields(line); len(f) > 2 && f[0] == "queue-2p2c" && (f[len(f)-1] != "-" || f[len(f)-2] != "-") {
+			t.Errorf("queue-2p2c has no floor, want \"-\" in both columns: %q", line)
+		}
+	}
+}
+
+func near(a, b float64) bool { return math.Abs(a-b) <= 1e-9*math.Max(math.Abs(a), math.Abs(b)) }
+
+// TestBenchInterrupted: Ctrl-C (a real SIGINT to the command) stops the
+// bench with exit status 130, as shells expect, and leaves no process.
+func TestBenchInterrupted(t *testing.T) {
+	run := startCLI(t, "bench", "-quick")
+	// Once a scenario has started children: the bench is under way.
+	waitFor(t, run, func() bool { return len(childrenOf(run.cmd.Process.Pid)) > 0 })
+	if err := run.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	code := run.wait(t)
+	if code == 0 {
+		t.Skip("the race was lost: the whole bench finished before the signal")
+	}
+	if code != 130 {
+		t.Fatalf("exit status %d, want 130\nstderr: %s", code, run.stderr.String())
+	}
+	if run.stderr.String() != "multiproc bench: interrupted (interrupt signal received)\n" {
+		t.Errorf("stderr %q", run.stderr.String())
+	}
+	noProcessesLeft(t)
 }

@@ -1,14 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -24,29 +23,34 @@ import (
 
 var copyCommand = command{
 	name:    "copy",
-	summary: "copy a file with N processes, each copying one part of it",
+	summary: "copy a file with at most N processes, each at least 4 MiB",
 	run:     runCopy,
 }
 
-const copyUsage = `usage: multiproc copy [-j N] [-q] SRC DST
+const copyUsage = `usage: multiproc copy [-j N] [-v] SRC DST
 
-Copy the file SRC to DST with N child processes, each copying one
+Copy the file SRC to DST with up to N child processes, each copying one
 contiguous part of it (the lesson's multi-process file copy, on the
 multiproc library). DST may be an existing directory: the copy is then
-DST/basename(SRC). DST gets SRC's permission bits.
+DST/basename(SRC). DST gets SRC's permission bits. Like cp, the copy
+prints nothing when it succeeds.
 
 The copy is written to a temporary file beside DST and renamed to DST
 when complete, so a copy that fails or is interrupted (Ctrl-C, SIGTERM)
 leaves neither a partial DST nor the temporary file. An existing DST is
-replaced only by a complete copy.
+replaced only by a complete copy. Holes in a sparse SRC stay holes in
+DST. A file whose size says nothing of its contents (an empty size, or
+one in /proc or /sys) is read to its end by this one process.
 
 options:
-  -j N   at most N processes (default: the number of CPUs); each process
-         gets at least 4 MiB, so a small file uses fewer
-  -q     quiet: no progress bar and no summary
+  -j N   at most N processes, each at least 4 MiB (default N: the number
+         of CPUs): a file smaller than N × 4 MiB uses fewer processes
+  -v     verbose: a progress bar on stderr when it is a terminal, and a
+         one-line summary on stdout at the end
+  -q     quiet: the default, kept for scripts that pass it (overrides -v)
 
-A progress bar is shown on stderr when it is a terminal; a one-line
-summary is printed on stdout at the end.
+Exit status: 0 copied, 1 failed, 2 usage error, 128+N interrupted by
+signal N (130: Ctrl-C).
 `
 
 const (
@@ -86,16 +90,28 @@ func copyRange(ctx context.Context, r CopyRange) (int64, error) {
 	defer dst.Close()
 	sfd, dfd := int(src.Fd()), int(dst.Fd())
 	off, end := r.Offset, r.Offset+r.Length
+	dataEnd := off // the end of the data extent being copied: [off, dataEnd) is data
 	kernelCopy := true
 	var buf []byte
 	for off < end {
 		if err := ctx.Err(); err != nil {
 			return off - r.Offset, err // the parent is gone
 		}
+		if off == dataEnd {
+			// Skip the hole at off, if any: Tmp was made sparse at its
+			// full size, so a hole left alone stays a hole.
+			start, stop, err := dataExtent(sfd, off, end)
+			if err != nil {
+				return off - r.Offset, fmt.Errorf("reading %s: %v", r.Src, err)
+			}
+			off, dataEnd = start, stop
+			r.Progress.Store(r.Slot, off-r.Offset)
+			continue
+		}
 		var n int
 		if kernelCopy {
 			roff, woff := off, off
-			n, err = unix.CopyFileRange(sfd, &roff, dfd, &woff, int(min(copyChunk, end-off)), 0)
+			n, err = unix.CopyFileRange(sfd, &roff, dfd, &woff, int(min(copyChunk, dataEnd-off)), 0)
 			if err == unix.EINTR {
 				continue
 			}
@@ -110,7 +126,7 @@ func copyRange(ctx context.Context, r CopyRange) (int64, error) {
 			if buf == nil {
 				buf = make([]byte, bufSize)
 			}
-			n, err = copyBuffered(src, dst, off, buf[:min(bufSize, end-off)])
+			n, err = copyBuffered(src, dst, off, buf[:min(bufSize, dataEnd-off)])
 		}
 		if err != nil {
 			return off - r.Offset, copyError(r, err)
@@ -122,6 +138,36 @@ func copyRange(ctx context.Context, r CopyRange) (int64, error) {
 		r.Progress.Store(r.Slot, off-r.Offset)
 	}
 	return off - r.Offset, nil
+}
+
+// dataExtent returns the first extent of data of the file fd at or after
+// off, cut at end: [start, stop). It returns end, end when there is only a
+// hole up to end. A file system that does not report holes has one extent,
+// all data. It fails if the file ends before end: it shrank.
+func dataExtent(fd int, off, end int64) (start, stop int64, err error) {
+	start, err = unix.Seek(fd, off, unix.SEEK_DATA)
+	switch {
+	case err == unix.ENXIO: // no data at or after off
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return 0, 0, err
+		}
+		if st.Size < end {
+			return 0, 0, fmt.Errorf("it ended at byte %d while it was being copied: did it shrink?", st.Size)
+		}
+		return end, end, nil
+	case err == unix.EINVAL || err == unix.EOPNOTSUPP:
+		return off, end, nil
+	case err != nil:
+		return 0, 0, err
+	case start >= end:
+		return end, end, nil
+	}
+	stop, err = unix.Seek(fd, start, unix.SEEK_HOLE)
+	if err != nil || stop > end {
+		stop = end
+	}
+	return start, stop, nil
 }
 
 // copyBuffered copies len(buf) bytes at off from src to dst, or fewer at
@@ -172,35 +218,41 @@ func errText(err error) error {
 }
 
 func runCopy(args []string) int {
-	fset := newFlagSet("copy")
-	jobs := fset.Int("j", 0, "")
-	quiet := fset.Bool("q", false, "")
-	pos, code := parseFlags(fset, args, copyUsage)
+	fs := newFlags("copy", copyUsage, os.Stdout, os.Stderr)
+	jobs := fs.Int("j", 0, "")
+	verbose := fs.Bool("v", false, "")
+	quiet := fs.Bool("q", false, "")
+	pos, code := fs.parse(args)
 	if code >= 0 {
 		return code
 	}
-	jSet := false
-	fset.Visit(func(f *flag.Flag) { jSet = jSet || f.Name == "j" })
-	if jSet && *jobs < 1 {
-		return usageError(fset.Name(), copyUsage, "-j must be at least 1, not %d", *jobs)
+	if fs.isSet("j") && *jobs < 1 {
+		return fs.usageError("-j must be at least 1, not %d", *jobs)
 	}
-	if !jSet {
+	if !fs.isSet("j") {
 		*jobs = runtime.NumCPU()
 	}
 	if len(pos) != 2 {
-		return usageError(fset.Name(), copyUsage, "need a source and a destination, got %d argument(s)", len(pos))
+		return fs.usageError("need a source and a destination, got %d argument(s)", len(pos))
+	}
+	if *quiet {
+		*verbose = false
 	}
 	// A copy starts all its processes at once: no spare process is wanted.
 	multiproc.SpareProcesses = false
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	ctx, stop := interruptContext(os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	res, err := copyFile(ctx, pos[0], pos[1], *jobs, !*quiet && isTerminal(os.Stderr))
+	res, err := copyFile(ctx, pos[0], pos[1], *jobs, *verbose && isTerminal(os.Stderr))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "multiproc copy: %v\n", err)
+		var ie errInterrupted
+		if errors.As(err, &ie) {
+			return exitSignalled(ie.sig)
+		}
 		return exitFail
 	}
-	if !*quiet {
+	if *verbose {
 		fmt.Println(res.summary())
 	}
 	return exitOK
@@ -229,14 +281,16 @@ func (r copyResult) summary() string {
 	return s + fmt.Sprintf(" with %d process%s", r.procs, plural)
 }
 
-// errInterrupted is returned when a signal stopped the copy.
+// errInterrupted is returned when a signal stopped the copy: sig reached
+// this process, or the copy processes (Ctrl-C reaches the whole process
+// group).
 type errInterrupted struct {
-	cause error
-	dst   string
+	sig syscall.Signal
+	dst string
 }
 
 func (e errInterrupted) Error() string {
-	return fmt.Sprintf("interrupted (%v): partial copy removed, %s left as it was", e.cause, e.dst)
+	return fmt.Sprintf("interrupted (%v): partial copy removed, %s left as it was", interruptError{e.sig}, e.dst)
 }
 
 // copyFile copies src to dst with at most jobs processes.
@@ -252,11 +306,11 @@ func copyFile(ctx context.Context, src, dst string, jobs int, showBar bool) (cop
 	if !si.Mode().IsRegular() {
 		return copyResult{}, fmt.Errorf("%s: not a regular file", src)
 	}
-	if f, err := os.Open(src); err != nil {
+	in, err := os.Open(src)
+	if err != nil {
 		return copyResult{}, fmt.Errorf("cannot read %s: %v", src, errText(err))
-	} else {
-		f.Close()
 	}
+	defer in.Close()
 	dst, err = resolveDst(src, dst, si)
 	if err != nil {
 		return copyResult{}, err
@@ -272,18 +326,21 @@ func copyFile(ctx context.Context, src, dst string, jobs int, showBar bool) (cop
 			os.Remove(tmp.Name())
 		}
 	}()
-	size := si.Size()
-	if err := tmp.Truncate(size); err != nil {
-		return copyResult{}, fmt.Errorf("cannot create %s of %d bytes: %v", dst, size, errText(err))
-	}
-	ranges := splitRanges(size, jobs)
-	if len(ranges) > 0 {
+	size, procs := si.Size(), 1
+	if sizeIsContent(in, si) {
+		if err := tmp.Truncate(size); err != nil {
+			return copyResult{}, fmt.Errorf("cannot create %s of %d bytes: %v", dst, size, errText(err))
+		}
+		ranges := splitRanges(size, jobs)
 		if err := runCopiers(ctx, src, tmp.Name(), dst, ranges, showBar); err != nil {
 			return copyResult{}, err
 		}
+		procs = len(ranges)
+	} else if size, err = copyToEOF(ctx, in, tmp, src, dst); err != nil {
+		return copyResult{}, err
 	}
-	if ctx.Err() != nil {
-		return copyResult{}, errInterrupted{context.Cause(ctx), dst}
+	if ie, ok := context.Cause(ctx).(interruptError); ok {
+		return copyResult{}, errInterrupted{ie.sig, dst}
 	}
 	if err := tmp.Chmod(si.Mode().Perm()); err != nil {
 		return copyResult{}, fmt.Errorf("cannot set the mode of %s: %v", dst, errText(err))
@@ -295,8 +352,67 @@ func copyFile(ctx context.Context, src, dst string, jobs int, showBar bool) (cop
 		return copyResult{}, fmt.Errorf("cannot create %s: %v", dst, errText(err))
 	}
 	done = true
-	return copyResult{bytes: size, procs: len(ranges), elapsed: time.Since(start)}, nil
+	return copyResult{bytes: size, procs: procs, elapsed: time.Since(start)}, nil
 }
+
+// pseudoFS are the file systems whose files' sizes say nothing of their
+// contents (0 in /proc, 4096 in /sys): they are read to their end.
+var pseudoFS = map[int64]bool{
+	unix.PROC_SUPER_MAGIC: true, unix.SYSFS_MAGIC: true, unix.DEBUGFS_MAGIC: true,
+	unix.TRACEFS_MAGIC: true, unix.SECURITYFS_MAGIC: true, unix.CGROUP_SUPER_MAGIC: true,
+	unix.CGROUP2_SUPER_MAGIC: true, unix.EFIVARFS_MAGIC: true,
+}
+
+// sizeIsContent reports whether f's size is the length of its contents,
+// so that processes can copy ranges of it: not for an empty size (a file
+// in /proc says 0 and has contents) or a file of a pseudo file system.
+func sizeIsContent(f *os.File, si os.FileInfo) bool {
+	if si.Size() == 0 {
+		return false
+	}
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil {
+		return true
+	}
+	return !pseudoFS[int64(st.Type)]
+}
+
+// copyToEOF copies in to out by reading in to its end, in this process:
+// for files whose size cannot be split into ranges. It returns the bytes
+// copied. A read that blocks (some files of /proc wait for data) does not
+// hold up an interrupt.
+func copyToEOF(ctx context.Context, in, out *os.File, src, dst string) (int64, error) {
+	type result struct {
+		n   int64
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := io.Copy(onlyWriter{out}, in) // not out's ReadFrom: copy_file_range says 0 bytes for /proc files
+		done <- result{n, err}
+	}()
+	select {
+	case r := <-done:
+		var pe *fs.PathError
+		switch {
+		case r.err == nil:
+			return r.n, nil
+		case errors.As(r.err, &pe) && pe.Op == "read":
+			return 0, fmt.Errorf("reading %s: %v", src, errText(r.err))
+		default:
+			return 0, fmt.Errorf("writing %s: %v", dst, errText(r.err))
+		}
+	case <-ctx.Done():
+		// The copying goroutine is left to the end of the process, which
+		// is near: copyFile removes the temporary file and returns.
+		return 0, nil
+	}
+}
+
+// onlyWriter hides every method but Write.
+type onlyWriter struct{ w io.Writer }
+
+func (o onlyWriter) Write(p []byte) (int, error) { return o.w.Write(p) }
 
 // resolveDst returns the file to write: dst, or dst/basename(src) when dst
 // is a directory, or the file a symbolic link dst points to. It refuses a
@@ -385,12 +501,12 @@ func runCopiers(ctx context.Context, src, tmp, dst string, ranges []byteRange, s
 			p.Kill() // ErrNotStarted for one that failed to start; nil for one that has exited
 		}
 	}
-	if err := errors.Join(startErrs...); err != nil {
+	if err := startError(startErrs); err != nil {
 		killAll()
 		for _, p := range procs {
 			p.Join(context.Background())
 		}
-		return fmt.Errorf("starting the copy processes: %v", err)
+		return err
 	}
 	type joined struct {
 		p   *multiproc.Process
@@ -407,14 +523,17 @@ func runCopiers(ctx context.Context, src, tmp, dst string, ranges []byteRange, s
 	}
 
 	var firstErr error
-	interrupted := false
+	var interrupted syscall.Signal // the signal that ended the copy, or 0
 	sigDone := ctx.Done()
 	for range len(procs) {
 		var r joined
 		select {
 		case r = <-results:
 		case <-sigDone:
-			interrupted, sigDone = true, nil
+			interrupted, sigDone = syscall.SIGINT, nil
+			if ie, ok := context.Cause(ctx).(interruptError); ok {
+				interrupted = ie.sig
+			}
 			if bar != nil {
 				// The terminal echoed ^C after the bar: back to the start
 				// of the line, so that the bar's last frame is drawn
@@ -424,7 +543,7 @@ func runCopiers(ctx context.Context, src, tmp, dst string, ranges []byteRange, s
 			killAll()
 			r = <-results
 		}
-		if r.err == nil || interrupted || firstErr != nil {
+		if r.err == nil || interrupted != 0 || firstErr != nil {
 			continue
 		}
 		var ee *multiproc.ExitError
@@ -434,7 +553,7 @@ func runCopiers(ctx context.Context, src, tmp, dst string, ranges []byteRange, s
 		case errors.As(r.err, &ee) && (ee.Signal() == syscall.SIGINT || ee.Signal() == syscall.SIGTERM || ee.Signal() == syscall.SIGHUP):
 			// Ctrl-C reaches the whole process group: the children may
 			// die of it before this process hears of it.
-			interrupted = true
+			interrupted = ee.Signal()
 		case errors.As(r.err, &ee) && ee.Signal() != 0:
 			firstErr = fmt.Errorf("copy process %s (pid %d) was killed by signal %d (%v)", ee.Name, ee.Pid, int(ee.Signal()), ee.Signal())
 		default:
@@ -443,19 +562,39 @@ func runCopiers(ctx context.Context, src, tmp, dst string, ranges []byteRange, s
 		killAll()
 	}
 	if bar != nil {
-		bar.stop(firstErr == nil && !interrupted)
+		bar.stop(firstErr == nil && interrupted == 0)
 	}
 	switch {
 	case firstErr != nil:
 		return firstErr
-	case interrupted:
-		cause := context.Cause(ctx)
-		if cause == nil || ctx.Err() == nil {
-			cause = errors.New("the copy processes were interrupted")
-		}
-		return errInterrupted{cause, dst}
+	case interrupted != 0:
+		return errInterrupted{interrupted, dst}
 	}
 	return nil
+}
+
+// startError sums up the processes that failed to start in one line: how
+// many, the first error, and, when it is the limit on open files, what to
+// do (-j 1000 under ulimit -n 1024 fails hundreds of starts alike).
+func startError(errs []error) error {
+	var first error
+	failed := 0
+	for _, err := range errs {
+		if err != nil {
+			failed++
+			first = cmp.Or(first, err)
+		}
+	}
+	if first == nil {
+		return nil
+	}
+	msg, _, _ := strings.Cut(strings.TrimPrefix(first.Error(), "multiproc: "), "\n")
+	hint := ""
+	var lim unix.Rlimit
+	if (errors.Is(first, unix.EMFILE) || errors.Is(first, unix.ENFILE)) && unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) == nil {
+		hint = fmt.Sprintf(" (the limit on open files, ulimit -n, is %d: use a smaller -j)", lim.Cur)
+	}
+	return fmt.Errorf("%d of %d copy processes could not start: %s%s", failed, len(errs), msg, hint)
 }
 
 // progressBar shows the copy's progress on stderr, a terminal: it polls
@@ -531,18 +670,4 @@ func (b *progressBar) stop(ok bool) {
 		b.bar.Abort(false)
 	}
 	b.p.Wait()
-}
-
-// isTerminal reports whether f is a terminal.
-func isTerminal(f *os.File) bool {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return false
-	}
-	tty := false
-	rc.Control(func(fd uintptr) {
-		_, err := unix.IoctlGetTermios(int(fd), unix.TCGETS)
-		tty = err == nil
-	})
-	return tty
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -29,7 +31,7 @@ func TestCopyJobs(t *testing.T) {
 		t.Run(fmt.Sprintf("j%d", j), func(t *testing.T) {
 			dir := t.TempDir()
 			dst := filepath.Join(dir, "dst")
-			r := runCLI(t, 0, "copy", "-j", fmt.Sprint(j), src.path, dst)
+			r := runCLI(t, 0, "copy", "-v", "-j", fmt.Sprint(j), src.path, dst)
 			plural := "es"
 			if j == 1 {
 				plural = ""
@@ -56,18 +58,26 @@ func TestCopyJobs(t *testing.T) {
 	}
 }
 
-func TestCopyDefaultJobsQuiet(t *testing.T) {
+// TestCopySilent: like cp, a copy that succeeds prints nothing, unless
+// -v; -q (the default) overrides -v.
+func TestCopySilent(t *testing.T) {
 	src := bigFile(t, mediumSize)
 	dir := t.TempDir()
-	dst := filepath.Join(dir, "dst")
-	// Flags after the operands work too.
-	r := runCLI(t, 0, "copy", src.path, dst, "-q")
-	if r.stdout != "" || r.stderr != "" {
-		t.Errorf("-q: stdout %q, stderr %q; want both empty", r.stdout, r.stderr)
+	for _, args := range [][]string{
+		{"copy", src.path, filepath.Join(dir, "a")},
+		{"copy", src.path, filepath.Join(dir, "b"), "-v", "-q"}, // flags after the operands work too
+	} {
+		r := runCLI(t, 0, args...)
+		if r.stdout != "" || r.stderr != "" {
+			t.Errorf("%q: stdout %q, stderr %q; want both empty", args, r.stdout, r.stderr)
+		}
+		if fileSum(t, args[2]) != src.sum {
+			t.Fatal("the copy differs from the source")
+		}
 	}
-	if fileSum(t, dst) != src.sum {
-		t.Fatal("the copy differs from the source")
-	}
+	// "--" ends the flags: a file named -v is copied.
+	runCLI(t, 0, "copy", "--", src.path, filepath.Join(dir, "-v"))
+	onlyFiles(t, dir, "-v", "a", "b")
 }
 
 func TestCopySmallFile(t *testing.T) {
@@ -77,7 +87,7 @@ func TestCopySmallFile(t *testing.T) {
 	if err := os.WriteFile(src, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r := runCLI(t, 0, "copy", "-j", "8", src, filepath.Join(dir, "copy"))
+	r := runCLI(t, 0, "copy", "-v", "-j", "8", src, filepath.Join(dir, "copy"))
 	if !strings.HasSuffix(r.stdout, " with 1 process\n") {
 		t.Errorf("stdout %q: want one process for a small file", r.stdout)
 	}
@@ -107,7 +117,7 @@ func TestCopyEmptyFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.Chmod(src, 0o604)
-	r := runCLI(t, 0, "copy", src, filepath.Join(dir, "copy"))
+	r := runCLI(t, 0, "copy", "-v", src, filepath.Join(dir, "copy"))
 	if !strings.HasPrefix(r.stdout, "copied 0 bytes in ") {
 		t.Errorf("stdout %q", r.stdout)
 	}
@@ -285,7 +295,7 @@ func TestCopyInterrupted(t *testing.T) {
 		name     string
 		sig      syscall.Signal
 		existing bool // DST exists before the copy
-		midCopy  bool // signal once data is being written, not as soon as the temporary file exists
+		midCopy  bool // signal once a copy process is stopped in its copy, not as soon as the temporary file exists
 	}{
 		{"SIGINT", syscall.SIGINT, false, false},
 		{"SIGTERM", syscall.SIGTERM, false, false},
@@ -302,79 +312,199 @@ func TestCopyInterrupted(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, binPath, "copy", "-j", "2", src.path, dst)
-			var stdout, stderr bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			if err := cmd.Start(); err != nil {
+			run := startCLI(t, "copy", "-j", "2", src.path, dst)
+			if c.midCopy {
+				// A copy process stopped inside its copy: the copy cannot
+				// complete before the signal.
+				if _, ok := stopMidCopy(t, run, dir); !ok {
+					t.Fatalf("the copy ended before a copy process was seen copying: %v\nstderr: %s", run.err, run.stderr.String())
+				}
+			} else {
+				// As soon as the temporary file exists: the copy processes
+				// may not have started yet.
+				waitFor(t, run, func() bool {
+					ms, _ := filepath.Glob(filepath.Join(dir, ".dst.multiproc-*"))
+					return len(ms) > 0
+				})
+			}
+			if err := run.cmd.Process.Signal(c.sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
 				t.Fatal(err)
 			}
-			waited := make(chan error, 1)
-			go func() { waited <- cmd.Wait() }()
-			// The temporary file appears when the copy begins, and gets
-			// blocks when data is written: signal then (or when the copy
-			// is over already).
-			deadline := time.After(10 * time.Second)
-		wait:
-			for {
-				ms, _ := filepath.Glob(filepath.Join(dir, ".dst.multiproc-*"))
-				if len(ms) > 0 && (!c.midCopy || tempWritten(ms[0])) {
-					break
-				}
-				select {
-				case err := <-waited:
-					waited <- err
-					break wait
-				case <-deadline:
-					t.Fatal("no temporary file appeared within 10 s")
-				case <-time.After(100 * time.Microsecond):
-				}
-			}
-			if err := cmd.Process.Signal(c.sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
-				t.Fatal(err)
-			}
-			err := <-waited
-			code := 0
-			var ee *exec.ExitError
-			if errors.As(err, &ee) && ee.Exited() {
-				code = ee.ExitCode()
-			} else if err != nil {
-				t.Fatalf("copy: %v\nstderr: %s", err, stderr.String())
-			}
-			switch code {
-			case 0:
-				t.Log("the copy finished before the signal")
+			code := run.wait(t)
+			if code == 0 && !c.midCopy {
 				if fileSum(t, dst) != src.sum {
 					t.Fatal("the copy differs from the source")
 				}
 				onlyFiles(t, dir, "dst")
-			case 1:
-				if want := "multiproc copy: interrupted ("; !strings.HasPrefix(stderr.String(), want) {
-					t.Errorf("stderr %q, want %q…", stderr.String(), want)
+				t.Skip("the race was lost: the copy finished between the temporary file's appearance and the signal")
+			}
+			// A shell reports a command ended by signal N as 128+N.
+			if want := 128 + int(c.sig); code != want {
+				t.Fatalf("exit code %d, want %d\nstderr: %s", code, want, run.stderr.String())
+			}
+			want := fmt.Sprintf("multiproc copy: interrupted (%v signal received): partial copy removed, %s left as it was\n", c.sig, dst)
+			if got := run.stderr.String(); got != want {
+				t.Errorf("stderr %q, want %q", got, want)
+			}
+			if c.existing {
+				got, _ := os.ReadFile(dst)
+				if !bytes.Equal(got, old) {
+					t.Errorf("dst was changed by an interrupted copy (%d bytes)", len(got))
 				}
-				if c.existing {
-					got, _ := os.ReadFile(dst)
-					if !bytes.Equal(got, old) {
-						t.Errorf("dst was changed by an interrupted copy (%d bytes)", len(got))
-					}
-					onlyFiles(t, dir, "dst")
-				} else {
-					onlyFiles(t, dir)
-				}
-			default:
-				t.Fatalf("exit code %d\nstderr: %s", code, stderr.String())
+				onlyFiles(t, dir, "dst")
+			} else {
+				onlyFiles(t, dir)
 			}
 			noProcessesLeft(t)
 		})
 	}
 }
 
-// tempWritten reports whether the copy's temporary file has data (it is
-// made sparse, with its final size: blocks appear as it is written).
-func tempWritten(path string) bool {
-	st, err := os.Stat(path)
-	return err == nil && st.Sys().(*syscall.Stat_t).Blocks > 0
+// cliRun is the built command running in the background.
+type cliRun struct {
+	cmd            *exec.Cmd
+	stdout, stderr bytes.Buffer
+	done           chan struct{} // closed when it has exited; err is then set
+	err            error
+}
+
+// startCLI starts the built command with args; it is killed when the test
+// ends, if it still runs.
+func startCLI(t *testing.T, args ...string) *cliRun {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	r := &cliRun{cmd: exec.CommandContext(ctx, binPath, args...), done: make(chan struct{})}
+	r.cmd.Stdout, r.cmd.Stderr = &r.stdout, &r.stderr
+	// Wait returns even if a child left behind holds the output pipes.
+	r.cmd.WaitDelay = 5 * time.Second
+	if err := r.cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	go func() {
+		r.err = r.cmd.Wait()
+		close(r.done)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-r.done
+	})
+	return r
+}
+
+func (r *cliRun) exited() bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// wait waits for the command to exit and returns its exit status.
+func (r *cliRun) wait(t *testing.T) int {
+	t.Helper()
+	<-r.done // startCLI's context bounds it
+	var ee *exec.ExitError
+	switch {
+	case r.err == nil:
+		return 0
+	case errors.As(r.err, &ee) && ee.Exited():
+		return ee.ExitCode()
+	}
+	t.Fatalf("%v: %v\nstderr: %s", r.cmd.Args, r.err, r.stderr.String())
+	return -1
+}
+
+// waitFor polls cond until it holds or the command has exited (10 s at most).
+func waitFor(t *testing.T, r *cliRun, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() && !r.exited() {
+		if time.Now().After(deadline) {
+			t.Fatal("the awaited condition did not come within 10 s")
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// stopMidCopy waits until a copy process of the command run has the
+// temporary file of dir open (it is past its start and inside its copy),
+// stops it with SIGSTOP and returns its pid once it is stopped with the
+// file still open: from then on, that part of the copy cannot complete,
+// whatever the timing. ok is false if the command exited first. The
+// stopped process is killed when the test ends, if it is still there.
+func stopMidCopy(t *testing.T, run *cliRun, dir string) (pid int, ok bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !run.exited() {
+		if time.Now().After(deadline) {
+			t.Fatal("no copy process was seen copying within 30 s")
+		}
+		for _, kid := range childrenOf(run.cmd.Process.Pid) {
+			if !holdsTemp(kid, dir) {
+				continue
+			}
+			syscall.Kill(kid, syscall.SIGSTOP)
+			t.Cleanup(func() { syscall.Kill(kid, syscall.SIGKILL) })
+			for time.Now().Before(deadline) {
+				switch procState(kid) {
+				case 'T':
+					if holdsTemp(kid, dir) {
+						return kid, true
+					}
+					syscall.Kill(kid, syscall.SIGCONT) // stopped after its copy: not the one
+				case 'R', 'S', 'D':
+					time.Sleep(100 * time.Microsecond)
+					continue
+				}
+				break // gone, or a zombie: its copy is over
+			}
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	return 0, false
+}
+
+// holdsTemp reports whether process pid has the copy's temporary file in
+// dir open for writing only: as a copy process opens it in its task. The
+// parent's descriptor (read-write) does not count: a child between fork
+// and exec still has it.
+func holdsTemp(pid int, dir string) bool {
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	for _, fd := range fds {
+		target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+		if err != nil || filepath.Dir(target) != dir || !strings.Contains(filepath.Base(target), ".multiproc-") {
+			continue
+		}
+		info, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, fd.Name()))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(info), "\n") {
+			if v, ok := strings.CutPrefix(line, "flags:"); ok {
+				flags, err := strconv.ParseUint(strings.TrimSpace(v), 8, 64)
+				if err == nil && flags&unix.O_ACCMODE == unix.O_WRONLY {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// procState is the state letter of /proc/pid/stat (R, S, D, T, Z, ...), or
+// 0 when the process is gone.
+func procState(pid int) byte {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return 0
+	}
+	return b[i+2]
 }
 
 // openPty opens a pseudo-terminal of 100×30 characters, or skips the test.
@@ -420,7 +550,7 @@ func TestCopyProgressBarOnTerminal(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binPath, "copy", "-j", "2", src.path, filepath.Join(dir, "dst"))
+	cmd := exec.CommandContext(ctx, binPath, "copy", "-v", "-j", "2", src.path, filepath.Join(dir, "dst"))
 	var stdout bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, tty
 	if err := cmd.Start(); err != nil {
@@ -525,53 +655,184 @@ func childrenOf(pid int) []int {
 
 func TestCopyChildKilled(t *testing.T) {
 	// A copy process that dies (here SIGKILL, as from the OOM killer)
-	// fails the copy cleanly: the others are stopped, nothing is left.
+	// fails the copy cleanly: the others are stopped, nothing is left. It
+	// is killed once it is provably inside its copy (stopped there), so
+	// that neither an early kill (during its start) nor a late one (after
+	// its part is done) can happen.
 	src := bigFile(t, largeSize)
 	dir := t.TempDir()
-	dst := filepath.Join(dir, "dst")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binPath, "copy", "-j", "2", src.path, dst)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
+	run := startCLI(t, "copy", "-j", "2", src.path, filepath.Join(dir, "dst"))
+	pid, ok := stopMidCopy(t, run, dir)
+	if !ok {
+		t.Fatalf("the copy ended before a copy process was seen copying: %v\nstderr: %s", run.err, run.stderr.String())
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
-	var err error
-	killed := 0
-poll:
-	for {
-		select {
-		case err = <-waited:
-			break poll
-		case <-time.After(100 * time.Microsecond):
-		}
-		if ms, _ := filepath.Glob(filepath.Join(dir, ".dst.multiproc-*")); len(ms) == 0 || !tempWritten(ms[0]) {
-			continue
-		}
-		if kids := childrenOf(cmd.Process.Pid); len(kids) > 0 {
-			syscall.Kill(kids[0], syscall.SIGKILL)
-			killed = kids[0]
-			err = <-waited
-			break
-		}
+	if code := run.wait(t); code != 1 {
+		t.Fatalf("exit code %d, want 1\nstderr: %s", code, run.stderr.String())
 	}
-	if err == nil {
-		t.Log("the copy finished before a process could be killed")
-		if fileSum(t, dst) != src.sum {
-			t.Fatal("the copy differs from the source")
-		}
-		return
-	}
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
-		t.Fatalf("copy: %v, want exit status 1\nstderr: %s", err, stderr.String())
-	}
-	if want := fmt.Sprintf("(pid %d) was killed by signal 9 (killed)", killed); !strings.Contains(stderr.String(), want) {
-		t.Errorf("stderr %q, want %q", stderr.String(), want)
+	want := regexp.MustCompile(fmt.Sprintf(`^multiproc copy: copy process copy-\d \(pid %d\) was killed by signal 9 \(killed\)\n$`, pid))
+	if !want.MatchString(run.stderr.String()) {
+		t.Errorf("stderr %q, want %v", run.stderr.String(), want)
 	}
 	onlyFiles(t, dir)
+	noProcessesLeft(t)
+}
+
+// TestCopyProcFile: a file whose size is 0 but which has contents (all of
+// /proc) is read to its end, as cp does; "self" is the copying process.
+func TestCopyProcFile(t *testing.T) {
+	dir := t.TempDir()
+	dst := filepath.Join(dir, "status")
+	r := runCLI(t, 0, "copy", "-v", "/proc/self/status", dst)
+	got, err := os.ReadFile(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(got, []byte("Name:\tmultiproc\n")) || !bytes.Contains(got, []byte("\nPid:\t")) {
+		t.Errorf("the copy of /proc/self/status holds %q", got)
+	}
+	if want := fmt.Sprintf("copied %d bytes in ", len(got)); !strings.HasPrefix(r.stdout, want) || !strings.HasSuffix(r.stdout, " with 1 process\n") {
+		t.Errorf("stdout %q, want %q… with 1 process", r.stdout, want)
+	}
+	// A /sys file says 4096 bytes and holds fewer.
+	const sys = "/sys/kernel/mm/transparent_hugepage/enabled"
+	if want, err := os.ReadFile(sys); err == nil {
+		runCLI(t, 0, "copy", sys, filepath.Join(dir, "enabled"))
+		if got, _ := os.ReadFile(filepath.Join(dir, "enabled")); !bytes.Equal(got, want) {
+			t.Errorf("the copy of %s holds %q, want %q", sys, got, want)
+		}
+	}
+	onlyFiles(t, dir, "enabled", "status")
+}
+
+// TestCopySparse: the holes of a sparse source stay holes: the copy takes
+// no more blocks than the source, and holds the same bytes.
+func TestCopySparse(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "sparse")
+	f, err := os.Create(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 4<<30 + 12345 // 4 GiB apparent size
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	// Data at the start, across the boundary of the two processes' ranges
+	// (2 GiB), in the middle of each range, and at the very end.
+	data := make([]byte, 3<<20)
+	rand.Read(data)
+	for _, off := range []int64{0, 2<<30 - 1<<20, 1 << 30, 3<<30 + 4097, size - 1000} {
+		if _, err := f.WriteAt(data[:min(int64(len(data)), size-off)], off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(dir, "copy")
+	runCLI(t, 0, "copy", "-j", "2", src, dst)
+	sb, db := blocks(t, src), blocks(t, dst)
+	t.Logf("source: %d blocks of 512 B, copy: %d (apparent size %d)", sb, db, size)
+	// A little slack for the file system's own allocation choices.
+	if db > sb+2048 {
+		t.Errorf("the copy takes %d blocks of 512 B, the source %d: holes were filled", db, sb)
+	}
+	sameSparseContents(t, src, dst)
+}
+
+// blocks is st_blocks of path: 512-byte units allocated.
+func blocks(t *testing.T, path string) int64 {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Blocks
+}
+
+// sameSparseContents compares two files of the same size by reading only
+// their data extents: outside them both read as zeros.
+func sameSparseContents(t *testing.T, a, b string) {
+	t.Helper()
+	fa, err := os.Open(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fa.Close()
+	fb, err := os.Open(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fb.Close()
+	sa, _ := fa.Stat()
+	sbs, _ := fb.Stat()
+	if sa.Size() != sbs.Size() {
+		t.Fatalf("%s has %d bytes, %s %d", a, sa.Size(), b, sbs.Size())
+	}
+	ba, bb := make([]byte, 1<<20), make([]byte, 1<<20)
+	for _, f := range []*os.File{fa, fb} { // the data of either, compared with the other
+		off := int64(0)
+		for off < sa.Size() {
+			start, err := unix.Seek(int(f.Fd()), off, unix.SEEK_DATA)
+			if err == unix.ENXIO {
+				break
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			end, err := unix.Seek(int(f.Fd()), start, unix.SEEK_HOLE)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for off = start; off < end; {
+				n := int(min(int64(len(ba)), end-off))
+				if _, err := fa.ReadAt(ba[:n], off); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := fb.ReadAt(bb[:n], off); err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(ba[:n], bb[:n]) {
+					t.Fatalf("%s and %s differ in [%d, %d)", a, b, off, off+int64(n))
+				}
+				off += int64(n)
+			}
+		}
+	}
+}
+
+// TestCopyStartFailuresOneLine: with far more processes than the limit on
+// open files allows, the copy fails with one line that says how many
+// processes could not start, why, and what to do, and leaves nothing.
+func TestCopyStartFailuresOneLine(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	f, err := os.Create(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Sparse: room for 1000 processes of 4 MiB without writing 4 GB.
+	if err := f.Truncate(1000 * minPerProcess); err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte("data"), 12345)
+	f.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "sh", "-c", `ulimit -n 64 && exec "$@"`, "sh", binPath, "copy", "-j", "1000", src, filepath.Join(dir, "dst"))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("copy -j 1000 under ulimit -n 64: %v, want exit status 1\nstderr: %s", err, stderr.String())
+	}
+	want := regexp.MustCompile(`^multiproc copy: \d+ of 1000 copy processes could not start: .*too many open files.* \(the limit on open files, ulimit -n, is 64: use a smaller -j\)\n$`)
+	if !want.MatchString(stderr.String()) {
+		t.Errorf("stderr %q, want one line matching %v", stderr.String(), want)
+	}
+	onlyFiles(t, dir, "src")
 	noProcessesLeft(t)
 }

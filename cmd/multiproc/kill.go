@@ -34,7 +34,9 @@ options (before the PIDs):
   --                             the end of the options
 
 Each PID that cannot be signalled is reported; the exit status is then 1.
-Only single processes (PID > 0) are signalled, never process groups.
+Only single processes are signalled, never process groups: a PID is
+decimal digits only, from 1 to 2147483647; any other PID argument is a
+usage error (exit status 2), and then no signal is sent at all.
 `
 
 func runKill(args []string) int {
@@ -92,14 +94,45 @@ options:
 	if len(rest) == 0 {
 		return usageErr("no process id given")
 	}
+	// Every PID is checked before any signal is sent: a command line with
+	// a bad one is a mistake, and acting on half of it would be worse.
+	pids := make([]int, len(rest))
+	for i, s := range rest {
+		pid, ok := parsePid(s)
+		if !ok {
+			fmt.Fprintf(os.Stderr, "multiproc kill: bad process id %q: want a decimal number from 1 to %d (process groups are never signalled); nothing was sent\n", s, signals.MaxPid)
+			return exitUsage
+		}
+		pids[i] = pid
+	}
 	status := exitOK
-	for _, s := range rest {
-		if err := killOne(s, sig); err != nil {
-			fmt.Fprintf(os.Stderr, "multiproc kill: %s: %v\n", s, err)
+	for i, pid := range pids {
+		if err := killOne(pid, sig); err != nil {
+			fmt.Fprintf(os.Stderr, "multiproc kill: %s: %v\n", rest[i], err)
 			status = exitFail
 		}
 	}
 	return status
+}
+
+// parsePid accepts ASCII decimal digits only (no sign, no space, no
+// other base) whose value is a single process id, 1 to signals.MaxPid.
+// strconv.Atoi alone would take "+5" and 4294967295, which kill(2),
+// reading 32 bits, would take for -1: every process.
+func parsePid(s string) (int, bool) {
+	if s == "" {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || n < 1 || n > signals.MaxPid {
+		return 0, false
+	}
+	return int(n), true
 }
 
 // parseSignal accepts what signals.Lookup accepts, and 0.
@@ -114,16 +147,9 @@ func parseSignal(s string) (syscall.Signal, error) {
 	return in.Signal, nil
 }
 
-// killOne sends sig to the process whose id is the text s. The error is
-// short: the caller prefixes the pid.
-func killOne(s string, sig syscall.Signal) error {
-	pid, err := strconv.Atoi(s)
-	if err != nil {
-		return errors.New("not a process id")
-	}
-	if pid <= 0 {
-		return errors.New("not a single process id (process groups are not signalled)")
-	}
+// killOne sends sig to the process pid (parsePid checked it). The error
+// is short: the caller prefixes the pid.
+func killOne(pid int, sig syscall.Signal) error {
 	if err := signals.Kill(pid, sig); err != nil {
 		var errno syscall.Errno
 		if errors.As(err, &errno) {

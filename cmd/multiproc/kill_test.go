@@ -122,11 +122,9 @@ func TestKillDeadProcess(t *testing.T) {
 	pid := fmt.Sprint(dead.Process.Pid) // exited and reaped
 	cmd, sc := startSignalHelper(t)
 	live := fmt.Sprint(cmd.Process.Pid)
-	r := runCLI(t, 1, "kill", "-s", "USR1", pid, live, "notapid")
-	for _, want := range []string{"multiproc kill: " + pid + ": no such process\n", "multiproc kill: notapid: not a process id\n"} {
-		if !strings.Contains(r.stderr, want) {
-			t.Errorf("stderr %q lacks %q", r.stderr, want)
-		}
+	r := runCLI(t, 1, "kill", "-s", "USR1", pid, live)
+	if want := "multiproc kill: " + pid + ": no such process\n"; r.stderr != want {
+		t.Errorf("stderr %q, want %q", r.stderr, want)
 	}
 	// The live process got its signal all the same.
 	if got := nextLine(t, sc); got != "got user defined signal 1" {
@@ -170,5 +168,64 @@ func TestKillUsageErrors(t *testing.T) {
 		if !strings.Contains(r.stderr, c.want) || !strings.Contains(r.stderr, "usage: multiproc kill") {
 			t.Errorf("%q: stderr %q, want %q and the usage line", c.args, r.stderr, c.want)
 		}
+	}
+}
+
+// A PID is decimal digits, 1 to 2^31-1; anything else is refused with one
+// line and exit status 2, and nothing is sent (issue 9 item 2: 4294967295
+// was kill(-1), every process). The arguments that could reach a process
+// group or every process if the check were missing use signal 0, which
+// sends nothing; the others aim at a child we own with SIGUSR1, and the
+// child proves it got none.
+func TestKillRefusesBadPids(t *testing.T) {
+	cmd, sc := startSignalHelper(t)
+	child := cmd.Process.Pid
+	pid := fmt.Sprint(child)
+	for _, c := range []struct {
+		args []string
+		bad  string
+	}{
+		{[]string{"-0", "4294967295"}, "4294967295"}, // was kill(-1, 0)
+		{[]string{"-0", "4294967296"}, "4294967296"}, // was kill(0, 0)
+		{[]string{"-0", "2147483648"}, "2147483648"}, // 2^31: a negative pid_t
+		{[]string{"-0", "18446744073709551615"}, "18446744073709551615"},
+		{[]string{"-0", "99999999999999999999999"}, "99999999999999999999999"},
+		{[]string{"-0", "--", "-1"}, "-1"},
+		{[]string{"-0", "0"}, "0"},
+		{[]string{"-0", "00"}, "00"},
+		{[]string{"-0", ""}, ""},
+		{[]string{"-s", "USR1", fmt.Sprint(1<<32 + child)}, fmt.Sprint(1<<32 + child)},
+		{[]string{"-s", "USR1", "+" + pid}, "+" + pid},
+		{[]string{"-s", "USR1", " " + pid}, " " + pid},
+		{[]string{"-s", "USR1", pid + " "}, pid + " "},
+		{[]string{"-s", "USR1", pid + "\n"}, pid + "\n"},
+		{[]string{"-s", "USR1", "0x10"}, "0x10"},
+		{[]string{"-s", "USR1", "1e3"}, "1e3"},
+		{[]string{"-s", "USR1", "١٢"}, "١٢"}, // Arabic-Indic digits
+		{[]string{"-s", "USR1", "notapid"}, "notapid"},
+		// A good PID beside a bad one: nothing is sent to either.
+		{[]string{"-s", "USR1", pid, "+" + pid}, "+" + pid},
+	} {
+		args := append([]string{"kill"}, c.args...)
+		r := runCLI(t, 2, args...)
+		want := fmt.Sprintf("multiproc kill: bad process id %q: want a decimal number from 1 to 2147483647 (process groups are never signalled); nothing was sent\n", c.bad)
+		if r.stderr != want || r.stdout != "" {
+			t.Errorf("%q: stdout %q, stderr %q; want stderr %q", args, r.stdout, r.stderr, want)
+		}
+	}
+	// The child got none of the SIGUSR1s: the SIGUSR2 sent now is the first
+	// signal it reports (a SIGUSR1 sent before would come first).
+	runCLI(t, 0, "kill", "-s", "USR2", pid)
+	if got := nextLine(t, sc); got != "got user defined signal 2" {
+		t.Errorf("the child said %q first, want got user defined signal 2: a refused kill reached it", got)
+	}
+	// Leading zeros are still decimal, and the largest pid is accepted.
+	runCLI(t, 0, "kill", "-s", "USR1", "000"+pid)
+	if got := nextLine(t, sc); got != "got user defined signal 1" {
+		t.Errorf("kill 000%s: the child said %q", pid, got)
+	}
+	r := runCLI(t, 1, "kill", "-0", "2147483647")
+	if r.stderr != "multiproc kill: 2147483647: no such process\n" {
+		t.Errorf("kill -0 2147483647: stderr %q", r.stderr)
 	}
 }

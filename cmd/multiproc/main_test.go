@@ -68,6 +68,9 @@ func testMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "go build of the multiproc command failed: %v\n%s", err, out)
 		return 1
 	}
+	// The start floor of bench -floor starts the command, not this test
+	// binary (which would run the tests).
+	floorExecTarget = func() []string { return []string{binPath, "help"} }
 	return m.Run()
 }
 
@@ -259,7 +262,7 @@ func TestUsage(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"help", "copy"}, "usage: multiproc copy [-j N] [-q] SRC DST"},
+		{[]string{"help", "copy"}, "usage: multiproc copy [-j N] [-v] SRC DST"},
 		{[]string{"copy", "-h"}, "usage: multiproc copy"},
 		{[]string{"copy", "--help"}, "usage: multiproc copy"},
 		{[]string{"help", "kill"}, "usage: multiproc kill"},

@@ -22,13 +22,13 @@ name, the action the kernel takes when a process has not caught it
 `
 
 func runSignals(args []string) int {
-	fs := newFlagSet("signals")
-	pos, code := parseFlags(fs, args, signalsUsage)
+	fs := newFlags("signals", signalsUsage, os.Stdout, os.Stderr)
+	pos, code := fs.parse(args)
 	if code >= 0 {
 		return code
 	}
 	if len(pos) > 0 {
-		return usageError(fs.Name(), signalsUsage, "unexpected argument %q", pos[0])
+		return fs.usageError("unexpected argument %q", pos[0])
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "NUM\tNAME\tDEFAULT\tMEANING")

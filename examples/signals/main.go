@@ -1,8 +1,9 @@
 //go:build linux
 
 // Command signals walks through the signals lesson: the signal table, an
-// alarm, killing a child process, and waiting for a signal sent to
-// ourselves. It finishes in about two seconds:
+// alarm, killing a child process, waiting for a signal sent to ourselves,
+// and signals as fast as Go allows, back and forth with a child
+// (signals.Waiter). It finishes in about two seconds:
 //
 //	go run ./examples/signals
 package main
@@ -21,8 +22,12 @@ import (
 )
 
 // childEnv marks the copy of this program that the kill demo starts when
-// there is no sleep(1) on the machine.
-const childEnv = "MULTIPROC_SIGNALS_EXAMPLE_CHILD"
+// there is no sleep(1) on the machine; echoEnv the copy that answers the
+// waiter demo's signals ("parent pid,parent Waiter thread").
+const (
+	childEnv = "MULTIPROC_SIGNALS_EXAMPLE_CHILD"
+	echoEnv  = "MULTIPROC_SIGNALS_EXAMPLE_ECHO"
+)
 
 func main() {
 	log.SetFlags(0)
@@ -31,11 +36,16 @@ func main() {
 		time.Sleep(30 * time.Second)
 		return
 	}
+	if v := os.Getenv(echoEnv); v != "" {
+		echo(v)
+		return
+	}
 
 	table()
 	alarm()
 	kill()
 	pause()
+	waiter()
 }
 
 // table prints some rows of the signal table.
@@ -115,6 +125,11 @@ func kill() {
 	// It is gone now (Wait reaped it): a second kill finds no process.
 	err = signals.Kill(pid, syscall.SIGTERM)
 	fmt.Printf("killing it again: %v (ESRCH: %v)\n", err, errors.Is(err, syscall.ESRCH))
+
+	// A Go int is 64 bits, kill(2)'s pid 32: Kill refuses what would be
+	// cut into another pid, a process group, or -1 (every process).
+	err = signals.Kill(1<<32-1, syscall.SIGTERM)
+	fmt.Printf("killing pid 4294967295: %v (ErrBadPid: %v)\n", err, errors.Is(err, signals.ErrBadPid))
 	fmt.Println()
 }
 
@@ -140,4 +155,74 @@ func pause() {
 	defer cancel2()
 	_, err = signals.Pause(ctx2)
 	fmt.Printf("Pause with nothing to wait for: %v\n", err)
+}
+
+// waiter sends SIGUSR1 back and forth with a child, the fast way: each side
+// waits with a signals.Waiter and sends to the other's Waiter thread with
+// signals.KillThread, so the kernel wakes the waiting code itself.
+func waiter() {
+	fmt.Println()
+	fmt.Println("== waiter: SIGUSR1 back and forth with a child")
+	// NewWaiter wires this goroutine to its thread until Close.
+	w, err := signals.NewWaiter(syscall.SIGUSR1)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer w.Close()
+	self, err := os.Executable()
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, self)
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d,%d", echoEnv, os.Getpid(), w.Tid()))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // it waits forever otherwise
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		log.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	var childTid int // the child's Waiter thread, its first line
+	if _, err := fmt.Fscan(out, &childTid); err != nil {
+		log.Fatal("the child: ", err)
+	}
+	const n = 1000
+	start := time.Now()
+	for range n {
+		if err := signals.KillThread(cmd.Process.Pid, childTid, syscall.SIGUSR1); err != nil {
+			log.Fatal(err)
+		}
+		if _, err := w.Wait(ctx); err != nil {
+			log.Fatal("no answer: ", err)
+		}
+	}
+	fmt.Printf("%d round trips, %v each\n", n, (time.Since(start) / n).Round(100*time.Nanosecond))
+}
+
+// echo is the child of the waiter demo: it answers every SIGUSR1 sent to
+// its Waiter thread with a SIGUSR1 to the parent's, until it is killed.
+func echo(v string) {
+	var parent, parentTid int
+	if _, err := fmt.Sscanf(v, "%d,%d", &parent, &parentTid); err != nil {
+		log.Fatal(err)
+	}
+	w, err := signals.NewWaiter(syscall.SIGUSR1)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer w.Close()
+	fmt.Println(w.Tid())
+	for {
+		if _, err := w.Wait(context.Background()); err != nil {
+			log.Fatal(err)
+		}
+		if err := signals.KillThread(parent, parentTid, syscall.SIGUSR1); err != nil {
+			log.Fatal(err)
+		}
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/multiproc-go/multiproc/internal/parked"
 )
 
 func words(n int) []uint32 { return make([]uint32, n*16) } // one cache line apart
@@ -68,6 +70,42 @@ func TestMutexTakeoverFromDeadHolder(t *testing.T) {
 	}
 }
 
+// TestMutexLockContext: the bounded Lock gives up at its context's end,
+// passes on a wake-up it may have taken, and any goroutine may unlock.
+func TestMutexLockContext(t *testing.T) {
+	w := words(1)
+	m := Mutex{W: &w[0]}
+	if _, err := m.LockContext(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := m.LockContext(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("LockContext on a held lock = %v", err)
+	}
+	ctx, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
+	got := make(chan error, 1)
+	go func() { _, err := m.LockContext(ctx); got <- err }()
+	if err := parked.Wait(ctx, "futex.Mutex.LockContext", 1); err != nil {
+		t.Fatal(err)
+	}
+	unlocked := make(chan bool)
+	go func() { unlocked <- m.Unlock() }() // not the goroutine that locked
+	if !<-unlocked {
+		t.Fatal("Unlock of a held lock reported it free")
+	}
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	if !m.Unlock() || m.Unlock() {
+		t.Fatal("Unlock did not report a free lock")
+	}
+	if !m.TryFast() || m.TryFast() {
+		t.Fatal("TryFast")
+	}
+}
+
 func TestAlive(t *testing.T) {
 	if !Alive(Pid()) || Alive(0) {
 		t.Fatal("Alive of self or 0")
@@ -84,18 +122,15 @@ func TestSemaAndCancel(t *testing.T) {
 	if !s.TryAcquire() || s.TryAcquire() {
 		t.Fatal("one unit, two TryAcquires")
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() { time.Sleep(50 * time.Millisecond); cancel() }()
-	start := time.Now()
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
+	ctx, cancel := context.WithCancel(ctx2)
+	// Cancel (then Release) once the Acquire sleeps in the kernel.
+	go func() { parked.Wait(ctx, "futex.Sema.Acquire", 1); cancel() }()
 	if err := s.Acquire(ctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Acquire on cancel = %v", err)
 	}
-	if time.Since(start) > 5*time.Second {
-		t.Fatal("cancellation was not noticed promptly")
-	}
-	go func() { time.Sleep(20 * time.Millisecond); s.Release() }()
-	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel2()
+	go func() { parked.Wait(ctx2, "futex.Sema.Acquire", 1); s.Release() }()
 	if err := s.Acquire(ctx2); err != nil {
 		t.Fatal(err)
 	}
@@ -109,9 +144,9 @@ func TestEvent(t *testing.T) {
 	if err := e.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Wait on unset = %v", err)
 	}
-	go func() { time.Sleep(20 * time.Millisecond); e.Set() }()
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel2()
+	go func() { parked.Wait(ctx2, "futex.Event.Wait", 1); e.Set() }()
 	if err := e.Wait(ctx2); err != nil || !e.IsSet() {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package futex
 
 import (
+	"context"
 	"os"
 	"strconv"
 	"strings"
@@ -45,19 +46,31 @@ func (m Mutex) TryLock() bool {
 // over from a holder that died while holding it: the data the lock guards
 // may be half-updated.
 func (m Mutex) Lock() (recovered bool) {
+	recovered, _ = m.LockContext(context.Background())
+	return recovered
+}
+
+// TryFast takes the lock if it is free, with one compare-and-swap: the
+// uncontended path of a Lock, which callers may take before any gate.
+func (m Mutex) TryFast() bool { return cas(m.W, 0, selfPid) }
+
+// LockContext is Lock bounded by ctx: once ctx is done it returns ctx.Err()
+// without the lock (a free lock is still taken, even with ctx done).
+func (m Mutex) LockContext(ctx context.Context) (recovered bool, err error) {
 	if cas(m.W, 0, selfPid) {
-		return false
+		return false, nil
 	}
 	if Spin(SpinTime, func() bool { return load(m.W) == 0 && cas(m.W, 0, selfPid) }) {
-		return false
+		return false, nil
 	}
+	checked := time.Now()
 	for {
 		v := load(m.W)
 		if v == 0 {
 			// Others may still sleep on the word: keep the bit so that
 			// Unlock wakes one of them.
 			if cas(m.W, 0, selfPid|waitersBit) {
-				return false
+				return false, nil
 			}
 			continue
 		}
@@ -67,21 +80,35 @@ func (m Mutex) Lock() (recovered bool) {
 			}
 			v |= waitersBit
 		}
-		if Wait(m.W, v, ownerCheck) == ErrTimeout {
+		if err := waitCtx(ctx, m.W, v, ownerCheck); err != nil {
+			// The Unlock that woke this waiter may have been meant for
+			// another: pass it on rather than leave a free lock with
+			// sleepers (they would only notice at their next check).
+			if load(m.W) == 0 {
+				Wake(m.W, 1)
+			}
+			return false, err
+		}
+		if time.Since(checked) >= ownerCheck {
+			checked = time.Now()
 			if owner := v &^ waitersBit; owner != selfPid && !Alive(owner) {
 				if cas(m.W, v, selfPid|waitersBit) {
-					return true
+					return true, nil
 				}
 			}
 		}
 	}
 }
 
-// Unlock frees the lock and wakes one waiter if any may sleep.
-func (m Mutex) Unlock() {
-	if v := atomic.SwapUint32(m.W, 0); v&waitersBit != 0 {
+// Unlock frees the lock and wakes one waiter if any may sleep. Any process
+// may unlock: the word records who locked, not who may unlock. It reports
+// false, changing nothing, if the lock was not held.
+func (m Mutex) Unlock() bool {
+	v := atomic.SwapUint32(m.W, 0)
+	if v&waitersBit != 0 {
 		Wake(m.W, 1)
 	}
+	return v != 0
 }
 
 // Holder returns the pid stored in the word (0 when free).

@@ -12,14 +12,22 @@ const cancelCheck = 50 * time.Millisecond
 // (its deadline becomes the futex timeout, and a cancellation wakes the word
 // so the sleeper notices at once), else nil after any wake-up.
 func WaitCtx(ctx context.Context, addr *uint32, val uint32) error {
+	return waitCtx(ctx, addr, val, 0)
+}
+
+// waitCtx is WaitCtx whose kernel wait also ends after max (none if 0).
+func waitCtx(ctx context.Context, addr *uint32, val uint32, max time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	var timeout time.Duration
+	timeout := max
 	if dl, ok := ctx.Deadline(); ok {
-		timeout = time.Until(dl)
-		if timeout <= 0 {
+		d := time.Until(dl)
+		if d <= 0 {
 			return context.DeadlineExceeded
+		}
+		if timeout <= 0 || d < timeout {
+			timeout = d
 		}
 	}
 	if ctx.Done() != nil {

@@ -1,7 +1,8 @@
 // Package handle moves shareable objects (shared memory, locks, queues,
 // connections) from one process to another inside an ordinary Go value.
 //
-// A shareable type implements Exporter on its pointer. Before a value is
+// The package that owns the shareable types says which they are, and how
+// each is exported and imported, with SetHooks. Before a value is
 // encoded, Collect finds every non-nil such pointer in it — the value
 // itself, or an exported field of it, at any depth of plain structs and
 // pointers to structs — and clears it in a copy that the caller encodes.
@@ -36,20 +37,31 @@ type Desc struct {
 	Fds  []int
 }
 
-// Exporter is implemented (on the pointer) by every shareable type. The
-// fds of the Desc it returns are borrowed: they stay the object's.
-type Exporter interface {
-	ExportHandle() (Desc, error)
+// hooks say which types are shareable and how they travel: set once, by
+// the package that owns them, at initialisation.
+var hooks struct {
+	iface  reflect.Type                // an interface every shareable pointer type implements
+	pkg    string                      // the package that declares them
+	export func(obj any) (Desc, error) // the object's Desc; its fds stay the object's
+	imp    func(obj any, d Desc) error // makes obj, a fresh zero value, the object d describes; owns d.Fds
 }
 
-// Importer is implemented on the pointer of every shareable type: it turns
-// the receiver, a fresh zero value, into a working handle from d. It owns
-// d.Fds from then on, and closes them if it fails.
-type Importer interface {
-	ImportHandle(d Desc) error
+// SetHooks declares the shareable types — the pointer types that
+// implement iface — and how one is exported (its Desc, whose fds are
+// borrowed from the object) and imported (into a fresh zero value, which
+// then owns d.Fds and closes them if it fails).
+func SetHooks(iface reflect.Type, export func(obj any) (Desc, error), imp func(obj any, d Desc) error) {
+	hooks.iface, hooks.pkg, hooks.export, hooks.imp = iface, iface.PkgPath(), export, imp
+	mayHoldCache.Clear()
 }
 
-var exporterType = reflect.TypeFor[Exporter]()
+// IsShareable reports whether t is a shareable pointer type: a pointer to
+// a type declared in the hooks' package that implements their interface.
+// A struct elsewhere that embeds a shareable pointer has its methods too,
+// but is a plain struct whose field holds the object.
+func IsShareable(t reflect.Type) bool {
+	return hooks.iface != nil && t.Kind() == reflect.Pointer && t.Elem().PkgPath() == hooks.pkg && t.Implements(hooks.iface)
+}
 
 // Entry is one place where Collect found an object: the field-index path
 // from the root value to it (empty: the root itself) and the index of the
@@ -110,14 +122,14 @@ func (t *Table) Close() {
 	}
 }
 
-// add records the object behind x (a non-nil Exporter pointer) and returns
+// add records the object behind x (a non-nil shareable pointer) and returns
 // its index; the descriptors are duplicated the first time.
 func (t *Table) add(x reflect.Value) (int, error) {
 	key := x.Pointer()
 	if i, ok := t.seen[key]; ok {
 		return i, nil
 	}
-	d, err := x.Interface().(Exporter).ExportHandle()
+	d, err := hooks.export(x.Interface())
 	if err != nil {
 		return 0, err
 	}
@@ -162,7 +174,7 @@ func MayHold(t reflect.Type) bool {
 			return false
 		}
 		seen[t] = true
-		if t.Kind() == reflect.Pointer && t.Implements(exporterType) {
+		if IsShareable(t) {
 			return true
 		}
 		switch t.Kind() {
@@ -204,7 +216,7 @@ func Collect(v any, tab *Table) (copyPtr any, entries []Entry, err error) {
 			return nil
 		}
 		t := x.Type()
-		if t.Kind() == reflect.Pointer && t.Implements(exporterType) {
+		if IsShareable(t) {
 			if x.IsNil() {
 				return nil
 			}
@@ -285,12 +297,7 @@ func (im *Imports) object(i int, t reflect.Type) (reflect.Value, error) {
 	}
 	im.done[i] = true
 	obj := reflect.New(t.Elem())
-	imp, ok := obj.Interface().(Importer)
-	if !ok {
-		closeFds(d.Fds)
-		return reflect.Value{}, fmt.Errorf("multiproc: %s cannot be received", t)
-	}
-	if err := imp.ImportHandle(d); err != nil {
+	if err := hooks.imp(obj.Interface(), d); err != nil {
 		return reflect.Value{}, err
 	}
 	im.objs[i] = obj
@@ -336,7 +343,7 @@ func restoreOne(x reflect.Value, e Entry, im *Imports) error {
 		x = x.Field(i)
 	}
 	t := x.Type()
-	if t.Kind() != reflect.Pointer || !t.Implements(exporterType) {
+	if !IsShareable(t) {
 		return fmt.Errorf("multiproc: a passed object lands in a field of type %s", t)
 	}
 	obj, err := im.object(e.Index, t)

@@ -10,14 +10,14 @@ import (
 // token is a shareable type for the tests: its "fd" is its id.
 type token struct{ id int }
 
-func (t *token) ExportHandle() (Desc, error) {
+func (t *token) exportHandle() (Desc, error) {
 	if t.id < 0 {
 		return Desc{}, errors.New("refused")
 	}
 	return Desc{Kind: "token", Meta: []byte{byte(t.id)}, Fds: []int{-1 - t.id}}, nil
 }
 
-func (t *token) ImportHandle(d Desc) error {
+func (t *token) importHandle(d Desc) error {
 	if d.Kind != "token" {
 		return errors.New("not a token")
 	}
@@ -25,7 +25,15 @@ func (t *token) ImportHandle(d Desc) error {
 	return nil
 }
 
+type shareable interface {
+	exportHandle() (Desc, error)
+	importHandle(Desc) error
+}
+
 func init() {
+	SetHooks(reflect.TypeFor[shareable](),
+		func(obj any) (Desc, error) { return obj.(shareable).exportHandle() },
+		func(obj any, d Desc) error { return obj.(shareable).importHandle(d) })
 	// The tokens' "descriptors" are fake: nothing to duplicate.
 	dupFd = func(fd int) (int, error) { return fd, nil }
 }

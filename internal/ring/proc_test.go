@@ -438,7 +438,9 @@ func TestProcKillConsumer(t *testing.T) {
 	}
 	t.Logf("%d messages; killed consumers received %d; %d redelivered after a kill; consumers took over %d locks from the dead",
 		sent, got-int(rp.get(0, rcCount)), redelivered, recov)
-	if got != sent+redelivered || r.Len() != 0 {
+	// A consumer killed between recording a message and counting it
+	// (record's last two steps) holds it uncounted: at most one each.
+	if got > sent+redelivered || got < sent+redelivered-kills || r.Len() != 0 {
 		t.Fatalf("received %d (%d redelivered) of %d, Len %d", got, redelivered, sent, r.Len())
 	}
 }

@@ -31,7 +31,7 @@ func (r *Ring) Put(ctx context.Context, msg []byte) error {
 			return err
 		}
 		err := r.tryPut(msg)
-		r.prod.op.leave()
+		r.prod.op.Leave()
 		if err != ErrFull {
 			return err
 		}
@@ -39,7 +39,7 @@ func (r *Ring) Put(ctx context.Context, msg []byte) error {
 			return err
 		}
 		err = r.await(ctx, &r.prod, r.hasSpace)
-		r.prod.wait.leave()
+		r.prod.wait.Leave()
 		if err != nil {
 			return err
 		}
@@ -51,7 +51,7 @@ func (r *Ring) TryPut(msg []byte) error {
 	if err := r.enter(context.Background(), r.prod.op); err != nil {
 		return err
 	}
-	defer r.prod.op.leave()
+	defer r.prod.op.Leave()
 	return r.tryPut(msg)
 }
 
@@ -63,7 +63,7 @@ func (r *Ring) Get(ctx context.Context, dst []byte) ([]byte, error) {
 			return dst[:0], err
 		}
 		out, err := r.tryGet(dst)
-		r.cons.op.leave()
+		r.cons.op.Leave()
 		if err != ErrEmpty {
 			return out, err
 		}
@@ -71,7 +71,7 @@ func (r *Ring) Get(ctx context.Context, dst []byte) ([]byte, error) {
 			return dst[:0], err
 		}
 		err = r.await(ctx, &r.cons, r.hasData)
-		r.cons.wait.leave()
+		r.cons.wait.Leave()
 		if err != nil {
 			return dst[:0], err
 		}
@@ -83,7 +83,7 @@ func (r *Ring) TryGet(dst []byte) ([]byte, error) {
 	if err := r.enter(context.Background(), r.cons.op); err != nil {
 		return dst[:0], err
 	}
-	defer r.cons.op.leave()
+	defer r.cons.op.Leave()
 	return r.tryGet(dst)
 }
 

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/multiproc-go/multiproc/internal/futex"
+	"github.com/multiproc-go/multiproc/internal/gate"
 	"github.com/multiproc-go/multiproc/internal/shm"
 )
 
@@ -53,9 +54,9 @@ type Ring struct {
 
 // side is one end of the queue as seen by its waiters.
 type side struct {
-	bell *uint32 // doorbell this side's waiters sleep on
-	op   gate    // held around the critical section in this process
-	wait gate    // held by the one goroutine of this process that sleeps
+	bell *uint32   // doorbell this side's waiters sleep on
+	op   gate.Gate // held around the critical section in this process
+	wait gate.Gate // held by the one goroutine of this process that sleeps
 }
 
 // Create makes a new queue. maxMsgs <= 0: bounded only by memory.
@@ -138,8 +139,8 @@ func newRing(seg *shm.Segment, maxMsgs int) (*Ring, error) {
 	if maxMsgs > 0 && uint64(maxMsgs) < cntLimit {
 		r.limit = uint64(maxMsgs)
 	}
-	r.prod = side{bell: word32(mem, offSpaceBel), op: newGate(), wait: newGate()}
-	r.cons = side{bell: word32(mem, offDataBell), op: newGate(), wait: newGate()}
+	r.prod = side{bell: word32(mem, offSpaceBel), op: gate.New(), wait: gate.New()}
+	r.cons = side{bell: word32(mem, offDataBell), op: gate.New(), wait: gate.New()}
 	// The segment's own mapping serves as the first data mapping if it is
 	// large enough for the layout it saw; ensureMap replaces it otherwise.
 	lw := load64(r.layout)
@@ -196,10 +197,10 @@ func (r *Ring) Empty() bool { return r.Len() == 0 }
 // Close releases this handle: later calls on it return ErrClosed; other
 // handles and processes are unaffected. Goroutines blocked in Put or Get on
 // this handle return ErrClosed. The kernel frees the memory when the last
-// holder has closed it (or died).
+// holder has closed it (or died). Closing again does nothing and returns nil.
 func (r *Ring) Close() error {
 	if !r.closed.CompareAndSwap(false, true) {
-		return ErrClosed
+		return nil
 	}
 	close(r.done)
 	// Wake our own sleepers (others' wake spuriously and sleep again).
@@ -207,8 +208,8 @@ func (r *Ring) Close() error {
 	ringAll(r.cons.bell)
 	// Wait for every goroutine to leave the shared memory; the gates stay
 	// taken, so nobody enters again.
-	for _, g := range []gate{r.prod.op, r.prod.wait, r.cons.op, r.cons.wait} {
-		g <- struct{}{}
+	for _, g := range []gate.Gate{r.prod.op, r.prod.wait, r.cons.op, r.cons.wait} {
+		g.Take()
 	}
 	r.closeMu.Lock()
 	defer r.closeMu.Unlock()

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/multiproc-go/multiproc/internal/parked"
 )
 
 func mkRing(t testing.TB, maxMsgs, ringBytes int) *Ring {
@@ -140,7 +142,7 @@ func TestPutBlocksWhileFull(t *testing.T) {
 		t.Fatalf("Put gave up after %v, want about 50ms", d)
 	}
 	canc, cancel2 := context.WithCancel(ctx)
-	go func() { time.Sleep(20 * time.Millisecond); cancel2() }()
+	go func() { parked.Wait(ctx, "(*Ring).Put", 1); cancel2() }() // once it waits
 	if err := r.Put(canc, []byte("c")); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Put on a full queue, cancelled: %v", err)
 	}
@@ -179,7 +181,8 @@ func TestGetDeadline(t *testing.T) {
 		t.Fatalf("Get gave up after %v, want about 50ms", d)
 	}
 	ctx2, cancel2 := context.WithCancel(context.Background())
-	go func() { time.Sleep(20 * time.Millisecond); cancel2() }()
+	wctx := testCtx(t, 10*time.Second)
+	go func() { parked.Wait(wctx, "(*Ring).Get", 1); cancel2() }() // once it waits
 	start = time.Now()
 	if _, err := r.Get(ctx2, nil); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled Get: %v", err)
@@ -213,7 +216,7 @@ func TestClose(t *testing.T) {
 
 	blocked := make(chan error, 1)
 	go func() { _, err := r.Get(ctx, nil); blocked <- err }()
-	time.Sleep(30 * time.Millisecond)
+	waitParked(t, ctx, "(*Ring).Get", 1)
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +228,7 @@ func TestClose(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("Close did not release a blocked Get")
 	}
-	if err := r.Close(); err != ErrClosed {
+	if err := r.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
 	if err := r.Put(ctx, []byte("x")); err != ErrClosed {
@@ -505,7 +508,7 @@ func TestManyWaitersFewThreads(t *testing.T) {
 			got.Add(1)
 		}()
 	}
-	time.Sleep(300 * time.Millisecond) // let them all block
+	waitParked(t, ctx, "(*Ring).Get", n)
 	during := threads(t)
 	t.Logf("threads: %d before, %d with %d goroutines in Get", before, during, n)
 	if during-before >= 30 {
@@ -540,7 +543,7 @@ func TestManyPutWaitersFewThreads(t *testing.T) {
 	for i := range n {
 		go func() { errs <- r.Put(ctx, []byte{byte(i)}) }()
 	}
-	time.Sleep(300 * time.Millisecond)
+	waitParked(t, ctx, "(*Ring).Put", n)
 	if during := threads(t); during-before >= 30 {
 		t.Fatalf("%d goroutines in Put took %d more threads", n, during-before)
 	}
@@ -632,5 +635,14 @@ func TestDeadSleeper(t *testing.T) {
 	}
 	if b, err := r.TryGet(nil); err != nil || string(b) != "x" {
 		t.Fatalf("TryGet = %q, %v", b, err)
+	}
+}
+
+// waitParked waits until n goroutines are blocked in frame, or fails
+// the test at ctx's end.
+func waitParked(t *testing.T, ctx context.Context, frame string, n int) {
+	t.Helper()
+	if err := parked.Wait(ctx, frame, n); err != nil {
+		t.Fatal(err)
 	}
 }

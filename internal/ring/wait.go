@@ -6,35 +6,23 @@ import (
 	"time"
 
 	"github.com/multiproc-go/multiproc/internal/futex"
+	"github.com/multiproc-go/multiproc/internal/gate"
 )
 
-// gate is a process-local lock that a waiting goroutine can give up on
-// (ctx or Close): a channel of capacity 1, full while held.
-type gate chan struct{}
-
-func newGate() gate { return make(gate, 1) }
-
 // enter takes g, or fails with ctx's error or ErrClosed.
-func (r *Ring) enter(ctx context.Context, g gate) error {
-	select {
-	case g <- struct{}{}:
-	default:
-		select {
-		case g <- struct{}{}:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-r.done:
+func (r *Ring) enter(ctx context.Context, g gate.Gate) error {
+	if err := g.Enter(ctx, r.done); err != nil {
+		if err == gate.ErrDone {
 			return ErrClosed
 		}
+		return err
 	}
 	if r.closed.Load() {
-		<-g
+		g.Leave()
 		return ErrClosed
 	}
 	return nil
 }
-
-func (g gate) leave() { <-g }
 
 // A doorbell word is (sequence << 1) | sleepers. A waiter sets the
 // sleepers bit before its last look at the condition and sleeps on the word

@@ -8,6 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
+	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -30,6 +33,11 @@ func Create(name string, size int) (*Segment, error) {
 	}
 	size = roundPage(size)
 	fd, err := unix.MemfdCreate("multiproc:"+name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err == unix.EMFILE || err == unix.ENFILE {
+		fd, err = afterCollection(func() (int, error) {
+			return unix.MemfdCreate("multiproc:"+name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+		})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("multiproc: memfd_create: %w", err)
 	}
@@ -54,6 +62,26 @@ func Open(fd int) (*Segment, error) {
 		return nil, errors.New("multiproc: shared segment is empty")
 	}
 	return mapFd(fd, int(st.Size))
+}
+
+// afterCollection retries create after a garbage collection, for a
+// process out of descriptors: shared objects dropped without Close give
+// theirs back only when collected, and a program that makes and drops
+// them in a loop allocates too little Go memory to trigger a collection
+// before the limit. It gives up after about a second.
+func afterCollection(create func() (int, error)) (int, error) {
+	var fd int
+	var err error
+	for i := range 10 {
+		runtime.GC()
+		// The cleanups run on a goroutine of their own after the
+		// collection: let it work.
+		time.Sleep(time.Millisecond << i)
+		if fd, err = create(); err != unix.EMFILE && err != unix.ENFILE {
+			break
+		}
+	}
+	return fd, err
 }
 
 func mapFd(fd, size int) (*Segment, error) {
@@ -119,6 +147,36 @@ func (s *Segment) Close() error {
 			err = e
 		}
 		s.fd = -1
+	}
+	return err
+}
+
+// Retire closes the fd and gives the memory back now while keeping the
+// address range reserved, for a mapping that goroutines of this process may
+// still be about to touch (they raced a Close). Without reserve, the range
+// becomes private zero-filled memory that such a late access reads or
+// writes harmlessly, and that Close unmaps later. With reserve, it becomes
+// inaccessible for the rest of the process's life: for memory whose address
+// was handed out (a slice of it), a late access faults loudly instead of
+// reaching whatever the address would be reused for. Either way no other
+// process sees what this one does after Retire.
+func (s *Segment) Retire(reserve bool) error {
+	var err error
+	if len(s.mem) > 0 {
+		prot, flags := unix.PROT_READ|unix.PROT_WRITE, unix.MAP_FIXED|unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE
+		if reserve {
+			prot = unix.PROT_NONE
+		}
+		_, err = unix.MmapPtr(-1, 0, unsafe.Pointer(&s.mem[0]), uintptr(len(s.mem)), prot, flags)
+		if err != nil {
+			err = fmt.Errorf("multiproc: releasing a shared segment: %w", err)
+		}
+		if reserve && err == nil {
+			s.mem = nil // never unmapped
+		}
+	}
+	if e := s.CloseFd(); err == nil {
+		err = e
 	}
 	return err
 }

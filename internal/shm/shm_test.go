@@ -1,6 +1,7 @@
 package shm
 
 import (
+	"runtime/debug"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -48,3 +49,51 @@ func TestBadInput(t *testing.T) {
 		t.Fatal("Open(-1) succeeded")
 	}
 }
+
+// TestRetire: a retired segment's fd is closed and its memory is no longer
+// shared; the address stays usable (private) or faults (reserve).
+func TestRetire(t *testing.T) {
+	s, err := Create("test", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.FcntlInt(uintptr(s.Fd()), unix.F_DUPFD_CLOEXEC, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := Open(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := s.Bytes()
+	old[7] = 42
+	if err := s.Retire(false); err != nil {
+		t.Fatal(err)
+	}
+	if s.Fd() != -1 || old[7] != 0 {
+		t.Fatalf("after Retire: fd %d, byte %d", s.Fd(), old[7])
+	}
+	old[7] = 1 // private now: the other mapping keeps 42
+	if o.Bytes()[7] != 42 {
+		t.Fatal("a write after Retire reached the shared memory")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	om := o.Bytes()
+	if err := o.Retire(true); err != nil {
+		t.Fatal(err)
+	}
+	faulted := make(chan any, 1)
+	go func() {
+		debug.SetPanicOnFault(true)
+		defer func() { faulted <- recover() }()
+		sink = om[7]
+	}()
+	if <-faulted == nil {
+		t.Fatal("a reserved segment did not fault")
+	}
+}
+
+var sink byte

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -32,11 +33,26 @@ type Ctl struct {
 
 	fdMu sync.Mutex // fds is shared with Close, which may run during a Recv
 	fds  []int
+	err  error // set once the stream is broken: every later Recv returns it
 }
 
-// MaxMessage is the largest control message accepted: larger lengths are
-// treated as a corrupt stream rather than allocated.
+// MaxMessage is the largest length a message header may announce: a larger
+// one is a corrupt stream. It is a sanity bound on the framing, not on
+// memory: Recv never allocates what a header announces beyond
+// smallPayload, it grows the payload as the bytes actually arrive (see
+// Recv), so a peer that lies about a length costs at most about twice what
+// it really sent.
 const MaxMessage = 1 << 36
+
+// smallPayload is the most Recv allocates at once on the word of a header:
+// a larger payload grows as its bytes arrive.
+const smallPayload = 1 << 20
+
+// maxPendingFds bounds the descriptors held for messages not yet parsed.
+// A message's descriptors arrive with its first bytes, so at most the
+// current message's and a next one's (read ahead) can be waiting: more is
+// a peer flooding descriptors, a broken stream.
+const maxPendingFds = 2 * MaxFds
 
 // MaxFds is the most descriptors one message may carry (the kernel's
 // SCM_MAX_FD is 253).
@@ -133,24 +149,48 @@ func (c *Ctl) Send(typ byte, payload []byte, fds []int) error {
 
 // Recv reads the next message. The payload is a fresh slice owned by the
 // caller, and so are the fds. At EOF between messages it returns io.EOF.
+//
+// The peer is not trusted: a header that breaks the framing, descriptors
+// nobody announced, or more of them than any message may carry make the
+// stream broken (an error matching ErrCorrupt, from this and every later
+// Recv; the extra descriptors are closed). A large payload is read in
+// growing pieces, so memory follows the bytes that arrived, not the length
+// the header claims.
 func (c *Ctl) Recv() (typ byte, payload []byte, fds []int, err error) {
+	if c.err != nil {
+		return 0, nil, nil, c.err
+	}
+	typ, payload, fds, err = c.recv()
+	if errors.Is(err, ErrCorrupt) {
+		c.err = err
+	}
+	return typ, payload, fds, err
+}
+
+func (c *Ctl) recv() (typ byte, payload []byte, fds []int, err error) {
 	if err := c.fill(hdrLen); err != nil {
 		return 0, nil, nil, err
 	}
 	h := c.rbuf[c.r : c.r+hdrLen]
 	if binary.LittleEndian.Uint32(h) != 0x4d50 {
-		return 0, nil, nil, ErrCorrupt
+		return 0, nil, nil, fmt.Errorf("%w: bad header %q", ErrCorrupt, h)
 	}
 	typ, nfd := h[4], int(h[5])
 	size := binary.LittleEndian.Uint64(h[6:])
-	if size > MaxMessage {
-		return 0, nil, nil, ErrCorrupt
+	if size > MaxMessage || nfd > MaxFds {
+		return 0, nil, nil, fmt.Errorf("%w: a header announced %d bytes and %d descriptors", ErrCorrupt, size, nfd)
 	}
 	c.r += hdrLen
-	payload = make([]byte, size)
+	payload = make([]byte, min(size, smallPayload))
 	n := copy(payload, c.rbuf[c.r:c.w])
 	c.r += n
-	for n < len(payload) {
+	for uint64(n) < size {
+		if n == len(payload) {
+			// Grow by what has arrived: a lying header costs at most
+			// about twice what the peer really sent.
+			grow := int(min(size-uint64(n), uint64(n)))
+			payload = slices.Grow(payload, grow)[:n+grow]
+		}
 		// Read the rest straight into the payload, still collecting any
 		// descriptors that arrive on the way.
 		m, err := c.read(payload[n:])
@@ -161,6 +201,9 @@ func (c *Ctl) Recv() (typ byte, payload []byte, fds []int, err error) {
 	}
 	c.fdMu.Lock()
 	defer c.fdMu.Unlock()
+	if c.err != nil { // read saw a descriptor flood
+		return 0, nil, nil, c.err
+	}
 	if nfd > len(c.fds) {
 		return 0, nil, nil, fmt.Errorf("%w: a message announced %d descriptors, %d arrived", ErrCorrupt, nfd, len(c.fds))
 	}
@@ -168,7 +211,22 @@ func (c *Ctl) Recv() (typ byte, payload []byte, fds []int, err error) {
 		fds = append([]int(nil), c.fds[:nfd]...)
 		c.fds = c.fds[nfd:]
 	}
+	// A message's descriptors arrive with its first bytes: when nothing of
+	// the next message has been read, any left are ones nobody announced.
+	if c.r == c.w && len(c.fds) > 0 {
+		n := len(c.fds)
+		closeAll(c.fds)
+		c.fds = nil
+		closeAll(fds)
+		return 0, nil, nil, fmt.Errorf("%w: %d descriptors arrived that no message announced", ErrCorrupt, n)
+	}
 	return typ, payload, fds, nil
+}
+
+func closeAll(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
 }
 
 // fill makes at least n unparsed bytes available in rbuf.
@@ -221,7 +279,15 @@ func (c *Ctl) read(b []byte) (int, error) {
 			for _, m := range msgs {
 				if fds, e := unix.ParseUnixRights(&m); e == nil {
 					c.fdMu.Lock()
-					c.fds = append(c.fds, fds...)
+					if c.err != nil || len(c.fds)+len(fds) > maxPendingFds {
+						// A flood: close what came, and the stream is broken.
+						closeAll(fds)
+						if c.err == nil {
+							c.err = fmt.Errorf("%w: more than %d descriptors arrived ahead of their messages", ErrCorrupt, maxPendingFds)
+						}
+					} else {
+						c.fds = append(c.fds, fds...)
+					}
 					c.fdMu.Unlock()
 				}
 			}

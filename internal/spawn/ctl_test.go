@@ -2,9 +2,11 @@ package spawn
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"os"
+	"runtime"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -92,4 +94,117 @@ func TestCtlTooManyFds(t *testing.T) {
 	if err := a.Send(MsgTask, nil, make([]int, MaxFds+1)); err == nil {
 		t.Fatal("a message with too many fds was sent")
 	}
+}
+
+// rawPair is a Ctl and the raw peer socket, to write what a hostile child
+// would.
+func rawPair(t *testing.T) (*Ctl, int) {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewCtl(fds[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); unix.Close(fds[1]) })
+	return c, fds[1]
+}
+
+func header(typ byte, nfd int, size uint64) []byte {
+	h := binary.LittleEndian.AppendUint32(nil, 0x4d50)
+	h = append(h, typ, byte(nfd))
+	return binary.LittleEndian.AppendUint64(h, size)
+}
+
+// A header announcing 64 GiB must cost what was really sent, not 64 GiB.
+func TestCtlHugeAnnouncedLength(t *testing.T) {
+	c, peer := rawPair(t)
+	sent := 5 << 20
+	go func() {
+		unix.Write(peer, header(MsgResult, 0, MaxMessage))
+		chunk := make([]byte, 64<<10)
+		for n := 0; n < sent; n += len(chunk) {
+			if _, err := unix.Write(peer, chunk); err != nil {
+				break
+			}
+		}
+		unix.Shutdown(peer, unix.SHUT_WR)
+	}()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, _, _, err := c.Recv()
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("a stream that ended inside a huge message: %v", err)
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > uint64(8*sent) {
+		t.Fatalf("Recv allocated %d bytes for %d that arrived", grew, sent)
+	}
+}
+
+// Descriptors no header announced are closed and break the stream.
+func TestCtlUnannouncedFds(t *testing.T) {
+	c, peer := rawPair(t)
+	r, w, _ := os.Pipe()
+	defer r.Close()
+	defer w.Close()
+	before := openFds(t)
+	// A well-formed empty message that carries descriptors it does not announce.
+	rights := unix.UnixRights(int(w.Fd()), int(w.Fd()), int(w.Fd()))
+	if err := unix.Sendmsg(peer, header(MsgResult, 0, 0), rights, nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := c.Recv(); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("a message with unannounced descriptors: %v, want ErrCorrupt", err)
+	}
+	if n := openFds(t); n != before {
+		t.Fatalf("%d descriptors open after, %d before: the unannounced ones were kept", n, before)
+	}
+	if _, _, _, err := c.Recv(); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Recv after a broken stream: %v, want ErrCorrupt again", err)
+	}
+}
+
+// A flood of descriptors ahead of any message is bounded.
+func TestCtlFdFlood(t *testing.T) {
+	c, peer := rawPair(t)
+	r, w, _ := os.Pipe()
+	defer r.Close()
+	defer w.Close()
+	before := openFds(t)
+	fds := make([]int, MaxFds)
+	for i := range fds {
+		fds[i] = int(w.Fd())
+	}
+	rights := unix.UnixRights(fds...)
+	// One byte of a header per flood message: the header completes after
+	// 14 of them, each carrying 250 descriptors.
+	h := header(MsgResult, 0, 0)
+	for i := range h {
+		if err := unix.Sendmsg(peer, h[i:i+1], rights, nil, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, _, _, err := c.Recv()
+	if !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("a descriptor flood: %v, want ErrCorrupt", err)
+	}
+	if n := openFds(t); n > before+2*MaxFds {
+		t.Fatalf("%d descriptors open, %d before: the flood was not bounded", n, before)
+	}
+	c.Close()
+	if n := openFds(t); n > before {
+		t.Fatalf("%d descriptors open after Close, %d before", n, before)
+	}
+}
+
+func openFds(t *testing.T) int {
+	t.Helper()
+	es, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip(err)
+	}
+	return len(es)
 }

@@ -9,8 +9,11 @@ import (
 	"io"
 	"math"
 	"reflect"
+	"strings"
 	"sync"
 	"unsafe"
+
+	"github.com/multiproc-go/multiproc/internal/handle"
 )
 
 // Codec encodes and decodes values of type T, one value per message. Both
@@ -23,8 +26,13 @@ import (
 //
 //   - A type whose pointer implements both encoding.BinaryMarshaler and
 //     encoding.BinaryUnmarshaler (time.Time, for one) is encoded by those
-//     methods, wherever it appears. (Beware embedding such a type: its
-//     promoted methods then encode the whole outer struct, as with gob.)
+//     methods, wherever it appears. Methods a struct has only because a
+//     field embedded in it has them do not count (unlike gob and
+//     encoding/json, which then encode the embedded field alone): a struct
+//     embedding time.Time is encoded field by field, its Time field
+//     through time.Time's methods (an embedded field of such a type is
+//     encoded even when its type is unexported). A struct declaring one
+//     of the pair while the other is promoted is refused.
 //   - []byte and string (including named types) at the top level are sent
 //     as their raw bytes, since the frame already carries the length. A nil
 //     and an empty []byte both decode as nil.
@@ -136,13 +144,13 @@ func (cc *compiled) appendAt(dst []byte, p unsafe.Pointer, depth int) ([]byte, e
 	case modeMarshal:
 		b, err := appendMarshal(dst, cc.typ, p, cc.appender)
 		if err != nil {
-			return dst, fmt.Errorf("multiproc: encoding %v: %w", cc.typ, err)
+			return dst, wrapf(err, "encoding %v", cc.typ)
 		}
 		return b, nil
 	}
 	b, err := cc.enc(dst, p, depth)
 	if err != nil && depth == 0 { // wrap once, not at every nested interface
-		return dst, fmt.Errorf("multiproc: encoding %v: %w", cc.typ, err)
+		return dst, wrapf(err, "encoding %v", cc.typ)
 	}
 	return b, err
 }
@@ -175,7 +183,7 @@ func (cc *compiled) decode(b []byte, p unsafe.Pointer, zero func()) error {
 		zero()
 		if err := reflect.NewAt(cc.typ, p).Interface().(encoding.BinaryUnmarshaler).UnmarshalBinary(b); err != nil {
 			zero()
-			return fmt.Errorf("multiproc: decoding %v: %w", cc.typ, err)
+			return wrapf(err, "decoding %v", cc.typ)
 		}
 		return nil
 	}
@@ -186,7 +194,7 @@ func (cc *compiled) decode(b []byte, p unsafe.Pointer, zero func()) error {
 	}
 	if err != nil {
 		zero()
-		return fmt.Errorf("multiproc: decoding %v: %w", cc.typ, err)
+		return wrapf(err, "decoding %v", cc.typ)
 	}
 	return nil
 }
@@ -205,12 +213,36 @@ type wrapErr struct {
 func (e *wrapErr) Error() string { return e.msg }
 func (e *wrapErr) Unwrap() error { return e.err }
 
+// prefixErr is an error whose text starts with "multiproc: " exactly
+// once: the wrapped error's text (a user's MarshalBinary error, a nested
+// value's codec error) goes without a "multiproc: " of its own.
+type prefixErr struct {
+	context string
+	err     error
+}
+
+func (e *prefixErr) Error() string {
+	return "multiproc: " + e.context + ": " + strings.TrimPrefix(e.err.Error(), "multiproc: ")
+}
+
+func (e *prefixErr) Unwrap() error { return e.err }
+
+// wrapf wraps err under a "multiproc: " and the formatted context.
+func wrapf(err error, format string, args ...any) error {
+	return &prefixErr{fmt.Sprintf(format, args...), err}
+}
+
 // These are static so the hot paths return errors without allocating; the
 // public methods add the "multiproc:" prefix and the type name.
 var (
 	errTruncated = &wrapErr{"input ends in the middle of a value", io.ErrUnexpectedEOF}
 	errTooLong   = &wrapErr{"length exceeds the remaining input", io.ErrUnexpectedEOF}
 	errVarint    = errors.New("varint overflows 64 bits")
+
+	// ErrShareable refuses a shared object (a *Value, *Queue, *Conn, ...)
+	// anywhere the codec would copy it: it can only travel as the same
+	// object, as a Func argument or a field of one.
+	ErrShareable = errors.New("multiproc: a shared object (*Value, *Array, *Queue, *Conn, *Lock, ...) cannot travel this way: pass it as a Func argument, a Runner or a struct field of one, to a process or a Pool on this machine")
 	errRange     = errors.New("integer out of range for its type")
 	errBool      = errors.New("bool byte is neither 0 nor 1")
 	errPresence  = errors.New("pointer presence byte is neither 0 nor 1")
@@ -256,7 +288,7 @@ func compiledFor(t reflect.Type) (*compiled, error) {
 	}
 	c, err := compileTop(t)
 	if err != nil {
-		return nil, fmt.Errorf("multiproc: cannot build codec for %v: %w", t, err)
+		return nil, wrapf(err, "cannot build codec for %v", t)
 	}
 	actual, _ := codecCache.LoadOrStore(t, c)
 	return actual.(*compiled), nil
@@ -264,10 +296,13 @@ func compiledFor(t reflect.Type) (*compiled, error) {
 
 func compileTop(t reflect.Type) (*compiled, error) {
 	c := &compiled{typ: t}
+	self := selfCodingOf(t)
 	switch {
-	case hasMarshal(t):
+	case self.err != nil:
+		return nil, self.err
+	case self.marshal:
 		c.mode = modeMarshal
-		c.appender = reflect.PointerTo(t).Implements(appenderType)
+		c.appender = self.appender
 	case t.Kind() == reflect.String:
 		c.mode = modeString
 	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8 && isPlain(t.Elem()):
@@ -287,27 +322,11 @@ func compileTop(t reflect.Type) (*compiled, error) {
 	return c, nil
 }
 
-var (
-	marshalerType   = reflect.TypeFor[encoding.BinaryMarshaler]()
-	unmarshalerType = reflect.TypeFor[encoding.BinaryUnmarshaler]()
-	appenderType    = reflect.TypeFor[encoding.BinaryAppender]()
-)
-
-// hasMarshal reports whether t encodes itself. Only both methods together
-// count, since a codec must be able to read back what it wrote.
-func hasMarshal(t reflect.Type) bool {
-	if t.Kind() == reflect.Pointer || t.Kind() == reflect.Interface {
-		return false
-	}
-	pt := reflect.PointerTo(t)
-	return pt.Implements(marshalerType) && pt.Implements(unmarshalerType)
-}
-
 // isPlain reports whether t can be copied as raw memory: no pointers, and
 // no field that the field-by-field encoding would skip or treat specially,
 // so that copying memory is never observably different from it.
 func isPlain(t reflect.Type) bool {
-	if hasMarshal(t) {
+	if s := selfCodingOf(t); s.marshal || s.err != nil {
 		return false
 	}
 	if t.Size() == 0 {
@@ -416,7 +435,7 @@ func minSize(t reflect.Type) uint64 {
 	case reflect.Struct:
 		var n uint64
 		for i := range t.NumField() {
-			if f := t.Field(i); f.IsExported() {
+			if f := t.Field(i); encoded(f) {
 				n += minSize(f.Type)
 			}
 		}
@@ -481,8 +500,13 @@ func (c *compiler) compile(t reflect.Type) (*typeInfo, error) {
 }
 
 func (c *compiler) build(t reflect.Type) (encFn, decFn, error) {
-	if hasMarshal(t) {
-		return marshalCodec(t)
+	if handle.IsShareable(t) {
+		return shareableCodec(t)
+	}
+	if self := selfCodingOf(t); self.err != nil {
+		return nil, nil, self.err
+	} else if self.marshal {
+		return marshalCodec(t, self.appender)
 	}
 	switch t.Kind() {
 	case reflect.Bool:
@@ -492,29 +516,29 @@ func (c *compiler) build(t reflect.Type) (encFn, decFn, error) {
 	case reflect.Int, reflect.Int16, reflect.Int32, reflect.Int64:
 		switch t.Size() {
 		case 2:
-			return encInt16, decInt16, nil
+			return intCodec[int16]()
 		case 4:
-			return encInt32, decInt32, nil
+			return intCodec[int32]()
 		default:
-			return encInt64, decInt64, nil
+			return intCodec[int64]()
 		}
 	case reflect.Uint, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
 		switch t.Size() {
 		case 2:
-			return encUint16, decUint16, nil
+			return uintCodec[uint16]()
 		case 4:
-			return encUint32, decUint32, nil
+			return uintCodec[uint32]()
 		default:
-			return encUint64, decUint64, nil
+			return uintCodec[uint64]()
 		}
 	case reflect.Float32:
-		return encFloat32, decFloat32, nil
+		return wordsCodec[uint32](1)
 	case reflect.Float64:
-		return encFloat64, decFloat64, nil
+		return wordsCodec[uint64](1)
 	case reflect.Complex64:
-		return encComplex64, decComplex64, nil
+		return wordsCodec[uint32](2)
 	case reflect.Complex128:
-		return encComplex128, decComplex128, nil
+		return wordsCodec[uint64](2)
 	case reflect.String:
 		return encString, decString, nil
 	case reflect.Slice:
@@ -565,146 +589,104 @@ func decBool(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
 	return b[1:], nil
 }
 
-func encInt16(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	return binary.AppendVarint(b, int64(*(*int16)(p))), nil
-}
+// Integers wider than a byte travel as varints: zig-zag for the signed
+// ones, so small magnitudes stay short either way. The coders are closures
+// made by generic functions rather than generic functions themselves:
+// a generic function used as a value is reached through a wrapper, one
+// call more per field, while a closure's code is its shape's own (and each
+// width is a shape of its own, so the range check vanishes for 64 bits).
+type (
+	signed   interface{ int16 | int32 | int64 }
+	unsigned interface{ uint16 | uint32 | uint64 }
+)
 
-func encInt32(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	return binary.AppendVarint(b, int64(*(*int32)(p))), nil
-}
-
-func encInt64(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	return binary.AppendVarint(b, *(*int64)(p)), nil
-}
-
-func decInt16(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	v, n := binary.Varint(b)
+// intErr is the error of a varint decoder that read n bytes (n <= 0: see
+// varintErr) of a value out of its type's range.
+func intErr(n int) error {
 	if n <= 0 {
-		return b, varintErr(n)
+		return varintErr(n)
 	}
-	if v != int64(int16(v)) {
-		return b, errRange
+	return errRange
+}
+
+func intCodec[T signed]() (encFn, decFn, error) {
+	enc := func(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+		return binary.AppendVarint(b, int64(*(*T)(p))), nil
 	}
-	*(*int16)(p) = int16(v)
-	return b[n:], nil
-}
-
-func decInt32(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	v, n := binary.Varint(b)
-	if n <= 0 {
-		return b, varintErr(n)
+	dec := func(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+		v, n := binary.Varint(b)
+		if n <= 0 || v != int64(T(v)) {
+			return b, intErr(n)
+		}
+		*(*T)(p) = T(v)
+		return b[n:], nil
 	}
-	if v != int64(int32(v)) {
-		return b, errRange
+	return enc, dec, nil
+}
+
+func uintCodec[T unsigned]() (encFn, decFn, error) {
+	enc := func(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+		return binary.AppendUvarint(b, uint64(*(*T)(p))), nil
 	}
-	*(*int32)(p) = int32(v)
-	return b[n:], nil
-}
-
-func decInt64(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	v, n := binary.Varint(b)
-	if n <= 0 {
-		return b, varintErr(n)
+	dec := func(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+		v, n := binary.Uvarint(b)
+		if n <= 0 || v != uint64(T(v)) {
+			return b, intErr(n)
+		}
+		*(*T)(p) = T(v)
+		return b[n:], nil
 	}
-	*(*int64)(p) = v
-	return b[n:], nil
+	return enc, dec, nil
 }
 
-func encUint16(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	return binary.AppendUvarint(b, uint64(*(*uint16)(p))), nil
-}
+// Floats and complex numbers travel as their bits in fixed little-endian
+// words: one for a float, two for a complex number, of 4 or 8 bytes.
+type word interface{ uint32 | uint64 }
 
-func encUint32(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	return binary.AppendUvarint(b, uint64(*(*uint32)(p))), nil
-}
-
-func encUint64(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	return binary.AppendUvarint(b, *(*uint64)(p)), nil
-}
-
-func decUint16(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	v, n := binary.Uvarint(b)
-	if n <= 0 {
-		return b, varintErr(n)
+func appendWord[W word](b []byte, w W) []byte {
+	if unsafe.Sizeof(w) == 4 {
+		return binary.LittleEndian.AppendUint32(b, uint32(w))
 	}
-	if v > math.MaxUint16 {
-		return b, errRange
+	return binary.LittleEndian.AppendUint64(b, uint64(w))
+}
+
+func readWord[W word](b []byte) W {
+	var w W
+	if unsafe.Sizeof(w) == 4 {
+		return W(binary.LittleEndian.Uint32(b))
 	}
-	*(*uint16)(p) = uint16(v)
-	return b[n:], nil
+	return W(binary.LittleEndian.Uint64(b))
 }
 
-func decUint32(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	v, n := binary.Uvarint(b)
-	if n <= 0 {
-		return b, varintErr(n)
+// wordsCodec encodes n (1 or 2) words of type W.
+func wordsCodec[W word](n int) (encFn, decFn, error) {
+	size := int(unsafe.Sizeof(W(0)))
+	if n == 1 {
+		enc := func(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+			return appendWord(b, *(*W)(p)), nil
+		}
+		dec := func(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+			if len(b) < size {
+				return b, errTruncated
+			}
+			*(*W)(p) = readWord[W](b)
+			return b[size:], nil
+		}
+		return enc, dec, nil
 	}
-	if v > math.MaxUint32 {
-		return b, errRange
+	enc := func(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+		c := (*[2]W)(p)
+		return appendWord(appendWord(b, c[0]), c[1]), nil
 	}
-	*(*uint32)(p) = uint32(v)
-	return b[n:], nil
-}
-
-func decUint64(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	v, n := binary.Uvarint(b)
-	if n <= 0 {
-		return b, varintErr(n)
+	dec := func(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+		if len(b) < 2*size {
+			return b, errTruncated
+		}
+		c := (*[2]W)(p)
+		c[0], c[1] = readWord[W](b), readWord[W](b[size:])
+		return b[2*size:], nil
 	}
-	*(*uint64)(p) = v
-	return b[n:], nil
-}
-
-func encFloat32(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	return binary.LittleEndian.AppendUint32(b, *(*uint32)(p)), nil
-}
-
-func decFloat32(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	if len(b) < 4 {
-		return b, errTruncated
-	}
-	*(*uint32)(p) = binary.LittleEndian.Uint32(b)
-	return b[4:], nil
-}
-
-func encFloat64(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	return binary.LittleEndian.AppendUint64(b, *(*uint64)(p)), nil
-}
-
-func decFloat64(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	if len(b) < 8 {
-		return b, errTruncated
-	}
-	*(*uint64)(p) = binary.LittleEndian.Uint64(b)
-	return b[8:], nil
-}
-
-func encComplex64(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	c := (*[2]uint32)(p)
-	return binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32(b, c[0]), c[1]), nil
-}
-
-func decComplex64(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	if len(b) < 8 {
-		return b, errTruncated
-	}
-	c := (*[2]uint32)(p)
-	c[0], c[1] = binary.LittleEndian.Uint32(b), binary.LittleEndian.Uint32(b[4:])
-	return b[8:], nil
-}
-
-func encComplex128(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	c := (*[2]uint64)(p)
-	return binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(b, c[0]), c[1]), nil
-}
-
-func decComplex128(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	if len(b) < 16 {
-		return b, errTruncated
-	}
-	c := (*[2]uint64)(p)
-	c[0], c[1] = binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[8:])
-	return b[16:], nil
+	return enc, dec, nil
 }
 
 func encString(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
@@ -935,6 +917,30 @@ func (c *compiler) pointer(t reflect.Type) (encFn, decFn, error) {
 	return enc, dec, nil
 }
 
+// shareableCodec encodes a field that holds a shared object: only nil goes
+// on the wire. Where a shared object travels as itself (internal/handle
+// cleared it from the copy being encoded and sends its descriptors beside
+// the message), the field is nil here; anywhere else a non-nil one is
+// refused, since a copy of it would be another object.
+func shareableCodec(t reflect.Type) (encFn, decFn, error) {
+	enc := func(b []byte, p unsafe.Pointer, depth int) ([]byte, error) {
+		if *(*unsafe.Pointer)(p) != nil {
+			return b, fmt.Errorf("%w (found a %v)", ErrShareable, t)
+		}
+		return append(b, 0), nil
+	}
+	dec := func(b []byte, p unsafe.Pointer, depth int) ([]byte, error) {
+		if len(b) < 1 {
+			return b, errTruncated
+		}
+		if b[0] != 0 {
+			return b, errPresence
+		}
+		return b[1:], nil
+	}
+	return enc, dec, nil
+}
+
 func (c *compiler) mapCodec(t reflect.Type) (encFn, decFn, error) {
 	kt, vt := t.Key(), t.Elem()
 	kti, err := c.compile(kt)
@@ -1012,7 +1018,7 @@ func (c *compiler) structCodec(t reflect.Type) (encFn, decFn, error) {
 	var fields []field
 	for i := range t.NumField() {
 		f := t.Field(i)
-		if !f.IsExported() {
+		if !encoded(f) {
 			continue
 		}
 		ti, err := c.compile(f.Type)
@@ -1062,8 +1068,7 @@ func appendMarshal(b []byte, t reflect.Type, p unsafe.Pointer, appender bool) ([
 	return append(b, data...), nil
 }
 
-func marshalCodec(t reflect.Type) (encFn, decFn, error) {
-	appender := reflect.PointerTo(t).Implements(appenderType)
+func marshalCodec(t reflect.Type, appender bool) (encFn, decFn, error) {
 	enc := func(b []byte, p unsafe.Pointer, _ int) ([]byte, error) {
 		start := len(b)
 		b, err := appendMarshal(b, t, p, appender)

@@ -666,3 +666,121 @@ func TestCodecInterfaceValues(t *testing.T) {
 		t.Fatal("an int decoded into a shape")
 	}
 }
+
+// stamp embeds time.Time, whose MarshalBinary and UnmarshalBinary are
+// promoted to it: they must not be taken for stamp's own, or Name is lost.
+type stamp struct {
+	time.Time
+	Name string
+}
+
+type ptrStamp struct {
+	*time.Time
+	Name string
+}
+
+// tempNote embeds temp, whose MarshalBinary has a value receiver.
+type tempNote struct {
+	temp
+	Note string
+}
+
+// ownStamp declares its own pair while embedding time.Time, whose
+// AppendBinary is promoted: its own MarshalBinary must be used, not the
+// promoted AppendBinary (which would write the time alone).
+type ownStamp struct {
+	time.Time
+	Name string
+}
+
+func (s ownStamp) MarshalBinary() ([]byte, error) {
+	t, err := s.Time.MarshalBinary()
+	return append([]byte(s.Name+"\x00"), t...), err
+}
+
+func (s *ownStamp) UnmarshalBinary(b []byte) error {
+	name, rest, ok := bytes.Cut(b, []byte{0})
+	if !ok {
+		return errors.New("no name")
+	}
+	s.Name = string(name) + "!" // marks that this method decoded it
+	return s.Time.UnmarshalBinary(rest)
+}
+
+// halfStamp declares MarshalBinary but gets UnmarshalBinary from time.Time.
+type halfStamp struct {
+	time.Time
+	Name string
+}
+
+func (s halfStamp) MarshalBinary() ([]byte, error) { return []byte(s.Name), nil }
+
+func TestCodecEmbeddedMarshaler(t *testing.T) {
+	now := time.Now()
+	check := func(what string, ok bool, got any) {
+		t.Helper()
+		if !ok {
+			t.Errorf("%s: got %+v", what, got)
+		}
+	}
+	{
+		in := stamp{now, "hello"}
+		out := roundTripValue(t, in)
+		check("stamp", out.Name == "hello" && out.Equal(now), out)
+	}
+	{
+		in := []stamp{{now, "a"}, {now.Add(time.Hour), "b"}}
+		out := roundTripValue(t, in)
+		check("[]stamp", len(out) == 2 && out[1].Name == "b" && out[1].Equal(now.Add(time.Hour)), out)
+	}
+	{
+		in := ptrStamp{&now, "p"}
+		out := roundTripValue(t, in)
+		check("ptrStamp", out.Name == "p" && out.Time != nil && out.Equal(now), out)
+		out = roundTripValue(t, ptrStamp{Name: "nil time"})
+		check("ptrStamp with a nil time", out.Name == "nil time" && out.Time == nil, out)
+	}
+	{
+		in := tempNote{temp{21.5}, "warm"}
+		out := roundTripValue(t, in)
+		check("tempNote", out == in, out)
+	}
+	{
+		in := ownStamp{now, "own"}
+		out := roundTripValue(t, in)
+		check("ownStamp (its own methods)", out.Name == "own!" && out.Equal(now), out)
+	}
+	{
+		Register(stamp{})
+		var in any = stamp{now, "in an interface"}
+		out := roundTripValue(t, in)
+		s, ok := out.(stamp)
+		check("stamp in an interface", ok && s.Name == "in an interface" && s.Equal(now), out)
+	}
+	_, err := NewCodec[halfStamp]()
+	if err == nil || !strings.Contains(err.Error(), "UnmarshalBinary is promoted") || strings.Count(err.Error(), "multiproc:") != 1 {
+		t.Errorf("codec for a struct declaring half the pair: %v", err)
+	}
+	_, err = NewCodec[[]halfStamp]()
+	if err == nil || !strings.Contains(err.Error(), "halfStamp") {
+		t.Errorf("codec for a slice of a struct declaring half the pair: %v", err)
+	}
+}
+
+// roundTripValue encodes v and decodes it into a new value.
+func roundTripValue[T any](t *testing.T, v T) T {
+	t.Helper()
+	c, err := NewCodec[T]()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.Append(nil, &v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out T
+	if err := c.Decode(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}

@@ -20,12 +20,12 @@ const DefaultMaxFrame = 1 << 30
 // returns when a header announces more than the caller's limit. The payload
 // is left unread, so the stream is out of step and should be closed, as
 // Python does after "bad message length".
-var ErrFrameTooLarge = errors.New("multiproc: frame larger than the limit")
+var ErrFrameTooLarge = errors.New("multiproc: message larger than the limit")
 
 // ErrBadFrame is matched (with errors.Is) by the error ReadFrame returns for
 // a length prefix that no correct sender writes: a negative short header
 // other than -1, or a long-form length with its top bit set.
-var ErrBadFrame = errors.New("multiproc: malformed frame header")
+var ErrBadFrame = errors.New("multiproc: malformed message header")
 
 const (
 	// longFormAt is the first payload size sent with the long header; int32
@@ -111,6 +111,10 @@ func ReadFrame(r io.Reader, max int64) ([]byte, error) {
 	return ReadFrameInto(r, max, nil)
 }
 
+// readers lends ReadFrameInto a FrameReader, which would otherwise be
+// allocated per call (its header buffer escapes through io.Reader).
+var readers = sync.Pool{New: func() any { return new(FrameReader) }}
+
 // ReadFrameInto reads one message, reusing buf's capacity when the payload
 // fits, and returns the payload. The contents of buf are overwritten. A
 // max of zero or less means DefaultMaxFrame. It accepts the long header at
@@ -122,89 +126,120 @@ func ReadFrame(r io.Reader, max int64) ([]byte, error) {
 // reported before anything is allocated or read for the payload; an
 // impossible header matches ErrBadFrame; other errors come from r
 // unchanged. After any error other than io.EOF the stream position is
-// unknown and the connection should be closed. On error the result is
-// buf[:0], so a caller looping with buf = ReadFrameInto(r, max, buf) keeps
-// its buffer.
+// unknown and the connection should be closed (a FrameReader can resume
+// instead). On error the result is buf[:0], so a caller looping with
+// buf = ReadFrameInto(r, max, buf) keeps its buffer.
 func ReadFrameInto(r io.Reader, max int64, buf []byte) ([]byte, error) {
-	if max <= 0 {
-		max = DefaultMaxFrame
-	}
-	// Reading the header into buf (or into a buffer that then serves small
-	// payloads) avoids an allocation per message: a local array would
-	// escape through the io.Reader interface.
-	var hdr []byte
-	if cap(buf) >= maxHeader {
-		hdr = buf[:maxHeader]
-	} else {
-		hdr = make([]byte, maxHeader)
-	}
-	if _, err := io.ReadFull(r, hdr[:4]); err != nil {
-		if err == io.ErrUnexpectedEOF {
-			err = errTruncatedFrame
-		}
-		return buf[:0], err
-	}
-	size := int64(int32(binary.BigEndian.Uint32(hdr)))
-	switch {
-	case size == -1:
-		if _, err := io.ReadFull(r, hdr[4:maxHeader]); err != nil {
-			return buf[:0], eofIsTruncation(err)
-		}
-		long := binary.BigEndian.Uint64(hdr[4:maxHeader])
-		if long > math.MaxInt64 {
-			return buf[:0], fmt.Errorf("%w: long-form length %#x has the top bit set", ErrBadFrame, long)
-		}
-		size = int64(long)
-	case size < 0:
-		// Python would read this as an empty message; a correct sender never
-		// writes it, so it means the stream is garbled or out of step.
-		return buf[:0], fmt.Errorf("%w: negative length %d", ErrBadFrame, size)
-	}
-	if size > max || uint64(size) > math.MaxInt {
-		return buf[:0], fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, size, max)
-	}
-	scratch := buf
-	if cap(scratch) < maxHeader {
-		scratch = hdr
-	}
-	p, err := readPayload(r, int(size), scratch)
+	fr := readers.Get().(*FrameReader)
+	p, err := fr.Next(r, max, buf)
+	fr.Reset()
+	readers.Put(fr)
 	if err != nil {
 		return buf[:0], err
 	}
 	return p, nil
 }
 
-// readPayload reads n bytes into buf when it is big enough. Otherwise it
-// allocates outright only up to eagerAlloc and then grows the buffer as
-// data arrives (doubling, at most maxGrowStep at a time), so a truncated
-// frame that claims a gigabyte costs memory in proportion to what was sent.
-func readPayload(r io.Reader, n int, buf []byte) ([]byte, error) {
-	if n <= cap(buf) {
-		b := buf[:n]
-		if _, err := io.ReadFull(r, b); err != nil {
+// FrameReader reads messages one after another from a stream, keeping
+// what it has read of a message when a read fails, so that a read
+// interrupted on purpose (a deadline, a cancelled context) can resume
+// where it stopped and the stream stays in step. The zero value is ready
+// to use. It is not safe for concurrent use.
+type FrameReader struct {
+	hdr  [maxHeader]byte
+	nhdr int    // header bytes read so far
+	buf  []byte // the payload, allocated so far (len) and read so far (got)
+	got  int
+	size int // the payload's length, once the header is complete
+}
+
+// Partial reports whether part of a message has been read: the next Next
+// continues it.
+func (fr *FrameReader) Partial() bool { return fr.nhdr > 0 }
+
+// Reset forgets a partly read message.
+func (fr *FrameReader) Reset() {
+	*fr = FrameReader{}
+}
+
+// Next reads the rest of the message begun by an earlier call that
+// failed, or a new one, and returns its payload. The payload goes into
+// buf when it fits and the message is new (a resumed one goes on in the
+// buffer it began in); otherwise a new buffer is allocated, all at once
+// only up to 1 MiB and then growing as data arrives, so a length prefix
+// that claims a gigabyte costs memory in proportion to what is sent. A
+// limit of zero or less means DefaultMaxFrame.
+//
+// Errors are those of ReadFrameInto. After any error the bytes read so
+// far are kept: calling Next again resumes the message, which is what a
+// caller wants after an error of its own making (a read deadline); after
+// a malformed or oversized header, Next returns the same error again. An
+// error from r with part of a message read never loses that part.
+func (fr *FrameReader) Next(r io.Reader, limit int64, buf []byte) ([]byte, error) {
+	if limit <= 0 {
+		limit = DefaultMaxFrame
+	}
+	if fr.nhdr < 4 {
+		began := fr.nhdr > 0
+		n, err := io.ReadFull(r, fr.hdr[fr.nhdr:4])
+		fr.nhdr += n
+		if err != nil {
+			if err == io.EOF && !began {
+				return nil, io.EOF // between messages
+			}
 			return nil, eofIsTruncation(err)
 		}
-		return b, nil
 	}
-	size := min(n, max(eagerAlloc, cap(buf)))
-	b := buf[:cap(buf)]
-	if size > cap(buf) {
-		b = make([]byte, size)
+	size := int64(int32(binary.BigEndian.Uint32(fr.hdr[:4])))
+	switch {
+	case size == -1:
+		if fr.nhdr < maxHeader {
+			n, err := io.ReadFull(r, fr.hdr[fr.nhdr:maxHeader])
+			fr.nhdr += n
+			if err != nil {
+				return nil, eofIsTruncation(err)
+			}
+		}
+		long := binary.BigEndian.Uint64(fr.hdr[4:maxHeader])
+		if long > math.MaxInt64 {
+			return nil, fmt.Errorf("%w: long-form length %#x has the top bit set", ErrBadFrame, long)
+		}
+		size = int64(long)
+	case size < 0:
+		// Python would read this as an empty message; a correct sender never
+		// writes it, so it means the stream is garbled or out of step.
+		return nil, fmt.Errorf("%w: negative length %d", ErrBadFrame, size)
 	}
-	b = b[:size]
-	got := 0
+	if size > limit || uint64(size) > math.MaxInt {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, size, limit)
+	}
+	if fr.buf == nil {
+		fr.size = int(size)
+		switch {
+		case fr.size == 0 && buf == nil:
+			fr.buf = []byte{}
+		case fr.size <= cap(buf):
+			fr.buf = buf[:fr.size]
+		default:
+			fr.buf = make([]byte, min(fr.size, max(eagerAlloc, cap(buf))))
+		}
+	}
 	for {
-		m, err := io.ReadFull(r, b[got:])
-		got += m
+		m, err := io.ReadFull(r, fr.buf[fr.got:])
+		fr.got += m
 		if err != nil {
 			return nil, eofIsTruncation(err)
 		}
-		if got == n {
-			return b, nil
+		if fr.got == fr.size {
+			p := fr.buf
+			fr.Reset()
+			return p, nil
 		}
-		grown := make([]byte, got+min(got, maxGrowStep, n-got))
-		copy(grown, b)
-		b = grown
+		// The sender has sent this much: grow by as much again, at most
+		// maxGrowStep at a time.
+		grown := make([]byte, fr.got+min(fr.got, maxGrowStep, fr.size-fr.got))
+		copy(grown, fr.buf)
+		fr.buf = grown
 	}
 }
 

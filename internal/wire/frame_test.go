@@ -321,3 +321,97 @@ func FuzzReadFrame(f *testing.F) {
 		}
 	})
 }
+
+// stutter reads from data, failing with errStutter once when it reaches
+// the offset stop (and returning the bytes before it first).
+type stutter struct {
+	data []byte
+	stop int
+	done bool
+}
+
+var errStutter = errors.New("interrupted")
+
+func (s *stutter) Read(p []byte) (int, error) {
+	if len(s.data) == 0 {
+		return 0, io.EOF
+	}
+	if !s.done && s.stop == 0 {
+		s.done = true
+		return 0, errStutter
+	}
+	n := len(p)
+	if !s.done {
+		n = min(n, s.stop)
+	}
+	n = copy(p, s.data[:min(n, len(s.data))])
+	s.data = s.data[n:]
+	s.stop -= n
+	return n, nil
+}
+
+// TestFrameReaderResumes interrupts a read at every offset of a stream of
+// messages (short and long headers, empty and non-empty payloads): the
+// interrupted Next returns the reader's error, and the next calls go on
+// to return every message whole, in order.
+func TestFrameReaderResumes(t *testing.T) {
+	var stream bytes.Buffer
+	msgs := [][]byte{pattern(5, 1), {}, pattern(300, 2)}
+	for _, m := range msgs {
+		WriteFrame(&stream, m)
+	}
+	// A long-form header for a small payload, as Python accepts.
+	long := binary.BigEndian.AppendUint64([]byte{0xFF, 0xFF, 0xFF, 0xFF}, 7)
+	stream.Write(append(long, pattern(7, 3)...))
+	msgs = append(msgs, pattern(7, 3))
+	all := stream.Bytes()
+	for stop := range len(all) {
+		r := &stutter{data: all, stop: stop}
+		var fr FrameReader
+		buf := make([]byte, 0, 16)
+		interrupted := false
+		for i, want := range msgs {
+			got, err := fr.Next(r, 0, buf)
+			if err == errStutter {
+				if interrupted {
+					t.Fatalf("stop %d: interrupted twice", stop)
+				}
+				interrupted = true
+				got, err = fr.Next(r, 0, buf)
+			}
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("stop %d, message %d: got %d bytes, %v; want %d bytes", stop, i, len(got), err, len(want))
+			}
+		}
+		if _, err := fr.Next(r, 0, buf); err != io.EOF || fr.Partial() {
+			t.Fatalf("stop %d: at the end: %v, partial %v; want io.EOF", stop, err, fr.Partial())
+		}
+		if !interrupted {
+			t.Fatalf("stop %d: never interrupted", stop)
+		}
+	}
+}
+
+// TestFrameReaderStickyHeaderErrors: after an oversized or malformed
+// header, Next keeps returning the error instead of reading the payload
+// as the next header.
+func TestFrameReaderStickyHeaderErrors(t *testing.T) {
+	for _, tc := range []struct {
+		in   []byte
+		want error
+	}{
+		{append([]byte{0, 0, 0, 11}, pattern(11, 1)...), ErrFrameTooLarge},
+		{[]byte{0xFF, 0xFF, 0xFF, 0xFB, 0, 0, 0, 1, 'x'}, ErrBadFrame},
+	} {
+		var fr FrameReader
+		r := bytes.NewReader(tc.in)
+		for range 3 {
+			if _, err := fr.Next(r, 10, nil); !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+		}
+		if !fr.Partial() {
+			t.Error("a reader stopped at a bad header says it holds no partial message")
+		}
+	}
+}

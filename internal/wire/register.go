@@ -25,19 +25,19 @@ var builtins = sync.OnceFunc(func() {
 		[]any(nil), map[string]any(nil), []string(nil), []int(nil), []int64(nil), []float64(nil),
 		map[string]string(nil), map[string]int(nil), map[string]float64(nil), time.Time{}, time.Duration(0),
 	} {
-		register(reflect.TypeOf(v).String(), v)
+		register(TypeName(reflect.TypeOf(v)), v)
 	}
 })
 
-// Register makes the concrete type of v known by its type's name, so that
+// Register makes the concrete type of v known by its TypeName (the full
+// import path, so config.Config of two packages are two types), so that
 // values of it can travel inside interface-typed fields (as gob.Register).
 // Registering the same type twice is fine; two types under one name panic.
 func Register(v any) {
 	if v == nil {
 		panic("multiproc: Register of a nil value")
 	}
-	t := reflect.TypeOf(v)
-	RegisterName(t.String(), v)
+	RegisterName(TypeName(reflect.TypeOf(v)), v)
 }
 
 // RegisterName is Register under a name of the caller's choice.

@@ -6,11 +6,15 @@
 // (a few repetitions, a median and a spread), the Benchmark functions of
 // this package with Scenario.Measure (b.N operations). The python3 twin of
 // every scenario, with the same name and unit, is the embedded script
-// PythonScript (bench/python/bench.py), run by RunPython.
+// PythonScript (internal/bench/python/bench.py), run by RunPython.
 //
 // A program that runs scenarios must call multiproc.Main first in main (or
 // TestMain): the functions the scenarios run in child processes are
 // registered by this package.
+//
+// The package is internal: it imports testing (to cut sizes down inside a
+// test binary) and its API follows the CLI's needs. The targets the bench
+// prints are explained for users in TARGETS.md, beside this file.
 package bench
 
 import (
@@ -33,8 +37,11 @@ type Scenario struct {
 	HigherIsBetter bool   // true for rates, false for latencies and times
 	Mechanism      string // "process", "pipe", "queue", "shared memory", "pool", "signal"
 	Python         string // what the python3 twin does
-	// Target is DESIGN.md §4's goal for this scenario against python3, or nil.
+	// Target is this scenario's goal against python3 (TARGETS.md), or nil.
 	Target *Target
+	// FloorRef names the floor program's metric for the same work, or is
+	// nil where C has no equivalent (see Floor).
+	FloorRef *FloorRef
 
 	full, quick sizes
 	// pyFull and pyQuick are the python twin's sizes, where python is
@@ -55,12 +62,13 @@ type sizes struct {
 	n, batch, reps int
 }
 
-// Target is a performance goal relative to python3 (DESIGN.md §4).
+// Target is a performance goal relative to python3, as TARGETS.md (beside
+// this file) states it for users.
 type Target struct {
 	// Factor is how many times better than python3's figure ours must be:
 	// for a rate, ours ≥ Factor × python's; for a time, ours ≤ python's / Factor.
 	Factor float64
-	Text   string // the goal as DESIGN.md states it: "≤ 0.5× python"
+	Text   string // the goal as TARGETS.md states it: "≤ 0.5× python"
 	// Against names python's scenario to compare with, when it is not the
 	// one of the same name.
 	Against string

@@ -14,7 +14,7 @@ import (
 	"strings"
 )
 
-// PythonScript is bench/python/bench.py, python3's twin of every scenario
+// PythonScript is internal/bench/python/bench.py, python3's twin of every scenario
 // (standard library only): run it with python3, or through RunPython.
 //
 //go:embed python/bench.py

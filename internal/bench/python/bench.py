@@ -44,6 +44,10 @@ PLAN = {
     "pool-apply-async": ("tasks/s", True, (1, 10000, 0), (1, 10000, 0)),
     "pool-apply": ("µs", False, (2000, 1, 0), (500, 1, 0)),
     "signal-rt": ("µs", False, (10000, 1, 0), (2000, 1, 0)),
+    "socket-unix": ("µs", False, (20000, 1, 0), (5000, 1, 0)),
+    "socket-tcp": ("µs", False, (20000, 1, 0), (5000, 1, 0)),
+    "socket-unix-py": ("µs", False, (20000, 1, 0), (5000, 1, 0)),
+    "socket-tcp-py": ("µs", False, (20000, 1, 0), (5000, 1, 0)),
 }
 
 # Scenarios whose batch is the size of one operation, not a count of units.
@@ -55,7 +59,11 @@ NOTES = {
     "start-cold": "spawn context: a fresh interpreter each time",
     "value-add": "python has no atomic add: with v.get_lock(): v.value += 1, as value-lock",
     "array-fill": "Array('d', n, lock=False), the child fills it in a for loop",
-    "signal-rt": "signal handlers woken through signal.set_wakeup_fd",
+    "signal-rt": "SIGUSR1 blocked and taken with signal.sigwaitinfo, both sides (python's fastest path)",
+    "socket-unix": "Listener/Client with authkey over an abstract unix socket, a forked child echoes",
+    "socket-tcp": "Listener/Client with authkey over TCP loopback, a forked child echoes",
+    "socket-unix-py": "python3 on both sides: the same as socket-unix",
+    "socket-tcp-py": "python3 on both sides: the same as socket-tcp",
 }
 
 IDLE_PAUSE = 0.010
@@ -341,44 +349,51 @@ def measure_pool_apply(n, batch):
 
 
 # --- signal --------------------------------------------------------------
+# Python's fastest way to wait for a signal, as the C floor does it: the
+# signal blocked, and taken with sigwaitinfo (no handler, no wakeup fd, no
+# timer armed on every wait). A lost signal must not hang the run: the
+# parent also takes SIGCHLD (the child ended), the child dies with its
+# parent (PR_SET_PDEATHSIG).
 
-def on_signal(signum, frame):
-    pass
-
-
-def wakeup_pipe():
-    r, w = os.pipe()
-    os.set_blocking(w, False)
-    signal.signal(signal.SIGUSR1, on_signal)
-    old = signal.set_wakeup_fd(w)
-    return r, w, old
+SIGNAL_TIMEOUT = 10.0
 
 
-def await_signal(r):
-    # The C-level handler writes the signal's number to the wakeup fd.
-    if os.read(r, 1) != bytes([signal.SIGUSR1]):
-        raise RuntimeError("unexpected wakeup byte")
+def die_with_parent(parent):
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def signal_child(parent, n):
-    r, w, _ = wakeup_pipe()
+    die_with_parent(parent)
+    wait = {signal.SIGUSR1}
+    signal.pthread_sigmask(signal.SIG_BLOCK, wait)
     os.kill(parent, signal.SIGUSR1)  # ready
     for _ in range(n):
-        await_signal(r)
+        signal.sigwaitinfo(wait)
         os.kill(parent, signal.SIGUSR1)
 
 
 def measure_signal_rt(n, batch):
-    r, w, old = wakeup_pipe()
+    wait = {signal.SIGUSR1, signal.SIGCHLD}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, wait)
     try:
         p = FORK.Process(target=signal_child, args=(os.getpid(), n), daemon=True)
         p.start()
         try:
-            await_signal(r)
+            si = signal.sigtimedwait(wait, SIGNAL_TIMEOUT)
+            if si is None or si.si_signo != signal.SIGUSR1:
+                raise RuntimeError("no ready signal from the child: %r" % (si,))
             t0 = time.perf_counter()
             for _ in range(n):
                 os.kill(p.pid, signal.SIGUSR1)
-                await_signal(r)
+                if signal.sigwaitinfo(wait).si_signo != signal.SIGUSR1:
+                    raise RuntimeError("the child ended")
             d = time.perf_counter() - t0
         finally:
             p.join(10)
@@ -387,10 +402,57 @@ def measure_signal_rt(n, batch):
                 p.join()
         return d
     finally:
-        signal.set_wakeup_fd(old)
-        signal.signal(signal.SIGUSR1, signal.SIG_DFL)
-        os.close(r)
-        os.close(w)
+        # Nothing is sent any more (the child is gone): drop what is still
+        # pending, so that unblocking does not deliver it (SIGUSR1's default
+        # action would end this process).
+        while signal.sigtimedwait(wait, 0) is not None:
+            pass
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+# --- socket (Listener / Client) -----------------------------------------
+
+SOCKET_KEY = b"multiproc bench"
+
+
+def socket_echo(address):
+    from multiprocessing.connection import Client
+    c = Client(address, authkey=SOCKET_KEY)
+    try:
+        while True:
+            c.send_bytes(c.recv_bytes())
+    except EOFError:
+        pass
+
+
+def measure_socket(family):
+    def measure(n, batch):
+        from multiprocessing.connection import Listener
+        if family == "unix":
+            address = "\0multiproc-bench-py-%d-%d" % (os.getpid(), time.monotonic_ns())
+        else:
+            address = ("127.0.0.1", 0)
+        with Listener(address, authkey=SOCKET_KEY) as l:
+            p = FORK.Process(target=socket_echo, args=(l.address,), daemon=True)
+            p.start()
+            c = l.accept()
+        try:
+            msg = bytes(64)
+            c.send_bytes(msg)
+            c.recv_bytes()
+            t0 = time.perf_counter()
+            for _ in range(n):
+                c.send_bytes(msg)
+                if len(c.recv_bytes()) != 64:
+                    raise RuntimeError("bad echo")
+            return time.perf_counter() - t0
+        finally:
+            c.close()
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+                p.join()
+    return measure
 
 
 MEASURE = {
@@ -409,6 +471,10 @@ MEASURE = {
     "pool-apply-async": measure_pool_apply_async,
     "pool-apply": measure_pool_apply,
     "signal-rt": measure_signal_rt,
+    "socket-unix": measure_socket("unix"),
+    "socket-tcp": measure_socket("tcp"),
+    "socket-unix-py": measure_socket("unix"),
+    "socket-tcp-py": measure_socket("tcp"),
 }
 
 

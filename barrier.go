@@ -1,0 +1,117 @@
+package multiproc
+
+import (
+	"context"
+	"errors"
+	"runtime"
+
+	"github.com/multiproc-go/multiproc/internal/futex"
+	"github.com/multiproc-go/multiproc/internal/gate"
+	"github.com/multiproc-go/multiproc/internal/handle"
+	"github.com/multiproc-go/multiproc/internal/shm"
+)
+
+// Barrier makes n parties — processes or goroutines — wait for each other,
+// Python's multiprocessing.Barrier: each Wait blocks until n have called
+// it, then all return and the barrier is ready for the next round. A
+// waiter whose context ends breaks the barrier: it returns its context's
+// error, and every other waiter, now and later, an error matching
+// ErrBrokenBarrier. It travels to children as Value does.
+//
+// Close releases this process's hold on it. After Close, and on a zero
+// Barrier, every method but Close fails: Wait and passing it to another process return an
+// error matching ErrClosed (ErrNotInitialized for a zero Barrier), Broken
+// panics with it.
+type Barrier struct {
+	object
+	b    futex.Barrier
+	gate gate.Gate
+}
+
+// NewBarrier makes a barrier for n parties (1 ≤ n ≤ 65535).
+func NewBarrier(n int) (*Barrier, error) {
+	if n < 1 || n > futex.MaxParties {
+		return nil, errorf("NewBarrier(%d): parties must be in [1, %d]", n, futex.MaxParties)
+	}
+	seg, err := shm.Create("barrier", 128)
+	if err != nil {
+		return nil, err
+	}
+	*futex.Word(seg.Bytes(), offWord1) = uint32(n)
+	b := &Barrier{}
+	b.init(seg, uint32(n))
+	return b, nil
+}
+
+func (b *Barrier) init(seg *shm.Segment, n uint32) {
+	initObject(&b.object, b, seg)
+	b.b = futex.Barrier{W: futex.Word(seg.Bytes(), offWord0), Parties: n}
+	b.gate = gate.New()
+}
+
+// Wait arrives at the barrier and blocks until all parties have arrived
+// (nil), the barrier breaks (ErrBrokenBarrier), or ctx ends (its error; the
+// barrier breaks for everyone). Closing the Barrier in this process ends
+// a Wait as its context would, with an error matching ErrClosed.
+func (b *Barrier) Wait(ctx context.Context) error {
+	defer runtime.KeepAlive(b)
+	r, err := b.enter(kBarrier)
+	if err != nil {
+		return err
+	}
+	defer r.leave()
+	gen, done, err := b.b.Arrive()
+	if !done && err == nil {
+		// Goroutines of this process take turns sleeping in the kernel;
+		// the others wait in the Go scheduler, holding no OS thread.
+		if ok, perr := b.b.Passed(gen); ok {
+			err = perr
+		} else if gerr := b.gate.Enter(ctx, r.done); gerr != nil {
+			err = b.waitErr(kBarrier, ctx, b.b.Break(gen, gerr))
+		} else {
+			wctx, stop := r.waitCtx(ctx)
+			err = b.waitErr(kBarrier, ctx, b.b.Await(wctx, gen))
+			stop()
+			b.gate.Leave()
+		}
+	}
+	if errors.Is(err, futex.ErrBroken) {
+		return ErrBrokenBarrier
+	}
+	return err
+}
+
+// Broken reports whether the barrier is broken.
+func (b *Barrier) Broken() bool {
+	b.mem(kBarrier)
+	ok := b.b.Broken()
+	runtime.KeepAlive(b)
+	return ok
+}
+
+// Close releases this process's descriptor and mapping of the Barrier
+// now; other processes keep theirs. Closing again does nothing and returns
+// nil. A Wait blocked in this process returns an error matching
+// ErrClosed, and the barrier breaks for the other parties, as when a
+// waiter's context ends.
+func (b *Barrier) Close() error { return b.close(kBarrier) }
+
+// exportHandle is how a Barrier travels; called by the package.
+func (b *Barrier) exportHandle() (handle.Desc, error) {
+	return exportSeg(&b.object, kBarrier, "Barrier")
+}
+
+// importHandle makes b the Barrier described by d; called by the package.
+func (b *Barrier) importHandle(d handle.Desc) error {
+	seg, err := importSeg(d, "Barrier")
+	if err != nil {
+		return err
+	}
+	n := *futex.Word(seg.Bytes(), offWord1)
+	if n < 1 || n > futex.MaxParties {
+		seg.Close()
+		return errors.New("multiproc: shared Barrier segment is corrupt")
+	}
+	b.init(seg, n)
+	return nil
+}

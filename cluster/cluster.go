@@ -1,0 +1,592 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/multiproc-go/multiproc"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Cluster submits tasks to the cluster's work queue and gives each caller
+// its results: it is a multiproc.Executor, so the Func methods run on it
+// as on a local Pool (square.Map(ctx, c, xs)). It may also run worker
+// processes of its own (Options.Processes). Its methods are safe for
+// concurrent use. Close it when done: it stops its workers, its embedded
+// server if any, and fails the calls still waiting.
+type Cluster struct {
+	opts  Options
+	s     subjects
+	emb   *embedded // nil when Options.URL was set
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	st    jetstream.Stream
+	cons  jetstream.Consumer
+	id    string
+	seq   atomic.Uint64
+	subs  []*nats.Subscription
+	local *localHost
+
+	mu      sync.Mutex
+	epoch   int // bumped when the connection drops: the old epoch's tasks are failed and purged
+	stale   []int
+	pending map[string]*call
+	closed  bool
+	hosts   map[string]HostStats
+
+	// Tasks nobody can cancel (ApplyAsync's) wait here for the flusher,
+	// which sends those that pile up while it publishes as one message.
+	obMu   sync.Mutex
+	outbox []*call
+	kick   chan struct{}
+
+	closeOnce sync.Once
+	closeErr  error
+	quit      chan struct{} // closed by Close
+
+	submitted, completed, failed atomic.Uint64
+}
+
+// call is one submitted task waiting for its result.
+type call struct {
+	key     string
+	subject string
+	fn      string
+	want    int
+	done    func([]multiproc.Result, error)
+	stop    func() bool   // stops the ctx watch
+	stored  chan struct{} // closed once the server has stored the task
+	batch   bool
+	body    []byte // the encoded arguments
+	epoch   int
+	seq     uint64
+}
+
+type localHost struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	nc     *nats.Conn
+}
+
+// Connect joins (or, with opts.URL "", starts) a cluster and returns the
+// client that submits tasks to it. With URL "" it starts an embedded NATS
+// server with JetStream (its store in a temporary directory that Close
+// removes; no TCP port unless opts.Listen is set) and runs opts.Processes
+// local worker processes (NumCPU by default), so one machine needs no
+// setup; hosts on other machines join with Serve at URL(). With a URL it
+// talks to that NATS server or cluster and runs opts.Processes workers
+// (none by default) beside the hosts that Serve there. Connect makes the
+// work queue (a JetStream stream with work-queue retention) as opts say.
+// Tasks wait in the queue until a host takes them: with no worker anywhere
+// (Processes -1 and no host yet), a call waits for one, within its ctx.
+func Connect(ctx context.Context, opts Options) (*Cluster, error) {
+	if err := opts.fill(false); err != nil {
+		return nil, err
+	}
+	c := &Cluster{
+		opts: opts, s: newSubjects(opts.Name), id: newID(),
+		pending: map[string]*call{}, hosts: map[string]HostStats{}, quit: make(chan struct{}),
+		kick: make(chan struct{}, 1),
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			close(c.quit)
+			c.shutdown()
+		}
+	}()
+	natsOpts := append(opts.natsOptions("multiproc client "+hostName()),
+		nats.DisconnectErrHandler(c.onDisconnect),
+		nats.ReconnectHandler(c.onReconnect))
+	var err error
+	if opts.URL == "" {
+		if c.emb, err = startServer(opts.Listen, opts.Token); err != nil {
+			return nil, err
+		}
+		c.nc, err = nats.Connect("", append(natsOpts, nats.InProcessServer(c.emb.srv))...)
+	} else {
+		c.nc, err = nats.Connect(opts.URL, natsOpts...)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("multiproc: cluster: connecting to NATS %s: %w", c.where(), err)
+	}
+	c.js, err = jetstream.New(c.nc,
+		jetstream.WithPublishAsyncAckHandler(c.onStored),
+		jetstream.WithPublishAsyncErrHandler(c.onPublishErr),
+		jetstream.WithPublishAsyncMaxPending(1<<16),
+		jetstream.WithPublishAsyncTimeout(30*time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("multiproc: cluster: %w", err)
+	}
+	if c.st, c.cons, err = setupQueue(ctx, c.js, c.s, &c.opts, true); err != nil {
+		return nil, err
+	}
+	for subj, h := range map[string]nats.MsgHandler{c.s.results + c.id: c.onResult, c.s.hosts: c.onHost} {
+		sub, err := c.nc.Subscribe(subj, h)
+		if err != nil {
+			return nil, fmt.Errorf("multiproc: cluster: subscribing to %s: %w", subj, err)
+		}
+		sub.SetPendingLimits(-1, -1)
+		c.subs = append(c.subs, sub)
+	}
+	go c.flusher()
+	if opts.Processes > 0 {
+		if err := c.startLocal(ctx); err != nil {
+			return nil, err
+		}
+	}
+	// Learn the hosts already there, so Workers is right from the start.
+	c.pingHosts(ctx, 200*time.Millisecond)
+	ok = true
+	return c, nil
+}
+
+func (c *Cluster) where() string {
+	if c.opts.URL == "" {
+		return "embedded server"
+	}
+	return c.opts.URL
+}
+
+// startLocal runs Processes workers in this process, as a host with its
+// own connection.
+func (c *Cluster) startLocal(ctx context.Context) error {
+	name := hostName()
+	var nc *nats.Conn
+	var err error
+	if c.emb != nil {
+		nc, err = c.emb.connect(&c.opts, "multiproc host "+name)
+	} else {
+		nc, err = nats.Connect(c.opts.URL, c.opts.natsOptions("multiproc host "+name)...)
+	}
+	if err != nil {
+		return err
+	}
+	hctx, cancel := context.WithCancel(context.Background())
+	h, err := newHost(ctx, nc, &c.opts, name)
+	if err != nil {
+		cancel()
+		nc.Close()
+		return err
+	}
+	c.local = &localHost{cancel: cancel, done: make(chan struct{}), nc: nc}
+	c.mu.Lock()
+	st := h.stats()
+	st.Seen = time.Now()
+	c.hosts[h.id] = st
+	c.mu.Unlock()
+	go func() {
+		defer close(c.local.done)
+		h.run(hctx)
+	}()
+	return nil
+}
+
+// URL returns where hosts connect to the cluster: Options.URL, or the
+// embedded server's address when it listens (Options.Listen; an
+// unspecified host is replaced by this machine's name), or "" when the
+// embedded server has no port and only this process can reach it.
+func (c *Cluster) URL() string {
+	if c.emb != nil {
+		return c.emb.url()
+	}
+	return c.opts.URL
+}
+
+// Workers is how many worker processes the hosts seen in the last few
+// seconds run (at least 1): Map sizes its chunks and IMap its window from
+// it. Hosts that join later are counted once their first heartbeat
+// arrives (within a second).
+func (c *Cluster) Workers() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	cutoff := time.Now().Add(-hostExpiry)
+	for id, h := range c.hosts {
+		if h.Seen.Before(cutoff) {
+			delete(c.hosts, id)
+			continue
+		}
+		n += h.Processes
+	}
+	return max(n, 1)
+}
+
+// hostExpiry is how long a silent host is still counted.
+const hostExpiry = 4 * heartbeat
+
+// ErrNotConnected: the cluster's NATS server cannot be reached now. Calls
+// fail with it (wrapped) at once while it lasts; the connection is retried
+// for ever, and calls work again once it is back.
+var ErrNotConnected = errors.New("multiproc: cluster: not connected to the NATS server")
+
+// Submit queues t on the work queue; done is called once with its results
+// or an error (see multiproc.Executor). A task carrying shared-memory
+// objects is refused: they cannot leave this machine. If ctx ends first,
+// done gets ctx.Err() at once, the task is removed from the queue if it
+// has not started, and stopped (its worker killed) if it runs.
+func (c *Cluster) Submit(ctx context.Context, t *multiproc.Task, done func([]multiproc.Result, error)) {
+	if t.Shared() {
+		done(nil, fmt.Errorf("%w: a cluster task of %s carries a *Value, *Array, *Queue, *Conn, lock or the like, which only a Pool on this machine can pass", multiproc.ErrShared, t.Func))
+		return
+	}
+	if err := ctx.Err(); err != nil {
+		done(nil, err)
+		return
+	}
+	want := len(t.Args)
+	if t.Batch {
+		want = 1
+	}
+	m := nats.NewMsg("")
+	m.Header.Set(hdrFunc, t.Func)
+	if t.Batch {
+		m.Header.Set(hdrBatch, "1")
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		m.Header.Set(hdrDeadline, strconv.FormatInt(dl.UnixNano(), 10))
+	}
+	if ctx.Done() != nil {
+		m.Header.Set(hdrCtx, "1")
+	}
+	if c.opts.TaskTimeout > 0 {
+		m.Header.Set(hdrTimeout, strconv.FormatInt(int64(c.opts.TaskTimeout), 10))
+	}
+	m.Data = encodeArgs(t.Args)
+	if max := c.nc.MaxPayload(); int64(len(m.Data)) > max-4096 {
+		done(nil, fmt.Errorf("multiproc: cluster: task %s is %d bytes, more than the NATS server's max payload %d", t.Func, len(m.Data), max))
+		return
+	}
+	cl := &call{fn: t.Func, want: want, done: done, stored: make(chan struct{}), batch: t.Batch, body: m.Data}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		done(nil, fmt.Errorf("%w: the cluster client is closed", multiproc.ErrPoolClosed))
+		return
+	}
+	if !c.nc.IsConnected() {
+		c.mu.Unlock()
+		done(nil, fmt.Errorf("%w (%s; %s)", ErrNotConnected, c.where(), c.nc.Status()))
+		return
+	}
+	cl.epoch, cl.seq = c.epoch, c.seq.Add(1)
+	cl.key = c.id + "." + strconv.Itoa(cl.epoch) + "." + strconv.FormatUint(cl.seq, 10)
+	cl.subject = c.s.tasks + cl.key
+	c.pending[cl.key] = cl
+	c.mu.Unlock()
+	c.submitted.Add(1)
+	if ctx.Done() == nil {
+		// Nobody can cancel it: it may travel with others (see flush).
+		c.obMu.Lock()
+		c.outbox = append(c.outbox, cl)
+		c.obMu.Unlock()
+		select {
+		case c.kick <- struct{}{}:
+		default:
+		}
+		return
+	}
+	m.Subject = cl.subject
+	m.Header.Set(hdrID, cl.key)
+	if ctx.Done() != nil {
+		cl.stop = context.AfterFunc(ctx, func() { c.abandon(cl.key, ctx.Err()) })
+	}
+	if _, err := c.js.PublishMsgAsync(m); err != nil {
+		c.finish(cl.key, nil, fmt.Errorf("multiproc: cluster: queueing task %s: %w", t.Func, err))
+	}
+}
+
+// take removes and returns the call for key, if it still waits.
+func (c *Cluster) take(key string) *call {
+	c.mu.Lock()
+	cl := c.pending[key]
+	delete(c.pending, key)
+	c.mu.Unlock()
+	if cl != nil && cl.stop != nil {
+		cl.stop()
+	}
+	return cl
+}
+
+func (c *Cluster) finish(key string, rs []multiproc.Result, err error) {
+	cl := c.take(key)
+	if cl == nil {
+		return // answered already: a redelivered task's second answer
+	}
+	if err != nil {
+		c.failed.Add(1)
+	} else {
+		c.completed.Add(1)
+	}
+	cl.done(rs, err)
+}
+
+// abandon is the caller's ctx ending: answer at once, then make sure the
+// task never runs (purge it from the queue) or stops (the hosts kill it).
+func (c *Cluster) abandon(key string, err error) {
+	cl := c.take(key)
+	if cl == nil {
+		return
+	}
+	c.failed.Add(1)
+	cl.done(nil, err)
+	c.nc.Publish(c.s.cancel, []byte(key))
+	go func() {
+		// Purge only once the server has stored it, or the purge could
+		// come first and the task be stored after it.
+		select {
+		case <-cl.stored:
+		case <-time.After(10 * time.Second):
+		case <-c.quit:
+			return // Close purges what is left
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c.st.Purge(ctx, jetstream.WithPurgeSubject(cl.subject))
+	}()
+}
+
+func (c *Cluster) onResult(m *nats.Msg) {
+	key := m.Header.Get(hdrID)
+	c.mu.Lock()
+	cl := c.pending[key]
+	c.mu.Unlock()
+	if cl == nil {
+		return
+	}
+	rs, err := decodeResults(m.Data, cl.want, cl.fn, m.Header.Get(hdrHost))
+	c.finish(key, rs, err)
+}
+
+// flusher publishes the outbox: a task alone as it is, several that piled
+// up as messages of several tasks each, in chunks as Map's are (about a
+// quarter of the outbox per worker), so that a burst of long tasks still
+// spreads over the hosts.
+func (c *Cluster) flusher() {
+	for {
+		select {
+		case <-c.kick:
+		case <-c.quit:
+			return
+		}
+		for {
+			c.obMu.Lock()
+			calls := c.outbox
+			c.outbox = nil
+			c.obMu.Unlock()
+			if len(calls) == 0 {
+				break
+			}
+			c.flush(calls)
+		}
+	}
+}
+
+// maxMulti bounds the tasks in one message.
+const maxMulti = 256
+
+func (c *Cluster) flush(calls []*call) {
+	// Only those still waiting: a disconnect or Close may have failed some.
+	c.mu.Lock()
+	live := calls[:0]
+	for _, cl := range calls {
+		if c.pending[cl.key] == cl {
+			live = append(live, cl)
+		}
+	}
+	c.mu.Unlock()
+	w := c.Workers()
+	size := min(maxMulti, max(1, (len(live)+4*w-1)/(4*w)))
+	limit := int(c.nc.MaxPayload() / 2)
+	for len(live) > 0 {
+		n, bytes := 1, len(live[0].body)
+		for n < len(live) && n < size && live[n].epoch == live[0].epoch && bytes+len(live[n].body) < limit {
+			bytes += len(live[n].body)
+			n++
+		}
+		group := live[:n]
+		live = live[n:]
+		if n == 1 {
+			c.publishOne(group[0])
+			continue
+		}
+		m := nats.NewMsg(c.s.tasks + c.id + "." + strconv.Itoa(group[0].epoch) + ".m" + strconv.FormatUint(group[0].seq, 10))
+		m.Header.Set(hdrMulti, "1")
+		if c.opts.TaskTimeout > 0 {
+			m.Header.Set(hdrTimeout, strconv.FormatInt(int64(c.opts.TaskTimeout), 10))
+		}
+		m.Data = encodeMulti(group)
+		if _, err := c.js.PublishMsgAsync(m); err != nil {
+			for _, cl := range group {
+				c.finish(cl.key, nil, fmt.Errorf("multiproc: cluster: queueing task %s: %w", cl.fn, err))
+			}
+		}
+	}
+}
+
+// publishOne publishes an outbox task as a message of its own.
+func (c *Cluster) publishOne(cl *call) {
+	m := nats.NewMsg(cl.subject)
+	m.Header.Set(hdrFunc, cl.fn)
+	m.Header.Set(hdrID, cl.key)
+	if cl.batch {
+		m.Header.Set(hdrBatch, "1")
+	}
+	if c.opts.TaskTimeout > 0 {
+		m.Header.Set(hdrTimeout, strconv.FormatInt(int64(c.opts.TaskTimeout), 10))
+	}
+	m.Data = cl.body
+	if _, err := c.js.PublishMsgAsync(m); err != nil {
+		c.finish(cl.key, nil, fmt.Errorf("multiproc: cluster: queueing task %s: %w", cl.fn, err))
+	}
+}
+
+func (c *Cluster) onStored(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) {
+	c.mu.Lock()
+	cl := c.pending[m.Header.Get(hdrID)]
+	c.mu.Unlock()
+	if cl != nil {
+		close(cl.stored)
+	}
+}
+
+func (c *Cluster) onPublishErr(_ jetstream.JetStream, m *nats.Msg, err error) {
+	if m.Header.Get(hdrMulti) != "" {
+		prefix := strings.TrimPrefix(m.Subject, c.s.tasks)
+		prefix = prefix[:strings.LastIndexByte(prefix, '.')+1]
+		members, _ := decodeMulti(m.Data)
+		for _, mb := range members {
+			c.finish(prefix+strconv.FormatUint(mb.seq, 10), nil, fmt.Errorf("multiproc: cluster: queueing task %s on %s: %w", mb.fn, c.where(), err))
+		}
+		return
+	}
+	c.finish(m.Header.Get(hdrID), nil, fmt.Errorf("multiproc: cluster: queueing task %s on %s: %w", m.Header.Get(hdrFunc), c.where(), err))
+}
+
+// onDisconnect fails every waiting call: their answers may be lost while
+// the connection is down. Their tasks are purged and stopped once it is
+// back (onReconnect), so none of them runs for nobody.
+func (c *Cluster) onDisconnect(_ *nats.Conn, err error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	calls := c.pending
+	c.pending = map[string]*call{}
+	c.stale = append(c.stale, c.epoch)
+	c.epoch++
+	c.mu.Unlock()
+	why := fmt.Errorf("%w (%s): the connection dropped while the task was queued or running", ErrNotConnected, c.where())
+	if err != nil {
+		why = fmt.Errorf("%w (%s): the connection dropped while the task was queued or running: %w", ErrNotConnected, c.where(), err)
+	}
+	for _, cl := range calls {
+		if cl.stop != nil {
+			cl.stop()
+		}
+		c.failed.Add(1)
+		cl.done(nil, why)
+	}
+}
+
+func (c *Cluster) onReconnect(*nats.Conn) {
+	c.mu.Lock()
+	stale := c.stale
+	c.stale = nil
+	c.mu.Unlock()
+	go func() {
+		for _, e := range stale {
+			prefix := c.id + "." + strconv.Itoa(e) + "."
+			c.nc.Publish(c.s.cancel, []byte(prefix))
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			c.st.Purge(ctx, jetstream.WithPurgeSubject(c.s.tasks+prefix+">"))
+			cancel()
+		}
+	}()
+}
+
+func (c *Cluster) onHost(m *nats.Msg) {
+	var h HostStats
+	if len(m.Data) > 64<<10 || decodeHost(m.Data, &h) != nil || h.ID == "" {
+		return
+	}
+	h.Seen = time.Now()
+	c.mu.Lock()
+	c.hosts[h.ID] = h
+	c.mu.Unlock()
+}
+
+// pingHosts asks every host for its heartbeat now and waits up to d for
+// the answers.
+func (c *Cluster) pingHosts(ctx context.Context, d time.Duration) {
+	hosts, err := pingHosts(ctx, c.nc, c.s, d)
+	if err != nil {
+		return
+	}
+	c.mu.Lock()
+	for _, h := range hosts {
+		c.hosts[h.ID] = h
+	}
+	c.mu.Unlock()
+}
+
+// Close stops the cluster client: calls still waiting fail with an error
+// matching multiproc.ErrPoolClosed (their tasks are withdrawn from the
+// queue and stopped on their hosts), local workers stop, and the embedded
+// server, if any, shuts down and its store is removed. Hosts of other
+// processes are not affected. Calling it again returns the first result.
+func (c *Cluster) Close() error {
+	c.closeOnce.Do(func() {
+		c.mu.Lock()
+		c.closed = true
+		close(c.quit)
+		calls := c.pending
+		c.pending = map[string]*call{}
+		c.mu.Unlock()
+		for _, cl := range calls {
+			if cl.stop != nil {
+				cl.stop()
+			}
+			c.nc.Publish(c.s.cancel, []byte(cl.key))
+			cl.done(nil, fmt.Errorf("%w: the cluster client was closed while %s was queued or running", multiproc.ErrPoolClosed, cl.fn))
+		}
+		if c.submitted.Load() > 0 && c.st != nil && c.nc.IsConnected() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			c.st.Purge(ctx, jetstream.WithPurgeSubject(c.s.tasks+c.id+".>"))
+			cancel()
+		}
+		c.shutdown()
+	})
+	return c.closeErr
+}
+
+// shutdown releases what Connect made, in reverse.
+func (c *Cluster) shutdown() {
+	if c.local != nil {
+		c.local.cancel()
+		select {
+		case <-c.local.done:
+		case <-time.After(30 * time.Second):
+			c.closeErr = errors.New("multiproc: cluster: local workers did not stop within 30s")
+		}
+		c.local.nc.Close()
+	}
+	for _, s := range c.subs {
+		s.Unsubscribe()
+	}
+	if c.nc != nil {
+		flush(c.nc)
+		c.nc.Close()
+	}
+	if c.emb != nil {
+		c.emb.stop()
+	}
+}

@@ -1,0 +1,96 @@
+// Package cluster runs multiproc's registered functions on worker
+// processes of many machines, through a NATS JetStream work queue: a
+// *Cluster is a multiproc.Executor, so
+//
+//	c, err := cluster.Connect(ctx, cluster.Options{})
+//	...
+//	squares, err := square.Map(ctx, c, xs)
+//
+// is the same call as on a local multiproc.Pool. With no options, Connect
+// starts an embedded NATS server with JetStream (no port, its store in a
+// temporary directory) and NumCPU local worker processes: a program works
+// on one machine the moment it is written. With Options.Listen the
+// embedded server accepts hosts from other machines; each host runs the
+// same program, which calls Serve (a flag such as -worker URL is the usual
+// way); a client with Options.URL uses an existing NATS server or cluster.
+// Every host runs its tasks in a local multiproc.Pool, so a crashing task
+// kills one worker process, not the host.
+//
+// This module is separate from multiproc's so that users of the core never
+// download a NATS server.
+//
+// # How tasks travel
+//
+// A task (one Apply, one Map chunk, one IMap item) is one message in the
+// work queue, a JetStream stream with work-queue retention named
+// Options.Name, on the subject Name.tasks.<client>.<epoch>.<seq>. Tasks
+// nobody can cancel (ApplyAsync's) that pile up while the client publishes
+// travel several to a message, in chunks as Map's (about a quarter of the
+// pile per worker), and a host runs consecutive ones of one function in one
+// worker round trip. All hosts share one durable pull consumer; each pulls
+// as many messages as it has workers, plus as many as it gets through in
+// about 4ms (one while tasks are slow), so that short tasks keep its workers
+// busy and long ones spread by who is free. Results come
+// back on the caller's own core-NATS subject (Name.results.<client>), not
+// through a second stream: only the waiting caller wants them, and a stream
+// would cost two more stored writes per task and its own cleanup. A result
+// that cannot be delivered (the caller is gone, or the connection dropped)
+// is of no use to anyone; a caller whose connection drops fails its waiting
+// calls at once (see below) rather than wait for answers that may be lost.
+//
+// # Delivery
+//
+// Delivery is at least once, and each caller gets exactly one result per
+// task: a host answers, then acknowledges; the caller keeps the first
+// answer for a task and ignores any later one. A host tells the server
+// every AckWait/3 that it still works on the tasks it holds; a host that
+// dies or loses its network stops doing so, and after Options.AckWait
+// (30s by default) its tasks go to other hosts. A task that was handed out
+// Options.MaxDeliveries times (3) without an answer fails with a clear
+// error, never redelivered for ever. A task whose own worker process died
+// (a crash inside the task) fails at once with an error matching
+// multiproc.ErrWorkerDied, as on a local Pool, and is not run again.
+// A client that dies without Close leaves its queued tasks behind: those
+// with a deadline are dropped once it passes, the others still run, for
+// nobody.
+//
+// Options.TaskTimeout bounds each task as PoolOptions.TaskTimeout does (an
+// error matching context.DeadlineExceeded; the worker is killed). When a
+// caller's ctx ends, its calls return ctx.Err() at once; each of its tasks
+// is purged from the queue (so a queued one never runs later, even on a
+// host that joins later), and a cancel message makes the host that holds
+// it drop it or kill its worker. The ctx's deadline also travels with the
+// task, and hosts drop tasks past it (this assumes the machines' clocks
+// roughly agree).
+//
+// Map sends its input in chunks (one task each) sized from Workers(), the
+// worker processes of the hosts seen, like a local pool; IMap keeps
+// 2×Workers() items in flight. Arguments holding shared-memory objects
+// (*multiproc.Value, *Queue, *Conn, ...) are refused at the call: they
+// cannot leave the machine.
+//
+// # When the server goes away
+//
+// Every connection reconnects for ever. While the client is disconnected,
+// calls fail at once with an error matching ErrNotConnected, and the calls
+// that were waiting fail the moment the connection drops (their answers
+// may be lost); once the connection is back, those tasks are purged from
+// the queue and stopped on their hosts, and new calls work. Hosts keep
+// their tasks while the server is away and answer them when it returns
+// (if it returns within AckWait; otherwise the tasks are redelivered).
+//
+// # Observability
+//
+// Cluster.Stats, and Status for a process that only watches (what the
+// command github.com/multiproc-go/multiproc/cluster/cmd/multiproc-cluster
+// prints with `multiproc-cluster status URL`), report the hosts seen, their
+// worker processes and counts, and the queue: tasks waiting, running and
+// redelivered.
+//
+// # Cost
+//
+// Against a local Pool, each task pays a JetStream store and delivery, an
+// acknowledgement and a result message: tens of microseconds on one
+// machine, a network round trip or two across machines. Chunked Map hides
+// it; many tiny Apply calls feel it.
+package cluster

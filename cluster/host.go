@@ -1,0 +1,631 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/multiproc-go/multiproc"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Serve makes this process a worker host of the cluster at opts.URL: it
+// runs opts.Processes worker processes (a multiproc.Pool) and takes tasks
+// from the work queue until ctx ends, then returns nil. Every host runs
+// the same program as the clients, so the same functions are registered;
+// call it from main after multiproc.Main, typically behind a flag:
+//
+//	if *worker != "" {
+//		log.Fatal(cluster.Serve(ctx, cluster.Options{URL: *worker}))
+//	}
+//
+// A task that crashes its worker process kills that process only (it is
+// replaced); the task fails with an error matching
+// multiproc.ErrWorkerDied. The host holds its running tasks and a few
+// more (as many as it runs in about 4ms; one while tasks are slow) at
+// once and tells the server every AckWait/3 that it still works on them,
+// so if the host dies its tasks go to other hosts. Serve waits for the
+// server if it is not up yet, and rides out a server that goes away and
+// comes back. When ctx ends, the tasks it holds are stopped and handed
+// back to the queue at once for other hosts.
+func Serve(ctx context.Context, opts Options) error {
+	if err := opts.fill(true); err != nil {
+		return err
+	}
+	if opts.URL == "" {
+		return errors.New("multiproc: cluster.Serve needs Options.URL, the NATS server of the cluster")
+	}
+	name := hostName()
+	nc, err := nats.Connect(opts.URL, append(opts.natsOptions("multiproc host "+name), nats.RetryOnFailedConnect(true))...)
+	if err != nil {
+		return fmt.Errorf("multiproc: cluster: connecting to %s: %w", opts.URL, err)
+	}
+	defer nc.Close()
+	h, err := newHost(ctx, nc, &opts, name)
+	if err != nil {
+		return err
+	}
+	h.run(ctx)
+	return nil
+}
+
+func hostName() string {
+	n, err := os.Hostname()
+	if err != nil {
+		n = "host"
+	}
+	return n + ":" + strconv.Itoa(os.Getpid())
+}
+
+// host takes tasks from the work queue and runs them in its pool.
+type host struct {
+	opts *Options
+	s    subjects
+	nc   *nats.Conn
+	cons jetstream.Consumer
+	pool *multiproc.Pool
+	id   string
+	name string
+
+	mu        sync.Mutex
+	held      map[string]*heldTask
+	cap       int // tasks held at most: Processes plus a prefetch (see adapt)
+	free      int // cap less the tasks held and asked for; < 0 after cap shrank
+	lastDone  time.Time
+	interval  float64       // moving average of the time between two answers, in seconds
+	freed     chan struct{} // signalled when a slot frees
+	cancelled map[string]time.Time
+	prefixes  map[string]time.Time // cancelled key prefixes (a client's epoch)
+
+	done, failed, redelivered, dropped atomic.Uint64
+}
+
+type heldTask struct {
+	msg      jetstream.Msg
+	cancel   context.CancelFunc
+	canceled bool // by the client: no answer wanted
+}
+
+// newHost connects the host's pieces: the queue (waiting for the server
+// while ctx lasts), the pool, the cancel and ping subscriptions.
+func newHost(ctx context.Context, nc *nats.Conn, opts *Options, name string) (*host, error) {
+	s := newSubjects(opts.Name)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("multiproc: cluster: %w", err)
+	}
+	var cons jetstream.Consumer
+	err = retry(ctx, func(ctx context.Context) error {
+		var err error
+		_, cons, err = setupQueue(ctx, js, s, opts, false)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("multiproc: cluster host %s could not reach the work queue at %s: %w", name, opts.URL, err)
+	}
+	pool, err := multiproc.NewPool(multiproc.PoolOptions{Processes: opts.Processes, TaskTimeout: opts.TaskTimeout})
+	if err != nil {
+		return nil, err
+	}
+	h := &host{
+		opts: opts, s: s, nc: nc, cons: cons, pool: pool,
+		id: newID(), name: name, cap: opts.Processes + 1,
+		held: map[string]*heldTask{}, freed: make(chan struct{}, 1),
+		cancelled: map[string]time.Time{}, prefixes: map[string]time.Time{},
+	}
+	h.free = h.cap
+	return h, nil
+}
+
+// run serves until ctx ends, then hands back what it holds.
+func (h *host) run(ctx context.Context) {
+	var subs []*nats.Subscription
+	if sub, err := h.nc.Subscribe(h.s.cancel, h.onCancel); err == nil {
+		subs = append(subs, sub)
+	}
+	if sub, err := h.nc.Subscribe(h.s.ping, func(m *nats.Msg) {
+		if b, err := json.Marshal(h.stats()); err == nil {
+			m.Respond(b)
+		}
+	}); err == nil {
+		subs = append(subs, sub)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { h.beat(ctx) })
+	h.announce()
+	h.fetchLoop(ctx)
+	// Stop: the tasks held, their contexts ended with ctx, go back to
+	// the queue now (see start); Terminate fails those not yet started.
+	for _, s := range subs {
+		s.Unsubscribe()
+	}
+	h.pool.Terminate()
+	wg.Wait()
+	flush(h.nc)
+}
+
+// beat announces the host every second and keeps its tasks' leases.
+func (h *host) beat(ctx context.Context) {
+	tick := time.NewTicker(heartbeat)
+	defer tick.Stop()
+	lease := time.NewTicker(h.opts.AckWait / 3)
+	defer lease.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			h.announce()
+			h.expireCancels()
+		case <-lease.C:
+			h.mu.Lock()
+			for _, t := range h.held {
+				t.msg.InProgress()
+			}
+			h.mu.Unlock()
+		}
+	}
+}
+
+func (h *host) announce() {
+	if b, err := json.Marshal(h.stats()); err == nil {
+		h.nc.Publish(h.s.hosts, b)
+	}
+}
+
+func (h *host) stats() HostStats {
+	h.mu.Lock()
+	running := len(h.held)
+	h.mu.Unlock()
+	return HostStats{
+		ID: h.id, Name: h.name, Processes: h.opts.Processes, Running: running,
+		Done: h.done.Load(), Failed: h.failed.Load(), Redelivered: h.redelivered.Load(), Dropped: h.dropped.Load(),
+	}
+}
+
+// cancelTTL is how long a cancel is remembered: past it, the task's own
+// deadline and the purge of the queue have dealt with it.
+const cancelTTL = 10 * time.Minute
+
+func (h *host) onCancel(m *nats.Msg) {
+	key := string(m.Data)
+	if key == "" || len(key) > 256 {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.cancelled)+len(h.prefixes) > 1<<20 {
+		return // bounded: the deadline and the purge still work
+	}
+	exp := time.Now().Add(cancelTTL)
+	if strings.HasSuffix(key, ".") {
+		h.prefixes[key] = exp
+		for k, t := range h.held {
+			if strings.HasPrefix(k, key) {
+				t.canceled = true
+				t.cancel()
+			}
+		}
+		return
+	}
+	h.cancelled[key] = exp
+	if t, ok := h.held[key]; ok {
+		t.canceled = true
+		t.cancel()
+	}
+}
+
+func (h *host) isCancelledLocked(key string) bool {
+	if _, ok := h.cancelled[key]; ok {
+		return true
+	}
+	for p := range h.prefixes {
+		if strings.HasPrefix(key, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func (h *host) expireCancels() {
+	now := time.Now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for k, exp := range h.cancelled {
+		if now.After(exp) {
+			delete(h.cancelled, k)
+		}
+	}
+	for k, exp := range h.prefixes {
+		if now.After(exp) {
+			delete(h.prefixes, k)
+		}
+	}
+}
+
+// fetchLoop pulls as many tasks as the host has free slots, and runs each
+// as it arrives. A slot that frees becomes a new pull request at once,
+// beside those still open, so a busy host never waits for a round trip
+// to the server between tasks.
+func (h *host) fetchLoop(ctx context.Context) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for ctx.Err() == nil {
+		h.mu.Lock()
+		k := max(h.free, 0)
+		h.free -= k
+		h.mu.Unlock()
+		if k == 0 {
+			select {
+			case <-h.freed:
+			case <-ctx.Done():
+			}
+			continue
+		}
+		wg.Go(func() { h.fetch(ctx, k) })
+	}
+}
+
+// fetch is one pull request for k tasks, open for up to 5 seconds.
+func (h *host) fetch(ctx context.Context, k int) {
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	got := 0
+	batch, err := h.cons.Fetch(k, jetstream.FetchContext(fctx))
+	if err == nil {
+		for m := range batch.Messages() {
+			got++
+			h.start(ctx, m)
+		}
+		err = batch.Error()
+	}
+	if err != nil && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) {
+		// The server is away or the queue is being remade: wait a
+		// little rather than spin.
+		select {
+		case <-time.After(250 * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
+	h.release(k - got)
+}
+
+// prefetchWindow is how much work, in time, a host keeps queued beyond
+// its running tasks: enough to cover a round trip to the server, so its
+// workers never idle between short tasks; and no more, so that long tasks
+// spread over hosts instead of piling up on the first to ask.
+const prefetchWindow = 4 * time.Millisecond
+
+// answered accounts for an answered task: the host's pace sets how many
+// tasks it holds beyond its workers (one while tasks are slow, up to 32
+// per worker while they take microseconds).
+func (h *host) answered() {
+	now := time.Now()
+	h.mu.Lock()
+	if !h.lastDone.IsZero() {
+		d := now.Sub(h.lastDone).Seconds()
+		if h.interval == 0 {
+			h.interval = d
+		} else {
+			h.interval = 0.9*h.interval + 0.1*d
+		}
+		extra := h.opts.Processes * 32
+		if h.interval > 0 {
+			extra = min(extra, max(1, int(prefetchWindow.Seconds()/h.interval)))
+		}
+		c := h.opts.Processes + extra
+		h.free += c - h.cap
+		h.cap = c
+	}
+	h.lastDone = now
+	h.mu.Unlock()
+	h.release(1)
+}
+
+func (h *host) release(n int) {
+	if n <= 0 {
+		return
+	}
+	h.mu.Lock()
+	h.free += n
+	free := h.free
+	h.mu.Unlock()
+	if free <= 0 {
+		return
+	}
+	select {
+	case h.freed <- struct{}{}:
+	default:
+	}
+}
+
+// start runs one task from the queue, or drops it (cancelled, past its
+// caller's deadline, delivered too often, malformed) with an answer where
+// one is due. Its slot is released when it is answered.
+func (h *host) start(ctx context.Context, m jetstream.Msg) {
+	key, client, ok := h.parseSubject(m.Subject())
+	if !ok {
+		m.Term()
+		h.release(1)
+		return
+	}
+	hdr := m.Headers()
+	fn := hdr.Get(hdrFunc)
+	reply := h.s.results + client
+	answer := func(b []byte) { h.answer(reply, key, fn, b) }
+	drop := func() {
+		h.dropped.Add(1)
+		m.Ack()
+		h.release(1)
+	}
+	h.mu.Lock()
+	cancelled := h.isCancelledLocked(key)
+	h.mu.Unlock()
+	if cancelled {
+		drop()
+		return
+	}
+	var deadline time.Time
+	if d := hdr.Get(hdrDeadline); d != "" {
+		ns, err := strconv.ParseInt(d, 10, 64)
+		if err == nil {
+			deadline = time.Unix(0, ns)
+			if time.Now().After(deadline) {
+				drop() // the caller has given up on it
+				return
+			}
+		}
+	}
+	if hdr.Get(hdrMulti) != "" {
+		h.startMulti(ctx, m, key, reply)
+		return
+	}
+	if n := h.deliveries(m); n > uint64(h.opts.MaxDeliveries) {
+		h.failed.Add(1)
+		answer(tooManyDeliveries(fn, n))
+		m.Ack()
+		h.release(1)
+		return
+	}
+	args, err := decodeArgs(m.Data())
+	if err != nil || fn == "" {
+		h.failed.Add(1)
+		answer(append([]byte{resFailed}, "multiproc: cluster: malformed task"...))
+		m.Ack()
+		h.release(1)
+		return
+	}
+	// A task its caller can never cancel, with no deadline or timeout,
+	// runs under a context that never ends, so that the pool may queue it
+	// in a busy worker (as it does for ApplyAsync) and the worker never
+	// idles between tasks; stopping the host still stops it (Terminate).
+	timeout := h.taskTimeout(hdr)
+	tctx, cancel := context.Background(), context.CancelFunc(func() {})
+	switch {
+	case !deadline.IsZero():
+		tctx, cancel = context.WithDeadline(ctx, deadline)
+	case hdr.Get(hdrCtx) != "" || timeout > 0:
+		tctx, cancel = context.WithCancel(ctx)
+	}
+	if timeout > 0 {
+		var c2 context.CancelFunc
+		tctx, c2 = context.WithTimeout(tctx, timeout)
+		c1 := cancel
+		cancel = func() { c2(); c1() }
+	}
+	t := &heldTask{msg: m, cancel: cancel}
+	h.mu.Lock()
+	h.held[key] = t
+	h.mu.Unlock()
+	task := &multiproc.Task{Func: fn, Args: args, Batch: hdr.Get(hdrBatch) == "1"}
+	h.pool.Submit(tctx, task, func(rs []multiproc.Result, err error) {
+		h.mu.Lock()
+		delete(h.held, key)
+		canceled := t.canceled
+		h.mu.Unlock()
+		stopping := ctx.Err() != nil
+		cancel()
+		switch {
+		case stopping && (errors.Is(err, multiproc.ErrPoolClosed) || errors.Is(err, context.Canceled)):
+			m.Nak() // for another host, now
+		case canceled:
+			h.dropped.Add(1)
+			m.Ack()
+		default:
+			if err != nil {
+				h.failed.Add(1)
+			} else {
+				h.done.Add(1)
+			}
+			// Answer first, then ack: a host dying between the two makes
+			// the task run again, and the caller keeps the first answer.
+			answer(encodeResults(rs, err))
+			m.Ack()
+		}
+		h.answered()
+	})
+}
+
+// taskTimeout is the caller's TaskTimeout for a task, to be applied by a
+// context, or 0. When it is the host's own TaskTimeout, the host's pool
+// applies it, exactly: from the moment a worker takes the task up. A
+// different one is applied from the moment the host took the task, so it
+// also counts the task's wait for a free worker of this host.
+func (h *host) taskTimeout(hdr nats.Header) time.Duration {
+	ns, err := strconv.ParseInt(hdr.Get(hdrTimeout), 10, 64)
+	if err != nil || ns <= 0 || time.Duration(ns) == h.opts.TaskTimeout {
+		return 0
+	}
+	return time.Duration(ns)
+}
+
+// answer publishes a task's result to its caller.
+func (h *host) answer(reply, key, fn string, b []byte) {
+	out := nats.NewMsg(reply)
+	out.Header.Set(hdrID, key)
+	out.Header.Set(hdrHost, h.name)
+	out.Data = b
+	if int64(len(b)) > h.nc.MaxPayload()-1024 {
+		out.Data = append([]byte{resFailed}, fmt.Sprintf("multiproc: the result of %s is %d bytes, more than the NATS server's max payload %d", fn, len(b), h.nc.MaxPayload())...)
+	}
+	h.nc.PublishMsg(out)
+}
+
+// deliveries is how many times m has been handed to a host, this time
+// included (counting the redelivered).
+func (h *host) deliveries(m jetstream.Msg) uint64 {
+	md, err := m.Metadata()
+	if err != nil {
+		return 1
+	}
+	if md.NumDelivered > 1 {
+		h.redelivered.Add(1)
+	}
+	return md.NumDelivered
+}
+
+func tooManyDeliveries(fn string, n uint64) []byte {
+	return append([]byte{resFailed}, fmt.Sprintf("multiproc: task %s was handed to a host %d times and none finished it (each host died or fell silent for longer than the AckWait); giving up", fn, n-1)...)
+}
+
+// startMulti runs a message of several tasks (see encodeMulti): nobody
+// can cancel them, so each runs under a context that never ends (unless
+// they have a TaskTimeout), and each is answered on its own; the message
+// is acknowledged once all are.
+func (h *host) startMulti(ctx context.Context, m jetstream.Msg, key, reply string) {
+	members, err := decodeMulti(m.Data())
+	prefix := key[:strings.LastIndexByte(key, '.')+1]
+	if err != nil || len(members) == 0 {
+		h.failed.Add(1)
+		m.Ack() // nothing to answer: the keys are unreadable
+		h.release(1)
+		return
+	}
+	if n := h.deliveries(m); n > uint64(h.opts.MaxDeliveries) {
+		for _, mb := range members {
+			h.failed.Add(1)
+			h.answer(reply, prefix+strconv.FormatUint(mb.seq, 10), mb.fn, tooManyDeliveries(mb.fn, n))
+		}
+		m.Ack()
+		h.release(1)
+		return
+	}
+	timeout := h.taskTimeout(m.Headers())
+	tctx, cancel := context.Background(), context.CancelFunc(func() {})
+	if timeout > 0 {
+		tctx, cancel = context.WithCancel(ctx)
+	}
+	t := &heldTask{msg: m, cancel: cancel}
+	h.mu.Lock()
+	h.held[key] = t
+	h.mu.Unlock()
+	var left atomic.Int64
+	var nak atomic.Bool
+	left.Store(int64(len(members)))
+	// finishOne accounts for one member's outcome; the last one acks.
+	finishOne := func(mb *member, rs []multiproc.Result, err error) {
+		h.mu.Lock()
+		canceled := t.canceled
+		h.mu.Unlock()
+		switch {
+		case ctx.Err() != nil && (errors.Is(err, multiproc.ErrPoolClosed) || errors.Is(err, context.Canceled)):
+			nak.Store(true)
+		case canceled:
+			h.dropped.Add(1)
+		default:
+			if err != nil {
+				h.failed.Add(1)
+			} else {
+				h.done.Add(1)
+			}
+			h.answer(reply, prefix+strconv.FormatUint(mb.seq, 10), mb.fn, encodeResults(rs, err))
+		}
+		if left.Add(-1) > 0 {
+			return
+		}
+		h.mu.Lock()
+		delete(h.held, key)
+		h.mu.Unlock()
+		cancel()
+		if nak.Load() {
+			m.Nak() // the host is stopping: the unanswered ones go to another
+		} else {
+			m.Ack()
+		}
+		h.answered()
+	}
+	runOne := func(mb *member) {
+		mctx, mcancel := tctx, context.CancelFunc(func() {})
+		if timeout > 0 {
+			mctx, mcancel = context.WithTimeout(tctx, timeout)
+		}
+		h.pool.Submit(mctx, &multiproc.Task{Func: mb.fn, Args: mb.args, Batch: mb.batch}, func(rs []multiproc.Result, err error) {
+			mcancel()
+			finishOne(mb, rs, err)
+		})
+	}
+	for i := 0; i < len(members); {
+		// Consecutive plain tasks of one function run as one pool task
+		// (one worker round trip for all), when no timeout applies to
+		// each (the caller's or this host's). If that worker dies, each runs again on its own, so that
+		// only the one that crashes it fails (the others ran at least
+		// once, as the cluster promises).
+		j := i + 1
+		for timeout == 0 && h.opts.TaskTimeout == 0 && !members[i].batch && j < len(members) && !members[j].batch && members[j].fn == members[i].fn {
+			j++
+		}
+		group := members[i:j]
+		i = j
+		if len(group) == 1 {
+			runOne(&group[0])
+			continue
+		}
+		var args [][]byte
+		for _, mb := range group {
+			args = append(args, mb.args...)
+		}
+		h.pool.Submit(tctx, &multiproc.Task{Func: group[0].fn, Args: args}, func(rs []multiproc.Result, err error) {
+			if err == nil && len(rs) != len(args) {
+				err = fmt.Errorf("multiproc: cluster: the pool answered %d tasks with %d results", len(args), len(rs))
+			}
+			if err != nil && !(ctx.Err() != nil && errors.Is(err, multiproc.ErrPoolClosed)) {
+				for k := range group {
+					runOne(&group[k])
+				}
+				return
+			}
+			off := 0
+			for k := range group {
+				mb := &group[k]
+				if err != nil {
+					finishOne(mb, nil, err)
+					continue
+				}
+				finishOne(mb, rs[off:off+len(mb.args)], nil)
+				off += len(mb.args)
+			}
+		})
+	}
+}
+
+// parseSubject splits a task subject into its key ("<client>.<epoch>.<seq>")
+// and its client.
+func (h *host) parseSubject(subj string) (key, client string, ok bool) {
+	key, ok = strings.CutPrefix(subj, h.s.tasks)
+	if !ok {
+		return "", "", false
+	}
+	parts := strings.Split(key, ".")
+	if len(parts) != 3 || parts[0] == "" {
+		return "", "", false
+	}
+	return key, parts[0], true
+}

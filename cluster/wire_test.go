@@ -1,0 +1,49 @@
+package cluster
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	"github.com/multiproc-go/multiproc"
+)
+
+// Messages come from the network: every length is checked, nothing
+// panics, and what was encoded decodes to the same.
+func TestWireRoundTripAndCorrupt(t *testing.T) {
+	args := [][]byte{[]byte("a"), nil, bytes.Repeat([]byte{7}, 300)}
+	got, err := decodeArgs(encodeArgs(args))
+	if err != nil || len(got) != 3 || !bytes.Equal(got[2], args[2]) || len(got[1]) != 0 {
+		t.Fatalf("decodeArgs = %q, %v", got, err)
+	}
+	calls := []*call{{seq: 5, fn: "f", body: encodeArgs(args)}, {seq: 9, fn: "g", batch: true, body: encodeArgs(args[:1])}}
+	ms, err := decodeMulti(encodeMulti(calls))
+	if err != nil || len(ms) != 2 || ms[1].seq != 9 || !ms[1].batch || ms[0].fn != "f" || len(ms[0].args) != 3 {
+		t.Fatalf("decodeMulti = %+v, %v", ms, err)
+	}
+	rs := []multiproc.Result{{Value: []byte("v")}, {Err: &multiproc.RemoteError{Text: "boom", Panic: true}}}
+	back, err := decodeResults(encodeResults(rs, nil), 2, "f", "h")
+	var re *multiproc.RemoteError
+	if err != nil || string(back[0].Value) != "v" || !errors.As(back[1].Err, &re) || !re.Panic || re.Text != "boom" {
+		t.Fatalf("decodeResults = %+v, %v", back, err)
+	}
+	if _, err := decodeResults(encodeResults(rs, nil), 3, "f", "h"); err == nil {
+		t.Fatal("a result with the wrong count was accepted")
+	}
+	// Every truncation and a few corruptions of each encoding fail cleanly.
+	for _, b := range [][]byte{encodeArgs(args), encodeMulti(calls), encodeResults(rs, nil)} {
+		for i := range len(b) {
+			decodeArgs(b[:i])
+			decodeMulti(b[:i])
+			decodeResults(b[:i], 2, "f", "h")
+			c := bytes.Clone(b)
+			c[i] ^= 0xff
+			decodeArgs(c)
+			decodeMulti(c)
+			decodeResults(c, 2, "f", "h")
+		}
+	}
+	if _, err := decodeArgs([]byte{0xff, 0xff, 0xff, 0xff, 0x0f}); err == nil {
+		t.Fatal("a huge item count was accepted")
+	}
+}

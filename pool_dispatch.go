@@ -1,0 +1,209 @@
+package multiproc
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/multiproc-go/multiproc/internal/spawn"
+)
+
+// poolTask is one task of the queue: a function and its items (one for
+// Apply, a chunk for Map), and where the results go.
+type poolTask struct {
+	ctx     context.Context
+	t       *task
+	deliver func(rs []itemResult, err error) // called exactly once
+	msg     []byte                           // t encoded, once
+}
+
+// prefetch is how many tasks a worker may hold at once when none of them
+// can be cancelled.
+const prefetch = 4
+
+// canQueue reports whether pt may be sent to w now: w is idle, or both
+// w's tasks and pt are of the kind nobody cancels.
+func canQueue(w *worker, pt *poolTask) bool {
+	if len(w.inflight) == 0 {
+		return true
+	}
+	if len(w.inflight) >= prefetch || pt.ctx.Done() != nil {
+		return false
+	}
+	for _, q := range w.inflight {
+		if q.ctx.Done() != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// assignLocked adds pt to w's tasks, counted as sent; the caller holds
+// p.mu and then calls dispatch.
+func (p *Pool) assignLocked(w *worker, pt *poolTask) {
+	w.inflight = append(w.inflight, pt)
+	w.tickets = append(w.tickets, w.sent.Add(1)-1)
+	if len(w.inflight) == 1 {
+		p.watchHeadLocked(w)
+	}
+}
+
+// watchHeadLocked arms the timeout and the context watch of the task w
+// runs now (its first), which may be killed for either.
+func (p *Pool) watchHeadLocked(w *worker) {
+	if len(w.inflight) == 0 {
+		return
+	}
+	pt := w.inflight[0]
+	if d := p.opts.TaskTimeout; d > 0 {
+		w.timer = time.AfterFunc(d, func() {
+			p.killWorker(w, pt, errorf("task %s ran past TaskTimeout %v; its worker %s (pid %d) was killed: %w",
+				pt.t.fn, d, w.name, w.c.pid, context.DeadlineExceeded))
+		})
+	}
+	if pt.ctx.Done() != nil {
+		// Nobody waits for the result any more: stop the work rather than
+		// let it clog the pool.
+		w.stopWait = context.AfterFunc(pt.ctx, func() { p.killWorker(w, pt, pt.ctx.Err()) })
+	}
+}
+
+// dispatch sends w its task pt. It runs on whichever goroutine freed the
+// worker or brought the task: no hand-off to a scheduler goroutine.
+func (p *Pool) dispatch(w *worker, pt *poolTask) {
+	p.mu.Lock()
+	ticket, found := uint32(0), false
+	for i, q := range w.inflight {
+		if q == pt {
+			ticket, found = w.tickets[i], true
+		}
+	}
+	p.mu.Unlock()
+	if !found {
+		return // the worker is gone already; gone has requeued pt
+	}
+	if pt.msg == nil {
+		pt.msg = pt.t.append(nil)
+	}
+	w.sendMu.Lock()
+	for w.sendNext != ticket && !w.sendDone {
+		w.sendCond.Wait()
+	}
+	if w.sendDone {
+		w.sendMu.Unlock()
+		return
+	}
+	err := w.c.ctl.Send(spawn.MsgTask, pt.msg, pt.t.fds())
+	w.sendNext++
+	w.sendCond.Broadcast()
+	w.sendMu.Unlock()
+	if errors.Is(err, spawn.ErrTooManyFds) {
+		// Refused before anything was written: the worker never sees it.
+		// Nothing after it may be in flight to it either, so retire the
+		// worker; the task fails.
+		p.mu.Lock()
+		w.exiting = true
+		p.mu.Unlock()
+		w.kill()
+		p.finishRefused(w, pt, err)
+	}
+	// Any other error means the worker is gone (EPIPE, or its socket
+	// already closed): serve sees it, and the task, which it never
+	// started, goes back to the queue.
+}
+
+// finishRefused fails a task the worker never received.
+func (p *Pool) finishRefused(w *worker, pt *poolTask, err error) {
+	p.mu.Lock()
+	for i, q := range w.inflight {
+		if q == pt {
+			w.inflight = append(w.inflight[:i], w.inflight[i+1:]...)
+			w.tickets = append(w.tickets[:i], w.tickets[i+1:]...)
+			break
+		}
+	}
+	p.mu.Unlock()
+	pt.deliver(nil, err)
+}
+
+func pendingItems(pt *poolTask) int {
+	if pt == nil {
+		return 0
+	}
+	return len(pt.t.items)
+}
+
+// fillLocked gives w queued tasks, as many as it may hold, and returns
+// them for dispatch (and the abandoned ones it skipped).
+func (p *Pool) fillLocked(w *worker) (sends, skipped []*poolTask) {
+	for len(p.pending) > 0 {
+		pt := p.pending[0]
+		if pt.ctx.Err() != nil {
+			p.pending[0] = nil
+			p.pending = p.pending[1:]
+			skipped = append(skipped, pt)
+			continue
+		}
+		if !canQueue(w, pt) {
+			break
+		}
+		if max := p.opts.MaxTasksPerChild; max > 0 && w.tasks+len(w.inflight) >= max {
+			break
+		}
+		p.pending[0] = nil
+		p.pending = p.pending[1:]
+		p.assignLocked(w, pt)
+		sends = append(sends, pt)
+	}
+	return sends, skipped
+}
+
+func failSkipped(skipped []*poolTask) {
+	for _, pt := range skipped {
+		pt.deliver(nil, pt.ctx.Err())
+	}
+}
+
+// submit gives a task to an idle worker at once, or queues it; it fails
+// the task at once if the pool takes no work.
+func (p *Pool) submit(pt *poolTask) {
+	p.mu.Lock()
+	if p.broken != nil {
+		err := p.broken
+		p.mu.Unlock()
+		pt.deliver(nil, err)
+		return
+	}
+	if p.closed {
+		p.mu.Unlock()
+		pt.deliver(nil, ErrPoolClosed)
+		return
+	}
+	if len(p.pending) == 0 {
+		if n := len(p.idle); n > 0 {
+			w := p.idle[n-1]
+			p.idle = p.idle[:n-1]
+			p.assignLocked(w, pt)
+			p.mu.Unlock()
+			p.dispatch(w, pt)
+			return
+		}
+		// A busy worker may take it in advance if nothing in it can be
+		// cancelled: the one holding the fewest.
+		var best *worker
+		for w := range p.workers {
+			if !w.exiting && canQueue(w, pt) && (best == nil || len(w.inflight) < len(best.inflight)) &&
+				(p.opts.MaxTasksPerChild == 0 || w.tasks+len(w.inflight) < p.opts.MaxTasksPerChild) {
+				best = w
+			}
+		}
+		if best != nil {
+			p.assignLocked(best, pt)
+			p.mu.Unlock()
+			p.dispatch(best, pt)
+			return
+		}
+	}
+	p.pending = append(p.pending, pt)
+	p.mu.Unlock()
+}

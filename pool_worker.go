@@ -1,0 +1,282 @@
+package multiproc
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/multiproc-go/multiproc/internal/futex"
+	"github.com/multiproc-go/multiproc/internal/shm"
+	"github.com/multiproc-go/multiproc/internal/spawn"
+)
+
+// worker is one worker process. Its fields after c are guarded by Pool.mu,
+// except sent, which only the goroutine dispatching to it touches.
+type worker struct {
+	c     *childProc
+	name  string
+	tally *shm.Segment  // word 0: tasks the worker has started
+	sent  atomic.Uint32 // tasks assigned to it
+
+	// Sends go out in the order tasks were assigned (the worker answers
+	// in the order it receives), whichever goroutines dispatch them.
+	sendMu   sync.Mutex
+	sendCond sync.Cond
+	sendNext uint32
+	sendDone bool // the worker is gone: pending dispatches give up
+
+	// inflight are the tasks sent to it, oldest (the one it runs) first:
+	// more than one only for tasks nobody can cancel (ApplyAsync), which
+	// wait in the worker's socket so that it never idles between them.
+	inflight []*poolTask
+	tickets  []uint32 // the send order of each inflight task
+	tasks    int
+	killFor  *poolTask // the task it was killed for, and why
+	killWhy  error
+	exiting  bool // sent MsgExit, or killed: takes no more tasks
+	stopWait func() bool
+	timer    *time.Timer
+}
+
+// startWorker spawns a worker and waits for its Initializer's outcome.
+func (p *Pool) startWorker() (*worker, error) {
+	name := fmt.Sprintf("PoolWorker-%d", p.workerSeq.Add(1))
+	tally, err := shm.Create("tally", 64)
+	if err != nil {
+		return nil, err
+	}
+	t := *p.init
+	t.name = name
+	t.tally, t.tallyFd = true, tally.Fd()
+	c, err := spawnChild(context.Background(), name, true, true, &t, nil)
+	if err != nil {
+		tally.Close()
+		return nil, err
+	}
+	w := &worker{c: c, name: name, tally: tally}
+	w.sendCond.L = &w.sendMu
+	runtime.AddCleanup(w, func(s *shm.Segment) { s.Close() }, tally)
+	rs, err := w.recv()
+	if err == nil && len(rs) == 1 && rs[0].status == resultOK {
+		return w, nil
+	}
+	if err != nil {
+		c.stopBroken(err)
+	}
+	w.kill()
+	code := c.reap()
+	if err == nil && len(rs) == 1 {
+		return nil, errorf("pool Initializer failed in %s: %w", name, &RemoteError{Text: string(rs[0].data), Panic: rs[0].status == resultPanic})
+	}
+	return nil, errorf("pool worker %s died while starting: %w", name, &ExitError{Name: name, Pid: c.pid, ExitCode: code, Message: c.why})
+}
+
+// recv reads the worker's next result message.
+func (w *worker) recv() ([]itemResult, error) {
+	for {
+		typ, payload, fds, err := w.c.ctl.Recv()
+		unixCloseAll(fds)
+		if err != nil {
+			return nil, err
+		}
+		if typ == spawn.MsgResult {
+			return parseResults(payload)
+		}
+	}
+}
+
+func (w *worker) kill() { w.c.cmd.Process.Kill() }
+
+// started reports how many tasks the worker has started.
+func (w *worker) started() uint32 {
+	return atomic.LoadUint32(futex.Word(w.tally.Bytes(), 0))
+}
+
+// killWorker kills w for pt's sake, if w still runs pt.
+func (p *Pool) killWorker(w *worker, pt *poolTask, why error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(w.inflight) == 0 || w.inflight[0] != pt || w.killFor != nil {
+		return
+	}
+	w.killFor, w.killWhy, w.exiting = pt, why, true
+	w.kill()
+}
+
+func (w *worker) disarm() {
+	if w.timer != nil {
+		w.timer.Stop()
+		w.timer = nil
+	}
+	if w.stopWait != nil {
+		w.stopWait()
+		w.stopWait = nil
+	}
+}
+
+// serve reads w's results until it exits, delivering each and giving the
+// worker its next task; then it accounts for the worker's end. A worker
+// whose control stream ends or breaks while it lives on (a task wrote to
+// or closed its fd 3) can never answer again: it is killed, so that its
+// task fails and a replacement takes over, rather than wedge the pool.
+func (p *Pool) serve(w *worker) {
+	for {
+		rs, err := w.recv()
+		if err != nil {
+			w.c.stopBroken(err)
+			break
+		}
+		p.mu.Lock()
+		var pt *poolTask
+		if len(w.inflight) > 0 {
+			pt = w.inflight[0]
+		}
+		p.mu.Unlock()
+		if pt == nil || len(rs) != len(pt.t.items) {
+			// Out of step: replace it.
+			w.c.stopBroken(errorf("%w: %d results where %d were due", spawn.ErrCorrupt, len(rs), pendingItems(pt)))
+			break
+		}
+		p.finish(w, pt, rs, nil)
+	}
+	p.gone(w, w.c.reap())
+}
+
+// finish delivers the outcome of pt, w's first task, and gives w more
+// work, or lets it go idle or retire.
+func (p *Pool) finish(w *worker, pt *poolTask, rs []itemResult, err error) {
+	p.mu.Lock()
+	w.disarm()
+	if len(w.inflight) > 0 && w.inflight[0] == pt {
+		w.inflight[0] = nil
+		w.inflight = w.inflight[1:]
+		w.tickets = w.tickets[1:]
+	}
+	if err == nil {
+		w.tasks++
+	}
+	if max := p.opts.MaxTasksPerChild; max > 0 && w.tasks+len(w.inflight) >= max {
+		w.exiting = true
+	}
+	var sends, skipped []*poolTask
+	if !w.exiting {
+		sends, skipped = p.fillLocked(w)
+		if len(w.inflight) == 0 {
+			if p.closed {
+				w.exiting = true
+			} else {
+				p.idle = append(p.idle, w)
+			}
+		}
+	}
+	// A retiring worker exits once its last task is answered (one that
+	// was killed is dying anyway).
+	exit := w.exiting && len(w.inflight) == 0 && w.killFor == nil
+	p.watchHeadLocked(w)
+	p.mu.Unlock()
+	pt.deliver(rs, err)
+	failSkipped(skipped)
+	if exit {
+		w.c.ctl.Send(spawn.MsgExit, nil, nil)
+	}
+	for _, next := range sends {
+		p.dispatch(w, next)
+	}
+}
+
+// gone accounts for a worker that has exited: its task, if any, fails or
+// goes back to the queue, and a replacement starts if there is work left
+// to do.
+func (p *Pool) gone(w *worker, code int) {
+	exitErr := &ExitError{Name: w.name, Pid: w.c.pid, ExitCode: code, Message: w.c.why}
+	w.sendMu.Lock()
+	w.sendDone = true
+	w.sendCond.Broadcast()
+	w.sendMu.Unlock()
+	p.mu.Lock()
+	w.disarm()
+	delete(p.workers, w)
+	if i := slices.Index(p.idle, w); i >= 0 {
+		p.idle = append(p.idle[:i], p.idle[i+1:]...)
+	}
+	// The worker ran its tasks in order: answered ones are gone from
+	// inflight; of the rest, the first it started (if any) died with it,
+	// and those it never started go back to the head of the queue.
+	started := w.started()
+	var failed []*poolTask
+	var fails []error
+	var requeue []*poolTask
+	for i, pt := range w.inflight {
+		switch {
+		case w.killFor == pt:
+			failed, fails = append(failed, pt), append(fails, w.killWhy)
+		case p.terminated:
+			failed, fails = append(failed, pt), append(fails, errorf("%w: terminated while %s ran", ErrPoolClosed, pt.t.fn))
+		case p.broken != nil:
+			// No worker will start again to take it.
+			failed, fails = append(failed, pt), append(fails, p.broken)
+		case w.tickets[i] >= started:
+			requeue = append(requeue, pt)
+		default:
+			failed, fails = append(failed, pt), append(fails, errorf("%w: %w (running %s)", ErrWorkerDied, exitErr, pt.t.fn))
+		}
+	}
+	w.inflight, w.tickets = nil, nil
+	p.pending = append(requeue, p.pending...)
+	p.live--
+	replace := !p.terminated && p.broken == nil && (!p.closed || len(p.pending) > 0)
+	if replace {
+		p.live++
+	}
+	p.checkExitedLocked()
+	p.mu.Unlock()
+	for i, pt := range failed {
+		pt.deliver(nil, fails[i])
+	}
+	if replace {
+		go p.replace()
+	}
+}
+
+// replace starts a worker in place of one that is gone.
+func (p *Pool) replace() {
+	w, err := p.startWorker()
+	if err != nil {
+		p.breakPool(err)
+		return
+	}
+	p.mu.Lock()
+	if p.terminated || p.broken != nil {
+		p.live--
+		p.mu.Unlock()
+		w.kill()
+		w.c.reap()
+		p.mu.Lock()
+		p.checkExitedLocked()
+		p.mu.Unlock()
+		return
+	}
+	p.workers[w] = struct{}{}
+	sends, skipped := p.fillLocked(w)
+	exit := false
+	if len(sends) == 0 {
+		if p.closed {
+			w.exiting, exit = true, true
+		} else {
+			p.idle = append(p.idle, w)
+		}
+	}
+	p.mu.Unlock()
+	failSkipped(skipped)
+	go p.serve(w)
+	if exit {
+		w.c.ctl.Send(spawn.MsgExit, nil, nil)
+	}
+	for _, next := range sends {
+		p.dispatch(w, next)
+	}
+}
