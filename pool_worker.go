@@ -59,6 +59,8 @@ func (p *Pool) startWorker() (*worker, error) {
 		tally.Close()
 		return nil, err
 	}
+	// serve hands each result to the goroutine waiting for it.
+	c.ctl.Spin.Handoff = true
 	w := &worker{c: c, name: name, tally: tally}
 	w.sendCond.L = &w.sendMu
 	runtime.AddCleanup(w, func(s *shm.Segment) { s.Close() }, tally)
