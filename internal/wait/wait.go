@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 // Package wait is the one waiting policy of multiproc: how a waiter spins,
 // yields and parks, learned from what waiting costs on the machine it runs
 // on instead of fixed spin windows tuned on one box.
