@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -155,5 +156,30 @@ func TestProcessName(t *testing.T) {
 	pool := newPool(t, multiproc.PoolOptions{Processes: 1})
 	if got, err := nameOf.Apply(ctx, pool, 0); err != nil || !strings.HasPrefix(got, "PoolWorker-") {
 		t.Fatalf("in a pool worker: %q, %v", got, err)
+	}
+}
+
+// On any platform but Linux amd64/arm64 a build fails with one line that
+// says why (every file of the platform-bound packages carries the build
+// constraint; a new one that does not would add errors here).
+func TestOtherPlatformsFailInOneLine(t *testing.T) {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command:", err)
+	}
+	ctx := testCtx(t, 5*time.Minute)
+	for _, target := range [][2]string{{"darwin", "arm64"}} {
+		cmd := exec.CommandContext(ctx, goTool, "build", "-o", os.DevNull, "./examples/pool")
+		cmd.Env = append(os.Environ(), "GOOS="+target[0], "GOARCH="+target[1], "CGO_ENABLED=0")
+		out, err := cmd.CombinedOutput()
+		var lines []string
+		for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if !strings.HasPrefix(l, "#") {
+				lines = append(lines, l)
+			}
+		}
+		if err == nil || len(lines) != 1 || !strings.Contains(lines[0], "multiproc_runs_on_Linux_amd64_and_arm64_only") {
+			t.Errorf("%s/%s: %v\n%s", target[0], target[1], err, out)
+		}
 	}
 }
