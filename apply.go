@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 package multiproc
 
 import (
@@ -22,6 +24,10 @@ type AsyncResult[R any] struct {
 // (TaskTimeout) or ErrPoolClosed — or ctx.Err() if ctx ends first, in
 // which case the task goes on and Get may be called again.
 func (r *AsyncResult[R]) Get(ctx context.Context) (R, error) {
+	if ctx == nil {
+		var zero R
+		return zero, errNilContext
+	}
 	select {
 	case <-r.done:
 		return r.val, r.err
@@ -155,6 +161,10 @@ func (f *Func[A, R]) ApplyAsync(e Executor, arg A) *AsyncResult[R] {
 // returns ctx.Err() at once and the task is dropped (or, if it is
 // running, stopped: a pool kills and replaces its worker).
 func (f *Func[A, R]) Apply(ctx context.Context, e Executor, arg A) (R, error) {
+	if ctx == nil {
+		var zero R
+		return zero, errNilContext
+	}
 	return f.async(ctx, e, arg).Get(ctx)
 }
 
@@ -212,6 +222,9 @@ func (f *Func[A, R]) chunks(args []A, start, end int, batch bool, emit func(t *T
 // index. If ctx ends first, Map returns ctx.Err() promptly: queued chunks
 // are dropped and running ones stopped.
 func (f *Func[A, R]) Map(ctx context.Context, e Executor, args []A) ([]R, error) {
+	if ctx == nil {
+		return nil, errNilContext
+	}
 	if isNil(e) {
 		return nil, errNilExecutor
 	}
@@ -303,6 +316,12 @@ func (f *Func[A, R]) Map(ctx context.Context, e Executor, args []A) ([]R, error)
 // imap is IMap and IMapUnordered: at most 2×Workers() items in flight, so
 // an endless sequence works.
 func (f *Func[A, R]) imap(ctx context.Context, e Executor, args iter.Seq[A], ordered bool) iter.Seq2[R, error] {
+	if ctx == nil {
+		return func(yield func(R, error) bool) {
+			var zero R
+			yield(zero, errNilContext)
+		}
+	}
 	return func(yield func(R, error) bool) {
 		var zero R
 		if isNil(e) {

@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 package multiproc
 
 import (
@@ -30,6 +32,9 @@ type Barrier struct {
 
 // NewBarrier makes a barrier for n parties (1 ≤ n ≤ 65535).
 func NewBarrier(n int) (*Barrier, error) {
+	if err := checkCreate("NewBarrier"); err != nil {
+		return nil, err
+	}
 	if n < 1 || n > futex.MaxParties {
 		return nil, errorf("NewBarrier(%d): parties must be in [1, %d]", n, futex.MaxParties)
 	}
@@ -54,6 +59,9 @@ func (b *Barrier) init(seg *shm.Segment, n uint32) {
 // barrier breaks for everyone). Closing the Barrier in this process ends
 // a Wait as its context would, with an error matching ErrClosed.
 func (b *Barrier) Wait(ctx context.Context) error {
+	if ctx == nil {
+		return errNilContext
+	}
 	defer runtime.KeepAlive(b)
 	r, err := b.enter(kBarrier)
 	if err != nil {

@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 package multiproc
 
 import (
@@ -12,6 +14,10 @@ import (
 // ctx ends first, the child is killed and reaped, and Call returns
 // ctx.Err().
 func (f *Func[A, R]) Call(ctx context.Context, arg A) (R, error) {
+	if ctx == nil {
+		var zero R
+		return zero, errNilContext
+	}
 	var zero R
 	if err := ctx.Err(); err != nil {
 		return zero, err

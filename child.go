@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 package multiproc
 
 import (
@@ -15,9 +17,9 @@ import (
 
 // child is the state of this process when it is a child.
 var child struct {
-	// tally counts the tasks a pool worker has started (its setup task
-	// included), in memory its pool also maps: if the worker dies, the pool
-	// knows whether it ever started the task it was last sent.
+	// tally counts the tasks a pool worker has started (not its
+	// Initializer), in memory its pool also maps: if the worker dies, the
+	// pool knows which of the tasks it was sent it ever started.
 	tally atomic.Pointer[uint32]
 
 	mu     sync.Mutex
@@ -47,6 +49,7 @@ func childMain(name string) int {
 		return 0 // the parent gave up on us (or is gone): nothing to run
 	}
 	setProcName(t.name)
+	processName.Store(&t.name)
 	child.mu.Lock()
 	child.daemon = t.daemon
 	child.mu.Unlock()

@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 package multiproc
 
 import (
@@ -100,6 +102,9 @@ type Conn struct {
 // receive (a socketpair); without, the first end only receives and the
 // second only sends (pipe2), as in Python.
 func Pipe(duplex bool) (*Conn, *Conn, error) {
+	if err := checkCreate("Pipe"); err != nil {
+		return nil, nil, err
+	}
 	var fds [2]int
 	if duplex {
 		pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
@@ -141,8 +146,15 @@ func (c *Conn) init(fd int, readable, writable bool) {
 
 // ConnFromFd makes a duplex Conn of fd, a connected socket (or a pipe end
 // used both ways) inherited or made outside the package — for example to
-// talk to a python3 process's multiprocessing.connection.Connection. The
-// Conn owns fd from then on.
+// talk to a python3 process's multiprocessing.connection.Connection.
+//
+// The Conn owns fd from then on: it closes it, so nothing else may use or
+// close it. Pass a descriptor nothing else owns — one inherited from a
+// parent, or from unix.Socketpair — never the Fd() of an *os.File or of
+// net.Conn's File(), which still own theirs: the two would close the same
+// number, and Go's poller, which already knows the other file, would leave
+// this Conn's reads failing with EAGAIN. For a net.Conn, use ConnFromNet;
+// to keep a descriptor of your own, pass a duplicate (unix.Dup).
 func ConnFromFd(fd int) *Conn {
 	unix.SetNonblock(fd, true)
 	unix.CloseOnExec(fd)
@@ -194,6 +206,9 @@ func (c *Conn) SendBytes(b []byte) error {
 // SendBytesContext is SendBytes, giving up when ctx ends (see Conn for
 // what a send cut short leaves). The error then matches ctx.Err().
 func (c *Conn) SendBytesContext(ctx context.Context, b []byte) error {
+	if ctx == nil {
+		return errNilContext
+	}
 	if err := c.check(true); err != nil {
 		return err
 	}
@@ -216,6 +231,9 @@ func (c *Conn) RecvBytes() ([]byte, error) {
 // matches ctx.Err(), and the part of a message read so far is kept for
 // the next receive.
 func (c *Conn) RecvBytesContext(ctx context.Context) ([]byte, error) {
+	if ctx == nil {
+		return nil, errNilContext
+	}
 	if err := c.check(false); err != nil {
 		return nil, err
 	}
@@ -250,6 +268,9 @@ func (c *Conn) Send(v any) error {
 // SendContext is Send, giving up when ctx ends (see Conn for what a send
 // cut short leaves). The error then matches ctx.Err().
 func (c *Conn) SendContext(ctx context.Context, v any) error {
+	if ctx == nil {
+		return errNilContext
+	}
 	if err := c.check(true); err != nil {
 		return err
 	}
@@ -286,6 +307,9 @@ func (c *Conn) Recv(v any) error {
 // ctx.Err(), and the part of a message read so far is kept for the next
 // receive.
 func (c *Conn) RecvContext(ctx context.Context, v any) error {
+	if ctx == nil {
+		return errNilContext
+	}
 	if err := c.check(false); err != nil {
 		return err
 	}

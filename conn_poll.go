@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 package multiproc
 
 // Poll: whether a Conn has a message, without reading it.
@@ -41,6 +43,9 @@ func (c *Conn) Poll(timeout time.Duration) (bool, error) {
 // matching ctx.Err(). With a context already ended it only looks. Like
 // Poll, it never reads.
 func (c *Conn) PollContext(ctx context.Context) (bool, error) {
+	if ctx == nil {
+		return false, errNilContext
+	}
 	if err := c.check(false); err != nil {
 		return false, err
 	}

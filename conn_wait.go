@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 package multiproc
 
 // How a Conn waits: for its lock, for its descriptor, within a context.
@@ -7,10 +9,11 @@ import (
 	"errors"
 	"io"
 	"os"
-	"runtime"
 	"sync"
+	"syscall"
 	"time"
 
+	"github.com/multiproc-go/multiproc/internal/wait"
 	"github.com/multiproc-go/multiproc/internal/wire"
 	"golang.org/x/sys/unix"
 )
@@ -161,7 +164,7 @@ func (c *Conn) readFrameContext(ctx context.Context, buf []byte) ([]byte, error)
 		return nil, ctxErr(ctx, "receive")
 	}
 	if c.r == nil {
-		c.r = waitReader{c.f}
+		c.r = newWaitReader(c.f)
 	}
 	release := bound(ctx, c.f, false)
 	b, err := c.fr.Next(c.r, c.max.Load(), buf)
@@ -184,43 +187,50 @@ func (c *Conn) readFrameContext(ctx context.Context, buf []byte) ([]byte, error)
 	return nil, c.ioErr("receive", err)
 }
 
-// spinWait is how long a Recv polls its descriptor with non-blocking
-// reads before it parks in Go's poller: a reply in a request/response
-// exchange often comes within it, and waking a parked goroutine costs
-// several microseconds more. Bounded by time, not by tries: on a busy
-// machine the peer may need this CPU.
-const spinWait = 25 * time.Microsecond
+// waitReader reads f, polling it (as the package's waiting policy says)
+// before it parks in Go's poller: a reply in a request/response exchange
+// often comes within microseconds, and waking a parked goroutine costs
+// more (from a few to hundreds of microseconds, depending on the machine).
+type waitReader struct {
+	f    *os.File
+	rc   syscall.RawConn
+	spin wait.Spinner
+}
 
-// waitReader reads f, polling it briefly before parking in the poller.
-type waitReader struct{ f *os.File }
+func newWaitReader(f *os.File) *waitReader {
+	w := &waitReader{f: f}
+	w.rc, _ = f.SyscallConn()
+	return w
+}
 
-// Read reads into p, polling briefly before it parks.
-func (w waitReader) Read(p []byte) (int, error) {
-	rc, err := w.f.SyscallConn()
-	if err != nil || runtime.NumCPU() < 2 {
+// Read reads into p, polling before it parks.
+func (w *waitReader) Read(p []byte) (int, error) {
+	if w.rc == nil {
 		return w.f.Read(p)
 	}
-	var start time.Time
-	for i := 0; ; i++ {
-		var n int
-		var rerr error
-		if cerr := rc.Control(func(fd uintptr) { n, rerr = unix.Read(int(fd), p) }); cerr != nil {
-			break // closed: let os.File say so
+	var n int
+	var rerr error
+	closed := false
+	read := func() bool {
+		if cerr := w.rc.Control(func(fd uintptr) { n, rerr = unix.Read(int(fd), p) }); cerr != nil {
+			closed = true // let os.File say so
+			return true
 		}
+		return rerr != unix.EAGAIN && rerr != unix.EINTR
+	}
+	if w.spin.Spin(read) && !closed {
 		switch {
 		case rerr == nil && n == 0 && len(p) > 0:
 			return 0, io.EOF
 		case rerr == nil:
 			return n, nil
-		case rerr != unix.EAGAIN && rerr != unix.EINTR:
-			return w.f.Read(p) // report it the usual way
 		}
-		if i == 0 {
-			start = time.Now()
-		} else if time.Since(start) > spinWait {
-			break
-		}
-		runtime.Gosched() // let other goroutines of this process run meanwhile
+		return w.f.Read(p) // report the error the usual way
 	}
-	return w.f.Read(p)
+	t0 := time.Now()
+	n, err := w.f.Read(p)
+	if err == nil {
+		w.spin.Parked(time.Since(t0))
+	}
+	return n, err
 }

@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 package multiproc
 
 import (
@@ -31,6 +33,9 @@ func Dial(ctx context.Context, network, address string, authkey []byte) (*Conn, 
 
 // Dial is the package's Dial with the options of cfg.
 func (cfg DialConfig) Dial(ctx context.Context, network, address string, authkey []byte) (*Conn, error) {
+	if ctx == nil {
+		return nil, errNilContext
+	}
 	switch network {
 	case "unix":
 		if address != "" && address[0] == 0 {

@@ -42,7 +42,7 @@
 //	waitpid / double fork against zombies        nothing: every child is reaped as it exits
 //	result of a function in a child              f.Call(ctx, a)
 //	Pool(processes, initializer, maxtasksperchild)  NewPool(PoolOptions{Processes, Initializer, MaxTasksPerChild, TaskTimeout})
-//	pool.apply(f, (a,))                          f.Apply(ctx, pool, a)
+//	pool.apply(f, (a,))                          f.Apply(ctx, pool, a)   (any Executor: a Pool, a cluster)
 //	pool.apply_async(f, (a,)).get(timeout)       f.ApplyAsync(pool, a).Get(ctx)
 //	pool.map / imap / imap_unordered             f.Map(ctx, pool, args) / f.IMap / f.IMapUnordered (iter.Seq2)
 //	pool.close(), pool.join(), pool.terminate()  pool.Close(), pool.Join(ctx), pool.Terminate()
@@ -50,14 +50,67 @@
 //	Queue(maxsize), put/get(block, timeout)      NewQueue[T](maxsize), Put(ctx, v)/Get(ctx), TryPut/TryGet
 //	q.qsize(), q.full(), q.empty(), q.close()    q.Len(), q.Full(), q.Empty(), q.Close()
 //	queue.Full, queue.Empty exceptions           ErrFull, ErrEmpty (errors.Is)
-//	Value('d', 0.0), v.value, v.get_lock()       NewValue(0.0), v.Load/Store/Add, v.Lock/Unlock
+//	Value('d', 0.0), v.value, v.get_lock()       NewValue(0.0), v.Load/Store/Add, v.Lock/Unlock/LockContext
 //	Array('i', 10), Array('d', [1, 2])           NewArray[int32](10), ArrayOf([]float64{1, 2}), a.Slice()
 //	Lock, Semaphore(n), Event, Barrier(n)        NewLock, NewSemaphore(n), NewEvent, NewBarrier(n)
+//	lock.acquire(timeout=t)                      l.LockContext(ctx)
+//	c.recv() with a timeout (c.poll(t) first)    c.RecvContext(ctx, &v), c.RecvBytesContext(ctx), c.PollContext(ctx)
+//	multiprocessing.current_process().name, .pid ProcessName(), os.Getpid()
 //	timeout=...                                  a context.Context with a deadline
 //	os.kill, signal.alarm, signal.pause          package signals: Kill, Alarm, Pause, Table, Lookup
 //	Listener(address, authkey=k), l.accept()     Listen("unix"|"tcp", address, k), l.Accept(ctx)
 //	Client(address, authkey=k)                   Dial(ctx, "unix"|"tcp", address, k)
 //	conn.send(obj)/recv() with a python3 peer    conn.SendPickle(v)/RecvPickle()
+//
+// # Python's type codes and Go's types
+//
+// Value and Array take a Go type instead of a ctypes code:
+//
+//	'b' int8    'B' uint8    'h' int16   'H' uint16   'i' int32   'I' uint32
+//	'l' int64   'L' uint64   'q' int64   'Q' uint64   'f' float32  'd' float64
+//	'c' (a char) byte = uint8;  '?' (a bool) no Scalar: use uint8 with 0 and 1
+//
+// ('l' and 'L' are 64 bits on Linux amd64/arm64, as C's long.) Strings
+// and structures (ctypes Structure, c_char_p) have no shared-memory form
+// here: send them through a Queue or a Conn, or keep them in an Array of
+// bytes.
+//
+// # What Go does differently, and what to do
+//
+//   - A child is this program started again (Go cannot fork), so Main must
+//     be the first statement of main. A program that forgets it runs the
+//     code of main before it again in the child before Start reports
+//     ErrNoMain: side effects there happen twice.
+//   - Functions and Runner types are found by name, so they are
+//     registered at package initialisation (Register after Main panics).
+//     A shared object made there, in a package-level var, would be a
+//     different object in every process: in a child it is refused.
+//   - When main returns, Go exits at once: the parent does not join its
+//     non-daemon children as Python does (they run on, reaped by init).
+//     Join what you start, or Close and Join your Pool, before main
+//     returns.
+//   - The package reaps every child the moment it exits: never wait for
+//     one yourself (syscall.Wait4, os.Process.Wait). A child reaped by
+//     someone else makes Join return ErrReaped: its status is lost.
+//   - Timeouts are contexts. Every call that can block takes one, or has a
+//     twin that does, named XxxContext (LockContext, RecvContext,
+//     StartContext, ...); the non-blocking twins are named Try...
+//   - Up to two idle child processes are kept ready while a program
+//     starts processes, so that the next Start is fast; they retire after
+//     a few seconds unused and die with their parent. SpareProcesses =
+//     false (set before the first Start; children inherit it) turns them
+//     off. In ps, a child shows as "PROGRAM [multiproc]", and its name
+//     (comm) is the Process's Name.
+//
+// # Executors: one machine or many
+//
+// Apply, ApplyAsync, Map, IMap and IMapUnordered take an Executor: a
+// *Pool runs the tasks in worker processes on this machine; the cluster
+// module (github.com/multiproc-go/multiproc/cluster) runs the same
+// registered functions on worker processes on many machines, through
+// NATS JetStream, so the same call scales out. An Executor carries tasks
+// and results encoded (Task, Result); shared objects, which exist only on
+// this machine, are refused by a remote one with ErrShared.
 //
 // # Sockets and python3
 //

@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 package multiproc
 
 import (
@@ -77,6 +79,11 @@ var (
 	// receive returns this error until the limit is raised.
 	ErrMessageTooLarge = wire.ErrFrameTooLarge
 )
+
+// errNilContext is returned by every call that takes a context and was
+// given nil (as net/http's NewRequestWithContext does), instead of a
+// nil-pointer panic deep inside.
+var errNilContext = errors.New("multiproc: nil Context (use context.Background() or context.TODO())")
 
 // ExitError reports a child process that did not exit with status 0: it
 // returned an error, panicked, called os.Exit with another code, or was

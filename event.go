@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 package multiproc
 
 import (
@@ -26,6 +28,9 @@ type Event struct {
 
 // NewEvent makes an Event that is not set.
 func NewEvent() (*Event, error) {
+	if err := checkCreate("NewEvent"); err != nil {
+		return nil, err
+	}
 	seg, err := shm.Create("event", 128)
 	if err != nil {
 		return nil, err
@@ -66,6 +71,9 @@ func (e *Event) IsSet() bool {
 // Wait blocks until the flag is set (nil), ctx is done (ctx.Err()) or the
 // Event is closed in this process (an error matching ErrClosed).
 func (e *Event) Wait(ctx context.Context) error {
+	if ctx == nil {
+		return errNilContext
+	}
 	defer runtime.KeepAlive(e)
 	if e.base.Load() == nil {
 		return e.useErr(kEvent)

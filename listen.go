@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 package multiproc
 
 import (
@@ -321,6 +323,9 @@ func (l *Listener) handshake(nc net.Conn) error {
 // closed. Connections that fail the handshake never come out of Accept:
 // see Rejected.
 func (l *Listener) Accept(ctx context.Context) (*Conn, error) {
+	if ctx == nil {
+		return nil, errNilContext
+	}
 	if l == nil || l.ln == nil {
 		return nil, errors.New("multiproc: Accept on a nil or zero Listener")
 	}

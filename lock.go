@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 package multiproc
 
 import (
@@ -27,6 +29,9 @@ type Lock struct {
 
 // NewLock makes an unlocked Lock.
 func NewLock() (*Lock, error) {
+	if err := checkCreate("NewLock"); err != nil {
+		return nil, err
+	}
 	seg, err := shm.Create("lock", 128)
 	if err != nil {
 		return nil, err
@@ -52,6 +57,9 @@ func (l *Lock) Lock() {
 // before the lock is taken (then it is not held), or an error matching
 // ErrClosed if the Lock is closed meanwhile in this process.
 func (l *Lock) LockContext(ctx context.Context) error {
+	if ctx == nil {
+		return errNilContext
+	}
 	err := l.mu.lock(ctx, &l.object, kLock)
 	runtime.KeepAlive(l)
 	return err

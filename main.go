@@ -1,8 +1,11 @@
+//go:build linux && (amd64 || arm64)
+
 package multiproc
 
 import (
 	"os"
 	"strings"
+	"sync/atomic"
 
 	"github.com/multiproc-go/multiproc/internal/spawn"
 )
@@ -44,6 +47,33 @@ func Main() {
 // which ps shows, whichever thread this runs on.
 func setProcName(name string) {
 	os.WriteFile("/proc/self/comm", []byte(name), 0)
+}
+
+// processName is this process's name for ProcessName, once it is a child
+// that took its task.
+var processName atomic.Pointer[string]
+
+// ProcessName is Python's multiprocessing.current_process().name: in a
+// child, the Name of the Process it runs as (a pool worker's is
+// "PoolWorker-N"); in a program's own process, "MainProcess". The pid is
+// os.Getpid().
+func ProcessName() string {
+	if n := processName.Load(); n != nil {
+		return *n
+	}
+	return "MainProcess"
+}
+
+// checkCreate refuses to make a shared object during package
+// initialisation of a child process (a package-level var, an init): the
+// child runs that code again, before Main, so the object would be a new
+// one, not the parent's — a pipe nobody else holds, a lock nobody else
+// takes — and the program would silently not share what it means to.
+func checkCreate(what string) error {
+	if !mainCalled.Load() && inChildWithoutMain() {
+		return errorf("%s during package initialisation of a child process: every process runs that code again and would get an object of its own, not the parent's; create shared objects in main or where they are used, and pass them to children as arguments", what)
+	}
+	return nil
 }
 
 // inChildWithoutMain reports a re-executed child whose main did not call

@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 package multiproc
 
 import (
@@ -54,18 +56,30 @@ type Pool struct {
 	n    int
 	init *task // the workers' setup task
 
-	mu         sync.Mutex
-	pending    []*poolTask // queued, oldest first
-	idle       []*worker
-	workers    map[*worker]struct{} // alive, busy or idle
-	live       int                  // workers alive or being started
-	closed     bool
-	terminated bool
-	broken     error         // an Initializer failed in a replacement worker
-	exited     chan struct{} // closed when no worker is left after Close
+	mu      sync.Mutex
+	pending []*poolTask // queued, oldest first
+	idle    []*worker
+	workers map[*worker]struct{} // alive, busy or idle
+	live    int                  // workers alive or being started
+	state   poolState
+	broken  error         // with poolBroken: what every task gets
+	exited  chan struct{} // closed when no worker is left once the pool stopped
 
 	workerSeq atomic.Int64
 }
+
+// errZeroPool is what every method of a Pool not made by NewPool returns.
+var errZeroPool = errorf("%w: zero Pool: make it with NewPool", ErrNotInitialized)
+
+// poolState is where a Pool is in its life; it only moves forward.
+type poolState uint8
+
+const (
+	poolOpen       poolState = iota // takes tasks
+	poolClosed                      // Close: queued tasks run, then the workers exit
+	poolBroken                      // an Initializer failed in a replacement worker: no worker starts again
+	poolTerminated                  // Terminate: the workers are killed and every task fails
+)
 
 // NewPool starts opts.Processes workers and returns once each has started
 // and run the Initializer. If a worker cannot start or the Initializer
@@ -133,7 +147,7 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 }
 
 func (p *Pool) checkExitedLocked() {
-	if p.live == 0 && (p.closed || p.broken != nil) {
+	if p.live == 0 && p.state != poolOpen {
 		select {
 		case <-p.exited:
 		default:
@@ -148,8 +162,16 @@ func (p *Pool) checkExitedLocked() {
 // is called exactly once, on any goroutine, possibly before Submit
 // returns. A task whose ctx is done before a worker takes it never runs.
 func (p *Pool) Submit(ctx context.Context, t *Task, done func([]Result, error)) {
+	if ctx == nil {
+		done(nil, errNilContext)
+		return
+	}
 	if p == nil {
 		done(nil, errors.New("multiproc: nil Pool"))
+		return
+	}
+	if p.n == 0 {
+		done(nil, errZeroPool)
 		return
 	}
 	if err := ctx.Err(); err != nil {
@@ -197,8 +219,8 @@ func (p *Pool) Workers() int {
 // task fails with err, and no worker is started again.
 func (p *Pool) breakPool(err error) {
 	p.mu.Lock()
-	if p.broken == nil {
-		p.broken = errorf("%w: %w", ErrPoolClosed, err)
+	if p.state < poolBroken {
+		p.state, p.broken = poolBroken, errorf("%w: %w", ErrPoolClosed, err)
 	}
 	pending := p.pending
 	p.pending = nil
@@ -234,8 +256,13 @@ func sendExit(ws []*worker) {
 // ErrPoolClosed); queued tasks still run, then the workers exit. Calling
 // it again does nothing.
 func (p *Pool) Close() error {
+	if p.n == 0 {
+		return errZeroPool
+	}
 	p.mu.Lock()
-	p.closed = true
+	if p.state == poolOpen {
+		p.state = poolClosed
+	}
 	idle := p.retireIdleLocked()
 	p.checkExitedLocked()
 	p.mu.Unlock()
@@ -246,10 +273,16 @@ func (p *Pool) Close() error {
 // Join waits until every worker has exited, after Close or Terminate (an
 // error before), or until ctx ends (its error; the pool runs on).
 func (p *Pool) Join(ctx context.Context) error {
+	if p.n == 0 {
+		return errZeroPool
+	}
+	if ctx == nil {
+		return errNilContext
+	}
 	p.mu.Lock()
-	closed := p.closed
+	state := p.state
 	p.mu.Unlock()
-	if !closed {
+	if state == poolOpen {
 		return errors.New("multiproc: Pool.Join before Close or Terminate")
 	}
 	select {
@@ -264,8 +297,11 @@ func (p *Pool) Join(ctx context.Context) error {
 // with an error matching ErrPoolClosed, and Terminate returns once the
 // workers are reaped.
 func (p *Pool) Terminate() error {
+	if p.n == 0 {
+		return errZeroPool
+	}
 	p.mu.Lock()
-	p.closed, p.terminated = true, true
+	p.state = poolTerminated
 	pending := p.pending
 	p.pending = nil
 	p.idle = nil

@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 package multiproc
 
 import (
@@ -7,6 +9,13 @@ import (
 
 	"github.com/multiproc-go/multiproc/internal/spawn"
 )
+
+// inflight is a task sent (or being sent) to a worker, and its place in
+// the order of the worker's sends, which is the order it runs them in.
+type inflight struct {
+	pt     *poolTask
+	ticket uint32
+}
 
 // poolTask is one task of the queue: a function and its items (one for
 // Apply, a chunk for Map), and where the results go.
@@ -31,7 +40,7 @@ func canQueue(w *worker, pt *poolTask) bool {
 		return false
 	}
 	for _, q := range w.inflight {
-		if q.ctx.Done() != nil {
+		if q.pt.ctx.Done() != nil {
 			return false
 		}
 	}
@@ -41,8 +50,7 @@ func canQueue(w *worker, pt *poolTask) bool {
 // assignLocked adds pt to w's tasks, counted as sent; the caller holds
 // p.mu and then calls dispatch.
 func (p *Pool) assignLocked(w *worker, pt *poolTask) {
-	w.inflight = append(w.inflight, pt)
-	w.tickets = append(w.tickets, w.sent.Add(1)-1)
+	w.inflight = append(w.inflight, inflight{pt, w.sent.Add(1) - 1})
 	if len(w.inflight) == 1 {
 		p.watchHeadLocked(w)
 	}
@@ -54,7 +62,7 @@ func (p *Pool) watchHeadLocked(w *worker) {
 	if len(w.inflight) == 0 {
 		return
 	}
-	pt := w.inflight[0]
+	pt := w.inflight[0].pt
 	if d := p.opts.TaskTimeout; d > 0 {
 		w.timer = time.AfterFunc(d, func() {
 			p.killWorker(w, pt, errorf("task %s ran past TaskTimeout %v; its worker %s (pid %d) was killed: %w",
@@ -73,9 +81,9 @@ func (p *Pool) watchHeadLocked(w *worker) {
 func (p *Pool) dispatch(w *worker, pt *poolTask) {
 	p.mu.Lock()
 	ticket, found := uint32(0), false
-	for i, q := range w.inflight {
-		if q == pt {
-			ticket, found = w.tickets[i], true
+	for _, q := range w.inflight {
+		if q.pt == pt {
+			ticket, found = q.ticket, true
 		}
 	}
 	p.mu.Unlock()
@@ -116,9 +124,8 @@ func (p *Pool) dispatch(w *worker, pt *poolTask) {
 func (p *Pool) finishRefused(w *worker, pt *poolTask, err error) {
 	p.mu.Lock()
 	for i, q := range w.inflight {
-		if q == pt {
+		if q.pt == pt {
 			w.inflight = append(w.inflight[:i], w.inflight[i+1:]...)
-			w.tickets = append(w.tickets[:i], w.tickets[i+1:]...)
 			break
 		}
 	}
@@ -168,15 +175,13 @@ func failSkipped(skipped []*poolTask) {
 // the task at once if the pool takes no work.
 func (p *Pool) submit(pt *poolTask) {
 	p.mu.Lock()
-	if p.broken != nil {
-		err := p.broken
+	if p.state != poolOpen {
+		err := ErrPoolClosed
+		if p.state == poolBroken {
+			err = p.broken
+		}
 		p.mu.Unlock()
 		pt.deliver(nil, err)
-		return
-	}
-	if p.closed {
-		p.mu.Unlock()
-		pt.deliver(nil, ErrPoolClosed)
 		return
 	}
 	if len(p.pending) == 0 {

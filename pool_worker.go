@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 package multiproc
 
 import (
@@ -14,13 +16,14 @@ import (
 	"github.com/multiproc-go/multiproc/internal/spawn"
 )
 
-// worker is one worker process. Its fields after c are guarded by Pool.mu,
-// except sent, which only the goroutine dispatching to it touches.
+// worker is one worker process. Its fields after tally are guarded by
+// Pool.mu (sent is also atomic, read by dispatch), except the send
+// fields, which sendMu guards.
 type worker struct {
 	c     *childProc
 	name  string
 	tally *shm.Segment  // word 0: tasks the worker has started
-	sent  atomic.Uint32 // tasks assigned to it
+	sent  atomic.Uint32 // tasks assigned to it: the next one's ticket
 
 	// Sends go out in the order tasks were assigned (the worker answers
 	// in the order it receives), whichever goroutines dispatch them.
@@ -32,8 +35,7 @@ type worker struct {
 	// inflight are the tasks sent to it, oldest (the one it runs) first:
 	// more than one only for tasks nobody can cancel (ApplyAsync), which
 	// wait in the worker's socket so that it never idles between them.
-	inflight []*poolTask
-	tickets  []uint32 // the send order of each inflight task
+	inflight []inflight
 	tasks    int
 	killFor  *poolTask // the task it was killed for, and why
 	killWhy  error
@@ -57,6 +59,8 @@ func (p *Pool) startWorker() (*worker, error) {
 		tally.Close()
 		return nil, err
 	}
+	// serve hands each result to the goroutine waiting for it.
+	c.ctl.Spin.Handoff = true
 	w := &worker{c: c, name: name, tally: tally}
 	w.sendCond.L = &w.sendMu
 	runtime.AddCleanup(w, func(s *shm.Segment) { s.Close() }, tally)
@@ -100,7 +104,7 @@ func (w *worker) started() uint32 {
 func (p *Pool) killWorker(w *worker, pt *poolTask, why error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(w.inflight) == 0 || w.inflight[0] != pt || w.killFor != nil {
+	if len(w.inflight) == 0 || w.inflight[0].pt != pt || w.killFor != nil {
 		return
 	}
 	w.killFor, w.killWhy, w.exiting = pt, why, true
@@ -133,7 +137,7 @@ func (p *Pool) serve(w *worker) {
 		p.mu.Lock()
 		var pt *poolTask
 		if len(w.inflight) > 0 {
-			pt = w.inflight[0]
+			pt = w.inflight[0].pt
 		}
 		p.mu.Unlock()
 		if pt == nil || len(rs) != len(pt.t.items) {
@@ -141,24 +145,21 @@ func (p *Pool) serve(w *worker) {
 			w.c.stopBroken(errorf("%w: %d results where %d were due", spawn.ErrCorrupt, len(rs), pendingItems(pt)))
 			break
 		}
-		p.finish(w, pt, rs, nil)
+		p.finish(w, pt, rs)
 	}
 	p.gone(w, w.c.reap())
 }
 
 // finish delivers the outcome of pt, w's first task, and gives w more
 // work, or lets it go idle or retire.
-func (p *Pool) finish(w *worker, pt *poolTask, rs []itemResult, err error) {
+func (p *Pool) finish(w *worker, pt *poolTask, rs []itemResult) {
 	p.mu.Lock()
 	w.disarm()
-	if len(w.inflight) > 0 && w.inflight[0] == pt {
-		w.inflight[0] = nil
+	if len(w.inflight) > 0 && w.inflight[0].pt == pt {
+		w.inflight[0] = inflight{}
 		w.inflight = w.inflight[1:]
-		w.tickets = w.tickets[1:]
 	}
-	if err == nil {
-		w.tasks++
-	}
+	w.tasks++
 	if max := p.opts.MaxTasksPerChild; max > 0 && w.tasks+len(w.inflight) >= max {
 		w.exiting = true
 	}
@@ -166,7 +167,7 @@ func (p *Pool) finish(w *worker, pt *poolTask, rs []itemResult, err error) {
 	if !w.exiting {
 		sends, skipped = p.fillLocked(w)
 		if len(w.inflight) == 0 {
-			if p.closed {
+			if p.state != poolOpen {
 				w.exiting = true
 			} else {
 				p.idle = append(p.idle, w)
@@ -178,7 +179,7 @@ func (p *Pool) finish(w *worker, pt *poolTask, rs []itemResult, err error) {
 	exit := w.exiting && len(w.inflight) == 0 && w.killFor == nil
 	p.watchHeadLocked(w)
 	p.mu.Unlock()
-	pt.deliver(rs, err)
+	pt.deliver(rs, nil)
 	failSkipped(skipped)
 	if exit {
 		w.c.ctl.Send(spawn.MsgExit, nil, nil)
@@ -210,25 +211,26 @@ func (p *Pool) gone(w *worker, code int) {
 	var failed []*poolTask
 	var fails []error
 	var requeue []*poolTask
-	for i, pt := range w.inflight {
+	for _, in := range w.inflight {
+		pt := in.pt
 		switch {
 		case w.killFor == pt:
 			failed, fails = append(failed, pt), append(fails, w.killWhy)
-		case p.terminated:
+		case p.state == poolTerminated:
 			failed, fails = append(failed, pt), append(fails, errorf("%w: terminated while %s ran", ErrPoolClosed, pt.t.fn))
-		case p.broken != nil:
+		case p.state == poolBroken:
 			// No worker will start again to take it.
 			failed, fails = append(failed, pt), append(fails, p.broken)
-		case w.tickets[i] >= started:
+		case in.ticket >= started:
 			requeue = append(requeue, pt)
 		default:
 			failed, fails = append(failed, pt), append(fails, errorf("%w: %w (running %s)", ErrWorkerDied, exitErr, pt.t.fn))
 		}
 	}
-	w.inflight, w.tickets = nil, nil
+	w.inflight = nil
 	p.pending = append(requeue, p.pending...)
 	p.live--
-	replace := !p.terminated && p.broken == nil && (!p.closed || len(p.pending) > 0)
+	replace := p.state == poolOpen || (p.state == poolClosed && len(p.pending) > 0)
 	if replace {
 		p.live++
 	}
@@ -250,7 +252,7 @@ func (p *Pool) replace() {
 		return
 	}
 	p.mu.Lock()
-	if p.terminated || p.broken != nil {
+	if p.state >= poolBroken {
 		p.live--
 		p.mu.Unlock()
 		w.kill()
@@ -264,7 +266,7 @@ func (p *Pool) replace() {
 	sends, skipped := p.fillLocked(w)
 	exit := false
 	if len(sends) == 0 {
-		if p.closed {
+		if p.state != poolOpen {
 			w.exiting, exit = true, true
 		} else {
 			p.idle = append(p.idle, w)

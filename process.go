@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 package multiproc
 
 import (
@@ -126,6 +128,9 @@ func (p *Process) Start() error { return p.StartContext(context.Background()) }
 // returns ctx.Err(). Once it has returned nil, ctx no longer matters: the
 // child runs on.
 func (p *Process) StartContext(ctx context.Context) error {
+	if ctx == nil {
+		return errNilContext
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.started {
@@ -213,6 +218,9 @@ func (p *Process) watch(c *childProc, stdio *childStdio) {
 // then runs on, and Join may be called again. Join before Start returns
 // ErrNotStarted at once.
 func (p *Process) Join(ctx context.Context) error {
+	if ctx == nil {
+		return errNilContext
+	}
 	done, err := p.doneChan()
 	if err != nil {
 		return err

@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 package multiproc
 
 import (
@@ -46,6 +48,9 @@ type Queue[T any] struct {
 // NewQueue makes a queue of at most maxsize messages (maxsize <= 0:
 // bounded only by memory). It fails if T cannot be encoded.
 func NewQueue[T any](maxsize int) (*Queue[T], error) {
+	if err := checkCreate("NewQueue"); err != nil {
+		return nil, err
+	}
 	codec, err := wire.NewCodec[T]()
 	if err != nil {
 		return nil, err
@@ -113,6 +118,9 @@ func queueErr(err error, full bool, size int) error {
 // (then it returns an error matching both ErrFull and ctx.Err(), and v was
 // not added).
 func (q *Queue[T]) Put(ctx context.Context, v T) error {
+	if ctx == nil {
+		return errNilContext
+	}
 	return q.put(&v, func(b []byte) error { return q.r.Put(ctx, b) })
 }
 
@@ -141,6 +149,10 @@ func (q *Queue[T]) put(v *T, store func([]byte) error) error {
 // empty until ctx is done (then it returns an error matching both ErrEmpty
 // and ctx.Err()).
 func (q *Queue[T]) Get(ctx context.Context) (T, error) {
+	if ctx == nil {
+		var zero T
+		return zero, errNilContext
+	}
 	return q.get(func(dst []byte) ([]byte, error) { return q.r.Get(ctx, dst) })
 }
 

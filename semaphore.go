@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 package multiproc
 
 import (
@@ -29,6 +31,9 @@ type Semaphore struct {
 
 // NewSemaphore makes a semaphore with n free units; n must be in [0, 2^31].
 func NewSemaphore(n int) (*Semaphore, error) {
+	if err := checkCreate("NewSemaphore"); err != nil {
+		return nil, err
+	}
 	if n < 0 || n > 1<<31 {
 		return nil, errorf("NewSemaphore(%d): the count must be in [0, 2^31]", n)
 	}
@@ -54,6 +59,9 @@ func (s *Semaphore) init(seg *shm.Segment) {
 // returns ctx.Err() and takes nothing), or the Semaphore is closed in
 // this process (an error matching ErrClosed).
 func (s *Semaphore) Acquire(ctx context.Context) error {
+	if ctx == nil {
+		return errNilContext
+	}
 	defer runtime.KeepAlive(s)
 	if s.base.Load() == nil {
 		return s.useErr(kSemaphore)

@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 package multiproc
 
 import (
@@ -70,6 +72,9 @@ type Value[T Scalar] struct {
 
 // NewValue makes a shared number with initial value v.
 func NewValue[T Scalar](v T) (*Value[T], error) {
+	if err := checkCreate("NewValue"); err != nil {
+		return nil, err
+	}
 	seg, err := shm.Create("value", offData+8)
 	if err != nil {
 		return nil, err
@@ -119,6 +124,9 @@ func (v *Value[T]) Lock() {
 // before the lock is taken (then it is not held), or an error matching
 // ErrClosed if the Value is closed meanwhile in this process.
 func (v *Value[T]) LockContext(ctx context.Context) error {
+	if ctx == nil {
+		return errNilContext
+	}
 	err := v.mu.lock(ctx, &v.object, kValue)
 	runtime.KeepAlive(v)
 	return err
@@ -183,6 +191,9 @@ type Array[T Scalar] struct {
 
 // NewArray makes a shared array of n zeros. n < 0 is an error.
 func NewArray[T Scalar](n int) (*Array[T], error) {
+	if err := checkCreate("NewArray"); err != nil {
+		return nil, err
+	}
 	if n < 0 {
 		return nil, errorf("NewArray with negative length %d", n)
 	}
@@ -202,6 +213,9 @@ func NewArray[T Scalar](n int) (*Array[T], error) {
 
 // ArrayOf makes a shared array holding a copy of vals.
 func ArrayOf[T Scalar](vals []T) (*Array[T], error) {
+	if err := checkCreate("ArrayOf"); err != nil {
+		return nil, err
+	}
 	a, err := NewArray[T](len(vals))
 	if err != nil {
 		return nil, err
@@ -299,6 +313,9 @@ func (a *Array[T]) Lock() {
 
 // LockContext is Lock bounded by ctx, as Value's LockContext.
 func (a *Array[T]) LockContext(ctx context.Context) error {
+	if ctx == nil {
+		return errNilContext
+	}
 	err := a.mu.lock(ctx, &a.object, kArray)
 	runtime.KeepAlive(a)
 	return err

@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 package multiproc
 
 import (
@@ -9,6 +11,7 @@ import (
 	"github.com/multiproc-go/multiproc/internal/gate"
 	"github.com/multiproc-go/multiproc/internal/handle"
 	"github.com/multiproc-go/multiproc/internal/shm"
+	"github.com/multiproc-go/multiproc/internal/wait"
 )
 
 func importSeg(d handle.Desc, kind string) (*shm.Segment, error) {
@@ -45,6 +48,7 @@ const (
 // another process leaves nothing behind in this one.
 type xlock struct {
 	gate      gate.Gate
+	spin      wait.Spinner // how this process's waiter spins before it sleeps
 	takeovers atomic.Int64
 }
 
@@ -55,7 +59,7 @@ func (l *xlock) lock(ctx context.Context, o *object, k *kind) error {
 	if p == nil {
 		return o.useErr(k)
 	}
-	m := futex.Mutex{W: (*uint32)(unsafe.Pointer(p))}
+	m := futex.Mutex{W: (*uint32)(unsafe.Pointer(p)), Spin: &l.spin}
 	if m.TryFast() {
 		return nil
 	}

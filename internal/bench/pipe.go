@@ -104,20 +104,23 @@ func withChild(ctx context.Context, start func(c *multiproc.Conn) *multiproc.Pro
 
 func measurePipeRTBytes(ctx context.Context, n, _ int) (time.Duration, error) {
 	return withChild(ctx, func(c *multiproc.Conn) *multiproc.Process { return echoBytes.Process(c) },
-		func(c *multiproc.Conn) (time.Duration, error) {
-			msg := make([]byte, 64)
-			// The first round trip waits for the child to start.
-			if err := roundTripBytes(c, msg); err != nil {
-				return 0, err
-			}
-			t0 := time.Now()
-			for range n {
-				if err := roundTripBytes(c, msg); err != nil {
-					return 0, err
-				}
-			}
-			return time.Since(t0), nil
-		})
+		func(c *multiproc.Conn) (time.Duration, error) { return timeRoundTrips(c, n) })
+}
+
+// timeRoundTrips times n round trips of 64 bytes with an echoing peer,
+// after one untimed round trip that waits for the peer to be ready.
+func timeRoundTrips(c *multiproc.Conn, n int) (time.Duration, error) {
+	msg := make([]byte, 64)
+	if err := roundTripBytes(c, msg); err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	for range n {
+		if err := roundTripBytes(c, msg); err != nil {
+			return 0, err
+		}
+	}
+	return time.Since(t0), nil
 }
 
 func roundTripBytes(c *multiproc.Conn, msg []byte) error {

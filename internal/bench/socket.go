@@ -97,17 +97,7 @@ func socketRoundTrips(ctx context.Context, l *multiproc.Listener, n int) (time.D
 		return 0, err
 	}
 	defer c.Close()
-	msg := make([]byte, 64)
-	if err := roundTripBytes(c, msg); err != nil {
-		return 0, err
-	}
-	t0 := time.Now()
-	for range n {
-		if err := roundTripBytes(c, msg); err != nil {
-			return 0, err
-		}
-	}
-	return time.Since(t0), nil
+	return timeRoundTrips(c, n)
 }
 
 func measureSocketGo(ctx context.Context, network string, n int) (time.Duration, error) {

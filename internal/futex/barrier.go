@@ -1,8 +1,11 @@
+//go:build linux && (amd64 || arm64)
+
 package futex
 
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // ErrBroken is returned by Barrier.Wait once the barrier is broken.
@@ -78,10 +81,15 @@ func (b Barrier) Passed(gen uint32) (ok bool, err error) {
 // Await waits for round gen to end. If ctx ends first, it breaks the
 // barrier (unless the round ended meanwhile) and returns ctx's error.
 func (b Barrier) Await(ctx context.Context, gen uint32) error {
-	Spin(SpinTime, func() bool { ok, _ := b.Passed(gen); return ok })
+	if barrierSpin.Spin(func() bool { ok, _ := b.Passed(gen); return ok }) {
+		_, err := b.Passed(gen)
+		return err
+	}
+	t0 := time.Now()
 	for {
 		v := load(b.W)
 		if ok, err := b.Passed(gen); ok {
+			barrierSpin.Parked(time.Since(t0))
 			return err
 		}
 		if err := WaitCtx(ctx, b.W, v); err != nil {

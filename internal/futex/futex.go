@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 // Package futex holds the futex system call on shared memory and the
 // cross-process synchronisation words built on it: a mutex that survives
 // its holder's death, a counting semaphore, an event and a barrier.
@@ -12,12 +14,12 @@ package futex
 
 import (
 	"errors"
-	"runtime"
 	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
 
+	"github.com/multiproc-go/multiproc/internal/wait"
 	"golang.org/x/sys/unix"
 )
 
@@ -65,29 +67,14 @@ func Wake(addr *uint32, n int) int {
 // WakeAll wakes every waiter blocked on addr.
 func WakeAll(addr *uint32) { Wake(addr, 0) }
 
-// SpinTime is how long a waiter polls a word before it sleeps in the
-// kernel. Bounded by time, not iterations: both processes may share one CPU,
-// and then spinning only burns the time slice the other one needs.
-const SpinTime = 8 * time.Microsecond
-
-// Spin polls cond for up to d and reports whether it became true.
-func Spin(d time.Duration, cond func() bool) bool {
-	if cond() {
-		return true
-	}
-	if runtime.NumCPU() < 2 || d <= 0 {
-		return false
-	}
-	start := time.Now()
-	for i := 1; ; i++ {
-		if cond() {
-			return true
-		}
-		if i&63 == 0 && time.Since(start) > d {
-			return false
-		}
-	}
-}
+// The waiting policies of the words that carry none of their own: one
+// per kind of wait and process (see package wait).
+var (
+	mutexSpin   wait.Spinner
+	semaSpin    wait.Spinner
+	eventSpin   wait.Spinner
+	barrierSpin wait.Spinner
+)
 
 // Word returns the uint32 at offset off of the shared mapping mem, which
 // must be 4-byte aligned and inside mem.

@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 package futex
 
 import (
@@ -8,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/multiproc-go/multiproc/internal/wait"
 	"golang.org/x/sys/unix"
 )
 
@@ -16,7 +19,12 @@ import (
 // word lets a waiter see that the holder died and take the lock over instead
 // of waiting forever (robust futexes are per thread and do not fit
 // goroutines).
-type Mutex struct{ W *uint32 }
+type Mutex struct {
+	W *uint32
+	// Spin is the waiting policy of this lock's waiters in this process
+	// (nil: one shared by the locks that have none).
+	Spin *wait.Spinner
+}
 
 const waitersBit = 1 << 31
 
@@ -60,10 +68,19 @@ func (m Mutex) LockContext(ctx context.Context) (recovered bool, err error) {
 	if cas(m.W, 0, selfPid) {
 		return false, nil
 	}
-	if Spin(SpinTime, func() bool { return load(m.W) == 0 && cas(m.W, 0, selfPid) }) {
+	spin := m.Spin
+	if spin == nil {
+		spin = &mutexSpin
+	}
+	if spin.Spin(func() bool { return load(m.W) == 0 && cas(m.W, 0, selfPid) }) {
 		return false, nil
 	}
 	checked := time.Now()
+	defer func(parked time.Time) {
+		if err == nil {
+			spin.Parked(time.Since(parked))
+		}
+	}(checked)
 	for {
 		v := load(m.W)
 		if v == 0 {

@@ -1,8 +1,11 @@
+//go:build linux && (amd64 || arm64)
+
 package futex
 
 import (
 	"context"
 	"sync/atomic"
+	"time"
 )
 
 // Sema is a counting semaphore in two shared words: the count of free
@@ -24,13 +27,15 @@ func (s Sema) TryAcquire() bool {
 
 // Acquire takes a unit, waiting until one is free or ctx is done.
 func (s Sema) Acquire(ctx context.Context) error {
-	if s.TryAcquire() || Spin(SpinTime, s.TryAcquire) {
+	if semaSpin.Spin(s.TryAcquire) {
 		return nil
 	}
+	t0 := time.Now()
 	atomic.AddUint32(s.Waiters, 1)
 	defer atomic.AddUint32(s.Waiters, ^uint32(0))
 	for {
 		if s.TryAcquire() {
+			semaSpin.Parked(time.Since(t0))
 			return nil
 		}
 		if err := WaitCtx(ctx, s.Count, 0); err != nil {
@@ -64,10 +69,16 @@ func (e Event) Clear() { atomic.StoreUint32(e.W, 0) }
 func (e Event) IsSet() bool { return load(e.W) != 0 }
 
 // Wait blocks until the flag is set or ctx is done.
-func (e Event) Wait(ctx context.Context) error {
-	if Spin(SpinTime, e.IsSet) {
+func (e Event) Wait(ctx context.Context) (err error) {
+	if eventSpin.Spin(e.IsSet) {
 		return nil
 	}
+	t0 := time.Now()
+	defer func() {
+		if err == nil {
+			eventSpin.Parked(time.Since(t0))
+		}
+	}()
 	for !e.IsSet() {
 		if err := WaitCtx(ctx, e.W, 0); err != nil {
 			if e.IsSet() {

@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 // Package gate holds the process-local lock in front of a shared wait: it
 // lets one goroutine of a process at a time sleep in the kernel on a futex
 // word (every such sleeper pins an OS thread), while the others wait in the

@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 // Package handle moves shareable objects (shared memory, locks, queues,
 // connections) from one process to another inside an ordinary Go value.
 //

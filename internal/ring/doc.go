@@ -70,7 +70,8 @@
 //
 // # Waking
 //
-// A consumer that finds the queue empty spins for awaitSpin (30 µs), then sets
+// A consumer that finds the queue empty spins as its side's wait.Spinner says
+// (a budget learned from this machine's wake-up costs), then sets
 // the sleepers bit of dataBell, checks again and sleeps in FUTEX_WAIT on the
 // value it set. A producer, after its commit, loads dataBell and, only if
 // the bit is set, clears it, bumps the sequence and wakes every sleeper

@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 package ring
 
 // Test harness: the test binary re-executes itself (/proc/self/exe) as a

@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 package ring
 
 import (
@@ -11,6 +13,7 @@ import (
 	"github.com/multiproc-go/multiproc/internal/futex"
 	"github.com/multiproc-go/multiproc/internal/gate"
 	"github.com/multiproc-go/multiproc/internal/shm"
+	"github.com/multiproc-go/multiproc/internal/wait"
 )
 
 var (
@@ -40,6 +43,7 @@ type Ring struct {
 
 	layout, tail, head *uint64
 	prodLock, consLock futex.Mutex
+	prodSpin, consSpin wait.Spinner // the locks' waiting policies
 	prod, cons         side
 
 	cur   atomic.Pointer[dataMap]
@@ -57,6 +61,7 @@ type side struct {
 	bell *uint32   // doorbell this side's waiters sleep on
 	op   gate.Gate // held around the critical section in this process
 	wait gate.Gate // held by the one goroutine of this process that sleeps
+	spin wait.Spinner
 }
 
 // Create makes a new queue. maxMsgs <= 0: bounded only by memory.
@@ -139,6 +144,7 @@ func newRing(seg *shm.Segment, maxMsgs int) (*Ring, error) {
 	if maxMsgs > 0 && uint64(maxMsgs) < cntLimit {
 		r.limit = uint64(maxMsgs)
 	}
+	r.prodLock.Spin, r.consLock.Spin = &r.prodSpin, &r.consSpin
 	r.prod = side{bell: word32(mem, offSpaceBel), op: gate.New(), wait: gate.New()}
 	r.cons = side{bell: word32(mem, offDataBell), op: gate.New(), wait: gate.New()}
 	// The segment's own mapping serves as the first data mapping if it is

@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 package ring
 
 import (
@@ -45,18 +47,22 @@ const (
 // should ever be missed.
 const recheck = 250 * time.Millisecond
 
-// awaitSpin is how long a waiter polls before it sleeps. Long enough that
-// a consumer keeping up with a steady producer rarely sleeps: measured on
-// 2 CPUs, 8 µs let it fall into a sleep/wake rhythm at half the throughput
-// in about half the runs (3.3 M against 6.5 M msgs/s); 30 µs did not.
-const awaitSpin = 30 * time.Microsecond
-
 // await blocks until cond holds, ctx ends or the handle closes. The caller
 // holds s.wait, so it is the only goroutine of this handle sleeping on s.
-func (r *Ring) await(ctx context.Context, s *side, cond func() bool) error {
-	if futex.Spin(awaitSpin, cond) {
+// It spins first as the side's waiting policy says: a consumer keeping up
+// with a steady producer should rarely sleep (measured on 2 CPUs, a fixed
+// 8 µs spin let it fall into a sleep/wake rhythm at half the throughput in
+// about half the runs).
+func (r *Ring) await(ctx context.Context, s *side, cond func() bool) (err error) {
+	if s.spin.Spin(cond) {
 		return nil
 	}
+	t0 := time.Now()
+	defer func() {
+		if err == nil {
+			s.spin.Parked(time.Since(t0))
+		}
+	}()
 	for {
 		v := atomic.LoadUint32(s.bell)
 		if v&sleepersBit == 0 {

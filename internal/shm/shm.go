@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 // Package shm makes shared-memory segments: memfd_create + mmap(MAP_SHARED).
 // Nothing is ever created under /dev/shm, so a crash leaks nothing: the
 // kernel frees a segment when the last process holding its fd or a mapping

@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 package spawn
 
 import (
@@ -6,12 +8,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"slices"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/multiproc-go/multiproc/internal/wait"
 	"golang.org/x/sys/unix"
 )
 
@@ -30,6 +32,10 @@ type Ctl struct {
 	rbuf []byte
 	r, w int
 	oob  []byte
+
+	// Spin is the waiting policy of Recv. A receiver that hands each
+	// message to another goroutine of its process sets Spin.Handoff.
+	Spin wait.Spinner
 
 	fdMu sync.Mutex // fds is shared with Close, which may run during a Recv
 	fds  []int
@@ -57,9 +63,6 @@ const maxPendingFds = 2 * MaxFds
 // MaxFds is the most descriptors one message may carry (the kernel's
 // SCM_MAX_FD is 253).
 const MaxFds = 250
-
-// SpinTime is how long a Recv polls the socket before it parks.
-const SpinTime = 25 * time.Microsecond
 
 // ErrTooManyFds refuses a message before anything of it is written.
 var ErrTooManyFds = errors.New("multiproc: too many descriptors in one message")
@@ -251,23 +254,27 @@ func (c *Ctl) fill(n int) error {
 func (c *Ctl) read(b []byte) (int, error) {
 	var n, oobn int
 	var rerr error
+	// A pool task's answer often comes within microseconds: poll for it
+	// (as the waiting policy says) before parking in Go's poller, whose
+	// wake-up costs more; tell the policy how long a park lasted.
+	var parked time.Time
 	err := c.rc.Read(func(fd uintptr) bool {
-		// A pool task's answer often comes within microseconds: poll for it
-		// a moment before parking in Go's poller, whose wake-up costs more.
-		var start time.Time
-		for i := 0; ; i++ {
+		recv := func() bool {
 			n, oobn, _, _, rerr = unix.Recvmsg(int(fd), b, c.oob, unix.MSG_CMSG_CLOEXEC)
-			if rerr != unix.EAGAIN {
-				return true
-			}
-			if i == 0 {
-				start = time.Now()
-			} else if time.Since(start) > SpinTime || runtime.NumCPU() < 2 {
-				return false
-			}
-			// Let a goroutine this one just woke (a result's receiver) run.
-			runtime.Gosched()
+			return rerr != unix.EAGAIN
 		}
+		if !parked.IsZero() {
+			if !recv() {
+				return false // woken for nothing: park again
+			}
+			c.Spin.Parked(time.Since(parked))
+			return true
+		}
+		if c.Spin.Spin(recv) {
+			return true
+		}
+		parked = time.Now()
+		return false
 	})
 	if err == nil {
 		err = rerr

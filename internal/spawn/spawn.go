@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 // Package spawn starts child processes by re-executing the running binary,
 // and carries the control channel between parent and child.
 //
