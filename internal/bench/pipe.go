@@ -27,18 +27,7 @@ var (
 	// echoBytes and echoStruct answer every message with itself until EOF.
 	echoBytes = multiproc.Register("bench.echo-bytes", func(ctx context.Context, c *multiproc.Conn) (int, error) {
 		defer c.Close()
-		for n := 0; ; n++ {
-			b, err := c.RecvBytes()
-			if errors.Is(err, io.EOF) {
-				return n, nil
-			}
-			if err != nil {
-				return n, err
-			}
-			if err := c.SendBytes(b); err != nil {
-				return n, err
-			}
-		}
+		return echoUntilEOF(c)
 	})
 	echoStruct = multiproc.Register("bench.echo-struct", func(ctx context.Context, c *multiproc.Conn) (int, error) {
 		defer c.Close()
@@ -105,6 +94,23 @@ func withChild(ctx context.Context, start func(c *multiproc.Conn) *multiproc.Pro
 func measurePipeRTBytes(ctx context.Context, n, _ int) (time.Duration, error) {
 	return withChild(ctx, func(c *multiproc.Conn) *multiproc.Process { return echoBytes.Process(c) },
 		func(c *multiproc.Conn) (time.Duration, error) { return timeRoundTrips(c, n) })
+}
+
+// echoUntilEOF answers every message on c with itself until EOF and says
+// how many it echoed.
+func echoUntilEOF(c *multiproc.Conn) (int, error) {
+	for n := 0; ; n++ {
+		b, err := c.RecvBytes()
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+		if err := c.SendBytes(b); err != nil {
+			return n, err
+		}
+	}
 }
 
 // timeRoundTrips times n round trips of 64 bytes with an echoing peer,

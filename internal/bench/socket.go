@@ -2,9 +2,7 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"strconv"
@@ -65,18 +63,7 @@ var sockEcho = multiproc.Register("bench.sock-echo", func(ctx context.Context, a
 		return 0, err
 	}
 	defer c.Close()
-	for n := 0; ; n++ {
-		b, err := c.RecvBytes()
-		if errors.Is(err, io.EOF) {
-			return n, nil
-		}
-		if err != nil {
-			return n, err
-		}
-		if err := c.SendBytes(b); err != nil {
-			return n, err
-		}
-	}
+	return echoUntilEOF(c)
 })
 
 // listenBench listens on a fresh abstract unix name or loopback port.
