@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/multiproc-go/multiproc"
+	"github.com/multiproc-go/multiproc/internal/parked"
 	aconfig "github.com/multiproc-go/multiproc/internal/wire/testtypes/a/config"
 	bconfig "github.com/multiproc-go/multiproc/internal/wire/testtypes/b/config"
 )
@@ -610,8 +611,13 @@ func TestConnCloseWakesWaiters(t *testing.T) {
 		_, err := b.RecvBytesContext(ctx)
 		errs <- err
 	}()
-	// Give them a chance to block; either way they must see ErrClosed.
-	time.Sleep(20 * time.Millisecond)
+	// Close once both are blocked, so that it is Close that wakes them.
+	if err := parked.Wait(ctx, "(*Conn).PollContext", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := parked.Wait(ctx, "(*Conn).RecvBytesContext", 1); err != nil {
+		t.Fatal(err)
+	}
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
