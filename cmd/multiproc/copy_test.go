@@ -419,10 +419,10 @@ func (r *cliRun) wait(t *testing.T) int {
 // waitFor polls cond until it holds or the command has exited (10 s at most).
 func waitFor(t *testing.T, r *cliRun, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for !cond() && !r.exited() {
 		if time.Now().After(deadline) {
-			t.Fatal("the awaited condition did not come within 10 s")
+			t.Fatal("the awaited condition did not come within 60 s")
 		}
 		time.Sleep(100 * time.Microsecond)
 	}

@@ -212,7 +212,7 @@ func onlyFiles(t *testing.T, dir string, want ...string) {
 // noProcessesLeft waits until no process runs the built binary.
 func noProcessesLeft(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		pids := processesOf(binPath)
 		if len(pids) == 0 {
