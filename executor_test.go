@@ -65,14 +65,7 @@ var (
 func holdPool(t *testing.T, ctx context.Context) (*multiproc.Pool, func()) {
 	t.Helper()
 	pool := newPool(t, multiproc.PoolOptions{Processes: 1})
-	started, err := multiproc.NewEvent()
-	if err != nil {
-		t.Fatal(err)
-	}
-	release, err := multiproc.NewEvent()
-	if err != nil {
-		t.Fatal(err)
-	}
+	started, release := newEvent(t), newEvent(t)
 	// Apply with a cancellable context: no other task is queued in the
 	// busy worker's socket behind it (only uncancellable ones are).
 	held := make(chan error, 1)
@@ -140,14 +133,7 @@ func TestQueuedMapKeepsItsObjects(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	pool := newPool(t, multiproc.PoolOptions{Processes: 1})
-	started, err := multiproc.NewEvent()
-	if err != nil {
-		t.Fatal(err)
-	}
-	release, err := multiproc.NewEvent()
-	if err != nil {
-		t.Fatal(err)
-	}
+	started, release := newEvent(t), newEvent(t)
 	jobs := []heldReadJob{{Started: started, Release: release}}
 	var ends []*multiproc.Conn
 	for range 3 {

@@ -69,3 +69,13 @@ func quietStderr(t *testing.T) {
 		f.Close()
 	})
 }
+
+// newEvent makes an Event, failing the test if it cannot.
+func newEvent(t *testing.T) *multiproc.Event {
+	t.Helper()
+	e, err := multiproc.NewEvent()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
