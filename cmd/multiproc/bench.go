@@ -462,9 +462,9 @@ func writeBench(w io.Writer, rep *benchReport, scenarios []*bench.Scenario) {
 	fmt.Fprint(w, "\nEvery scenario (median of the repetitions; spread: min–max):\n\n")
 	tw = tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	withFloor := rep.Floor != nil
-	header := "SCENARIO\tMULTIPROC\tSPREAD"
+	header := "SCENARIO\tMULTIPROC\tSPREAD\tCPU"
 	if withPy {
-		header += "\tPYTHON3\tRATIO\tTARGET"
+		header += "\tPYTHON3\tPY CPU\tRATIO\tTARGET"
 	}
 	if withFloor {
 		header += "\tFLOOR\t×FLOOR"
@@ -492,12 +492,13 @@ func writeBench(w io.Writer, rep *benchReport, scenarios []*bench.Scenario) {
 				r, found = x, true
 			}
 		}
-		ourCol, spreadCol := "FAILED", "-"
+		ourCol, spreadCol, cpuCol := "FAILED", "-", "-"
 		if found {
 			ourCol = bench.Format(r.Median) + " " + r.Unit
 			spreadCol = fmt.Sprintf("%s–%s (±%.0f%%)", bench.Format(r.Min), bench.Format(r.Max), r.Spread()*50)
+			cpuCol = benchCPU(r)
 		}
-		row := s.Name + "\t" + ourCol + "\t" + spreadCol
+		row := s.Name + "\t" + ourCol + "\t" + spreadCol + "\t" + cpuCol
 		if withPy {
 			row += "\t" + benchPythonCells(rep, s, pyRes, comp)
 		}
@@ -524,9 +525,10 @@ func writeBench(w io.Writer, rep *benchReport, scenarios []*bench.Scenario) {
 
 // benchPythonCells is the PYTHON3, RATIO and TARGET cells of a scenario.
 func benchPythonCells(rep *benchReport, s *bench.Scenario, pyRes map[string]bench.Result, comp map[string]benchComparison) string {
-	pyCol, ratioCol, targetCol := "-", "-", "-"
+	pyCol, cpuCol, ratioCol, targetCol := "-", "-", "-", "-"
 	if p, ok := pyRes[s.Name]; ok {
 		pyCol = bench.Format(p.Median) + " " + p.Unit
+		cpuCol = benchCPU(p)
 	} else if msg, ok := rep.Python.Errors[s.Name]; ok {
 		pyCol = "failed: " + benchFirstLine(msg)
 	}
@@ -544,11 +546,25 @@ func benchPythonCells(rep *benchReport, s *bench.Scenario, pyRes map[string]benc
 			targetCol = fmt.Sprintf("%s: %s", c.TargetText, verdict)
 		}
 	}
-	return pyCol + "\t" + ratioCol + "\t" + targetCol
+	return pyCol + "\t" + cpuCol + "\t" + ratioCol + "\t" + targetCol
+}
+
+// benchCPU is a result's CPU cell: CPU seconds per million units.
+func benchCPU(r bench.Result) string {
+	if !(r.CPU > 0) {
+		return "-"
+	}
+	return bench.Format(r.CPU) + " s"
 }
 
 // writeBenchNotes explains the columns, and says why a comparison is missing.
 func writeBenchNotes(w io.Writer, rep *benchReport, scenarios []*bench.Scenario, pyRes map[string]bench.Result) {
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "CPU: CPU seconds (user + system, of every process taking part, their start and exit included) per million")
+	fmt.Fprintln(w, "units of the figure (round trips, messages, tasks, bytes, starts): what waiting costs, spinning included.")
+	if rep.Python != nil {
+		fmt.Fprintln(w, "PY CPU: the same for python3's twin.")
+	}
 	if rep.Python != nil {
 		fmt.Fprintln(w)
 		switch {

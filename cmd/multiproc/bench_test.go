@@ -175,8 +175,17 @@ func TestBenchPython(t *testing.T) {
 			t.Errorf("%s: target %v", c.Name, c.TargetMet)
 		}
 	}
+	// CPU per million units, both sides: thousands of round trips take
+	// CPU time that even a tick-based accounting sees.
+	for _, rs := range [][]bench.Result{rep.Results, rep.Python.Results} {
+		for _, r := range rs {
+			if r.Name == "pipe-rt-bytes" && !(r.CPU > 0) {
+				t.Errorf("%s: no CPU figure: %+v", r.Name, r)
+			}
+		}
+	}
 	code, stdout, stderr = benchRun(t, 2*time.Minute, "-quick", "-python", "-only", "pipe-rt-bytes")
-	if code != exitOK || !strings.Contains(stdout, "PYTHON3") || !strings.Contains(stdout, "RATIO") || !strings.Contains(stdout, "≤ 0.5× python") {
+	if code != exitOK || !strings.Contains(stdout, "PYTHON3") || !strings.Contains(stdout, "RATIO") || !strings.Contains(stdout, "PY CPU") || !strings.Contains(stdout, "≤ 0.5× python") {
 		t.Errorf("exit status %d, table:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
 }

@@ -7,7 +7,8 @@ multiprocessing (the fork context, and spawn for start-cold).
 
 Prints one JSON document on stdout:
     {"python": "3.11.7", "results": [{"name", "unit", "higher_is_better",
-     "median", "min", "max", "samples", "n", "batch", "note"}...],
+     "median", "min", "max", "samples", "n", "batch", "note",
+     "cpu_s_per_million"}...],
      "errors": {"name": "text"}}
 and a line "progress NAME REP REPS" on stderr before each repetition
 (rep 0 is the warm-up). Standard library only. Embedded in the Go package
@@ -19,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import signal
 import statistics
 import sys
@@ -480,6 +482,16 @@ MEASURE = {
 
 # --- harness -------------------------------------------------------------
 
+def cpu_time():
+    """CPU seconds (user + system) of this process and of its children that
+    have been joined: every process of a repetition, as the Go side counts."""
+    t = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        r = resource.getrusage(who)
+        t += r.ru_utime + r.ru_stime
+    return t
+
+
 def figure(name, unit, n, batch, secs):
     units = n if name in PER_OP else n * batch
     secs = max(secs, 1e-9)
@@ -506,10 +518,13 @@ def run(name, p):
     f = MEASURE[name]
     print("progress %s 0 %d" % (name, reps), file=sys.stderr, flush=True)
     f(max(1, n // 10), batch)
-    samples = []
+    samples, cpu = [], []
+    units = n if name in PER_OP else n * batch
     for i in range(reps):
         print("progress %s %d %d" % (name, i + 1, reps), file=sys.stderr, flush=True)
+        c0 = cpu_time()
         samples.append(figure(name, unit, n, batch, f(n, batch)))
+        cpu.append((cpu_time() - c0) / units * 1e6)
     s = sorted(samples)
     return {
         "name": name,
@@ -522,6 +537,7 @@ def run(name, p):
         "n": n,
         "batch": batch,
         "note": NOTES.get(name, ""),
+        "cpu_s_per_million": statistics.median(cpu),
     }
 
 
