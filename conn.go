@@ -6,13 +6,13 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"io"
-	"os"
 	"reflect"
 	"sync"
 	"sync/atomic"
 
+	"github.com/multiproc-go/multiproc/internal/fdwait"
 	"github.com/multiproc-go/multiproc/internal/handle"
+	"github.com/multiproc-go/multiproc/internal/wait"
 	"github.com/multiproc-go/multiproc/internal/wire"
 	"golang.org/x/sys/unix"
 )
@@ -62,7 +62,7 @@ var errZeroConn = errors.New("multiproc: use of a zero Conn: a Conn comes from P
 // The zero Conn is not usable: every method but SetMaxMessage returns an
 // error saying so.
 type Conn struct {
-	f        *os.File
+	fd       *fdwait.FD // non-blocking, not Go's poller's (internal/fdwait)
 	readable bool
 	writable bool
 	max      atomic.Int64
@@ -74,25 +74,19 @@ type Conn struct {
 	// the same descriptor — a child or pool worker it was passed to, before
 	// or after this one — finds the next message whole, as with Python's
 	// Connection.
-	r    io.Reader
-	fr   wire.FrameReader // a message part-way read, kept across calls
-	rbuf []byte           // Recv's buffer, reused from message to message
+	rd    connReader
+	rspin wait.Spinner     // how a receive waits
+	fr    wire.FrameReader // a message part-way read, kept across calls
+	rbuf  []byte           // Recv's buffer, reused from message to message
 	// held says that part of a message waits in fr, so Poll need not ask
 	// the kernel; it is set by the holder of rmu and read without it.
 	held atomic.Bool
 
 	// The sending side, used by the holder of wmu.
-	wmu  ctxMutex
-	wbuf []byte
-	werr error // a send stopped part-way through a message: every send returns this
-
-	// Poll waits on pf, a second descriptor for the same pipe end with
-	// deadlines of its own, so that its waiting never disturbs a receive
-	// (a read deadline on f would). pmu serialises the waiting Polls;
-	// pfmu guards pf itself, which Close closes.
-	pmu  ctxMutex
-	pfmu sync.Mutex
-	pf   *os.File
+	wmu   ctxMutex
+	wspin wait.Spinner // how a send waits for room in the pipe
+	wbuf  []byte
+	werr  error // a send stopped part-way through a message: every send returns this
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -129,8 +123,10 @@ func Pipe(duplex bool) (*Conn, *Conn, error) {
 	return newConn(p[0], true, false), newConn(p[1], false, true), nil
 }
 
-// newConn wraps a non-blocking fd (Go's poller then waits for it: a
-// blocked Recv holds no OS thread).
+// newConn wraps a non-blocking fd. Waits on it spin, then park the
+// waiting thread in poll(2) (internal/fdwait): a blocked Recv holds an OS
+// thread, as in C or Python, which Go's poller would not; but a message
+// caught spinning then costs no spurious wake-up of Go's poller thread.
 func newConn(fd int, readable, writable bool) *Conn {
 	c := &Conn{}
 	c.init(fd, readable, writable)
@@ -138,7 +134,7 @@ func newConn(fd int, readable, writable bool) *Conn {
 }
 
 func (c *Conn) init(fd int, readable, writable bool) {
-	c.f = os.NewFile(uintptr(fd), "multiproc-conn")
+	c.fd = fdwait.New(fd)
 	c.readable, c.writable = readable, writable
 	c.max.Store(DefaultMaxMessage)
 	c.closed = make(chan struct{})
@@ -178,7 +174,7 @@ func (c *Conn) SetMaxMessage(n int64) {
 }
 
 func (c *Conn) check(write bool) error {
-	if c == nil || c.f == nil {
+	if c == nil || c.fd == nil {
 		return errZeroConn
 	}
 	select {
@@ -341,25 +337,20 @@ func (c *Conn) RecvContext(ctx context.Context, v any) error {
 // ErrClosed; a Recv, Send or Poll blocked on it returns at once. Closing
 // twice is fine.
 func (c *Conn) Close() error {
-	if c == nil || c.f == nil {
+	if c == nil || c.fd == nil {
 		return errZeroConn
 	}
 	var err error
 	c.closeOnce.Do(func() {
 		close(c.closed)
-		c.pfmu.Lock()
-		if c.pf != nil {
-			c.pf.Close()
-		}
-		c.pfmu.Unlock()
-		err = c.f.Close()
+		err = c.fd.Close()
 	})
 	return err
 }
 
 // exportHandle is how a Conn travels to another process; called by the package.
 func (c *Conn) exportHandle() (handle.Desc, error) {
-	if c == nil || c.f == nil {
+	if c == nil || c.fd == nil {
 		return handle.Desc{}, errZeroConn
 	}
 	select {
@@ -367,18 +358,14 @@ func (c *Conn) exportHandle() (handle.Desc, error) {
 		return handle.Desc{}, errorf("%w: passing a closed Conn", ErrClosed)
 	default:
 	}
-	rc, err := c.f.SyscallConn()
-	if err != nil {
-		return handle.Desc{}, err
-	}
 	if c.held.Load() {
 		return handle.Desc{}, errors.New("multiproc: passing a Conn that holds part of a message (a receive was cut short): finish that receive first, or the other process would start in the middle of it")
 	}
 	// The message that carries it duplicates fd (internal/handle): closing
 	// the Conn once the call that passed it has returned is safe.
 	var fd int
-	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
-		return handle.Desc{}, err
+	if err := c.fd.Do(func(f int) { fd = f }); err != nil {
+		return handle.Desc{}, errorf("%w: passing a closed Conn", ErrClosed)
 	}
 	meta := []byte{0, 0}
 	if c.readable {

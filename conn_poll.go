@@ -7,7 +7,6 @@ package multiproc
 import (
 	"context"
 	"errors"
-	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -55,31 +54,17 @@ func (c *Conn) PollContext(ctx context.Context) (bool, error) {
 	if ctx.Err() != nil {
 		return false, ctxErr(ctx, "poll")
 	}
-	if err := c.pmu.LockContext(ctx); err != nil {
-		return false, ctxErr(ctx, "poll")
-	}
-	defer c.pmu.Unlock()
-	pf, err := c.pollFile()
-	if err != nil {
-		return false, err
-	}
-	rc, err := pf.SyscallConn()
-	if err != nil {
-		return false, c.ioErr("poll", err)
-	}
-	release := bound(ctx, pf, false)
-	defer release()
-	// rc.Read's callback runs whenever the poller says the descriptor may
-	// be readable; it only looks, consuming nothing.
+	// The wait looks whenever poll(2) says the descriptor may be
+	// readable; it consumes nothing, so a receive beside it is undisturbed.
 	var ok bool
-	err = rc.Read(func(fd uintptr) bool {
-		ok = c.held.Load() || readable(int(fd))
+	err := c.fd.Read(ctx, nil, func(fd int) bool {
+		ok = c.held.Load() || readable(fd)
 		return ok
 	})
 	switch {
 	case err == nil:
 		return ok, nil
-	case errors.Is(err, os.ErrDeadlineExceeded):
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
 		return false, ctxErr(ctx, "poll")
 	}
 	return false, c.ioErr("poll", err)
@@ -90,12 +75,8 @@ func (c *Conn) ready() (bool, error) {
 	if c.held.Load() {
 		return true, nil
 	}
-	rc, err := c.f.SyscallConn()
-	if err != nil {
-		return false, c.ioErr("poll", err)
-	}
 	var ok bool
-	if err := rc.Control(func(fd uintptr) { ok = readable(int(fd)) }); err != nil {
+	if err := c.fd.Do(func(fd int) { ok = readable(fd) }); err != nil {
 		return false, c.ioErr("poll", err)
 	}
 	return ok, nil
@@ -111,35 +92,4 @@ func readable(fd int) bool {
 		}
 		return err == nil && n > 0
 	}
-}
-
-// pollFile returns the descriptor Poll waits on, a duplicate of f made on
-// first use and closed by Close.
-func (c *Conn) pollFile() (*os.File, error) {
-	c.pfmu.Lock()
-	defer c.pfmu.Unlock()
-	select {
-	case <-c.closed:
-		return nil, errorf("%w: Conn", ErrClosed)
-	default:
-	}
-	if c.pf != nil {
-		return c.pf, nil
-	}
-	rc, err := c.f.SyscallConn()
-	if err != nil {
-		return nil, c.ioErr("poll", err)
-	}
-	var fd int
-	var derr error
-	if err := rc.Control(func(f uintptr) { fd, derr = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
-		return nil, c.ioErr("poll", err)
-	}
-	if derr != nil {
-		return nil, errorf("Conn poll: %w", derr)
-	}
-	// The duplicate shares f's non-blocking open file, so Go's poller
-	// takes it, and its deadlines are its own.
-	c.pf = os.NewFile(uintptr(fd), "multiproc-conn-poll")
-	return c.pf, nil
 }

@@ -3,17 +3,15 @@
 package multiproc
 
 // How a Conn waits: for its lock, for its descriptor, within a context.
+// The descriptor is not Go's poller's (see internal/fdwait for why).
 
 import (
 	"context"
 	"errors"
 	"io"
-	"os"
 	"sync"
-	"syscall"
-	"time"
 
-	"github.com/multiproc-go/multiproc/internal/wait"
+	"github.com/multiproc-go/multiproc/internal/fdwait"
 	"github.com/multiproc-go/multiproc/internal/wire"
 	"golang.org/x/sys/unix"
 )
@@ -50,37 +48,6 @@ func (m *ctxMutex) LockContext(ctx context.Context) error {
 	}
 }
 
-// aLongTimeAgo is a deadline in the past: setting it wakes a blocked
-// read or write at once.
-var aLongTimeAgo = time.Unix(1, 0)
-
-// bound makes the read (or write) of f, or of the poll descriptor, give
-// up with os.ErrDeadlineExceeded once ctx ends, until the returned
-// function is called, which undoes it. The deadline is set only when ctx
-// ends (context.AfterFunc), so a call with a context that cannot end costs
-// nothing. The caller must hold the lock of that direction: no one else
-// sets its deadline.
-func bound(ctx context.Context, f *os.File, write bool) (release func()) {
-	if ctx.Done() == nil {
-		return func() {}
-	}
-	set := f.SetReadDeadline
-	if write {
-		set = f.SetWriteDeadline
-	}
-	fired := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		set(aLongTimeAgo)
-		close(fired)
-	})
-	return func() {
-		if !stop() {
-			<-fired
-			set(time.Time{})
-		}
-	}
-}
-
 // ctxErr is the error of a wait that ctx ended; op says which.
 func ctxErr(ctx context.Context, op string) error {
 	return errorf("Conn %s: %w", op, ctxCause(ctx))
@@ -107,13 +74,11 @@ func (c *Conn) writeFrameContext(ctx context.Context, b []byte) error {
 	if ctx.Err() != nil {
 		return ctxErr(ctx, "send")
 	}
-	release := bound(ctx, c.f, true)
-	sent, err := c.write(b)
-	release()
+	sent, err := c.write(ctx, b)
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, os.ErrDeadlineExceeded) {
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 		if sent == 0 {
 			return ctxErr(ctx, "send")
 		}
@@ -125,18 +90,42 @@ func (c *Conn) writeFrameContext(ctx context.Context, b []byte) error {
 }
 
 // write writes b's header and b, and says how many bytes went out.
-func (c *Conn) write(b []byte) (int, error) {
+func (c *Conn) write(ctx context.Context, b []byte) (int, error) {
 	if len(b) <= 16<<10 {
 		// Header and payload in one write: one syscall, one segment.
 		c.wbuf = append(wire.AppendHeader(c.wbuf[:0], len(b)), b...)
-		return c.f.Write(c.wbuf)
+		return c.writeAll(ctx, c.wbuf)
 	}
-	n, err := c.f.Write(wire.AppendHeader(c.wbuf[:0], len(b)))
+	n, err := c.writeAll(ctx, wire.AppendHeader(c.wbuf[:0], len(b)))
 	if err != nil {
 		return n, err
 	}
-	m, err := c.f.Write(b)
+	m, err := c.writeAll(ctx, b)
 	return n + m, err
+}
+
+// writeAll writes all of p, waiting (as the waiting policy says) while the
+// pipe is full.
+func (c *Conn) writeAll(ctx context.Context, p []byte) (int, error) {
+	done := 0
+	for done < len(p) {
+		var n int
+		var werr error
+		err := c.fd.Write(ctx, &c.wspin, func(fd int) bool {
+			n, werr = unix.Write(fd, p[done:])
+			return werr != unix.EAGAIN && werr != unix.EINTR
+		})
+		if err == nil {
+			err = werr
+		}
+		if n > 0 {
+			done += n
+		}
+		if err != nil {
+			return done, err
+		}
+	}
+	return done, nil
 }
 
 // ioErr is the error of op failing with err, a descriptor's error: one
@@ -148,7 +137,7 @@ func (c *Conn) ioErr(op string, err error) error {
 		return errorf("%w: Conn", ErrClosed)
 	default:
 	}
-	if errors.Is(err, os.ErrClosed) {
+	if errors.Is(err, fdwait.ErrClosed) {
 		return errorf("%w: Conn", ErrClosed)
 	}
 	return errorf("Conn %s: %w", op, err)
@@ -163,12 +152,9 @@ func (c *Conn) readFrameContext(ctx context.Context, buf []byte) ([]byte, error)
 	if ctx.Err() != nil {
 		return nil, ctxErr(ctx, "receive")
 	}
-	if c.r == nil {
-		c.r = newWaitReader(c.f)
-	}
-	release := bound(ctx, c.f, false)
-	b, err := c.fr.Next(c.r, c.max.Load(), buf)
-	release()
+	c.rd.c, c.rd.ctx = c, ctx
+	b, err := c.fr.Next(&c.rd, c.max.Load(), buf)
+	c.rd.ctx = nil
 	c.held.Store(c.fr.Partial())
 	// Whatever the error, fr has kept the part of a message read so far,
 	// so the stream stays in step: a receive cut short by its context goes
@@ -179,7 +165,7 @@ func (c *Conn) readFrameContext(ctx context.Context, buf []byte) ([]byte, error)
 		return b, nil
 	case err == io.EOF:
 		return nil, io.EOF
-	case errors.Is(err, os.ErrDeadlineExceeded):
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
 		return nil, ctxErr(ctx, "receive")
 	case errors.Is(err, wire.ErrFrameTooLarge), errors.Is(err, wire.ErrBadFrame), errors.Is(err, io.ErrUnexpectedEOF):
 		return nil, err // these say "multiproc:" already
@@ -187,50 +173,31 @@ func (c *Conn) readFrameContext(ctx context.Context, buf []byte) ([]byte, error)
 	return nil, c.ioErr("receive", err)
 }
 
-// waitReader reads f, polling it (as the package's waiting policy says)
-// before it parks in Go's poller: a reply in a request/response exchange
-// often comes within microseconds, and waking a parked goroutine costs
-// more (from a few to hundreds of microseconds, depending on the machine).
-type waitReader struct {
-	f    *os.File
-	rc   syscall.RawConn
-	spin wait.Spinner
+// connReader reads the Conn's descriptor for its FrameReader, waiting as
+// the package's waiting policy says (internal/fdwait): a reply in a
+// request/response exchange often comes within microseconds, and the
+// receiver catches it spinning; a longer wait parks this thread in
+// poll(2). The holder of rmu sets ctx for the receive in progress.
+type connReader struct {
+	c   *Conn
+	ctx context.Context
 }
 
-func newWaitReader(f *os.File) *waitReader {
-	w := &waitReader{f: f}
-	w.rc, _ = f.SyscallConn()
-	return w
-}
-
-// Read reads into p, polling before it parks.
-func (w *waitReader) Read(p []byte) (int, error) {
-	if w.rc == nil {
-		return w.f.Read(p)
-	}
+// Read reads into p, waiting until something arrives.
+func (r *connReader) Read(p []byte) (int, error) {
 	var n int
 	var rerr error
-	closed := false
-	read := func() bool {
-		if cerr := w.rc.Control(func(fd uintptr) { n, rerr = unix.Read(int(fd), p) }); cerr != nil {
-			closed = true // let os.File say so
-			return true
-		}
+	err := r.c.fd.Read(r.ctx, &r.c.rspin, func(fd int) bool {
+		n, rerr = unix.Read(fd, p)
 		return rerr != unix.EAGAIN && rerr != unix.EINTR
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case rerr != nil:
+		return 0, rerr
+	case n == 0 && len(p) > 0:
+		return 0, io.EOF
 	}
-	if w.spin.Spin(read) && !closed {
-		switch {
-		case rerr == nil && n == 0 && len(p) > 0:
-			return 0, io.EOF
-		case rerr == nil:
-			return n, nil
-		}
-		return w.f.Read(p) // report the error the usual way
-	}
-	t0 := time.Now()
-	n, err := w.f.Read(p)
-	if err == nil {
-		w.spin.Parked(time.Since(t0))
-	}
-	return n, err
+	return n, nil
 }

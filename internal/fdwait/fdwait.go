@@ -1,0 +1,374 @@
+//go:build linux && (amd64 || arm64)
+
+// Package fdwait waits on a non-blocking descriptor without Go's poller:
+// it spins as the waiting policy (internal/wait) says, then parks the
+// calling thread in poll(2) on the descriptor and on an eventfd that
+// Close, a context's end and a new deadline ring.
+//
+// Why not Go's poller: a descriptor registered with it makes every
+// arrival of data wake the thread that Go's scheduler keeps blocked in
+// epoll_wait whenever some goroutine waits in the poller — even when no
+// goroutine waits on this descriptor, because the receiver caught the
+// data spinning. On a 2-CPU VM that spurious wake-up costs more than the
+// message: a pipe round trip measured 30–40 µs with a registered
+// descriptor against 9–15 µs without (the same spinning receiver, with
+// one goroutine of the process waiting on an unrelated pipe). A
+// descriptor kept out of the poller pays only for the wake-ups its own
+// waiters ask for, as in C or Python.
+//
+// The price: a waiter that parks holds its OS thread, in poll(2), as a
+// blocking read does in C or Python; Go's runtime hands the thread's P to
+// other goroutines meanwhile (the thread is in a system call). So that a
+// program with many idle descriptors (a server's thousand clients) does
+// not hold a thousand threads, a park that lasts longer than threadPark
+// moves to Go's poller, through a duplicate of the descriptor registered
+// for the rest of that wait only.
+package fdwait
+
+import (
+	"context"
+	"errors"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/multiproc-go/multiproc/internal/wait"
+	"golang.org/x/sys/unix"
+)
+
+// ErrClosed is returned by every call on a closed FD, and by a wait that
+// Close ended.
+var ErrClosed = errors.New("multiproc: use of a closed descriptor")
+
+// FD owns a non-blocking descriptor that Go's poller does not know. It is
+// safe for concurrent use: the descriptor number is never closed (and so
+// never reused) while a call uses it, Close wakes every parked waiter, and
+// an FD that becomes unreachable closes its descriptor.
+type FD struct {
+	fd int
+	// state is 1 once closed, plus 2 for each call using fd: the last one
+	// out after Close closes the descriptors.
+	state atomic.Uint64
+
+	mu   sync.Mutex
+	wake int // eventfd ringing parked waiters; 0 until the first park
+
+	rdl, wdl atomic.Int64 // read and write deadlines, unix ns; 0: none
+
+	// long holds the duplicates that long waits wait on in Go's poller;
+	// ring wakes them (guarded by mu).
+	long map[*os.File]struct{}
+}
+
+// threadPark is how long a waiter parks in poll(2), holding its thread,
+// before it moves to Go's poller. Waits shorter than this are the ones a
+// direct wake-up speeds up; longer ones (an idle peer) cost a registration
+// (dup, epoll_ctl twice, close: microseconds) that they do not notice.
+var threadPark atomic.Int64 // ns; a variable for tests
+
+func init() { threadPark.Store(int64(20 * time.Millisecond)) }
+
+// New makes an FD of fd, which must be non-blocking; the FD owns it.
+func New(fd int) *FD {
+	d := &FD{fd: fd}
+	runtime.SetFinalizer(d, (*FD).Close)
+	return d
+}
+
+func (d *FD) incref() bool {
+	for {
+		s := d.state.Load()
+		if s&1 != 0 {
+			return false
+		}
+		if d.state.CompareAndSwap(s, s+2) {
+			return true
+		}
+	}
+}
+
+func (d *FD) decref() {
+	if d.state.Add(^uint64(1)) == 1 { // closed, and the last user is out
+		unix.Close(d.fd)
+		d.mu.Lock()
+		if d.wake > 0 {
+			unix.Close(d.wake)
+			d.wake = -1
+		}
+		d.mu.Unlock()
+	}
+}
+
+// Closed reports whether Close was called.
+func (d *FD) Closed() bool { return d.state.Load()&1 != 0 }
+
+// Do runs f with the descriptor, which stays open until f returns; it
+// returns ErrClosed without running f once the FD is closed.
+func (d *FD) Do(f func(fd int)) error {
+	if !d.incref() {
+		return ErrClosed
+	}
+	defer d.decref()
+	f(d.fd)
+	return nil
+}
+
+// Close marks the FD closed, wakes its parked waiters, and closes the
+// descriptor once the last call using it has returned. A second Close
+// returns ErrClosed.
+func (d *FD) Close() error {
+	for {
+		s := d.state.Load()
+		if s&1 != 0 {
+			return ErrClosed
+		}
+		if d.state.CompareAndSwap(s, s|1+2) {
+			break
+		}
+	}
+	runtime.SetFinalizer(d, nil)
+	d.ring()
+	d.decref()
+	return nil
+}
+
+// Wake makes parked waiters look again at their context, deadline and
+// descriptor.
+func (d *FD) Wake() {
+	if !d.incref() {
+		return // closed: Close rang for good
+	}
+	d.ring()
+	d.decref()
+}
+
+// ring writes to the eventfd and ends the waits in Go's poller (whose
+// waiters then look again, as after a ring); the caller holds a reference.
+func (d *FD) ring() {
+	d.mu.Lock()
+	w := d.wake
+	for f := range d.long {
+		f.SetDeadline(aLongTimeAgo)
+	}
+	d.mu.Unlock()
+	if w > 0 {
+		one := [8]byte{1}
+		unix.Write(w, one[:])
+	}
+}
+
+var aLongTimeAgo = time.Unix(1, 0)
+
+// longWaits counts the waits in Go's poller, for tests.
+var longWaits atomic.Int64
+
+// wakeFD returns the eventfd, made on the first park; the caller holds a
+// reference.
+func (d *FD) wakeFD() (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.wake > 0 {
+		return d.wake, nil
+	}
+	w, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return -1, err
+	}
+	d.wake = w
+	return w, nil
+}
+
+// SetReadDeadline makes waits for reading fail with
+// os.ErrDeadlineExceeded once t has passed (the zero time: never),
+// including one parked now.
+func (d *FD) SetReadDeadline(t time.Time) { d.setDeadline(&d.rdl, t) }
+
+// SetWriteDeadline is SetReadDeadline for waits for writing.
+func (d *FD) SetWriteDeadline(t time.Time) { d.setDeadline(&d.wdl, t) }
+
+func (d *FD) setDeadline(dl *atomic.Int64, t time.Time) {
+	var ns int64
+	if !t.IsZero() {
+		ns = max(t.UnixNano(), 1)
+	}
+	dl.Store(ns)
+	d.Wake()
+}
+
+// Read calls try with the descriptor until it reports done: first as sp
+// spins (sp may be nil: no spinning), then each time poll(2) says the
+// descriptor is readable. It returns nil once try is done; ctx's error
+// when ctx ends first; os.ErrDeadlineExceeded when the read deadline
+// passes first; ErrClosed when the FD is closed. try must not block: it
+// makes a non-blocking attempt and says whether it needs no more (data, an
+// error other than EAGAIN, EOF).
+func (d *FD) Read(ctx context.Context, sp *wait.Spinner, try func(fd int) bool) error {
+	return d.wait(ctx, sp, unix.POLLIN, &d.rdl, try)
+}
+
+// Write is Read for writing: try runs when the descriptor is writable.
+func (d *FD) Write(ctx context.Context, sp *wait.Spinner, try func(fd int) bool) error {
+	return d.wait(ctx, sp, unix.POLLOUT, &d.wdl, try)
+}
+
+func (d *FD) wait(ctx context.Context, sp *wait.Spinner, events int16, dl *atomic.Int64, try func(int) bool) error {
+	if !d.incref() {
+		return ErrClosed
+	}
+	defer d.decref()
+	if err := check(ctx, dl); err != nil {
+		return err
+	}
+	fd := d.fd
+	if sp != nil {
+		if sp.Spin(func() bool { return try(fd) }) {
+			return nil
+		}
+	} else if try(fd) {
+		return nil
+	}
+	wfd, err := d.wakeFD()
+	if err != nil {
+		return err
+	}
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, d.Wake)
+		defer stop()
+	}
+	pfd := [2]unix.PollFd{{Fd: int32(fd), Events: events}, {Fd: int32(wfd), Events: unix.POLLIN}}
+	parkStart := time.Now()
+	for {
+		// Close sets the closed bit before it rings, and a context ends
+		// before its AfterFunc rings: a waiter that looks after the ring
+		// sees why, and one that looks before it is still polling.
+		if d.Closed() {
+			return ErrClosed
+		}
+		if err := check(ctx, dl); err != nil {
+			return err
+		}
+		t0 := time.Now()
+		left := time.Duration(threadPark.Load()) - t0.Sub(parkStart)
+		if left <= 0 {
+			if err := d.waitLong(fd, events, dl); err != nil {
+				return err
+			}
+			if !d.Closed() {
+				take(wfd)
+			}
+			if try(fd) {
+				return nil // no feedback: this wait was not the policy's business
+			}
+			continue
+		}
+		timeout := int((left + time.Millisecond - 1) / time.Millisecond)
+		if t := dl.Load(); t != 0 {
+			timeout = min(timeout, max(int((t-t0.UnixNano()+999_999)/1e6), 0))
+		}
+		pfd[0].Revents, pfd[1].Revents = 0, 0
+		if _, err := unix.Poll(pfd[:], timeout); err != nil && err != unix.EINTR {
+			return err
+		}
+		if pfd[1].Revents != 0 && !d.Closed() {
+			// Take the ring (a context's end, a deadline, or a stale ring
+			// of an earlier wait). Never after Close: its ring stays, so
+			// that every waiter sees it.
+			take(wfd)
+		}
+		if pfd[0].Revents != 0 && try(fd) {
+			if sp != nil {
+				sp.Parked(time.Since(t0))
+			}
+			return nil
+		}
+	}
+}
+
+// waitLong waits in Go's poller until fd may be ready for events, or a
+// ring (Close, a context's end, a deadline set) or the deadline dl
+// interrupts the wait: it returns nil then too, and the caller looks
+// again. The caller holds a reference.
+func (d *FD) waitLong(fd int, events int16, dl *atomic.Int64) error {
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	// The duplicate shares fd's non-blocking open file, so os.NewFile
+	// registers it with Go's poller; closing it unregisters it.
+	f := os.NewFile(uintptr(dup), "multiproc-wait")
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	if t := dl.Load(); t != 0 {
+		f.SetDeadline(time.Unix(0, t))
+	}
+	d.mu.Lock()
+	if d.long == nil {
+		d.long = map[*os.File]struct{}{}
+	}
+	d.long[f] = struct{}{}
+	d.mu.Unlock()
+	longWaits.Add(1)
+	defer longWaits.Add(-1)
+	defer func() {
+		d.mu.Lock()
+		delete(d.long, f)
+		d.mu.Unlock()
+	}()
+	// A ring that came before f was listed has left the eventfd readable.
+	if d.Closed() || d.rung() {
+		return nil
+	}
+	wait := func(fd uintptr) bool { return ready(int(fd), events) }
+	if events == unix.POLLOUT {
+		err = rc.Write(wait)
+	} else {
+		err = rc.Read(wait)
+	}
+	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		return err
+	}
+	return nil
+}
+
+// take takes the ring of the eventfd w, if any.
+func take(w int) {
+	var b [8]byte
+	unix.Read(w, b[:])
+}
+
+// rung reports whether the eventfd holds a ring nobody took.
+func (d *FD) rung() bool {
+	d.mu.Lock()
+	w := d.wake
+	d.mu.Unlock()
+	return w > 0 && ready(w, unix.POLLIN)
+}
+
+// ready asks the kernel, without waiting, whether fd is ready for events
+// (or has an error or hang-up to report).
+func ready(fd int, events int16) bool {
+	p := []unix.PollFd{{Fd: int32(fd), Events: events}}
+	for {
+		n, err := unix.Poll(p, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		return err == nil && n > 0
+	}
+}
+
+// check is the error of a wait whose context ended or deadline passed.
+func check(ctx context.Context, dl *atomic.Int64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if t := dl.Load(); t != 0 && time.Now().UnixNano() >= t {
+		return os.ErrDeadlineExceeded
+	}
+	return nil
+}
