@@ -3,6 +3,7 @@
 package spawn
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,9 +11,9 @@ import (
 	"os"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 
+	"github.com/multiproc-go/multiproc/internal/fdwait"
 	"github.com/multiproc-go/multiproc/internal/wait"
 	"golang.org/x/sys/unix"
 )
@@ -21,8 +22,10 @@ import (
 // typed messages, each with optional file descriptors (SCM_RIGHTS). Sends
 // are serialised; one goroutine at a time may Recv.
 type Ctl struct {
-	f  *os.File // non-blocking: Go's poller waits for it
-	rc syscall.RawConn
+	// fd is non-blocking and not Go's poller's: a message caught spinning
+	// then costs no spurious wake-up of the poller's thread (see
+	// internal/fdwait).
+	fd *fdwait.FD
 
 	wmu sync.Mutex
 	hdr []byte
@@ -78,18 +81,11 @@ const hdrLen = 4 + 1 + 1 + 8
 // not the net package, which would make every program that uses multiproc
 // link the C runtime and start slower.
 func NewCtl(fd int) (*Ctl, error) {
-	// Non-blocking before os.NewFile, so that Go's poller waits for it.
 	if err := unix.SetNonblock(fd, true); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("multiproc: control socket: %w", err)
 	}
-	f := os.NewFile(uintptr(fd), "multiproc-ctl")
-	rc, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("multiproc: control socket: %w", err)
-	}
-	return &Ctl{f: f, rc: rc, rbuf: make([]byte, 64<<10), oob: make([]byte, unix.CmsgSpace(4*MaxFds))}, nil
+	return &Ctl{fd: fdwait.New(fd), rbuf: make([]byte, 64<<10), oob: make([]byte, unix.CmsgSpace(4*MaxFds))}, nil
 }
 
 // Pair makes a connected socketpair: the first end wrapped as a Ctl for
@@ -134,20 +130,40 @@ func (c *Ctl) Send(typ byte, payload []byte, fds []int) error {
 	}
 	var n int
 	var serr error
-	err := c.rc.Write(func(fd uintptr) bool {
-		n, serr = unix.SendmsgN(int(fd), first, oob, nil, unix.MSG_NOSIGNAL)
-		return serr != unix.EAGAIN
+	err := c.fd.Write(context.Background(), nil, func(fd int) bool {
+		n, serr = unix.SendmsgN(fd, first, oob, nil, unix.MSG_NOSIGNAL)
+		return serr != unix.EAGAIN && serr != unix.EINTR
 	})
 	if err == nil {
 		err = serr
 	}
 	if err == nil && n < len(first) {
-		_, err = c.f.Write(first[n:])
+		err = c.writeAll(first[n:])
 	}
 	if err == nil && len(rest) > 0 {
-		_, err = c.f.Write(rest)
+		err = c.writeAll(rest)
 	}
 	return err
+}
+
+// writeAll writes all of p, waiting while the socket is full.
+func (c *Ctl) writeAll(p []byte) error {
+	for len(p) > 0 {
+		var n int
+		var werr error
+		err := c.fd.Write(context.Background(), nil, func(fd int) bool {
+			n, werr = unix.SendmsgN(fd, p, nil, nil, unix.MSG_NOSIGNAL)
+			return werr != unix.EAGAIN && werr != unix.EINTR
+		})
+		if err == nil {
+			err = werr
+		}
+		if err != nil {
+			return err
+		}
+		p = p[n:]
+	}
+	return nil
 }
 
 // Recv reads the next message. The payload is a fresh slice owned by the
@@ -254,27 +270,11 @@ func (c *Ctl) fill(n int) error {
 func (c *Ctl) read(b []byte) (int, error) {
 	var n, oobn int
 	var rerr error
-	// A pool task's answer often comes within microseconds: poll for it
-	// (as the waiting policy says) before parking in Go's poller, whose
-	// wake-up costs more; tell the policy how long a park lasted.
-	var parked time.Time
-	err := c.rc.Read(func(fd uintptr) bool {
-		recv := func() bool {
-			n, oobn, _, _, rerr = unix.Recvmsg(int(fd), b, c.oob, unix.MSG_CMSG_CLOEXEC)
-			return rerr != unix.EAGAIN
-		}
-		if !parked.IsZero() {
-			if !recv() {
-				return false // woken for nothing: park again
-			}
-			c.Spin.Parked(time.Since(parked))
-			return true
-		}
-		if c.Spin.Spin(recv) {
-			return true
-		}
-		parked = time.Now()
-		return false
+	// A pool task's answer often comes within microseconds: the wait
+	// spins for it (as the waiting policy says) before it parks.
+	err := c.fd.Read(context.Background(), &c.Spin, func(fd int) bool {
+		n, oobn, _, _, rerr = unix.Recvmsg(fd, b, c.oob, unix.MSG_CMSG_CLOEXEC)
+		return rerr != unix.EAGAIN && rerr != unix.EINTR
 	})
 	if err == nil {
 		err = rerr
@@ -321,9 +321,15 @@ func (c *Ctl) Close() error {
 	}
 	c.fds = nil
 	c.fdMu.Unlock()
-	return c.f.Close()
+	if err := c.fd.Close(); err != nil {
+		return os.ErrClosed
+	}
+	return nil
 }
 
 // SetReadDeadline makes a blocked or later Recv fail with
 // os.ErrDeadlineExceeded once t has passed; the zero time clears it.
-func (c *Ctl) SetReadDeadline(t time.Time) error { return c.f.SetReadDeadline(t) }
+func (c *Ctl) SetReadDeadline(t time.Time) error {
+	c.fd.SetReadDeadline(t)
+	return nil
+}

@@ -567,6 +567,11 @@ def main():
             if name not in PLAN:
                 ap.error("unknown scenario %r (known: %s)" % (name, ", ".join(PLAN)))
 
+    # A stray SIGUSR1 (another program on the machine, or a test of the
+    # Go side run beside this one) must not end the run: SIGUSR1's default
+    # action terminates. A handler that does nothing, not SIG_IGN, which
+    # would discard the signals signal-rt takes with sigwaitinfo.
+    signal.signal(signal.SIGUSR1, lambda signum, frame: None)
     FORK = mp.get_context("fork")
     SPAWN = mp.get_context("spawn")
     results, errors = [], {}
