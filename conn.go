@@ -47,6 +47,11 @@ var errZeroConn = errors.New("multiproc: use of a zero Conn: a Conn comes from P
 // different goroutines; concurrent Sends (or Recvs) are serialised, and
 // Poll may be called beside them.
 //
+// A receive or send that must wait first spins briefly (a reply often
+// comes within microseconds), then sleeps in poll(2) holding its OS thread
+// as a blocking read does in C or Python, and after 20 ms moves to Go's
+// poller, so that many idle Conns do not hold a thread each.
+//
 // Every wait can be bounded: RecvContext, RecvBytesContext, SendContext,
 // SendBytesContext and PollContext are the methods without Context with a
 // context that ends the wait. A receive that gives up part-way through a
@@ -123,10 +128,9 @@ func Pipe(duplex bool) (*Conn, *Conn, error) {
 	return newConn(p[0], true, false), newConn(p[1], false, true), nil
 }
 
-// newConn wraps a non-blocking fd. Waits on it spin, then park the
-// waiting thread in poll(2) (internal/fdwait): a blocked Recv holds an OS
-// thread, as in C or Python, which Go's poller would not; but a message
-// caught spinning then costs no spurious wake-up of Go's poller thread.
+// newConn wraps a non-blocking fd. A wait on it spins, then parks the
+// waiting thread in poll(2), then (after 20 ms) Go's poller: see
+// internal/fdwait for why a Conn's descriptor is not Go's poller's.
 func newConn(fd int, readable, writable bool) *Conn {
 	c := &Conn{}
 	c.init(fd, readable, writable)
@@ -148,9 +152,9 @@ func (c *Conn) init(fd int, readable, writable bool) {
 // close it. Pass a descriptor nothing else owns — one inherited from a
 // parent, or from unix.Socketpair — never the Fd() of an *os.File or of
 // net.Conn's File(), which still own theirs: the two would close the same
-// number, and Go's poller, which already knows the other file, would leave
-// this Conn's reads failing with EAGAIN. For a net.Conn, use ConnFromNet;
-// to keep a descriptor of your own, pass a duplicate (unix.Dup).
+// number (and the second close could hit a descriptor opened since). For a
+// net.Conn, use ConnFromNet; to keep a descriptor of your own, pass a
+// duplicate (unix.Dup).
 func ConnFromFd(fd int) *Conn {
 	unix.SetNonblock(fd, true)
 	unix.CloseOnExec(fd)

@@ -84,11 +84,10 @@ func (cfg DialConfig) Dial(ctx context.Context, network, address string, authkey
 // ConnFromNet makes a duplex Conn of a connected socket made with the net
 // package (a *net.UnixConn or *net.TCPConn, from net.Dial or a
 // net.Listener's Accept) and closes nc: the Conn holds a duplicate of its
-// descriptor, waited on by Go's poller, which can travel to children. No
-// handshake is run: use Dial and Listen for an authkey. Prefer it to
-// ConnFromFd(int(f.Fd())) of nc.File(): there, two *os.File hold one
-// descriptor number, Go's poller takes only the first, and the Conn's
-// reads fail with EAGAIN.
+// descriptor, which can travel to children. No handshake is run: use Dial
+// and Listen for an authkey. Prefer it to ConnFromFd(int(f.Fd())) of
+// nc.File(): there, an *os.File and the Conn would own one descriptor
+// number, and both close it.
 func ConnFromNet(nc net.Conn) (*Conn, error) {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
@@ -111,5 +110,5 @@ func ConnFromNet(nc net.Conn) (*Conn, error) {
 		return nil, errorf("%w", err)
 	}
 	nc.Close()
-	return newConn(fd, true, true), nil // a fresh descriptor number: the poller takes it
+	return newConn(fd, true, true), nil
 }

@@ -6,7 +6,7 @@
 //
 // A waiter (a Queue's ring, a Conn's read, the pool's control channel, the
 // cross-process mutex) first calls Spinner.Spin with its condition; if the
-// spin fails it parks (FUTEX_WAIT, Go's poller) and, once woken with its
+// spin fails it parks (FUTEX_WAIT, poll(2) — see internal/fdwait) and, once woken with its
 // condition met, reports how long it was parked with Spinner.Parked. From
 // those reports a Spinner learns two things:
 //
