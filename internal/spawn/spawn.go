@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/multiproc-go/multiproc/internal/wait"
 	"golang.org/x/sys/unix"
 )
 
@@ -169,6 +170,9 @@ func childEnv(name string, spares bool) []string {
 		env = append(env, kv)
 	}
 	env = append(env, race, EnvRole+"=child", EnvName+"="+name)
+	if kv := wait.WakeEnv(); kv != "" {
+		env = append(env, kv) // the child need not measure it again
+	}
 	if !spares {
 		env = append(env, EnvSpares+"=0")
 	}

@@ -15,7 +15,13 @@
 //     10 µs on another), and a park costs a few of those (the sleeper's late
 //     wake-up, the waker's wake-up call, the threads Go's runtime wakes).
 //     Spinning longer than a park costs cannot pay (ski rental: spin about
-//     as long as a block costs), so that caps the budget;
+//     as long as a block costs), so that caps the budget. The shortest
+//     parks are the wake-ups that land on the waker's CPU, though; where
+//     one across CPUs costs ten times more, that estimate cuts spins short
+//     and the two sides of an exchange end up parking for each other. So
+//     the latency is also measured once per process, in the background,
+//     with two threads waking each other (calibrate.go; children inherit
+//     the figure), and the estimate is never below that typical one;
 //   - how long waits last: a wait that ended soon after the spin gave up
 //     would have been caught by a longer spin (the budget grows); a long
 //     one was not worth spinning for (the budget shrinks), and spins that
@@ -88,6 +94,7 @@ type Spinner struct {
 
 	// Test hooks; nil in production.
 	clock func() int64 // monotonic ns
+	typ   func() int64 // the typical wake-up latency (measured)
 	yield func(os bool)
 	cpus  func() bool
 }
@@ -118,10 +125,20 @@ func (s *Spinner) ParkCost() time.Duration {
 }
 
 func (s *Spinner) wakeNs() int64 {
-	if w := s.wake.Load(); w > 0 {
-		return w
+	w := s.wake.Load()
+	if w <= 0 {
+		w = int64(initWake)
 	}
-	return int64(initWake)
+	return max(w, s.typical())
+}
+
+// typical is the typical wake-up latency of this machine, measured (see
+// calibrate), or 0 while it is not known.
+func (s *Spinner) typical() int64 {
+	if s.typ != nil {
+		return s.typ()
+	}
+	return measured.Load()
 }
 
 // Stats returns how many spins were tried, how many of them succeeded and
@@ -251,6 +268,7 @@ func (s *Spinner) won(d, budget int64) {
 // near miss — the condition came just after the spin gave up — so the
 // budget grows and the park cost is left alone.
 func (s *Spinner) Parked(d time.Duration) {
+	calibrate()
 	s.parks.Add(1)
 	dn := max(int64(d), 0)
 	if dn < int64(minPark) {
@@ -264,7 +282,10 @@ func (s *Spinner) Parked(d time.Duration) {
 	// come at a steady interval would otherwise pass for the cost of a park
 	// and be spun through. An estimate too low only means less spinning,
 	// the safe side.
-	w := s.wakeNs()
+	w := s.wake.Load()
+	if w <= 0 {
+		w = int64(initWake)
+	}
 	switch {
 	case dn < w:
 		w -= (w - dn) / 4

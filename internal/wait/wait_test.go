@@ -4,6 +4,7 @@ package wait
 
 import (
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -11,15 +12,17 @@ import (
 // fake is a deterministic machine: a clock that only the test moves, a
 // record of the yields, and a CPU count.
 type fake struct {
-	t      int64
-	yields []bool // true: sched_yield, false: runtime.Gosched
-	yieldT []int64
-	oneCPU bool
+	t       int64
+	yields  []bool // true: sched_yield, false: runtime.Gosched
+	yieldT  []int64
+	oneCPU  bool
+	typical int64 // the measured wake-up latency, ns
 }
 
 func newSpinner(f *fake) *Spinner {
 	return &Spinner{
 		clock: func() int64 { return f.t },
+		typ:   func() int64 { return f.typical },
 		yield: func(os bool) { f.yields = append(f.yields, os); f.yieldT = append(f.yieldT, f.t) },
 		cpus:  func() bool { return !f.oneCPU },
 	}
@@ -340,5 +343,54 @@ func TestRecoversFromCollapse(t *testing.T) {
 	}
 	if b := s.Budget(); b < wait {
 		t.Fatalf("budget %v (park cost %v): waits of %v, which a spin catches, are still parked for", b, s.ParkCost(), wait)
+	}
+}
+
+// The measured (typical) wake-up latency is a floor under the learned
+// one: parks that land on the waker's CPU do not make the park cost look
+// small where a wake-up across CPUs is slow.
+func TestTypicalWakeFloorsParkCost(t *testing.T) {
+	f := &fake{typical: int64(50 * time.Microsecond)}
+	s := newSpinner(f)
+	for range 200 {
+		s.Parked(6 * time.Microsecond) // same-CPU wake-ups
+	}
+	if p := s.ParkCost(); p != parkFactor*50*time.Microsecond {
+		t.Fatalf("park cost %v, want %v (4× the typical 50 µs)", p, parkFactor*50*time.Microsecond)
+	}
+	// Parks of a round trip (the peer's wake-up, its work, the answer)
+	// within that cost grow the budget instead of collapsing it.
+	for range 100 {
+		s.Parked(120 * time.Microsecond)
+	}
+	if b := s.Budget(); b < 100*time.Microsecond {
+		t.Fatalf("budget %v after parks of 120 µs with a park cost of %v", b, s.ParkCost())
+	}
+	f.typical = int64(time.Second)
+	if p := s.ParkCost(); p != maxPark {
+		t.Fatalf("park cost %v, want the cap %v", p, maxPark)
+	}
+}
+
+// measureWake measures something plausible, and WakeEnv passes it on.
+func TestMeasureWake(t *testing.T) {
+	if runtime.NumCPU() < 2 {
+		t.Skip("one CPU: nothing is measured")
+	}
+	w := measureWake()
+	if w <= 0 || w > int64(time.Second) {
+		t.Fatalf("wake-up latency %v", time.Duration(w))
+	}
+	t.Logf("wake-up latency %v", time.Duration(w))
+	calibrate()
+	deadline := time.Now().Add(30 * time.Second)
+	for measured.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("calibrate measured nothing")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if kv := WakeEnv(); kv != EnvWake+"="+strconv.FormatInt(measured.Load(), 10) {
+		t.Fatalf("WakeEnv = %q", kv)
 	}
 }
