@@ -7,7 +7,7 @@ import (
 	"errors"
 	"reflect"
 	"runtime"
-	"sync"
+	"sync/atomic"
 
 	"github.com/multiproc-go/multiproc/internal/handle"
 	"github.com/multiproc-go/multiproc/internal/ring"
@@ -42,7 +42,12 @@ import (
 type Queue[T any] struct {
 	r     *ring.Ring
 	codec *wire.Codec[T]
-	bufs  sync.Pool
+	// One spare encoding buffer and one spare value, taken and given back
+	// with an atomic swap: cheaper than a sync.Pool, and the value spares
+	// Put and Get an allocation each (the codec keeps a *T it is given
+	// from living on the stack). Goroutines that find them taken allocate.
+	buf   atomic.Pointer[[]byte]
+	value atomic.Pointer[T]
 }
 
 // NewQueue makes a queue of at most maxsize messages (maxsize <= 0:
@@ -68,19 +73,34 @@ func newQueue[T any](r *ring.Ring, codec *wire.Codec[T]) *Queue[T] {
 	return q
 }
 
-func (q *Queue[T]) buf() *[]byte {
-	if b, ok := q.bufs.Get().(*[]byte); ok {
+func (q *Queue[T]) takeBuf() *[]byte {
+	if b := q.buf.Swap(nil); b != nil {
 		return b
 	}
 	b := make([]byte, 0, 256)
 	return &b
 }
 
+// takeValue returns a zero T to encode from or decode into; giveValue
+// zeroes it (so it keeps nothing alive) and gives it back.
+func (q *Queue[T]) takeValue() *T {
+	if p := q.value.Swap(nil); p != nil {
+		return p
+	}
+	return new(T)
+}
+
+func (q *Queue[T]) giveValue(p *T) {
+	var zero T
+	*p = zero
+	q.value.CompareAndSwap(nil, p)
+}
+
 func (q *Queue[T]) encode(v *T) (*[]byte, error) {
-	b := q.buf()
+	b := q.takeBuf()
 	out, err := q.codec.Append((*b)[:0], v)
 	if err != nil {
-		q.bufs.Put(b)
+		q.buf.CompareAndSwap(nil, b)
 		return nil, err
 	}
 	*b = out
@@ -89,7 +109,7 @@ func (q *Queue[T]) encode(v *T) (*[]byte, error) {
 
 func (q *Queue[T]) release(b *[]byte) {
 	if cap(*b) <= 64<<10 {
-		q.bufs.Put(b)
+		q.buf.CompareAndSwap(nil, b)
 	}
 }
 
@@ -121,12 +141,26 @@ func (q *Queue[T]) Put(ctx context.Context, v T) error {
 	if ctx == nil {
 		return errNilContext
 	}
-	return q.put(&v, func(b []byte) error { return q.r.Put(ctx, b) })
+	if q == nil || q.r == nil {
+		return kQueue.zero
+	}
+	p := q.takeValue()
+	*p = v
+	err := q.put(p, func(b []byte) error { return q.r.Put(ctx, b) })
+	q.giveValue(p)
+	return err
 }
 
 // TryPut adds v if the queue is not full; ErrFull if it is.
 func (q *Queue[T]) TryPut(v T) error {
-	return q.put(&v, func(b []byte) error { return q.r.TryPut(b) })
+	if q == nil || q.r == nil {
+		return kQueue.zero
+	}
+	p := q.takeValue()
+	*p = v
+	err := q.put(p, func(b []byte) error { return q.r.TryPut(b) })
+	q.giveValue(p)
+	return err
 }
 
 // put encodes v and stores it with store.
@@ -168,14 +202,17 @@ func (q *Queue[T]) get(take func(dst []byte) ([]byte, error)) (T, error) {
 	if q == nil || q.r == nil {
 		return v, kQueue.zero
 	}
-	b := q.buf()
+	b := q.takeBuf()
 	msg, err := take((*b)[:0])
 	runtime.KeepAlive(q)
 	if err != nil {
-		q.bufs.Put(b)
+		q.buf.CompareAndSwap(nil, b)
 		return v, queueErr(err, false, -1)
 	}
-	err = q.codec.Decode(msg, &v)
+	p := q.takeValue()
+	err = q.codec.Decode(msg, p)
+	v = *p
+	q.giveValue(p)
 	*b = msg
 	q.release(b)
 	return v, err
