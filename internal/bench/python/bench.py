@@ -382,6 +382,16 @@ def signal_child(parent, n):
 
 
 def measure_signal_rt(n, batch):
+    # A child that has not said it is ready within SIGNAL_TIMEOUT (seen once
+    # on a machine loaded by a parallel test run, not understood) is killed
+    # and a second one started, before the run fails.
+    for attempt in (1, 2):
+        d = signal_rt_once(n, attempt == 2)
+        if d is not None:
+            return d
+
+
+def signal_rt_once(n, last):
     wait = {signal.SIGUSR1, signal.SIGCHLD}
     old = signal.pthread_sigmask(signal.SIG_BLOCK, wait)
     try:
@@ -390,7 +400,9 @@ def measure_signal_rt(n, batch):
         try:
             si = signal.sigtimedwait(wait, SIGNAL_TIMEOUT)
             if si is None or si.si_signo != signal.SIGUSR1:
-                raise RuntimeError("no ready signal from the child: %r" % (si,))
+                if si is None and not last:
+                    return None
+                raise RuntimeError("no ready signal from the child: %r (child alive: %s, exit code %s)" % (si, p.is_alive(), p.exitcode))
             t0 = time.perf_counter()
             for _ in range(n):
                 os.kill(p.pid, signal.SIGUSR1)
@@ -405,8 +417,7 @@ def measure_signal_rt(n, batch):
         return d
     finally:
         # Nothing is sent any more (the child is gone): drop what is still
-        # pending, so that unblocking does not deliver it (SIGUSR1's default
-        # action would end this process).
+        # pending, so that unblocking does not deliver it.
         while signal.sigtimedwait(wait, 0) is not None:
             pass
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
