@@ -19,7 +19,11 @@ type AsyncResult[R any] struct {
 // Get waits for the result: the function's value, its error (a
 // *RemoteError), an error matching ErrWorkerDied, context.DeadlineExceeded
 // (TaskTimeout) or ErrPoolClosed — or ctx.Err() if ctx ends first, in
-// which case the task goes on and Get may be called again.
+// which case the task goes on and Get may be called again. Before it
+// sleeps, Get looks for the result for a few to a few hundred
+// microseconds (the package's waiting policy, which learns how long a
+// sleep and wake-up cost on this machine): a result that comes within
+// that time costs no wake-up.
 func (r *AsyncResult[R]) Get(ctx context.Context) (R, error) {
 	if ctx == nil {
 		var zero R
