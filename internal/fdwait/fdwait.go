@@ -161,6 +161,17 @@ func (d *FD) ring() {
 
 var aLongTimeAgo = time.Unix(1, 0)
 
+// newEventfd and dupFd make the descriptors of a wait; variables for tests
+// that run out of descriptors.
+var (
+	newEventfd = func() (int, error) { return unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK) }
+	dupFd      = func(fd int) (int, error) { return unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0) }
+)
+
+// noWake is the slice a wait polls in when it has no eventfd to be rung
+// on: how late it may see a Close or a context's end.
+const noWake = 10 * time.Millisecond
+
 // longWaits counts the waits in Go's poller, for tests.
 var longWaits atomic.Int64
 
@@ -172,7 +183,7 @@ func (d *FD) wakeFD() (int, error) {
 	if d.wake > 0 {
 		return d.wake, nil
 	}
-	w, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	w, err := newEventfd()
 	if err != nil {
 		return -1, err
 	}
@@ -229,10 +240,14 @@ func (d *FD) wait(ctx context.Context, sp *wait.Spinner, events int16, dl *atomi
 	} else if try(fd) {
 		return nil
 	}
+	// Without an eventfd (the process is out of descriptors) the wait
+	// polls in slices of noWake, so that a ring is seen that late at
+	// worst; without a duplicate for Go's poller it stays in poll(2).
 	wfd, err := d.wakeFD()
 	if err != nil {
-		return err
+		wfd = -1
 	}
+	stayInPoll := false
 	if ctx.Done() != nil {
 		stop := context.AfterFunc(ctx, d.Wake)
 		defer stop()
@@ -251,9 +266,10 @@ func (d *FD) wait(ctx context.Context, sp *wait.Spinner, events int16, dl *atomi
 		}
 		t0 := time.Now()
 		left := time.Duration(threadPark.Load()) - t0.Sub(parkStart)
-		if left <= 0 {
+		if left <= 0 && !stayInPoll && wfd >= 0 {
 			if err := d.waitLong(fd, events, dl); err != nil {
-				return err
+				stayInPoll = true // no descriptor for a duplicate: poll on
+				continue
 			}
 			if !d.Closed() {
 				take(wfd)
@@ -263,12 +279,25 @@ func (d *FD) wait(ctx context.Context, sp *wait.Spinner, events int16, dl *atomi
 			}
 			continue
 		}
-		timeout := int((left + time.Millisecond - 1) / time.Millisecond)
+		timeout := -1
+		if !stayInPoll && wfd >= 0 {
+			timeout = int((left + time.Millisecond - 1) / time.Millisecond)
+		}
+		if wfd < 0 {
+			timeout = int(noWake / time.Millisecond)
+		}
 		if t := dl.Load(); t != 0 {
-			timeout = min(timeout, max(int((t-t0.UnixNano()+999_999)/1e6), 0))
+			ms := max(int((t-t0.UnixNano()+999_999)/1e6), 0)
+			if timeout < 0 || ms < timeout {
+				timeout = ms
+			}
 		}
 		pfd[0].Revents, pfd[1].Revents = 0, 0
-		if _, err := unix.Poll(pfd[:], timeout); err != nil && err != unix.EINTR {
+		n := 2
+		if wfd < 0 {
+			n = 1
+		}
+		if _, err := unix.Poll(pfd[:n], timeout); err != nil && err != unix.EINTR {
 			return err
 		}
 		if pfd[1].Revents != 0 && !d.Closed() {
@@ -279,7 +308,7 @@ func (d *FD) wait(ctx context.Context, sp *wait.Spinner, events int16, dl *atomi
 		}
 		if pfd[0].Revents != 0 && try(fd) {
 			if sp != nil {
-				sp.Parked(time.Since(t0))
+				sp.Parked(time.Since(parkStart))
 			}
 			return nil
 		}
@@ -291,7 +320,7 @@ func (d *FD) wait(ctx context.Context, sp *wait.Spinner, events int16, dl *atomi
 // interrupts the wait: it returns nil then too, and the caller looks
 // again. The caller holds a reference.
 func (d *FD) waitLong(fd int, events int16, dl *atomic.Int64) error {
-	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	dup, err := dupFd(fd)
 	if err != nil {
 		return err
 	}

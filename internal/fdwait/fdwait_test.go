@@ -354,3 +354,52 @@ func TestStress(t *testing.T) {
 		}
 	}
 }
+
+// Out of descriptors (no eventfd, no duplicate for Go's poller), a wait
+// still ends on data, a context's end and Close: it polls in slices.
+func TestWaitWithoutDescriptors(t *testing.T) {
+	oldE, oldD := newEventfd, dupFd
+	newEventfd = func() (int, error) { return -1, unix.EMFILE }
+	dupFd = func(int) (int, error) { return -1, unix.EMFILE }
+	t.Cleanup(func() { newEventfd, dupFd = oldE, oldD })
+	setThreadPark(t, time.Millisecond)
+	a, b := pair(t)
+	result := func(done chan error) error {
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(30 * time.Second):
+			t.Fatal("the wait did not end")
+			return nil
+		}
+	}
+	// parkedPoll waits until a thread sleeps in poll(2) past threadPark.
+	start := func(ctx context.Context) chan error {
+		done := make(chan error, 1)
+		go func() { _, err := read(ctx, a, nil); done <- err }()
+		deadline := time.Now().Add(30 * time.Second)
+		for threadsIn("poll") == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("no waiter parked in poll(2)")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		return done
+	}
+	done := start(context.Background())
+	write(t, b, 3)
+	if err := result(done); err != nil {
+		t.Errorf("data: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done = start(ctx)
+	cancel()
+	if err := result(done); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancel: %v", err)
+	}
+	done = start(context.Background())
+	a.Close()
+	if err := result(done); !errors.Is(err, ErrClosed) {
+		t.Errorf("close: %v", err)
+	}
+}
