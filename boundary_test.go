@@ -58,7 +58,7 @@ var (
 			}
 		}
 		if wait {
-			time.Sleep(time.Minute)
+			<-ctx.Done() // its control stream is gone: until the parent kills it
 		}
 		return 1, nil
 	})

@@ -73,12 +73,12 @@ var (
 		}
 		return x, nil
 	})
-	killHost = multiproc.Register("cluster.killHost", func(_ context.Context, job counted) (int, error) {
+	killHost = multiproc.Register("cluster.killHost", func(ctx context.Context, job counted) (int, error) {
 		job.mark()
 		// The worker's parent is its host: a task that takes its host
-		// down, as an OOM kill would.
+		// down, as an OOM kill would. The worker dies with it (Pdeathsig).
 		syscall.Kill(os.Getppid(), syscall.SIGKILL)
-		time.Sleep(time.Minute)
+		<-ctx.Done()
 		return 0, nil
 	})
 	slow = multiproc.Register("cluster.slow", func(ctx context.Context, job counted) (int, error) {

@@ -416,7 +416,7 @@ func (r *cliRun) wait(t *testing.T) int {
 	return -1
 }
 
-// waitFor polls cond until it holds or the command has exited (10 s at most).
+// waitFor polls cond until it holds or the command has exited (60 s at most).
 func waitFor(t *testing.T, r *cliRun, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
