@@ -112,46 +112,50 @@ func TestWaitsEnd(t *testing.T) {
 				}
 				return done
 			}
-			result := func(done chan error) error {
-				select {
-				case err := <-done:
-					return err
-				case <-time.After(30 * time.Second):
-					t.Fatal("the wait did not end")
-					return nil
-				}
-			}
 
 			a, b := pair(t)
 			done := start(context.Background(), a)
 			write(t, b, 7)
-			if err := result(done); err != nil {
+			if err := result(t, done); err != nil {
 				t.Errorf("data: %v", err)
 			}
 
 			ctx, cancel := context.WithCancel(context.Background())
 			done = start(ctx, a)
 			cancel()
-			if err := result(done); !errors.Is(err, context.Canceled) {
+			if err := result(t, done); !errors.Is(err, context.Canceled) {
 				t.Errorf("cancel: %v", err)
 			}
 
 			done = start(context.Background(), a)
 			a.SetReadDeadline(time.Unix(1, 0))
-			if err := result(done); !errors.Is(err, os.ErrDeadlineExceeded) {
+			if err := result(t, done); !errors.Is(err, os.ErrDeadlineExceeded) {
 				t.Errorf("deadline: %v", err)
 			}
 			a.SetReadDeadline(time.Time{})
 
 			done = start(context.Background(), a)
 			a.Close()
-			if err := result(done); !errors.Is(err, ErrClosed) {
+			if err := result(t, done); !errors.Is(err, ErrClosed) {
 				t.Errorf("close: %v", err)
 			}
 			if _, err := read(context.Background(), a, nil); !errors.Is(err, ErrClosed) {
 				t.Errorf("read after close: %v", err)
 			}
 		})
+	}
+}
+
+// result is what a wait started in a goroutine returned on done, within
+// 30 s.
+func result(t *testing.T, done chan error) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(30 * time.Second):
+		t.Fatal("the wait did not end")
+		return nil
 	}
 }
 
@@ -256,7 +260,7 @@ func TestNoLeak(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { _, err := read(ctx, a, nil); done <- err }()
-		waitWakeOrDone(a, done)
+		waitWakeOrDone(t, a, done)
 		cancel()
 		<-done
 		a.Close()
@@ -272,8 +276,15 @@ func TestNoLeak(t *testing.T) {
 	}
 }
 
-func waitWakeOrDone(d *FD, done chan error) {
+// waitWakeOrDone waits until a waiter of d has made its eventfd (it is
+// about to park) or has returned.
+func waitWakeOrDone(t *testing.T, d *FD, done chan error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
 	for {
+		if time.Now().After(deadline) {
+			t.Fatal("the waiter neither parked nor returned")
+		}
 		d.mu.Lock()
 		w := d.wake
 		d.mu.Unlock()
@@ -364,15 +375,6 @@ func TestWaitWithoutDescriptors(t *testing.T) {
 	t.Cleanup(func() { newEventfd, dupFd = oldE, oldD })
 	setThreadPark(t, time.Millisecond)
 	a, b := pair(t)
-	result := func(done chan error) error {
-		select {
-		case err := <-done:
-			return err
-		case <-time.After(30 * time.Second):
-			t.Fatal("the wait did not end")
-			return nil
-		}
-	}
 	// parkedPoll waits until a thread sleeps in poll(2) past threadPark.
 	start := func(ctx context.Context) chan error {
 		done := make(chan error, 1)
@@ -388,18 +390,18 @@ func TestWaitWithoutDescriptors(t *testing.T) {
 	}
 	done := start(context.Background())
 	write(t, b, 3)
-	if err := result(done); err != nil {
+	if err := result(t, done); err != nil {
 		t.Errorf("data: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done = start(ctx)
 	cancel()
-	if err := result(done); !errors.Is(err, context.Canceled) {
+	if err := result(t, done); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancel: %v", err)
 	}
 	done = start(context.Background())
 	a.Close()
-	if err := result(done); !errors.Is(err, ErrClosed) {
+	if err := result(t, done); !errors.Is(err, ErrClosed) {
 		t.Errorf("close: %v", err)
 	}
 }
