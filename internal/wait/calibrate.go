@@ -25,12 +25,15 @@ const EnvWake = "MULTIPROC_WAKE_NS"
 // in ns; 0 until known.
 var measured atomic.Int64
 
-var calibrateOnce sync.Once
+var (
+	calibrateOnce sync.Once
+	known         = make(chan struct{}) // closed once measured is final
+)
 
 func init() {
 	if v, err := strconv.ParseInt(os.Getenv(EnvWake), 10, 64); err == nil && v > 0 {
 		measured.Store(min(v, int64(maxPark)))
-		calibrateOnce.Do(func() {}) // inherited: nothing to measure
+		calibrateOnce.Do(func() { close(known) }) // inherited: nothing to measure
 	}
 	os.Unsetenv(EnvWake) // ours, not the program's
 }
@@ -54,9 +57,13 @@ func WakeEnv() string {
 func calibrate() {
 	calibrateOnce.Do(func() {
 		if numCPU < 2 {
+			close(known) // nothing to measure: spinning is off anyway
 			return
 		}
-		go func() { measured.Store(min(measureWake(), int64(maxPark))) }()
+		go func() {
+			measured.Store(min(measureWake(), int64(maxPark)))
+			close(known)
+		}()
 	})
 }
 
@@ -160,8 +167,6 @@ func futexWake(addr *uint32) {
 // process has not yet (0 with one CPU).
 func Typical() time.Duration {
 	calibrate()
-	for i := 0; measured.Load() == 0 && numCPU >= 2 && i < 10000; i++ {
-		time.Sleep(100 * time.Microsecond)
-	}
+	<-known
 	return time.Duration(measured.Load())
 }
