@@ -124,12 +124,16 @@ func (s *Spinner) ParkCost() time.Duration {
 	return time.Duration(min(parkFactor*s.wakeNs(), int64(maxPark)))
 }
 
-func (s *Spinner) wakeNs() int64 {
-	w := s.wake.Load()
-	if w <= 0 {
-		w = int64(initWake)
+// wakeNs is the wake-up latency a park's cost is reckoned from: the
+// learned one, never below the measured typical one.
+func (s *Spinner) wakeNs() int64 { return max(s.learnedWake(), s.typical()) }
+
+// learnedWake is the wake-up latency learned from parks (see Parked).
+func (s *Spinner) learnedWake() int64 {
+	if w := s.wake.Load(); w > 0 {
+		return w
 	}
-	return max(w, s.typical())
+	return int64(initWake)
 }
 
 // typical is the typical wake-up latency of this machine, measured (see
@@ -282,10 +286,7 @@ func (s *Spinner) Parked(d time.Duration) {
 	// come at a steady interval would otherwise pass for the cost of a park
 	// and be spun through. An estimate too low only means less spinning,
 	// the safe side.
-	w := s.wake.Load()
-	if w <= 0 {
-		w = int64(initWake)
-	}
+	w := s.learnedWake()
 	switch {
 	case dn < w:
 		w -= (w - dn) / 4
