@@ -9,6 +9,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/multiproc-go/multiproc/internal/fdwait"
 	"golang.org/x/sys/unix"
 )
 
@@ -58,7 +59,7 @@ func (c *Conn) PollContext(ctx context.Context) (bool, error) {
 	// readable; it consumes nothing, so a receive beside it is undisturbed.
 	var ok bool
 	err := c.fd.Read(ctx, nil, func(fd int) bool {
-		ok = c.held.Load() || readable(fd)
+		ok = c.held.Load() || fdwait.Ready(fd, unix.POLLIN)
 		return ok
 	})
 	switch {
@@ -76,20 +77,8 @@ func (c *Conn) ready() (bool, error) {
 		return true, nil
 	}
 	var ok bool
-	if err := c.fd.Do(func(fd int) { ok = readable(fd) }); err != nil {
+	if err := c.fd.Do(func(fd int) { ok = fdwait.Ready(fd, unix.POLLIN) }); err != nil {
 		return false, c.ioErr("poll", err)
 	}
 	return ok, nil
-}
-
-// readable asks the kernel whether fd has data or its peer has gone.
-func readable(fd int) bool {
-	p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-	for {
-		n, err := unix.Poll(p, 0)
-		if err == unix.EINTR {
-			continue
-		}
-		return err == nil && n > 0
-	}
 }

@@ -352,7 +352,7 @@ func (d *FD) waitLong(fd int, events int16, dl *atomic.Int64) error {
 	if d.Closed() || d.rung() {
 		return nil
 	}
-	wait := func(fd uintptr) bool { return ready(int(fd), events) }
+	wait := func(fd uintptr) bool { return Ready(int(fd), events) }
 	if events == unix.POLLOUT {
 		err = rc.Write(wait)
 	} else {
@@ -375,12 +375,12 @@ func (d *FD) rung() bool {
 	d.mu.Lock()
 	w := d.wake
 	d.mu.Unlock()
-	return w > 0 && ready(w, unix.POLLIN)
+	return w > 0 && Ready(w, unix.POLLIN)
 }
 
-// ready asks the kernel, without waiting, whether fd is ready for events
-// (or has an error or hang-up to report).
-func ready(fd int, events int16) bool {
+// Ready asks the kernel, without waiting, whether fd is ready for events
+// (POLLIN, POLLOUT), or has an error or hang-up to report.
+func Ready(fd int, events int16) bool {
 	p := []unix.PollFd{{Fd: int32(fd), Events: events}}
 	for {
 		n, err := unix.Poll(p, 0)

@@ -343,7 +343,7 @@ func TestStress(t *testing.T) {
 		defer wg.Done()
 		for ctx.Err() == nil {
 			c, stop := context.WithTimeout(ctx, time.Millisecond)
-			a.Read(c, nil, func(fd int) bool { return ready(fd, unix.POLLIN) })
+			a.Read(c, nil, func(fd int) bool { return Ready(fd, unix.POLLIN) })
 			stop()
 		}
 	}()
