@@ -107,25 +107,7 @@ func (c *Conn) write(ctx context.Context, b []byte) (int, error) {
 // writeAll writes all of p, waiting (as the waiting policy says) while the
 // pipe is full.
 func (c *Conn) writeAll(ctx context.Context, p []byte) (int, error) {
-	done := 0
-	for done < len(p) {
-		var n int
-		var werr error
-		err := c.fd.Write(ctx, &c.wspin, func(fd int) bool {
-			n, werr = unix.Write(fd, p[done:])
-			return werr != unix.EAGAIN && werr != unix.EINTR
-		})
-		if err == nil {
-			err = werr
-		}
-		if n > 0 {
-			done += n
-		}
-		if err != nil {
-			return done, err
-		}
-	}
-	return done, nil
+	return c.fd.WriteAll(ctx, &c.wspin, p, unix.Write)
 }
 
 // ioErr is the error of op failing with err, a descriptor's error: one

@@ -224,6 +224,29 @@ func (d *FD) Write(ctx context.Context, sp *wait.Spinner, try func(fd int) bool)
 	return d.wait(ctx, sp, unix.POLLOUT, &d.wdl, try)
 }
 
+// WriteAll writes all of p with write (a non-blocking write(2) or
+// sendmsg(2) of the descriptor), waiting as Write does while the
+// descriptor is full, and says how many bytes went out.
+func (d *FD) WriteAll(ctx context.Context, sp *wait.Spinner, p []byte, write func(fd int, b []byte) (int, error)) (int, error) {
+	done := 0
+	for done < len(p) {
+		var n int
+		var werr error
+		err := d.Write(ctx, sp, func(fd int) bool {
+			n, werr = write(fd, p[done:])
+			return werr != unix.EAGAIN && werr != unix.EINTR
+		})
+		if err == nil {
+			err = werr
+		}
+		done += max(n, 0)
+		if err != nil {
+			return done, err
+		}
+	}
+	return done, nil
+}
+
 func (d *FD) wait(ctx context.Context, sp *wait.Spinner, events int16, dl *atomic.Int64, try func(int) bool) error {
 	if !d.incref() {
 		return ErrClosed

@@ -3,6 +3,7 @@
 package fdwait
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -403,5 +404,48 @@ func TestWaitWithoutDescriptors(t *testing.T) {
 	a.Close()
 	if err := result(t, done); !errors.Is(err, ErrClosed) {
 		t.Errorf("close: %v", err)
+	}
+}
+
+// WriteAll waits while the socket is full and writes every byte; with a
+// context that ends while nobody reads, it says how much went out.
+func TestWriteAll(t *testing.T) {
+	a, b := pair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	msg := make([]byte, 4<<20) // far more than a socket holds
+	for i := range msg {
+		msg[i] = byte(i * 7)
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		var buf []byte
+		chunk := make([]byte, 64<<10)
+		for len(buf) < len(msg) {
+			var n int
+			if err := b.Read(ctx, nil, func(fd int) bool {
+				var rerr error
+				n, rerr = unix.Read(fd, chunk)
+				return rerr != unix.EAGAIN
+			}); err != nil || n <= 0 {
+				break
+			}
+			buf = append(buf, chunk[:n]...)
+		}
+		got <- buf
+	}()
+	var sp wait.Spinner
+	if n, err := a.WriteAll(ctx, &sp, msg, unix.Write); err != nil || n != len(msg) {
+		t.Fatalf("WriteAll: %d of %d bytes, %v", n, len(msg), err)
+	}
+	if buf := <-got; !bytes.Equal(buf, msg) {
+		t.Fatalf("read %d bytes, not the %d written", len(buf), len(msg))
+	}
+
+	short, stop := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer stop()
+	n, err := a.WriteAll(short, nil, msg, unix.Write)
+	if !errors.Is(err, context.DeadlineExceeded) || n <= 0 || n >= len(msg) {
+		t.Fatalf("WriteAll to a socket nobody reads: %d of %d bytes, %v", n, len(msg), err)
 	}
 }

@@ -148,22 +148,10 @@ func (c *Ctl) Send(typ byte, payload []byte, fds []int) error {
 
 // writeAll writes all of p, waiting while the socket is full.
 func (c *Ctl) writeAll(p []byte) error {
-	for len(p) > 0 {
-		var n int
-		var werr error
-		err := c.fd.Write(context.Background(), nil, func(fd int) bool {
-			n, werr = unix.SendmsgN(fd, p, nil, nil, unix.MSG_NOSIGNAL)
-			return werr != unix.EAGAIN && werr != unix.EINTR
-		})
-		if err == nil {
-			err = werr
-		}
-		if err != nil {
-			return err
-		}
-		p = p[n:]
-	}
-	return nil
+	_, err := c.fd.WriteAll(context.Background(), nil, p, func(fd int, b []byte) (int, error) {
+		return unix.SendmsgN(fd, b, nil, nil, unix.MSG_NOSIGNAL)
+	})
+	return err
 }
 
 // Recv reads the next message. The payload is a fresh slice owned by the
