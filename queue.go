@@ -100,13 +100,15 @@ func (q *Queue[T]) encode(v *T) (*[]byte, error) {
 	b := q.takeBuf()
 	out, err := q.codec.Append((*b)[:0], v)
 	if err != nil {
-		q.buf.CompareAndSwap(nil, b)
+		q.release(b)
 		return nil, err
 	}
 	*b = out
 	return b, nil
 }
 
+// release gives b back as the spare buffer, unless it grew large (a big
+// message's buffer is not kept alive for the small ones).
 func (q *Queue[T]) release(b *[]byte) {
 	if cap(*b) <= 64<<10 {
 		q.buf.CompareAndSwap(nil, b)
@@ -206,7 +208,7 @@ func (q *Queue[T]) get(take func(dst []byte) ([]byte, error)) (T, error) {
 	msg, err := take((*b)[:0])
 	runtime.KeepAlive(q)
 	if err != nil {
-		q.buf.CompareAndSwap(nil, b)
+		q.release(b)
 		return v, queueErr(err, false, -1)
 	}
 	p := q.takeValue()
