@@ -143,34 +143,24 @@ func (q *Queue[T]) Put(ctx context.Context, v T) error {
 	if ctx == nil {
 		return errNilContext
 	}
-	if q == nil || q.r == nil {
-		return kQueue.zero
-	}
-	p := q.takeValue()
-	*p = v
-	err := q.put(p, func(b []byte) error { return q.r.Put(ctx, b) })
-	q.giveValue(p)
-	return err
+	return q.put(v, func(b []byte) error { return q.r.Put(ctx, b) })
 }
 
 // TryPut adds v if the queue is not full; ErrFull if it is.
 func (q *Queue[T]) TryPut(v T) error {
+	return q.put(v, func(b []byte) error { return q.r.TryPut(b) })
+}
+
+// put encodes v and stores it with store. v is encoded from the Queue's
+// spare value: the codec takes a *T, which would move a local to the heap.
+func (q *Queue[T]) put(v T, store func([]byte) error) error {
 	if q == nil || q.r == nil {
 		return kQueue.zero
 	}
 	p := q.takeValue()
 	*p = v
-	err := q.put(p, func(b []byte) error { return q.r.TryPut(b) })
+	b, err := q.encode(p)
 	q.giveValue(p)
-	return err
-}
-
-// put encodes v and stores it with store.
-func (q *Queue[T]) put(v *T, store func([]byte) error) error {
-	if q == nil || q.r == nil {
-		return kQueue.zero
-	}
-	b, err := q.encode(v)
 	if err != nil {
 		return err
 	}
