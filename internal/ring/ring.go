@@ -16,6 +16,7 @@ import (
 	"github.com/multiproc-go/multiproc/internal/wait"
 )
 
+// Errors of the ring's operations; the Queue maps them to the package's.
 var (
 	ErrFull   = errors.New("multiproc: queue is full")
 	ErrEmpty  = errors.New("multiproc: queue is empty")

@@ -25,6 +25,7 @@ const (
 	Hosts                 // an embedded server on TCP loopback and 2 host processes of 1 worker each
 )
 
+// String names the setup as the bench's output does.
 func (s Setup) String() string {
 	return [...]string{"local Pool(2)", "cluster, embedded, 2 local workers", "cluster, 2 host processes over TCP loopback"}[s]
 }
