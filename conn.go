@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"reflect"
-	"sync"
 	"sync/atomic"
 
 	"github.com/multiproc-go/multiproc/internal/fdwait"
@@ -93,8 +92,6 @@ type Conn struct {
 	wbuf  []byte
 	werr  error // a send stopped part-way through a message: every send returns this
 
-	closeOnce sync.Once
-	closed    chan struct{}
 }
 
 // Pipe returns the two ends of a new pipe. With duplex, both ends send and
@@ -141,7 +138,6 @@ func (c *Conn) init(fd int, readable, writable bool) {
 	c.fd = fdwait.New(fd)
 	c.readable, c.writable = readable, writable
 	c.max.Store(DefaultMaxMessage)
-	c.closed = make(chan struct{})
 }
 
 // ConnFromFd makes a duplex Conn of fd, a connected socket (or a pipe end
@@ -181,10 +177,8 @@ func (c *Conn) check(write bool) error {
 	if c == nil || c.fd == nil {
 		return errZeroConn
 	}
-	select {
-	case <-c.closed:
+	if c.fd.Closed() {
 		return errorf("%w: Conn", ErrClosed)
-	default:
 	}
 	if write && !c.writable {
 		return ErrReceiveOnly
@@ -344,12 +338,8 @@ func (c *Conn) Close() error {
 	if c == nil || c.fd == nil {
 		return errZeroConn
 	}
-	var err error
-	c.closeOnce.Do(func() {
-		close(c.closed)
-		err = c.fd.Close()
-	})
-	return err
+	c.fd.Close() // a second Close finds it closed: fine
+	return nil
 }
 
 // exportHandle is how a Conn travels to another process; called by the package.
@@ -357,10 +347,8 @@ func (c *Conn) exportHandle() (handle.Desc, error) {
 	if c == nil || c.fd == nil {
 		return handle.Desc{}, errZeroConn
 	}
-	select {
-	case <-c.closed:
+	if c.fd.Closed() {
 		return handle.Desc{}, errorf("%w: passing a closed Conn", ErrClosed)
-	default:
 	}
 	if c.held.Load() {
 		return handle.Desc{}, errors.New("multiproc: passing a Conn that holds part of a message (a receive was cut short): finish that receive first, or the other process would start in the middle of it")

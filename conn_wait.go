@@ -111,15 +111,10 @@ func (c *Conn) writeAll(ctx context.Context, p []byte) (int, error) {
 }
 
 // ioErr is the error of op failing with err, a descriptor's error: one
-// matching ErrClosed once the Conn is closed (a descriptor closed under a
-// waiting call says "use of closed file", which os.ErrClosed does not match).
+// matching ErrClosed once the Conn is closed, whatever the system call
+// said.
 func (c *Conn) ioErr(op string, err error) error {
-	select {
-	case <-c.closed:
-		return errorf("%w: Conn", ErrClosed)
-	default:
-	}
-	if errors.Is(err, fdwait.ErrClosed) {
+	if c.fd.Closed() || errors.Is(err, fdwait.ErrClosed) {
 		return errorf("%w: Conn", ErrClosed)
 	}
 	return errorf("Conn %s: %w", op, err)
