@@ -53,7 +53,7 @@ type FD struct {
 	state atomic.Uint64
 
 	mu   sync.Mutex
-	wake int // eventfd ringing parked waiters; 0 until the first park
+	evfd int // eventfd ringing parked waiters; 0 until the first park
 
 	rdl, wdl atomic.Int64 // read and write deadlines, unix ns; 0: none
 
@@ -93,9 +93,9 @@ func (d *FD) decref() {
 	if d.state.Add(^uint64(1)) == 1 { // closed, and the last user is out
 		unix.Close(d.fd)
 		d.mu.Lock()
-		if d.wake > 0 {
-			unix.Close(d.wake)
-			d.wake = -1
+		if d.evfd > 0 {
+			unix.Close(d.evfd)
+			d.evfd = -1
 		}
 		d.mu.Unlock()
 	}
@@ -134,9 +134,9 @@ func (d *FD) Close() error {
 	return nil
 }
 
-// Wake makes parked waiters look again at their context, deadline and
+// wake makes parked waiters look again at their context, deadline and
 // descriptor.
-func (d *FD) Wake() {
+func (d *FD) wake() {
 	if !d.incref() {
 		return // closed: Close rang for good
 	}
@@ -148,7 +148,7 @@ func (d *FD) Wake() {
 // waiters then look again, as after a ring); the caller holds a reference.
 func (d *FD) ring() {
 	d.mu.Lock()
-	w := d.wake
+	w := d.evfd
 	for f := range d.long {
 		f.SetDeadline(aLongTimeAgo)
 	}
@@ -180,14 +180,14 @@ var longWaits atomic.Int64
 func (d *FD) wakeFD() (int, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.wake > 0 {
-		return d.wake, nil
+	if d.evfd > 0 {
+		return d.evfd, nil
 	}
 	w, err := newEventfd()
 	if err != nil {
 		return -1, err
 	}
-	d.wake = w
+	d.evfd = w
 	return w, nil
 }
 
@@ -205,7 +205,7 @@ func (d *FD) setDeadline(dl *atomic.Int64, t time.Time) {
 		ns = max(t.UnixNano(), 1)
 	}
 	dl.Store(ns)
-	d.Wake()
+	d.wake()
 }
 
 // Read calls try with the descriptor until it reports done: first as sp
@@ -272,7 +272,7 @@ func (d *FD) wait(ctx context.Context, sp *wait.Spinner, events int16, dl *atomi
 	}
 	stayInPoll := false
 	if ctx.Done() != nil {
-		stop := context.AfterFunc(ctx, d.Wake)
+		stop := context.AfterFunc(ctx, d.wake)
 		defer stop()
 	}
 	pfd := [2]unix.PollFd{{Fd: int32(fd), Events: events}, {Fd: int32(wfd), Events: unix.POLLIN}}
@@ -396,7 +396,7 @@ func take(w int) {
 // rung reports whether the eventfd holds a ring nobody took.
 func (d *FD) rung() bool {
 	d.mu.Lock()
-	w := d.wake
+	w := d.evfd
 	d.mu.Unlock()
 	return w > 0 && Ready(w, unix.POLLIN)
 }

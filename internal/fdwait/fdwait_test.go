@@ -167,7 +167,7 @@ func waitWake(t *testing.T, d *FD) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		d.mu.Lock()
-		w := d.wake
+		w := d.evfd
 		d.mu.Unlock()
 		if w > 0 && threadsIn("poll") > 0 {
 			return
@@ -287,7 +287,7 @@ func waitWakeOrDone(t *testing.T, d *FD, done chan error) {
 			t.Fatal("the waiter neither parked nor returned")
 		}
 		d.mu.Lock()
-		w := d.wake
+		w := d.evfd
 		d.mu.Unlock()
 		if w > 0 || len(done) > 0 {
 			return
