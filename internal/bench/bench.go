@@ -151,12 +151,12 @@ func (s *Scenario) RunWith(ctx context.Context, o Options) (Result, error) {
 		if o.Progress != nil {
 			o.Progress(i+1, z.Reps)
 		}
-		cpu0 := CPUTime()
+		cpu0 := cpuTime()
 		d, err := s.measure(ctx, z.N, z.Batch)
 		if err != nil {
 			return res, fmt.Errorf("%s: %w", s.Name, err)
 		}
-		cpu = append(cpu, (CPUTime()-cpu0).Seconds()/s.units(z.N, z.Batch)*1e6)
+		cpu = append(cpu, (cpuTime()-cpu0).Seconds()/s.units(z.N, z.Batch)*1e6)
 		res.Samples = append(res.Samples, s.figure(z.N, z.Batch, d))
 	}
 	res.Median, res.Min, res.Max = summarize(res.Samples)
@@ -185,11 +185,11 @@ func (s *Scenario) units(n, batch int) float64 {
 	return float64(n) * float64(batch)
 }
 
-// CPUTime is the CPU time (user + system) this process has used, and its
+// cpuTime is the CPU time (user + system) this process has used, and its
 // children that have been waited for (multiproc reaps its own): the
 // difference over a repetition counts every process of the scenario,
 // since each is started and joined within it.
-func CPUTime() time.Duration {
+func cpuTime() time.Duration {
 	var self, children syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &self)
 	syscall.Getrusage(syscall.RUSAGE_CHILDREN, &children)
