@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -185,4 +186,34 @@ func TestBarrierRoundsAndBreak(t *testing.T) {
 	if err := b.Wait(ctx); !errors.Is(err, ErrBroken) {
 		t.Fatalf("Wait on a broken barrier = %v", err)
 	}
+}
+
+// TestAfterFuncStopWaits: once stop returns, f is over, even when stop
+// races the cancellation that started it; a second stop returns at once.
+func TestAfterFuncStopWaits(t *testing.T) {
+	for i := 0; i < 200; i++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		var running, over atomic.Bool
+		stop := AfterFunc(ctx, func() {
+			running.Store(true)
+			time.Sleep(time.Microsecond)
+			over.Store(true)
+		})
+		go cancel()
+		stop()
+		if running.Load() && !over.Load() {
+			t.Fatalf("round %d: stop returned while f ran", i)
+		}
+		stop()
+		cancel()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := false
+	stop := AfterFunc(ctx, func() { ran = true })
+	cancel()
+	stop() // waits for f
+	if !ran {
+		t.Fatal("f did not run before stop returned after the cancellation")
+	}
+	stop()
 }

@@ -4,6 +4,7 @@ package futex
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 )
 
@@ -33,7 +34,7 @@ func waitCtx(ctx context.Context, addr *uint32, val uint32, max time.Duration) e
 		}
 	}
 	if ctx.Done() != nil {
-		stop := context.AfterFunc(ctx, func() { WakeAll(addr) })
+		stop := AfterFunc(ctx, func() { WakeAll(addr) })
 		defer stop()
 		// A cancellation between the check above and the kernel wait would
 		// wake nobody: cap the wait, so such a waiter notices soon anyway.
@@ -45,4 +46,24 @@ func waitCtx(ctx context.Context, addr *uint32, val uint32, max time.Duration) e
 		return err
 	}
 	return ctx.Err() // nil after a wake-up or a capped wait: the caller checks again
+}
+
+// AfterFunc is context.AfterFunc whose stop also waits for an f that has
+// started: once stop returns, f is not running and never will. A wake-up
+// that touches a shared mapping (a doorbell bump) needs it: the caller
+// returns after stop, and the mapping's owner may unmap it then (Close),
+// which context.AfterFunc's own stop, not waiting for a started f, let
+// happen under f.
+func AfterFunc(ctx context.Context, f func()) (stop func()) {
+	ran := make(chan struct{})
+	cancelStop := context.AfterFunc(ctx, func() {
+		defer close(ran)
+		f()
+	})
+	var stopped atomic.Bool
+	return func() {
+		if stopped.CompareAndSwap(false, true) && !cancelStop() {
+			<-ran // started (or ran): wait for its end
+		}
+	}
 }

@@ -103,7 +103,10 @@ func sleep(ctx context.Context, bell *uint32, v uint32, max time.Duration) error
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		stop := context.AfterFunc(ctx, func() {
+		// futex.AfterFunc's stop waits for a wake-up that has started:
+		// Close unmaps the bell once this wait has left (its gate), so
+		// the bump must be over by then.
+		stop := futex.AfterFunc(ctx, func() {
 			// A deadline is the futex timeout already; only a cancellation
 			// needs the (cross-process, spurious for others) wake-up.
 			if ctx.Err() != context.DeadlineExceeded {
