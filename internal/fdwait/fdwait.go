@@ -2,8 +2,8 @@
 
 // Package fdwait waits on a non-blocking descriptor without Go's poller:
 // it spins as the waiting policy (internal/wait) says, then parks the
-// calling thread in poll(2) on the descriptor and on an eventfd that
-// Close, a context's end and a new deadline ring.
+// calling thread in poll(2) on the descriptor and on an eventfd of its own
+// that Close, a context's end and a new deadline ring.
 //
 // Why not Go's poller: a descriptor registered with it makes every
 // arrival of data wake the thread that Go's scheduler keeps blocked in
@@ -52,15 +52,30 @@ type FD struct {
 	// out after Close closes the descriptors.
 	state atomic.Uint64
 
-	mu   sync.Mutex
-	evfd int // eventfd ringing parked waiters; 0 until the first park
-
 	rdl, wdl atomic.Int64 // read and write deadlines, unix ns; 0: none
 
-	// long holds the duplicates that long waits wait on in Go's poller;
-	// ring wakes them (guarded by mu).
-	long map[*os.File]struct{}
+	// mu guards parked and spare. A ring writes, holding mu, to the
+	// eventfd of every parked waiter and ends its wait in Go's poller if
+	// it is there: each waiter has its own eventfd, which only it drains,
+	// so no waiter can take the ring meant for another (one eventfd shared
+	// by all lost wake-ups: a drain by one waiter took the ring of another
+	// that was just registering in Go's poller, which then slept there for
+	// good).
+	mu     sync.Mutex
+	parked map[*waiter]struct{}
+	spare  []int // eventfds of waits that ended, for the next ones
 }
+
+// waiter is one parked wait: the eventfd it polls (-1: none, the process
+// is out of descriptors), and while it waits in Go's poller the duplicate
+// registered there. Both fields are guarded by FD.mu.
+type waiter struct {
+	evfd int
+	long *os.File
+}
+
+// maxSpare bounds the eventfds an FD keeps for later waits.
+const maxSpare = 2
 
 // threadPark is how long a waiter parks in poll(2), holding its thread,
 // before it moves to Go's poller. Waits shorter than this are the ones a
@@ -93,10 +108,10 @@ func (d *FD) decref() {
 	if d.state.Add(^uint64(1)) == 1 { // closed, and the last user is out
 		unix.Close(d.fd)
 		d.mu.Lock()
-		if d.evfd > 0 {
-			unix.Close(d.evfd)
-			d.evfd = -1
+		for _, w := range d.spare {
+			unix.Close(w)
 		}
+		d.spare = nil
 		d.mu.Unlock()
 	}
 }
@@ -144,18 +159,22 @@ func (d *FD) wake() {
 	d.decref()
 }
 
-// ring writes to the eventfd and ends the waits in Go's poller (whose
-// waiters then look again, as after a ring); the caller holds a reference.
+// ring writes to the eventfd of every parked waiter and ends the waits in
+// Go's poller (whose waiters then look again, as after a ring); the caller
+// holds a reference. Whoever rings has changed what waiters look at
+// (closed bit, context, deadline) before: a waiter that parks after the
+// ring has passed sees the change when it looks, after parking.
 func (d *FD) ring() {
+	one := [8]byte{1}
 	d.mu.Lock()
-	w := d.evfd
-	for f := range d.long {
-		f.SetDeadline(aLongTimeAgo)
-	}
-	d.mu.Unlock()
-	if w > 0 {
-		one := [8]byte{1}
-		unix.Write(w, one[:])
+	defer d.mu.Unlock()
+	for w := range d.parked {
+		if w.evfd >= 0 {
+			unix.Write(w.evfd, one[:])
+		}
+		if w.long != nil {
+			w.long.SetDeadline(aLongTimeAgo)
+		}
 	}
 }
 
@@ -175,20 +194,51 @@ const noWake = 10 * time.Millisecond
 // longWaits counts the waits in Go's poller, for tests.
 var longWaits atomic.Int64
 
-// wakeFD returns the eventfd, made on the first park; the caller holds a
-// reference.
-func (d *FD) wakeFD() (int, error) {
+// park registers a waiter with an eventfd of its own (a spare one, or a
+// new one; -1 if the process is out of descriptors); the caller holds a
+// reference, and calls unpark when its wait ends.
+func (d *FD) park() *waiter {
+	w := &waiter{evfd: -1}
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.evfd > 0 {
-		return d.evfd, nil
+	if n := len(d.spare); n > 0 {
+		w.evfd = d.spare[n-1]
+		d.spare = d.spare[:n-1]
 	}
-	w, err := newEventfd()
-	if err != nil {
-		return -1, err
+	d.mu.Unlock()
+	if w.evfd < 0 {
+		if fd, err := newEventfd(); err == nil {
+			w.evfd = fd
+		}
 	}
-	d.evfd = w
-	return w, nil
+	d.mu.Lock()
+	if d.parked == nil {
+		d.parked = map[*waiter]struct{}{}
+	}
+	d.parked[w] = struct{}{}
+	d.mu.Unlock()
+	return w
+}
+
+// unpark ends w's registration; its eventfd, drained, is kept for a later
+// wait (rings come only under mu to parked waiters, so none can reach it
+// once it is unlisted).
+func (d *FD) unpark(w *waiter) {
+	d.mu.Lock()
+	delete(d.parked, w)
+	d.mu.Unlock()
+	if w.evfd < 0 {
+		return
+	}
+	take(w.evfd)
+	d.mu.Lock()
+	if len(d.spare) < maxSpare {
+		d.spare = append(d.spare, w.evfd)
+		w.evfd = -1
+	}
+	d.mu.Unlock()
+	if w.evfd >= 0 {
+		unix.Close(w.evfd)
+	}
 }
 
 // SetReadDeadline makes waits for reading fail with
@@ -266,10 +316,9 @@ func (d *FD) wait(ctx context.Context, sp *wait.Spinner, events int16, dl *atomi
 	// Without an eventfd (the process is out of descriptors) the wait
 	// polls in slices of noWake, so that a ring is seen that late at
 	// worst; without a duplicate for Go's poller it stays in poll(2).
-	wfd, err := d.wakeFD()
-	if err != nil {
-		wfd = -1
-	}
+	w := d.park()
+	defer d.unpark(w)
+	wfd := w.evfd
 	stayInPoll := false
 	if ctx.Done() != nil {
 		stop := context.AfterFunc(ctx, d.wake)
@@ -279,8 +328,9 @@ func (d *FD) wait(ctx context.Context, sp *wait.Spinner, events int16, dl *atomi
 	parkStart := time.Now()
 	for {
 		// Close sets the closed bit before it rings, and a context ends
-		// before its AfterFunc rings: a waiter that looks after the ring
-		// sees why, and one that looks before it is still polling.
+		// before its AfterFunc rings: this waiter is parked (listed) now,
+		// so a ring either comes after it was listed, and its eventfd
+		// holds it, or came before, and this look sees why.
 		if d.Closed() {
 			return ErrClosed
 		}
@@ -290,13 +340,11 @@ func (d *FD) wait(ctx context.Context, sp *wait.Spinner, events int16, dl *atomi
 		t0 := time.Now()
 		left := time.Duration(threadPark.Load()) - t0.Sub(parkStart)
 		if left <= 0 && !stayInPoll && wfd >= 0 {
-			if err := d.waitLong(fd, events, dl); err != nil {
+			if err := d.waitLong(w, fd, events, dl); err != nil {
 				stayInPoll = true // no descriptor for a duplicate: poll on
 				continue
 			}
-			if !d.Closed() {
-				take(wfd)
-			}
+			take(wfd) // the ring, if one ended the wait: the loop looks why
 			if try(fd) {
 				return nil // no feedback: this wait was not the policy's business
 			}
@@ -323,11 +371,8 @@ func (d *FD) wait(ctx context.Context, sp *wait.Spinner, events int16, dl *atomi
 		if _, err := unix.Poll(pfd[:n], timeout); err != nil && err != unix.EINTR {
 			return err
 		}
-		if pfd[1].Revents != 0 && !d.Closed() {
-			// Take the ring (a context's end, a deadline, or a stale ring
-			// of an earlier wait). Never after Close: its ring stays, so
-			// that every waiter sees it.
-			take(wfd)
+		if pfd[1].Revents != 0 {
+			take(wfd) // this waiter's own ring: the loop looks why
 		}
 		if pfd[0].Revents != 0 && try(fd) {
 			if sp != nil {
@@ -341,8 +386,8 @@ func (d *FD) wait(ctx context.Context, sp *wait.Spinner, events int16, dl *atomi
 // waitLong waits in Go's poller until fd may be ready for events, or a
 // ring (Close, a context's end, a deadline set) or the deadline dl
 // interrupts the wait: it returns nil then too, and the caller looks
-// again. The caller holds a reference.
-func (d *FD) waitLong(fd int, events int16, dl *atomic.Int64) error {
+// again. The caller holds a reference and has parked w.
+func (d *FD) waitLong(w *waiter, fd int, events int16, dl *atomic.Int64) error {
 	dup, err := dupFd(fd)
 	if err != nil {
 		return err
@@ -359,20 +404,18 @@ func (d *FD) waitLong(fd int, events int16, dl *atomic.Int64) error {
 		f.SetDeadline(time.Unix(0, t))
 	}
 	d.mu.Lock()
-	if d.long == nil {
-		d.long = map[*os.File]struct{}{}
-	}
-	d.long[f] = struct{}{}
+	w.long = f
 	d.mu.Unlock()
 	longWaits.Add(1)
 	defer longWaits.Add(-1)
 	defer func() {
 		d.mu.Lock()
-		delete(d.long, f)
+		w.long = nil
 		d.mu.Unlock()
 	}()
-	// A ring that came before f was listed has left the eventfd readable.
-	if d.Closed() || d.rung() {
+	// A ring that came before f was listed has left w's eventfd readable
+	// (nobody else drains it); one after sets f's deadline.
+	if d.Closed() || Ready(w.evfd, unix.POLLIN) {
 		return nil
 	}
 	wait := func(fd uintptr) bool { return Ready(int(fd), events) }
@@ -391,14 +434,6 @@ func (d *FD) waitLong(fd int, events int16, dl *atomic.Int64) error {
 func take(w int) {
 	var b [8]byte
 	unix.Read(w, b[:])
-}
-
-// rung reports whether the eventfd holds a ring nobody took.
-func (d *FD) rung() bool {
-	d.mu.Lock()
-	w := d.evfd
-	d.mu.Unlock()
-	return w > 0 && Ready(w, unix.POLLIN)
 }
 
 // Ready asks the kernel, without waiting, whether fd is ready for events

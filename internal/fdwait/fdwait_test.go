@@ -160,16 +160,25 @@ func result(t *testing.T, done chan error) error {
 	}
 }
 
-// waitWake waits until a waiter of d has made the eventfd and is parked
+// parkedWithEventfd reports whether a waiter of d is parked with an eventfd.
+func (d *FD) parkedWithEventfd() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for w := range d.parked {
+		if w.evfd >= 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// waitWake waits until a waiter of d has made its eventfd and is parked
 // in poll(2): a thread of this process sleeps in do_sys_poll.
 func waitWake(t *testing.T, d *FD) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		d.mu.Lock()
-		w := d.evfd
-		d.mu.Unlock()
-		if w > 0 && threadsIn("poll") > 0 {
+		if d.parkedWithEventfd() && threadsIn("poll") > 0 {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -277,8 +286,8 @@ func TestNoLeak(t *testing.T) {
 	}
 }
 
-// waitWakeOrDone waits until a waiter of d has made its eventfd (it is
-// about to park) or has returned.
+// waitWakeOrDone waits until a waiter of d has parked with its eventfd
+// (it is about to sleep) or has returned.
 func waitWakeOrDone(t *testing.T, d *FD, done chan error) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -286,10 +295,7 @@ func waitWakeOrDone(t *testing.T, d *FD, done chan error) {
 		if time.Now().After(deadline) {
 			t.Fatal("the waiter neither parked nor returned")
 		}
-		d.mu.Lock()
-		w := d.evfd
-		d.mu.Unlock()
-		if w > 0 || len(done) > 0 {
+		if d.parkedWithEventfd() || len(done) > 0 {
 			return
 		}
 		time.Sleep(100 * time.Microsecond)
