@@ -8,6 +8,8 @@ import (
 	"flag"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 var lostWakeupRounds = flag.Int("fdwait.lostwakeup", 0, "timed waits of TestNoLostWakeup (0: 200, 60 under -short)")
@@ -49,4 +51,50 @@ func TestNoLostWakeup(t *testing.T) {
 	}
 	// The readers end with their context too.
 	cancelBg()
+}
+
+// TestEventfdAtZero: with stdin closed, a wait's eventfd gets descriptor
+// 0, which is a descriptor like any other: a cancellation rings it, and it
+// is closed with the FD (it used to be taken for "none": never rung,
+// never closed, and made again by every wait).
+func TestEventfdAtZero(t *testing.T) {
+	saved, err := unix.FcntlInt(0, unix.F_DUPFD_CLOEXEC, 3)
+	if err != nil {
+		t.Skip("no stdin to set aside:", err)
+	}
+	t.Cleanup(func() { unix.Dup3(saved, 0, 0); unix.Close(saved) })
+	a, _ := pair(t) // before stdin is closed: the pair must not get 0
+	unix.Close(0)
+	old := newEventfd
+	t.Cleanup(func() { newEventfd = old })
+	made := 0
+	newEventfd = func() (int, error) {
+		made++
+		return old()
+	}
+	for i := range 3 {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { _, err := read(ctx, a, nil); done <- err }()
+		waitWake(t, a)
+		if i == 0 && !isOpen(0) {
+			t.Fatal("the eventfd did not get descriptor 0")
+		}
+		cancel()
+		if err := result(t, done); !errors.Is(err, context.Canceled) {
+			t.Fatalf("wait %d: %v", i, err)
+		}
+	}
+	if made != 1 {
+		t.Errorf("%d eventfds made for 3 waits one after another, want 1", made)
+	}
+	a.Close()
+	if isOpen(0) {
+		t.Error("the eventfd at descriptor 0 outlived its FD")
+	}
+}
+
+func isOpen(fd int) bool {
+	_, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+	return err == nil
 }
