@@ -353,11 +353,15 @@ func (c *Conn) exportHandle() (handle.Desc, error) {
 	if c.held.Load() {
 		return handle.Desc{}, errors.New("multiproc: passing a Conn that holds part of a message (a receive was cut short): finish that receive first, or the other process would start in the middle of it")
 	}
-	// The message that carries it duplicates fd (internal/handle): closing
-	// the Conn once the call that passed it has returned is safe.
+	// Duplicated inside Do, which keeps the descriptor open: a Close racing
+	// the export cannot let its number go to another file first.
 	var fd int
-	if err := c.fd.Do(func(f int) { fd = f }); err != nil {
+	var derr error
+	if err := c.fd.Do(func(f int) { fd, derr = handle.Dup(f) }); err != nil {
 		return handle.Desc{}, errorf("%w: passing a closed Conn", ErrClosed)
+	}
+	if derr != nil {
+		return handle.Desc{}, errorf("passing a Conn: %w", derr)
 	}
 	meta := []byte{0, 0}
 	if c.readable {

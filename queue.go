@@ -266,9 +266,13 @@ func (q *Queue[T]) exportHandle() (handle.Desc, error) {
 	if q == nil || q.r == nil {
 		return handle.Desc{}, kQueue.zero
 	}
-	fd := q.r.Fd()
-	if fd < 0 {
+	var fd int
+	err := q.r.WithFd(func(f int) (err error) { fd, err = handle.Dup(f); return err })
+	if errors.Is(err, ring.ErrClosed) {
 		return handle.Desc{}, errorf("%w: passing a closed Queue", ErrClosed)
+	}
+	if err != nil {
+		return handle.Desc{}, errorf("passing a Queue: %w", err)
 	}
 	return handle.Desc{Kind: "Queue", Meta: []byte(wire.TypeName(reflect.TypeFor[T]())), Fds: []int{fd}}, nil
 }

@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/multiproc-go/multiproc/internal/gate"
+	"github.com/multiproc-go/multiproc/internal/handle"
 	"github.com/multiproc-go/multiproc/internal/shm"
 )
 
@@ -134,8 +135,10 @@ func (o *object) waitErr(k *kind, ctx context.Context, err error) error {
 	return err
 }
 
-// fd is the segment's descriptor, for exportHandle.
-func (o *object) fd(k *kind) (int, error) {
+// dupFd is a duplicate of the segment's descriptor, for exportHandle,
+// made holding mu so that Close cannot close the descriptor (whose number
+// another file could then get) before it is duplicated.
+func (o *object) dupFd(k *kind) (int, error) {
 	r := o.ref
 	if r == nil {
 		return -1, k.zero
@@ -145,7 +148,11 @@ func (o *object) fd(k *kind) (int, error) {
 	if r.closed {
 		return -1, errorf("%w: passing it to another process", k.closed)
 	}
-	return r.seg.Fd(), nil
+	fd, err := handle.Dup(r.seg.Fd())
+	if err != nil {
+		return -1, errorf("passing a shared object: %w", err)
+	}
+	return fd, nil
 }
 
 // close is Close: see the doc of each type's Close.

@@ -15,8 +15,11 @@ import (
 // they are no part of the public API; internal/handle reaches them
 // through the hooks set below.
 type shareable interface {
-	// exportHandle describes the object for another process; the fds of
-	// the Desc stay the object's (the message duplicates them).
+	// exportHandle describes the object for another process, with
+	// duplicates of its fds (handle.Dup) that the caller owns: made while
+	// the object is held, so that a Close racing the export yields the
+	// object or ErrClosed, never a descriptor number reused by another
+	// file.
 	exportHandle() (handle.Desc, error)
 	// importHandle makes the receiver, a fresh zero value, the object d
 	// describes; it owns d.Fds from then on and closes them if it fails.

@@ -150,7 +150,7 @@ func (v *Value[T]) Close() error { return v.close(kValue) }
 // exportHandle is how a Value travels to another process; it is called by
 // the package, not by users.
 func (v *Value[T]) exportHandle() (handle.Desc, error) {
-	fd, err := v.fd(kValue)
+	fd, err := v.dupFd(kValue)
 	if err != nil {
 		return handle.Desc{}, err
 	}
@@ -334,7 +334,7 @@ func (a *Array[T]) Close() error { return a.close(kArray) }
 
 // exportHandle is how an Array travels to another process; called by the package.
 func (a *Array[T]) exportHandle() (handle.Desc, error) {
-	fd, err := a.fd(kArray)
+	fd, err := a.dupFd(kArray)
 	if err != nil {
 		return handle.Desc{}, err
 	}

@@ -24,7 +24,7 @@ func importSeg(d handle.Desc, kind string) (*shm.Segment, error) {
 
 // exportSeg describes o's segment for exportHandle.
 func exportSeg(o *object, k *kind, name string) (handle.Desc, error) {
-	fd, err := o.fd(k)
+	fd, err := o.dupFd(k)
 	if err != nil {
 		return handle.Desc{}, err
 	}

@@ -12,7 +12,11 @@
 // by SCM_RIGHTS), and an Entry records where it was. The Table owns
 // duplicates of the objects' descriptors, so what was passed is what
 // arrives even if the caller closes or drops an object before the message
-// is sent; the Table's owner closes it once the message is delivered.
+// is sent; the Table's owner closes it once the message is delivered. The
+// exporter makes the duplicates while it holds the object (Dup under its
+// reference): a descriptor number taken out of an object and duplicated
+// later could, if another goroutine closed the object meanwhile, name a
+// file opened since.
 //
 // In the receiving process, an Imports imports each object of the table
 // once, the first time an entry needs it, and Restore puts it at each
@@ -44,13 +48,14 @@ type Desc struct {
 var hooks struct {
 	iface  reflect.Type                // an interface every shareable pointer type implements
 	pkg    string                      // the package that declares them
-	export func(obj any) (Desc, error) // the object's Desc; its fds stay the object's
+	export func(obj any) (Desc, error) // the object's Desc, with duplicates of its fds that the caller owns
 	imp    func(obj any, d Desc) error // makes obj, a fresh zero value, the object d describes; owns d.Fds
 }
 
 // SetHooks declares the shareable types — the pointer types that
 // implement iface — and how one is exported (its Desc, whose fds are
-// borrowed from the object) and imported (into a fresh zero value, which
+// duplicates, made with Dup while the object could not be closed, that the
+// caller owns from then on) and imported (into a fresh zero value, which
 // then owns d.Fds and closes them if it fails).
 func SetHooks(iface reflect.Type, export func(obj any) (Desc, error), imp func(obj any, d Desc) error) {
 	hooks.iface, hooks.pkg, hooks.export, hooks.imp = iface, iface.PkgPath(), export, imp
@@ -125,7 +130,8 @@ func (t *Table) Close() {
 }
 
 // add records the object behind x (a non-nil shareable pointer) and returns
-// its index; the descriptors are duplicated the first time.
+// its index; the export (the first time) duplicates the descriptors, which
+// the table owns from then on.
 func (t *Table) add(x reflect.Value) (int, error) {
 	key := x.Pointer()
 	if i, ok := t.seen[key]; ok {
@@ -139,24 +145,15 @@ func (t *Table) add(x reflect.Value) (int, error) {
 		t.seen = map[uintptr]int{}
 		t.owned = true
 	}
-	fds := make([]int, 0, len(d.Fds))
-	for _, fd := range d.Fds {
-		nfd, err := dupFd(fd)
-		if err != nil {
-			closeFds(fds)
-			return 0, fmt.Errorf("multiproc: passing a %s: %w", d.Kind, err)
-		}
-		fds = append(fds, nfd)
-	}
-	d.Fds = fds
 	t.Descs = append(t.Descs, d)
 	t.seen[key] = len(t.Descs) - 1
 	return len(t.Descs) - 1, nil
 }
 
-// dupFd is a variable so that the package's own tests, whose fake objects
-// have no real descriptors, can skip it.
-var dupFd = func(fd int) (int, error) {
+// Dup duplicates fd (close-on-exec), for an export: the caller must hold
+// the object fd belongs to, so that fd cannot be closed (and its number
+// reused) meanwhile.
+func Dup(fd int) (int, error) {
 	return unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
 }
 

@@ -36,8 +36,6 @@ func init() {
 	SetHooks(reflect.TypeFor[shareable](),
 		func(obj any) (Desc, error) { return obj.(shareable).exportHandle() },
 		func(obj any, d Desc) error { return obj.(shareable).importHandle(d) })
-	// The tokens' "descriptors" are fake: nothing to duplicate.
-	dupFd = func(fd int) (int, error) { return fd, nil }
 }
 
 type inner struct {

@@ -171,6 +171,18 @@ func (r *Ring) Fd() int {
 	return r.fd
 }
 
+// WithFd runs f with the memfd, which stays open until f returns (f may
+// duplicate it to send the queue to another process); ErrClosed without
+// running f after Close.
+func (r *Ring) WithFd(f func(fd int) error) error {
+	r.closeMu.RLock()
+	defer r.closeMu.RUnlock()
+	if r.closed.Load() {
+		return ErrClosed
+	}
+	return f(r.fd)
+}
+
 // MaxMsgs is the message limit given to Create (0: none).
 func (r *Ring) MaxMsgs() int { return r.maxMsgs }
 
