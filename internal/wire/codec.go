@@ -249,6 +249,7 @@ var (
 	errBool      = errors.New("bool byte is neither 0 nor 1")
 	errPresence  = errors.New("pointer presence byte is neither 0 nor 1")
 	errDupKey    = errors.New("duplicate map keys")
+	errKeyType   = errors.New("map key of a type that cannot be a map key")
 	errDepth     = fmt.Errorf("recursive type nested more than %d deep (cyclic value?)", maxDepth)
 )
 
@@ -954,6 +955,10 @@ func (c *compiler) mapCodec(t reflect.Type) (encFn, decFn, error) {
 		return nil, nil, err
 	}
 	entryMin := minSize(kt) + minSize(vt)
+	// A key that is or holds an interface may decode to a value whose
+	// dynamic type cannot be a map key (a []byte under any): SetMapIndex
+	// would panic, so such a key is checked first.
+	checkKey := holdsIface(kt)
 	enc := func(b []byte, p unsafe.Pointer, depth int) ([]byte, error) {
 		m := reflect.NewAt(t, p).Elem()
 		b = appendCount(b, m.Len(), m.IsNil())
@@ -997,6 +1002,9 @@ func (c *compiler) mapCodec(t reflect.Type) (encFn, decFn, error) {
 			if b, err = kti.dec(b, kp, depth); err != nil {
 				return b, err
 			}
+			if checkKey && !k.Comparable() {
+				return b, fmt.Errorf("%w: a %v key holds a %v", errKeyType, kt, keyDynType(k))
+			}
 			if b, err = vti.dec(b, vp, depth); err != nil {
 				return b, err
 			}
@@ -1009,6 +1017,34 @@ func (c *compiler) mapCodec(t reflect.Type) (encFn, decFn, error) {
 		return b, nil
 	}
 	return enc, dec, nil
+}
+
+// holdsIface reports whether a value of t (a map key type: no slices,
+// maps or funcs) can hold an interface value: t is one, or an array or
+// struct with one inside.
+func holdsIface(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Interface:
+		return true
+	case reflect.Array:
+		return holdsIface(t.Elem())
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if holdsIface(t.Field(i).Type) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// keyDynType names the dynamic type of a decoded key that is an
+// interface, for the error; the key's type otherwise.
+func keyDynType(k reflect.Value) reflect.Type {
+	if k.Kind() == reflect.Interface && !k.IsNil() {
+		return k.Elem().Type()
+	}
+	return k.Type()
 }
 
 func (c *compiler) structCodec(t reflect.Type) (encFn, decFn, error) {
