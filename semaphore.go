@@ -29,13 +29,15 @@ type Semaphore struct {
 	gate gate.Gate
 }
 
-// NewSemaphore makes a semaphore with n free units; n must be in [0, 2^31].
+// NewSemaphore makes a semaphore with n free units; n must be in
+// [0, 2^31-1] (the most units a Semaphore holds: Linux's SEM_VALUE_MAX, as
+// in Python).
 func NewSemaphore(n int) (*Semaphore, error) {
 	if err := checkCreate("NewSemaphore"); err != nil {
 		return nil, err
 	}
-	if n < 0 || n > 1<<31 {
-		return nil, errorf("NewSemaphore(%d): the count must be in [0, 2^31]", n)
+	if n < 0 || n > futex.SemaMax {
+		return nil, errorf("NewSemaphore(%d): the count must be in [0, 2^31-1]", n)
 	}
 	seg, err := shm.Create("semaphore", 128)
 	if err != nil {
@@ -91,12 +93,20 @@ func (s *Semaphore) TryAcquire() bool {
 	return ok
 }
 
-// Release gives a unit back, waking a waiter in any process.
+// Release gives a unit back, waking a waiter in any process. A Release
+// that would make the count more than 2^31-1 panics and gives nothing
+// back (Python raises ValueError: released too many times); the count
+// never wraps.
 func (s *Semaphore) Release() {
 	s.mem(kSemaphore)
-	s.s.Release()
+	ok := s.s.Release()
 	runtime.KeepAlive(s)
+	if !ok {
+		panic(errSemaphoreMax)
+	}
 }
+
+var errSemaphoreMax = errorf("Semaphore released too many times: it holds 2^31-1 units, the most it can")
 
 // Close releases this process's descriptor and mapping of the Semaphore
 // now; other processes keep theirs, and the units. Closing again does

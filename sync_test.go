@@ -410,3 +410,30 @@ func TestNewSemaphoreIsConstantTime(t *testing.T) {
 		t.Fatal("NewSemaphore(2^31+1) succeeded")
 	}
 }
+
+// TestSemaphoreMax: a Semaphore holds at most 2^31-1 units (Linux's
+// SEM_VALUE_MAX, as Python's). NewSemaphore refuses more, and a Release
+// past it panics and changes nothing. The count word used to wrap:
+// NewSemaphore(2^31) then 2^31 Releases left TryAcquire false.
+func TestSemaphoreMax(t *testing.T) {
+	for _, n := range []int{1 << 31, 1<<32 + 1, -1} {
+		if s, err := multiproc.NewSemaphore(n); err == nil {
+			s.Close()
+			t.Errorf("NewSemaphore(%d) succeeded", n)
+		}
+	}
+	sem, err := multiproc.NewSemaphore(1<<31 - 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sem.Close()
+	mustPanicIs(t, "Release at the maximum", nil, sem.Release)
+	if !sem.TryAcquire() {
+		t.Fatal("TryAcquire on a full Semaphore failed: the count wrapped")
+	}
+	sem.Release() // back to the maximum: fine
+	mustPanicIs(t, "Release at the maximum", nil, sem.Release)
+	if !sem.TryAcquire() {
+		t.Fatal("TryAcquire after a refused Release failed")
+	}
+}

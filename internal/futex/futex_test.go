@@ -217,3 +217,19 @@ func TestAfterFuncStopWaits(t *testing.T) {
 	}
 	stop()
 }
+
+func TestSemaMax(t *testing.T) {
+	w := words(2)
+	s := Sema{Count: &w[0], Waiters: &w[16]}
+	w[0] = SemaMax - 1
+	if !s.Release() {
+		t.Fatal("Release below the maximum refused")
+	}
+	if s.Release() || w[0] != SemaMax {
+		t.Fatalf("Release at the maximum: count %d", w[0])
+	}
+	w[0] = 1 << 31 // scribbled past it by another process
+	if s.Release() || w[0] != 1<<31 {
+		t.Fatalf("Release past the maximum: count %d", w[0])
+	}
+}

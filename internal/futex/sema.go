@@ -44,12 +44,26 @@ func (s Sema) Acquire(ctx context.Context) error {
 	}
 }
 
-// Release returns a unit and wakes a waiter if one may sleep.
-func (s Sema) Release() {
-	atomic.AddUint32(s.Count, 1)
+// SemaMax is the most units a Sema holds (Linux's SEM_VALUE_MAX, as
+// Python's): the count word is never bumped past it, so it cannot wrap.
+const SemaMax = 1<<31 - 1
+
+// Release returns a unit and wakes a waiter if one may sleep. It reports
+// false, and changes nothing, when the count is at SemaMax already.
+func (s Sema) Release() bool {
+	for {
+		c := load(s.Count)
+		if c >= SemaMax {
+			return false
+		}
+		if cas(s.Count, c, c+1) {
+			break
+		}
+	}
 	if load(s.Waiters) != 0 {
 		Wake(s.Count, 1)
 	}
+	return true
 }
 
 // Event is a flag in one shared word that waiters sleep on until it is set.
