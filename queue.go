@@ -35,8 +35,10 @@ import (
 //
 // Only NewQueue makes a Queue: every method of a zero Queue fails with an
 // error matching ErrNotInitialized (Len, Full and Empty, which return no
-// error, panic with it), as every method but Close does with ErrClosed
-// after Close. A Put of a message that cannot fit even in the largest
+// error, panic with it: a zero Queue is a programming error), as every
+// method but Close does with ErrClosed after Close — but Len, Full and
+// Empty answer after Close as for an empty queue (0, false, true), as
+// Python's qsize does not raise after close either. A Put of a message that cannot fit even in the largest
 // ring fails with ErrTooLarge; a ring another process scribbled on, with
 // ErrCorrupt.
 type Queue[T any] struct {
@@ -211,42 +213,36 @@ func (q *Queue[T]) get(take func(dst []byte) ([]byte, error)) (T, error) {
 }
 
 // Len returns the number of messages in the queue, exactly, as of the call
-// (Python's qsize). Other processes may change it at once. Like Full and
-// Empty, it panics with an error matching ErrClosed after Close (and
-// ErrNotInitialized on a zero Queue), having no error result.
+// (Python's qsize). Other processes may change it at once. After Close it
+// returns 0 (it panics on a zero Queue).
 func (q *Queue[T]) Len() int {
-	n := q.ring().Len()
-	q.check()
-	return n
-}
-
-// Full reports whether the queue holds maxsize messages.
-func (q *Queue[T]) Full() bool {
-	ok := q.ring().Full()
-	q.check()
-	return ok
-}
-
-// Empty reports whether the queue holds no message.
-func (q *Queue[T]) Empty() bool {
-	ok := q.ring().Empty()
-	q.check()
-	return ok
-}
-
-// ring is q's ring; it panics on a zero Queue.
-func (q *Queue[T]) ring() *ring.Ring {
 	if q == nil || q.r == nil {
 		panic(kQueue.zero)
 	}
-	return q.r
+	n := q.r.Len() // 0 once closed
+	runtime.KeepAlive(q)
+	return n
 }
 
-// check panics if q was closed (the ring then answered as an empty one).
-func (q *Queue[T]) check() {
-	if q.r.Fd() < 0 {
-		panic(kQueue.closed)
+// Full reports whether the queue holds maxsize messages; false after
+// Close.
+func (q *Queue[T]) Full() bool {
+	if q == nil || q.r == nil {
+		panic(kQueue.zero)
 	}
+	ok := q.r.Full() // false once closed
+	runtime.KeepAlive(q)
+	return ok
+}
+
+// Empty reports whether the queue holds no message; true after Close.
+func (q *Queue[T]) Empty() bool {
+	if q == nil || q.r == nil {
+		panic(kQueue.zero)
+	}
+	ok := q.r.Empty() // true once closed
+	runtime.KeepAlive(q)
+	return ok
 }
 
 // Close closes this process's handle: its blocked calls return and later

@@ -284,5 +284,9 @@ func TestQueueCloseIsIdempotent(t *testing.T) {
 	if _, err := q.Get(ctx); !errors.Is(err, multiproc.ErrClosed) {
 		t.Fatalf("Get after Close = %v", err)
 	}
-	mustPanicIs(t, "Len after Close", multiproc.ErrClosed, func() { q.Len() })
+	// No panic on a closed Queue (it used to panic): the answers of an
+	// empty one, as Python's qsize after close.
+	if n, full, empty := q.Len(), q.Full(), q.Empty(); n != 0 || full || !empty {
+		t.Fatalf("after Close: Len %d Full %v Empty %v, want 0 false true", n, full, empty)
+	}
 }
