@@ -249,9 +249,12 @@ func (a *Array[T]) off(i int) uintptr {
 	return offData + uintptr(i)*sizeOf[T]()
 }
 
-// Len returns the number of elements.
+// Len returns the number of elements, also after Close (it panics on a
+// zero Array): the length is the handle's, no use of the memory.
 func (a *Array[T]) Len() int {
-	a.mem(kArray)
+	if a.ref == nil {
+		panic(kArray.zero)
+	}
 	return a.n
 }
 
