@@ -10,7 +10,11 @@ import (
 )
 
 // AsyncResult is the pending result of ApplyAsync, Python's AsyncResult.
+//
+// An AsyncResult must not be copied after first use (go vet reports copies).
 type AsyncResult[R any] struct {
+	noCopy noCopy // no copies after first use (go vet's copylocks)
+
 	done chan struct{}
 	val  R
 	err  error

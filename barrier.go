@@ -24,7 +24,11 @@ import (
 // Barrier, every method but Close fails: Wait and passing it to another process return an
 // error matching ErrClosed (ErrNotInitialized for a zero Barrier), Broken
 // panics with it.
+//
+// A Barrier must not be copied after first use (go vet reports copies).
 type Barrier struct {
+	noCopy noCopy // no copies after first use (go vet's copylocks)
+
 	object
 	b    futex.Barrier
 	gate gate.Gate

@@ -65,7 +65,11 @@ var errZeroConn = errors.New("multiproc: use of a zero Conn: a Conn comes from P
 //
 // The zero Conn is not usable: every method but SetMaxMessage returns an
 // error saying so.
+//
+// A Conn must not be copied after first use (go vet reports copies).
 type Conn struct {
+	noCopy noCopy // no copies after first use (go vet's copylocks)
+
 	fd       *fdwait.FD // non-blocking, not Go's poller's (internal/fdwait)
 	readable bool
 	writable bool

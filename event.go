@@ -20,7 +20,11 @@ import (
 // Event, every method but Close fails: Wait and passing it to another process return an
 // error matching ErrClosed (ErrNotInitialized for a zero Event), the
 // others panic with it.
+//
+// An Event must not be copied after first use (go vet reports copies).
 type Event struct {
+	noCopy noCopy // no copies after first use (go vet's copylocks)
+
 	object
 	e    futex.Event
 	gate gate.Gate

@@ -58,7 +58,11 @@ type ListenConfig struct {
 //
 // A Listener belongs to the process that made it: it does not travel to
 // children (the Conns it returns do).
+//
+// A Listener must not be copied after first use (go vet reports copies).
 type Listener struct {
+	noCopy noCopy // no copies after first use (go vet's copylocks)
+
 	cfg  ListenConfig
 	key  []byte
 	ln   net.Listener

@@ -22,7 +22,11 @@ import (
 // Lock, every method but Close fails: LockContext and passing it to another process return
 // an error matching ErrClosed (ErrNotInitialized for a zero Lock), the
 // others panic with it.
+//
+// A Lock must not be copied after first use (go vet reports copies).
 type Lock struct {
+	noCopy noCopy // no copies after first use (go vet's copylocks)
+
 	object
 	mu xlock
 }

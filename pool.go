@@ -51,7 +51,11 @@ type PoolOptions struct {
 // they die with the parent, and the terminal's Ctrl-C reaches only the
 // parent, which decides (a cancelled context stops the work). A Pool that
 // is never closed keeps its workers until the program exits.
+//
+// A Pool must not be copied after first use (go vet reports copies).
 type Pool struct {
+	noCopy noCopy // no copies after first use (go vet's copylocks)
+
 	opts PoolOptions
 	n    int
 	init *task // the workers' setup task

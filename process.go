@@ -35,7 +35,11 @@ import (
 // Never wait for a child yourself (waitpid, wait4, os.FindProcess+Wait,
 // Python's os.waitpid translated): a child reaped by someone else has lost
 // its exit status, and Join returns an error matching ErrReaped.
+//
+// A Process must not be copied after first use (go vet reports copies).
 type Process struct {
+	noCopy noCopy // no copies after first use (go vet's copylocks)
+
 	// Name is the process's name, for messages and ExitError. Set it
 	// before Start; Start fills in "Process-N" if it is empty.
 	Name string

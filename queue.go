@@ -41,7 +41,11 @@ import (
 // Python's qsize does not raise after close either. A Put of a message that cannot fit even in the largest
 // ring fails with ErrTooLarge; a ring another process scribbled on, with
 // ErrCorrupt.
+//
+// A Queue must not be copied after first use (go vet reports copies).
 type Queue[T any] struct {
+	noCopy noCopy // no copies after first use (go vet's copylocks)
+
 	r     *ring.Ring
 	codec *wire.Codec[T]
 	// One spare encoding buffer and one spare value, taken and given back

@@ -23,7 +23,11 @@ import (
 // Semaphore, every method but Close fails: Acquire and passing it to another process
 // return an error matching ErrClosed (ErrNotInitialized for a zero
 // Semaphore), the others panic with it.
+//
+// A Semaphore must not be copied after first use (go vet reports copies).
 type Semaphore struct {
+	noCopy noCopy // no copies after first use (go vet's copylocks)
+
 	object
 	s    futex.Sema
 	gate gate.Gate

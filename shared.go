@@ -65,7 +65,11 @@ func handleCloseFds(d handle.Desc) { handle.CloseDescs([]handle.Desc{d}) }
 // After Close, and on a zero Value, every method but Close fails: those
 // with an error result return one matching ErrClosed (ErrNotInitialized
 // for a zero Value), the others panic with that error.
+//
+// A Value must not be copied after first use (go vet reports copies).
 type Value[T Scalar] struct {
+	noCopy noCopy // no copies after first use (go vet's copylocks)
+
 	object
 	mu xlock
 }
@@ -183,7 +187,11 @@ func (v *Value[T]) String() string { return fmt.Sprint(v.Load()) }
 // partitioned between processes) as the program needs. It travels to
 // children as Value does, and is closed, and fails after Close (Len too),
 // as Value does.
+//
+// An Array must not be copied after first use (go vet reports copies).
 type Array[T Scalar] struct {
+	noCopy noCopy // no copies after first use (go vet's copylocks)
+
 	object
 	n  int
 	mu xlock
