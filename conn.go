@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/multiproc-go/multiproc/internal/fdwait"
+	"github.com/multiproc-go/multiproc/internal/gate"
 	"github.com/multiproc-go/multiproc/internal/handle"
 	"github.com/multiproc-go/multiproc/internal/wait"
 	"github.com/multiproc-go/multiproc/internal/wire"
@@ -75,8 +76,10 @@ type Conn struct {
 	writable bool
 	max      atomic.Int64
 
-	// The receiving side, used by the holder of rmu.
-	rmu ctxMutex
+	// rmu guards the receiving side: rd, rspin, fr, rbuf (and writes of
+	// held). A gate, so that a receive waiting behind another one gives
+	// up when its context ends.
+	rmu gate.Gate
 	// r reads the descriptor exactly: a message's header, then its payload,
 	// never past it (no read-ahead buffer), so that another process holding
 	// the same descriptor — a child or pool worker it was passed to, before
@@ -90,12 +93,11 @@ type Conn struct {
 	// the kernel; it is set by the holder of rmu and read without it.
 	held atomic.Bool
 
-	// The sending side, used by the holder of wmu.
-	wmu   ctxMutex
+	// wmu guards the sending side: wspin, wbuf, werr (a gate, as rmu).
+	wmu   gate.Gate
 	wspin wait.Spinner // how a send waits for room in the pipe
 	wbuf  []byte
 	werr  error // a send stopped part-way through a message: every send returns this
-
 }
 
 // Pipe returns the two ends of a new pipe. With duplex, both ends send and
@@ -140,6 +142,7 @@ func newConn(fd int, readable, writable bool) *Conn {
 
 func (c *Conn) init(fd int, readable, writable bool) {
 	c.fd = fdwait.New(fd)
+	c.rmu, c.wmu = gate.New(), gate.New()
 	c.readable, c.writable = readable, writable
 	c.max.Store(DefaultMaxMessage)
 }
@@ -210,10 +213,10 @@ func (c *Conn) SendBytesContext(ctx context.Context, b []byte) error {
 	if err := c.check(true); err != nil {
 		return err
 	}
-	if err := c.wmu.LockContext(ctx); err != nil {
+	if err := c.wmu.Enter(ctx, nil); err != nil {
 		return ctxErr(ctx, "send")
 	}
-	defer c.wmu.Unlock()
+	defer c.wmu.Leave()
 	return c.writeFrameContext(ctx, b)
 }
 
@@ -235,10 +238,10 @@ func (c *Conn) RecvBytesContext(ctx context.Context) ([]byte, error) {
 	if err := c.check(false); err != nil {
 		return nil, err
 	}
-	if err := c.rmu.LockContext(ctx); err != nil {
+	if err := c.rmu.Enter(ctx, nil); err != nil {
 		return nil, ctxErr(ctx, "receive")
 	}
-	defer c.rmu.Unlock()
+	defer c.rmu.Leave()
 	b, err := c.readFrameContext(ctx, nil)
 	if err != nil {
 		return nil, err
@@ -287,10 +290,10 @@ func (c *Conn) SendContext(ctx context.Context, v any) error {
 	if err != nil {
 		return err
 	}
-	if err := c.wmu.LockContext(ctx); err != nil {
+	if err := c.wmu.Enter(ctx, nil); err != nil {
 		return ctxErr(ctx, "send")
 	}
-	defer c.wmu.Unlock()
+	defer c.wmu.Leave()
 	return c.writeFrameContext(ctx, msg)
 }
 
@@ -315,10 +318,10 @@ func (c *Conn) RecvContext(ctx context.Context, v any) error {
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
 		return errorf("Recv needs a non-nil pointer, not %T", v)
 	}
-	if err := c.rmu.LockContext(ctx); err != nil {
+	if err := c.rmu.Enter(ctx, nil); err != nil {
 		return ctxErr(ctx, "receive")
 	}
-	defer c.rmu.Unlock()
+	defer c.rmu.Leave()
 	b, err := c.readFrameContext(ctx, c.rbuf[:0])
 	if err != nil {
 		return err

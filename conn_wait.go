@@ -9,44 +9,11 @@ import (
 	"context"
 	"errors"
 	"io"
-	"sync"
 
 	"github.com/multiproc-go/multiproc/internal/fdwait"
 	"github.com/multiproc-go/multiproc/internal/wire"
 	"golang.org/x/sys/unix"
 )
-
-// ctxMutex is a mutex whose Lock can be given up when a context ends, so
-// that a receive waiting behind another one is bounded too. The zero
-// value is an unlocked mutex.
-type ctxMutex struct {
-	once sync.Once
-	ch   chan struct{}
-}
-
-func (m *ctxMutex) sem() chan struct{} {
-	m.once.Do(func() { m.ch = make(chan struct{}, 1) })
-	return m.ch
-}
-
-func (m *ctxMutex) Lock()   { m.sem() <- struct{}{} }
-func (m *ctxMutex) Unlock() { <-m.sem() }
-
-// LockContext locks m, or returns ctx's error if ctx ends first.
-func (m *ctxMutex) LockContext(ctx context.Context) error {
-	ch := m.sem()
-	select {
-	case ch <- struct{}{}:
-		return nil
-	default:
-	}
-	select {
-	case ch <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
 
 // ctxErr is the error of a wait that ctx ended; op says which.
 func ctxErr(ctx context.Context, op string) error {

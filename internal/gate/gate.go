@@ -81,6 +81,11 @@ func (g Gate) Enter(ctx context.Context, done <-chan struct{}) error {
 // Take takes g, waiting as long as it takes.
 func (g Gate) Take() { g.Enter(context.Background(), nil) }
 
+// Lock is Take and Unlock is Leave: a Gate is a sync.Locker, for a caller
+// that holds it as a plain lock.
+func (g Gate) Lock()   { g.Take() }
+func (g Gate) Unlock() { g.Leave() }
+
 // Leave frees g, handing it to the longest waiter if there is one.
 func (g Gate) Leave() {
 	s := g.s

@@ -27,22 +27,26 @@ type Ctl struct {
 	// internal/fdwait).
 	fd *fdwait.FD
 
-	wmu sync.Mutex
+	wmu sync.Mutex // guards hdr; held by Send for a whole message
 	hdr []byte
 
-	// receive state: bytes read but not yet parsed, and fds received but
-	// not yet claimed by a message, in arrival order.
+	// Receive state, owned by the one goroutine in Recv (no lock): bytes
+	// read but not yet parsed, and the stream's error.
 	rbuf []byte
 	r, w int
 	oob  []byte
+	err  error // set once the stream is broken: every later Recv returns it
 
 	// Spin is the waiting policy of Recv. A receiver that hands each
 	// message to another goroutine of its process sets Spin.Handoff.
 	Spin wait.Spinner
 
-	fdMu sync.Mutex // fds is shared with Close, which may run during a Recv
+	// fdMu guards fds: descriptors received but not yet claimed by a
+	// message, in arrival order, which Close may empty during a Recv.
+	// (err is not fdMu's: only the receiver reads or writes it, and does
+	// so under fdMu only where it also touches fds.)
+	fdMu sync.Mutex
 	fds  []int
-	err  error // set once the stream is broken: every later Recv returns it
 }
 
 // MaxMessage is the largest length a message header may announce: a larger
