@@ -9,8 +9,8 @@ import (
 
 // children is every process this process started that has not been reaped.
 var children struct {
-	sync.Mutex
-	set map[*Process]struct{}
+	sync.Mutex // guards set
+	set        map[*Process]struct{}
 }
 
 func addChild(p *Process) {

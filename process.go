@@ -62,7 +62,7 @@ type Process struct {
 	fn     string
 	encode func(tab *handle.Table) ([]byte, []handle.Entry, error)
 
-	mu      sync.Mutex
+	mu      sync.Mutex // guards started, pid and proc
 	started bool
 	pid     int
 	proc    *os.Process

@@ -46,7 +46,7 @@ func checkInit(what, name string) {
 }
 
 var (
-	regMu      sync.RWMutex
+	regMu      sync.RWMutex // guards the four maps below
 	funcs      = map[string]runFn{}
 	batches    = map[string]batchFn{}
 	runners    = map[string]runFn{}

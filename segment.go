@@ -29,7 +29,7 @@ type object struct {
 // segRef owns one shared segment of this process: Close, and the GC
 // cleanup that does Close's work for an object dropped without it.
 type segRef struct {
-	mu      sync.Mutex // Close and the cleanup against exportHandle
+	mu      sync.Mutex // guards closed, keepMap and seg's closing: Close and the cleanup against exportHandle
 	seg     *shm.Segment
 	closed  bool
 	keepMap bool // Slice handed the memory out: never reuse the address

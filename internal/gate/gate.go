@@ -29,7 +29,7 @@ var ErrDone = errors.New("multiproc: gate closed")
 type Gate struct{ s *state }
 
 type state struct {
-	mu      sync.Mutex
+	mu      sync.Mutex // guards held and waiters
 	held    bool
 	waiters []chan struct{} // in arrival order; closed to hand the gate over
 }

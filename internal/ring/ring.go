@@ -48,11 +48,11 @@ type Ring struct {
 	prod, cons         side
 
 	cur   atomic.Pointer[dataMap]
-	mapMu sync.Mutex // serialises remapping in this process
+	mapMu sync.Mutex // serialises remapping (stores of cur) in this process
 
 	closed  atomic.Bool
 	done    chan struct{}
-	closeMu sync.RWMutex // Len (reader) against Close's unmap (writer)
+	closeMu sync.RWMutex // Len and WithFd (readers) against Close's unmap and close of fd (writer)
 
 	recovered atomic.Int64 // side locks taken over from dead holders (diagnostics)
 }

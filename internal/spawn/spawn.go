@@ -147,7 +147,7 @@ func devNull() *os.File {
 }
 
 var (
-	devNullMu   sync.Mutex
+	devNullMu   sync.Mutex // guards devNullFile
 	devNullFile *os.File
 )
 
