@@ -22,7 +22,7 @@ var child struct {
 	// pool knows which of the tasks it was sent it ever started.
 	tally atomic.Pointer[uint32]
 
-	mu     sync.Mutex // guards cancel, gone and daemon
+	mu     sync.Mutex         // guards cancel, gone and daemon
 	cancel context.CancelFunc // the running task's
 	gone   bool               // the parent is gone
 	daemon bool

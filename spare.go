@@ -43,7 +43,7 @@ type spare struct {
 }
 
 var spares struct {
-	mu       sync.Mutex // guards the fields below
+	mu       sync.Mutex    // guards the fields below
 	ready    []*spare      // oldest first
 	starting int           // spares being started
 	started  chan struct{} // closed (and replaced) each time one is ready or failed
