@@ -163,7 +163,9 @@ func newRing(seg *shm.Segment, maxMsgs int) (*Ring, error) {
 	return r, nil
 }
 
-// Fd is the memfd, to send the queue to another process (-1 after Close).
+// Fd is the memfd (-1 after Close), for tests and diagnostics: a Close
+// racing the caller may close it, and the number may then name another
+// file. To send the queue to another process, duplicate it in WithFd.
 func (r *Ring) Fd() int {
 	if r.closed.Load() {
 		return -1
