@@ -24,6 +24,7 @@ var waitScenarios = []*Scenario{
 		Python: "connection.wait on the same 1,000 Connections, then recv_bytes",
 		Target: &Target{Factor: 10, Text: "≤ 0.1× python (and ≤ 2× pipe-rt-bytes)"},
 		full:   sizes{n: 20000}, quick: sizes{n: 5000},
+		pyFull: sizes{n: 5000}, pyQuick: sizes{n: 1000},
 		measure: measureWait1000,
 	},
 }
