@@ -4,6 +4,7 @@ package multiproc
 
 import (
 	"context"
+	"slices"
 	"sync"
 )
 
@@ -26,6 +27,24 @@ func removeChild(p *Process) {
 	children.Lock()
 	delete(children.set, p)
 	children.Unlock()
+}
+
+// ActiveChildren returns the processes this process started (with
+// Process.Start) that are still running, in the order of their pids,
+// Python's multiprocessing.active_children. A child that has ended is not
+// listed: it has already been reaped, as it is the moment it exits (unlike
+// Python, the call has no reaping to do). Pool workers belong to their pool
+// and are not listed.
+func ActiveChildren() []*Process {
+	ps := liveChildren()
+	live := ps[:0]
+	for _, p := range ps {
+		if p.IsAlive() {
+			live = append(live, p)
+		}
+	}
+	slices.SortFunc(live, func(a, b *Process) int { return a.Pid() - b.Pid() })
+	return live
 }
 
 func liveChildren() []*Process {

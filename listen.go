@@ -75,6 +75,7 @@ type Listener struct {
 	once     sync.Once
 	wg       sync.WaitGroup
 	rejected atomic.Int64
+	offered  atomic.Int32 // connections authenticated and waiting for Accept (Wait's readiness)
 
 	mu       sync.Mutex
 	inflight map[net.Conn]struct{} // connections in their handshake, closed by Close
@@ -255,6 +256,7 @@ func (l *Listener) acceptLoop() {
 			l.loopErr = errorf("Accept: %w", err)
 			l.mu.Unlock()
 			close(l.dead) // not ready: handshakes under way may still deliver
+			wakeWaiters()
 			return
 		}
 		backoff = 0
@@ -298,9 +300,12 @@ func (l *Listener) serve(nc net.Conn) {
 		}
 		return
 	}
+	l.offered.Add(1)
+	wakeWaiters()
 	select {
-	case l.ready <- c:
+	case l.ready <- c: // Accept counts it taken
 	case <-l.closed:
+		l.offered.Add(-1)
 		c.Close()
 	}
 }
@@ -340,10 +345,12 @@ func (l *Listener) Accept(ctx context.Context) (*Conn, error) {
 	}
 	select {
 	case c := <-l.ready:
+		l.offered.Add(-1)
 		return c, nil
 	case <-l.dead:
 		select {
 		case c := <-l.ready: // one that was authenticated meanwhile
+			l.offered.Add(-1)
 			return c, nil
 		default:
 		}
@@ -380,6 +387,7 @@ func (l *Listener) Close() error {
 	l.once.Do(func() {
 		l.mu.Lock()
 		close(l.closed)
+		wakeWaiters()
 		for nc := range l.inflight {
 			nc.Close()
 		}

@@ -169,7 +169,9 @@ func (p *Process) StartContext(ctx context.Context) error {
 	p.started = true
 	p.pid = c.pid
 	p.proc = c.cmd.Process
-	p.done = make(chan struct{})
+	if p.done == nil { // Done may have made it before Start
+		p.done = make(chan struct{})
+	}
 	p.settled = make(chan struct{})
 	addChild(p)
 	go p.watch(c, stdio)
@@ -214,6 +216,21 @@ func (p *Process) watch(c *childProc, stdio *childStdio) {
 		close(p.settled)
 	}
 	close(p.done)
+	wakeWaiters()
+}
+
+// Done returns a channel that is closed once the process has ended and
+// been reaped, Python's Process.sentinel: select on it beside other
+// channels, or pass the Process to Wait. Before Start the channel is not
+// closed (Start, if it succeeds, closes the same channel when the child
+// ends); a Process whose Start failed never closes it.
+func (p *Process) Done() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done == nil {
+		p.done = make(chan struct{})
+	}
+	return p.done
 }
 
 // Join waits until the child has exited. It returns nil if it exited with

@@ -491,6 +491,44 @@ MEASURE = {
 }
 
 
+# --- connection.wait (wait-1000) -----------------------------------------
+
+WAIT_IDLE = 999
+
+
+def measure_wait_1000(n, batch):
+    from multiprocessing.connection import wait
+    idle = [FORK.Pipe(duplex=False) for _ in range(WAIT_IDLE)]
+    msg = bytes(64)
+
+    def body(c):
+        objs = [r for r, _ in idle] + [c]
+        c.send_bytes(msg)
+        wait(objs)
+        c.recv_bytes()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            c.send_bytes(msg)
+            ready = wait(objs)
+            if ready != [c]:
+                raise RuntimeError("wait returned %d objects" % len(ready))
+            if len(c.recv_bytes()) != 64:
+                raise RuntimeError("bad echo")
+        return time.perf_counter() - t0
+
+    try:
+        return with_child(echo_bytes, (), body)
+    finally:
+        for r, w in idle:
+            r.close()
+            w.close()
+
+
+PLAN["wait-1000"] = ("µs", False, (5000, 1, 0), (1000, 1, 0))
+NOTES["wait-1000"] = "multiprocessing.connection.wait over 999 idle pipes and the echoing one"
+MEASURE["wait-1000"] = measure_wait_1000
+
+
 # --- harness -------------------------------------------------------------
 
 def cpu_time():
