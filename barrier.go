@@ -70,17 +70,12 @@ func (b *Barrier) Wait(ctx context.Context) error {
 	defer r.leave()
 	gen, done, err := b.b.Arrive()
 	if !done && err == nil {
-		// Goroutines of this process take turns sleeping in the kernel;
-		// the others wait in the Go scheduler, holding no OS thread.
 		if ok, perr := b.b.Passed(gen); ok {
 			err = perr
-		} else if gerr := b.gate.Enter(ctx, r.done); gerr != nil {
-			err = b.waitErr(kBarrier, ctx, b.b.Break(gen, gerr))
 		} else {
-			wctx, stop := r.waitCtx(ctx)
-			err = b.waitErr(kBarrier, ctx, b.b.Await(wctx, gen))
-			stop()
-			b.gate.Leave()
+			err = b.gated(ctx, kBarrier, r, b.gate,
+				func(wctx context.Context) error { return b.b.Await(wctx, gen) },
+				func(gerr error) error { return b.b.Break(gen, gerr) })
 		}
 	}
 	if errors.Is(err, futex.ErrBroken) {

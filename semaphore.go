@@ -69,18 +69,7 @@ func (s *Semaphore) Acquire(ctx context.Context) error {
 	if s.s.TryAcquire() {
 		return nil
 	}
-	r, err := s.enter(kSemaphore)
-	if err != nil {
-		return err
-	}
-	defer r.leave()
-	if err := s.gate.Enter(ctx, r.done); err != nil {
-		return s.waitErr(kSemaphore, ctx, err)
-	}
-	defer s.gate.Leave()
-	wctx, stop := r.waitCtx(ctx)
-	defer stop()
-	return s.waitErr(kSemaphore, ctx, s.s.Acquire(wctx))
+	return s.wait(ctx, kSemaphore, s.gate, s.s.Acquire, nil)
 }
 
 // TryAcquire takes a unit if one is free and reports whether it did.
