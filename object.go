@@ -191,4 +191,6 @@ var (
 	kEvent     = newKind("Event", "NewEvent")
 	kBarrier   = newKind("Barrier", "NewBarrier")
 	kQueue     = newKind("Queue", "NewQueue")
+	kJoinable  = newKind("JoinableQueue", "NewJoinableQueue")
+	kCondition = newKind("Condition", "NewCondition")
 )
