@@ -54,6 +54,22 @@
 //	Array('i', 10), Array('d', [1, 2])           NewArray[int32](10), ArrayOf([]float64{1, 2}), a.Slice()
 //	Lock, Semaphore(n), Event, Barrier(n)        NewLock, NewSemaphore(n), NewEvent, NewBarrier(n)
 //	lock.acquire(timeout=t)                      l.LockContext(ctx)
+//	BoundedSemaphore(n), s.get_value()          NewBoundedSemaphore(n) (a Release past n panics), s.Value()
+//	Condition(lock), wait/notify(n)/notify_all   NewCondition(l) (nil: its own Lock), c.Wait(ctx), c.Notify(n), c.NotifyAll()
+//	Barrier.abort/reset/parties/n_waiting        b.Abort(), b.Reset(), b.Parties(), b.Waiting()
+//	v.get_lock().acquire(False)                  v.TryLock(), a.TryLock()
+//	JoinableQueue(maxsize), task_done, join      NewJoinableQueue[T](maxsize), q.TaskDone(), q.Join(ctx)
+//	RLock                                        not offered: Go has no goroutine identity, and its
+//	                                             locks are not reentrant by design: restructure so
+//	                                             the holder calls an unlocked helper
+//	pool.starmap(f, [(a, b), ...])               f.Map over a struct argument: Register a func of struct{A, B}
+//	apply_async(callback=, error_callback=)      r := f.ApplyAsync(...); go func() { v, err := r.Get(ctx); ... }(),
+//	                                             or select on r.Done(); IMapUnordered yields as tasks finish
+//	map(..., chunksize=n)                        chunks sized by the pool, as Python's default (len/(4*workers))
+//	get_context, set_start_method                one start method: the program started again (spawn), with
+//	                                             spare children kept ready (as forkserver): nothing to choose
+//	cpu_count()                                  runtime.NumCPU()
+//	parent_process()                             os.Getppid() (and ProcessName() for this process's name)
 //	c.recv() with a timeout (c.poll(t) first)    c.RecvContext(ctx, &v), c.RecvBytesContext(ctx), c.PollContext(ctx)
 //	multiprocessing.current_process().name, .pid ProcessName(), os.Getpid()
 //	timeout=...                                  a context.Context with a deadline
