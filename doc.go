@@ -149,11 +149,14 @@
 // information, since both ends are the same binary; a value held in an
 // interface-typed field travels if its type is registered with
 // RegisterType, as with gob.Register). A *Value, *Array,
-// *Lock, *Semaphore, *Event, *Barrier, *Conn or *Queue is not copied:
-// passed as the argument itself, or as an exported field of it or of a
-// Runner at any depth of plain structs — to a Process, a Call or a pool
-// task alike — it arrives in the child as the same shared object (its
-// file descriptor travels with SCM_RIGHTS). Python cannot pass a Queue to
+// *Lock, *Semaphore, *Event, *Barrier, *Condition, *Conn, *Queue or
+// *JoinableQueue is not copied: passed as the argument itself, as an
+// exported field of it or of a Runner at any depth of plain structs, or as
+// an element of a slice, array or map in it (a list of Queues, a map of
+// Conns by name; map keys must be strings, integers or bools) — to a
+// Process, a Call or a pool task alike — it arrives in the child as the
+// same shared object (its file descriptor travels with SCM_RIGHTS, once
+// per message however often the object appears). Python cannot pass a Queue to
 // a pool task; this package can. Shared memory lives in memfd segments, never in /dev/shm,
 // so a crash leaks nothing: the kernel frees a segment when the last
 // process holding it is gone.
