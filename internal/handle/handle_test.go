@@ -20,7 +20,7 @@ func (t *token) exportHandle() (Desc, error) {
 }
 
 func (t *token) importHandle(d Desc) error {
-	if d.Kind != "token" {
+	if d.Kind != "token" || len(d.Meta) != 1 {
 		return errors.New("not a token")
 	}
 	t.id = int(d.Meta[0])
@@ -280,4 +280,32 @@ func TestParseTableCorrupt(t *testing.T) {
 			t.Fatalf("a message cut at %d parsed", cut)
 		}
 	}
+}
+
+// FuzzEntries: a received table and entries, whatever their bytes, parse
+// or fail; they never panic, and what parses stays in its bounds.
+func FuzzEntries(f *testing.F) {
+	tab := Table{Descs: []Desc{{Kind: "token", Meta: []byte{1}, Fds: []int{-2}}}}
+	f.Add(AppendEntries(AppendTable(nil, &tab), []Entry{{Path: []int{1, 0, 2}, Keys: []string{"k"}, Index: 0}}))
+	f.Add(AppendEntries(AppendTable(nil, &tab), []Entry{{Index: 0}}))
+	f.Add([]byte{1, 0, 0, 1, 1, 64, 0})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		r := NewReader(in)
+		descs, _ := r.Table([]int{-2, -3, -4})
+		entries := r.Entries(len(descs))
+		if r.Err() != nil {
+			return
+		}
+		for _, e := range entries {
+			if e.Index < 0 || e.Index >= len(descs) || len(e.Path) > 64 || len(e.Keys) > len(e.Path) {
+				t.Fatalf("an entry out of bounds parsed: %+v", e)
+			}
+		}
+		// Restoring into a type the entries do not fit fails cleanly.
+		var v struct {
+			M map[string][]*token
+			T *token
+		}
+		Restore(&v, entries, NewImports(descs))
+	})
 }
