@@ -243,3 +243,19 @@ func TestConditionMisuseCloseAndZero(t *testing.T) {
 		t.Fatalf("NewCondition on a closed Lock = %v", err)
 	}
 }
+
+// A Condition reaches a pool task as the same condition: the task waits
+// there, the parent's Notify wakes it.
+func TestConditionInPoolTask(t *testing.T) {
+	ctx := testCtx(t, 30*time.Second)
+	c := newCondition(t, nil)
+	pool := newPool(t, multiproc.PoolOptions{Processes: 1})
+	res := condWaitOnce.ApplyAsync(pool, condJob{C: c})
+	if err := waitInWait(ctx, c, 1); err != nil {
+		t.Fatal(err)
+	}
+	c.Notify(1)
+	if v, err := res.Get(ctx); err != nil || v != 1 {
+		t.Fatalf("the pool task's Wait: %d, %v", v, err)
+	}
+}
