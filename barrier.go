@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"unsafe"
 
 	"github.com/multiproc-go/multiproc/internal/futex"
 	"github.com/multiproc-go/multiproc/internal/gate"
@@ -18,21 +19,32 @@ import (
 // it, then all return and the barrier is ready for the next round. A
 // waiter whose context ends breaks the barrier: it returns its context's
 // error, and every other waiter, now and later, an error matching
-// ErrBrokenBarrier. It travels to children as Value does.
+// ErrBrokenBarrier, until Reset. So does Abort, and so does a waiter's
+// process dying inside Wait (SIGKILL): the others see it within about
+// 100 ms and return ErrBrokenBarrier rather than wait forever. It travels
+// to children as Value does.
 //
 // Close releases this process's hold on it. After Close, and on a zero
 // Barrier, every method but Close fails: Wait and passing it to another process return an
-// error matching ErrClosed (ErrNotInitialized for a zero Barrier), Broken
-// panics with it.
-//
-// A Barrier must not be copied after first use (go vet reports copies).
+// error matching ErrClosed (ErrNotInitialized for a zero Barrier), the
+// others panic with it. A Barrier must not be copied after first use
+// (go vet reports copies).
 type Barrier struct {
-	noCopy noCopy // no copies after first use (go vet's copylocks)
-
+	_ noCopy
 	object
 	b    futex.Barrier
 	gate gate.Gate
 }
+
+// Layout of a Barrier's segment: the state word, the party count, the
+// generation a Reset ended, then one 8-byte slot per party (the
+// generation and pid of each waiter of the round).
+const (
+	offBarrierReset = offWord1 + 8
+	offBarrierPids  = 128
+)
+
+func barrierSize(n uint32) int { return offBarrierPids + 8*int(n) }
 
 // NewBarrier makes a barrier for n parties (1 ≤ n ≤ 65535).
 func NewBarrier(n int) (*Barrier, error) {
@@ -42,7 +54,7 @@ func NewBarrier(n int) (*Barrier, error) {
 	if n < 1 || n > futex.MaxParties {
 		return nil, errorf("NewBarrier(%d): parties must be in [1, %d]", n, futex.MaxParties)
 	}
-	seg, err := shm.Create("barrier", 128)
+	seg, err := shm.Create("barrier", barrierSize(uint32(n)))
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +66,13 @@ func NewBarrier(n int) (*Barrier, error) {
 
 func (b *Barrier) init(seg *shm.Segment, n uint32) {
 	initObject(&b.object, b, seg)
-	b.b = futex.Barrier{W: futex.Word(seg.Bytes(), offWord0), Parties: n}
+	mem := seg.Bytes()
+	b.b = futex.Barrier{
+		W:       futex.Word(mem, offWord0),
+		Parties: n,
+		Reset:   futex.Word(mem, offBarrierReset),
+		Pids:    unsafe.Slice((*uint64)(unsafe.Pointer(&mem[offBarrierPids])), n),
+	}
 	b.gate = gate.New()
 }
 
@@ -74,23 +92,50 @@ func (b *Barrier) Wait(ctx context.Context) error {
 	defer r.leave()
 	gen, done, err := b.b.Arrive()
 	if !done && err == nil {
-		// Goroutines of this process take turns sleeping in the kernel;
-		// the others wait in the Go scheduler, holding no OS thread.
 		if ok, perr := b.b.Passed(gen); ok {
 			err = perr
-		} else if gerr := b.gate.Enter(ctx, r.done); gerr != nil {
-			err = b.waitErr(kBarrier, ctx, b.b.Break(gen, gerr))
 		} else {
-			wctx, stop := r.waitCtx(ctx)
-			err = b.waitErr(kBarrier, ctx, b.b.Await(wctx, gen))
-			stop()
-			b.gate.Leave()
+			err = b.gated(ctx, kBarrier, r, b.gate,
+				func(wctx context.Context) error { return b.b.Await(wctx, gen) },
+				func(gerr error) error { return b.b.Break(gen, gerr) })
 		}
 	}
 	if errors.Is(err, futex.ErrBroken) {
 		return ErrBrokenBarrier
 	}
 	return err
+}
+
+// Abort breaks the barrier: every waiter, now and later, in every
+// process, returns ErrBrokenBarrier until Reset (Python's abort).
+func (b *Barrier) Abort() {
+	b.mem(kBarrier)
+	b.b.Abort()
+	runtime.KeepAlive(b)
+}
+
+// Reset returns the barrier to its first state — whole, nobody arrived —
+// for every process (Python's reset). The waiters of the round it ends,
+// in every process, return ErrBrokenBarrier.
+func (b *Barrier) Reset() {
+	b.mem(kBarrier)
+	b.b.ResetBarrier()
+	runtime.KeepAlive(b)
+}
+
+// Parties returns the number of parties a round needs (Python's parties).
+func (b *Barrier) Parties() int {
+	b.mem(kBarrier)
+	return int(b.b.Parties)
+}
+
+// Waiting returns the number of parties waiting in the current round, in
+// every process (Python's n_waiting); 0 while the barrier is broken.
+func (b *Barrier) Waiting() int {
+	b.mem(kBarrier)
+	n := b.b.Waiting()
+	runtime.KeepAlive(b)
+	return n
 }
 
 // Broken reports whether the barrier is broken.
@@ -120,7 +165,7 @@ func (b *Barrier) importHandle(d handle.Desc) error {
 		return err
 	}
 	n := *futex.Word(seg.Bytes(), offWord1)
-	if n < 1 || n > futex.MaxParties {
+	if n < 1 || n > futex.MaxParties || seg.Size() < barrierSize(n) {
 		seg.Close()
 		return errors.New("multiproc: shared Barrier segment is corrupt")
 	}

@@ -54,6 +54,22 @@
 //	Array('i', 10), Array('d', [1, 2])           NewArray[int32](10), ArrayOf([]float64{1, 2}), a.Slice()
 //	Lock, Semaphore(n), Event, Barrier(n)        NewLock, NewSemaphore(n), NewEvent, NewBarrier(n)
 //	lock.acquire(timeout=t)                      l.LockContext(ctx)
+//	BoundedSemaphore(n), s.get_value()          NewBoundedSemaphore(n) (a Release past n panics), s.Value()
+//	Condition(lock), wait/notify(n)/notify_all   NewCondition(l) (nil: its own Lock), c.Wait(ctx), c.Notify(n), c.NotifyAll()
+//	Barrier.abort/reset/parties/n_waiting        b.Abort(), b.Reset(), b.Parties(), b.Waiting()
+//	v.get_lock().acquire(False)                  v.TryLock(), a.TryLock()
+//	JoinableQueue(maxsize), task_done, join      NewJoinableQueue[T](maxsize), q.TaskDone(), q.Join(ctx)
+//	RLock                                        not offered: Go has no goroutine identity, and its
+//	                                             locks are not reentrant by design: restructure so
+//	                                             the holder calls an unlocked helper
+//	pool.starmap(f, [(a, b), ...])               f.Map over a struct argument: Register a func of struct{A, B}
+//	apply_async(callback=, error_callback=)      r := f.ApplyAsync(...); go func() { v, err := r.Get(ctx); ... }(),
+//	                                             or select on r.Done(); IMapUnordered yields as tasks finish
+//	map(..., chunksize=n)                        chunks sized by the pool, as Python's default (len/(4*workers))
+//	get_context, set_start_method                one start method: the program started again (spawn), with
+//	                                             spare children kept ready (as forkserver): nothing to choose
+//	cpu_count()                                  runtime.NumCPU()
+//	parent_process()                             os.Getppid() (and ProcessName() for this process's name)
 //	c.recv() with a timeout (c.poll(t) first)    c.RecvContext(ctx, &v), c.RecvBytesContext(ctx), c.PollContext(ctx)
 //	multiprocessing.current_process().name, .pid ProcessName(), os.Getpid()
 //	timeout=...                                  a context.Context with a deadline
@@ -133,11 +149,14 @@
 // information, since both ends are the same binary; a value held in an
 // interface-typed field travels if its type is registered with
 // RegisterType, as with gob.Register). A *Value, *Array,
-// *Lock, *Semaphore, *Event, *Barrier, *Conn or *Queue is not copied:
-// passed as the argument itself, or as an exported field of it or of a
-// Runner at any depth of plain structs — to a Process, a Call or a pool
-// task alike — it arrives in the child as the same shared object (its
-// file descriptor travels with SCM_RIGHTS). Python cannot pass a Queue to
+// *Lock, *Semaphore, *Event, *Barrier, *Condition, *Conn, *Queue or
+// *JoinableQueue is not copied: passed as the argument itself, as an
+// exported field of it or of a Runner at any depth of plain structs, or as
+// an element of a slice, array or map in it (a list of Queues, a map of
+// Conns by name; map keys must be strings, integers or bools) — to a
+// Process, a Call or a pool task alike — it arrives in the child as the
+// same shared object (its file descriptor travels with SCM_RIGHTS, once
+// per message however often the object appears). Python cannot pass a Queue to
 // a pool task; this package can. Shared memory lives in memfd segments, never in /dev/shm,
 // so a crash leaks nothing: the kernel frees a segment when the last
 // process holding it is gone.

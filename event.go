@@ -85,31 +85,13 @@ func (e *Event) Wait(ctx context.Context) error {
 	if e.e.IsSet() {
 		return nil
 	}
-	r, err := e.enter(kEvent)
-	if err != nil {
-		return err
+	// The waiters of this process share one kernel waiter; the others
+	// find the flag set when it leaves.
+	err := e.wait(ctx, kEvent, e.gate, e.e.Wait, nil)
+	if err != nil && e.e.IsSet() {
+		return nil
 	}
-	defer r.leave()
-	wctx, stop := r.waitCtx(ctx)
-	defer stop()
-	// Waiters of this process share one kernel waiter; the others poll the
-	// flag when it leaves.
-	for {
-		if err := e.gate.Enter(ctx, r.done); err != nil {
-			if e.e.IsSet() {
-				return nil
-			}
-			return e.waitErr(kEvent, ctx, err)
-		}
-		err := e.e.Wait(wctx)
-		e.gate.Leave()
-		if err == nil || e.e.IsSet() {
-			return nil
-		}
-		if wctx.Err() != nil {
-			return e.waitErr(kEvent, ctx, err)
-		}
-	}
+	return err
 }
 
 // Close releases this process's descriptor and mapping of the Event now;

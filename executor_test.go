@@ -30,8 +30,6 @@ type heldReadJob struct {
 	R                *multiproc.Conn
 }
 
-type sliceJob struct{ Vs []*multiproc.Value[int64] }
-
 var (
 	// readConn returns the first message of its Conn.
 	readConn = multiproc.Register("test.readConn", func(ctx context.Context, j connJob) (string, error) {
@@ -54,9 +52,6 @@ var (
 		}
 		b, err := j.R.RecvBytes()
 		return string(b), err
-	})
-	sumSlice = multiproc.Register("test.sumSlice", func(ctx context.Context, j sliceJob) (int, error) {
-		return len(j.Vs), nil
 	})
 )
 
@@ -268,26 +263,6 @@ func TestMapSharedObjects(t *testing.T) {
 		if v.Load() != 1 {
 			t.Fatalf("object %d was added %d times", i, v.Load())
 		}
-	}
-}
-
-// A shared object inside a slice gets an error that says what is not
-// supported, not that it is outside a Func argument.
-func TestSharedInSliceRefused(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	v, err := multiproc.NewValue[int64](0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = sumSlice.Call(ctx, sliceJob{[]*multiproc.Value[int64]{v}})
-	if err == nil || !strings.Contains(err.Error(), "field Vs") || !strings.Contains(err.Error(), "not inside slices") {
-		t.Fatalf("Call: %v", err)
-	}
-	pool := newPool(t, multiproc.PoolOptions{Processes: 1})
-	_, err = sumSlice.Map(ctx, pool, []sliceJob{{[]*multiproc.Value[int64]{v}}})
-	if err == nil || !strings.Contains(err.Error(), "not inside slices") || strings.Count(err.Error(), "multiproc:") != 1 {
-		t.Fatalf("Map: %v", err)
 	}
 }
 

@@ -87,9 +87,11 @@ type Func[A, R any] struct {
 //
 // The argument A and the result R cross the process boundary by value
 // (encoding/gob rules: exported fields; no channels or functions). A
-// *Value, *Array, *Lock, *Semaphore, *Event, *Barrier, *Conn or *Queue
-// in A — as A itself, or an exported field of it at any depth of plain
-// structs — arrives in the child as the same shared object.
+// *Value, *Array, *Lock, *Semaphore, *Event, *Barrier, *Condition, *Conn,
+// *Queue or *JoinableQueue in A — as A itself, an exported field of it at
+// any depth of plain structs, or an element of a slice, array or map
+// (keyed by strings, integers or bools) — arrives in the child as the
+// same shared object.
 func Register[A, R any](name string, fn func(ctx context.Context, arg A) (R, error)) *Func[A, R] {
 	if name == "" {
 		panic("multiproc: Register with an empty name")

@@ -1,6 +1,8 @@
 // Command queue is the lesson's message-queue demo: producers and
 // consumers in separate processes share one Queue; a bounded queue makes
-// fast producers wait; timeouts are context deadlines.
+// fast producers wait; timeouts are context deadlines. Its second part is
+// Python's JoinableQueue: workers call TaskDone for each job, and the
+// producer's Join returns once every job is done, with no polling.
 //
 //	go run ./examples/queue
 package main
@@ -57,6 +59,79 @@ var consumer = multiproc.Register("examples.consumer", func(ctx context.Context,
 	}
 })
 
+// jobs is the JoinableQueue part: a job is a number to square; a
+// negative one tells a worker to stop.
+type jobs struct {
+	Jobs    *multiproc.JoinableQueue[int]
+	Results *multiproc.Value[int64] // the sum of the squares
+}
+
+var worker = multiproc.Register("examples.worker", func(ctx context.Context, j jobs) (int, error) {
+	n := 0
+	for {
+		x, err := j.Jobs.Get(ctx) // blocks until a job comes: no timeout to guess
+		if err != nil {
+			return n, err
+		}
+		if x >= 0 {
+			j.Results.Add(int64(x * x))
+			n++
+		}
+		// Python's task_done(): this job is finished, in whichever
+		// process took it.
+		if err := j.Jobs.TaskDone(); err != nil {
+			return n, err
+		}
+		if x < 0 {
+			return n, nil
+		}
+	}
+})
+
+func joinable(ctx context.Context) error {
+	q, err := multiproc.NewJoinableQueue[int](50)
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+	sum, err := multiproc.NewValue[int64](0)
+	if err != nil {
+		return err
+	}
+	defer sum.Close()
+	var workers []*multiproc.Process
+	for range 3 {
+		w := worker.Process(jobs{Jobs: q, Results: sum})
+		if err := w.Start(); err != nil {
+			return err
+		}
+		workers = append(workers, w)
+	}
+	want := int64(0)
+	for i := range 1000 {
+		if err := q.Put(ctx, i); err != nil {
+			return err
+		}
+		want += int64(i * i)
+	}
+	// Python's join(): returns once every job put had its TaskDone.
+	if err := q.Join(ctx); err != nil {
+		return err
+	}
+	fmt.Printf("JoinableQueue: 1000 jobs done by 3 workers, sum of squares %d (want %d)\n", sum.Load(), want)
+	for range workers {
+		if err := q.Put(ctx, -1); err != nil { // one stop job per worker
+			return err
+		}
+	}
+	for _, w := range workers {
+		if err := w.Join(ctx); err != nil {
+			return err
+		}
+	}
+	return q.Join(ctx) // the stop jobs were done too: nothing unfinished
+}
+
 func main() {
 	multiproc.Main()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -96,5 +171,10 @@ func main() {
 	fmt.Println("TryGet:", o.Item)
 	if _, err := q.TryGet(); errors.Is(err, multiproc.ErrEmpty) {
 		fmt.Println("TryGet on an empty queue:", err)
+	}
+
+	if err := joinable(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
 }

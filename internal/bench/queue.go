@@ -82,3 +82,68 @@ func measureQueue(ctx context.Context, n, k int) (time.Duration, error) {
 	}
 	return d, nil
 }
+
+// joinArg is the producer or consumer of joinable-queue: the producer
+// puts N items and Joins, the consumer Gets each and calls TaskDone.
+type joinArg struct {
+	Q     *multiproc.JoinableQueue[int64]
+	Start *multiproc.Barrier
+	N     int
+}
+
+var (
+	joinProducer = multiproc.Register("bench.joinProducer", func(ctx context.Context, a joinArg) (int64, error) {
+		if err := a.Start.Wait(ctx); err != nil {
+			return 0, err
+		}
+		for i := range a.N {
+			if err := a.Q.Put(ctx, int64(i)); err != nil {
+				return 0, err
+			}
+		}
+		if err := a.Q.Join(ctx); err != nil {
+			return 0, err
+		}
+		return 0, a.Start.Wait(ctx)
+	})
+	joinConsumer = multiproc.Register("bench.joinConsumer", func(ctx context.Context, a joinArg) (int64, error) {
+		if err := a.Start.Wait(ctx); err != nil {
+			return 0, err
+		}
+		for range a.N {
+			if _, err := a.Q.Get(ctx); err != nil {
+				return 0, err
+			}
+			if err := a.Q.TaskDone(); err != nil {
+				return 0, err
+			}
+		}
+		return 0, a.Start.Wait(ctx)
+	})
+)
+
+// measureJoinable: one producer puts n items through an unbounded
+// JoinableQueue[int64] and Joins; one consumer Gets and TaskDones each.
+func measureJoinable(ctx context.Context, n, _ int) (time.Duration, error) {
+	q, err := multiproc.NewJoinableQueue[int64](0)
+	if err != nil {
+		return 0, err
+	}
+	defer q.Close()
+	start, err := multiproc.NewBarrier(3)
+	if err != nil {
+		return 0, err
+	}
+	ps := []*multiproc.Process{
+		joinProducer.Process(joinArg{Q: q, Start: start, N: n}),
+		joinConsumer.Process(joinArg{Q: q, Start: start, N: n}),
+	}
+	d, err := timeBetween(ctx, start, ps)
+	if err != nil {
+		return 0, err
+	}
+	if u := q.Unfinished(); u != 0 {
+		return 0, fmt.Errorf("%d tasks unfinished after Join", u)
+	}
+	return d, nil
+}

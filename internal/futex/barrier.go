@@ -5,6 +5,7 @@ package futex
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 )
 
@@ -14,9 +15,17 @@ var ErrBroken = errors.New("multiproc: barrier is broken")
 // Barrier packs its whole state in one shared word, so that one CAS decides
 // every race between an arrival, a release and a break:
 // bit 31 broken, bits 16..30 the generation, bits 0..15 the arrivals.
+//
+// Two optional shared words tell waiters more: Reset records the
+// generation a Reset ended (so that its waiters report a broken barrier,
+// not a passed one), and Pids, one slot per party, the generation and pid
+// of each waiter of the round, so that the others see a waiter that died
+// inside Wait and break the barrier instead of waiting for it forever.
 type Barrier struct {
 	W       *uint32
 	Parties uint32
+	Reset   *uint32  // nil: Reset unsupported; else 0, or the ended generation | 1
+	Pids    []uint64 // nil, or Parties slots: generation<<32 | pid
 }
 
 const (
@@ -60,6 +69,11 @@ func (b Barrier) Arrive() (gen uint32, done bool, err error) {
 			continue
 		}
 		if cas(b.W, v, v+1) {
+			if int(n-1) < len(b.Pids) {
+				// A process killed between the CAS and this store is not
+				// seen dead (the window is a few instructions).
+				atomic.StoreUint64(&b.Pids[n-1], uint64(gen)<<32|uint64(selfPid))
+			}
 			return gen, false, nil
 		}
 	}
@@ -70,6 +84,9 @@ func (b Barrier) Arrive() (gen uint32, done bool, err error) {
 func (b Barrier) Passed(gen uint32) (ok bool, err error) {
 	v := load(b.W)
 	if v&genMask != gen {
+		if b.Reset != nil && load(b.Reset) == gen|1 {
+			return true, ErrBroken
+		}
 		return true, nil
 	}
 	if v&brokenBit != 0 {
@@ -86,16 +103,86 @@ func (b Barrier) Await(ctx context.Context, gen uint32) error {
 		return err
 	}
 	t0 := time.Now()
+	checked := t0
 	for {
 		v := load(b.W)
 		if ok, err := b.Passed(gen); ok {
 			barrierSpin.Parked(time.Since(t0))
 			return err
 		}
-		if err := WaitCtx(ctx, b.W, v); err != nil {
+		if err := waitCtx(ctx, b.W, v, ownerCheck); err != nil {
 			return b.Break(gen, err)
 		}
+		if b.Pids != nil && time.Since(checked) >= ownerCheck {
+			checked = time.Now()
+			if b.deadWaiter(gen) {
+				return b.Break(gen, ErrBroken)
+			}
+		}
 	}
+}
+
+// deadWaiter reports whether a waiter of round gen died inside Wait.
+func (b Barrier) deadWaiter(gen uint32) bool {
+	v := load(b.W)
+	if v&genMask != gen {
+		return false
+	}
+	n := min(int(v&countMask), len(b.Pids))
+	for i := range n {
+		s := atomic.LoadUint64(&b.Pids[i])
+		if uint32(s>>32) != gen {
+			continue // not stored yet
+		}
+		if pid := uint32(s); pid != selfPid && !Alive(pid) {
+			return true
+		}
+	}
+	return false
+}
+
+// Abort breaks the barrier whatever its round: every waiter, now and
+// later, gets ErrBroken until ResetBarrier.
+func (b Barrier) Abort() {
+	for {
+		v := load(b.W)
+		if v&brokenBit != 0 || cas(b.W, v, v|brokenBit) {
+			WakeAll(b.W)
+			return
+		}
+	}
+}
+
+// ResetBarrier starts a new round with nobody arrived and the barrier
+// whole; the waiters of the round it ends get ErrBroken. b.Reset must not
+// be nil.
+func (b Barrier) ResetBarrier() {
+	for {
+		// Break the round first: no arrival can end it then, so the
+		// generation recorded as reset is one that did not pass.
+		v := load(b.W)
+		if v&brokenBit == 0 && !cas(b.W, v, v|brokenBit) {
+			continue
+		}
+		v |= brokenBit
+		gen := v & genMask
+		atomic.StoreUint32(b.Reset, gen|1)
+		next := ((gen >> genShift) + 1) << genShift & genMask
+		if cas(b.W, v, next) {
+			WakeAll(b.W)
+			return
+		}
+	}
+}
+
+// Waiting is the number of parties arrived in the current round (0 once
+// broken).
+func (b Barrier) Waiting() int {
+	v := load(b.W)
+	if v&brokenBit != 0 {
+		return 0
+	}
+	return int(v & countMask)
 }
 
 // Break breaks round gen for everyone because of err, unless the round

@@ -66,6 +66,28 @@ func (s Sema) Release() bool {
 	return true
 }
 
+// ReleaseBelow returns a unit if that leaves at most max free, and wakes
+// a waiter if one may sleep; it reports false, changing nothing, if the
+// count is at max already.
+func (s Sema) ReleaseBelow(max uint32) bool {
+	for {
+		c := load(s.Count)
+		if c >= max {
+			return false
+		}
+		if cas(s.Count, c, c+1) {
+			break
+		}
+	}
+	if load(s.Waiters) != 0 {
+		Wake(s.Count, 1)
+	}
+	return true
+}
+
+// Value is the count of free units.
+func (s Sema) Value() uint32 { return load(s.Count) }
+
 // Event is a flag in one shared word that waiters sleep on until it is set.
 type Event struct{ W *uint32 }
 

@@ -6,8 +6,10 @@
 // The package that owns the shareable types says which they are, and how
 // each is exported and imported, with SetHooks. Before a value is
 // encoded, Collect finds every non-nil such pointer in it — the value
-// itself, or an exported field of it, at any depth of plain structs and
-// pointers to structs — and clears it in a copy that the caller encodes.
+// itself, an exported field of it, or an element of a slice, array or map
+// (with a string, integer or bool key), at any depth of plain structs,
+// pointers to structs and those containers — and clears it in a copy that
+// the caller encodes.
 // Each distinct object goes once into a Table (its Desc, whose fds travel
 // by SCM_RIGHTS), and an Entry records where it was. The Table owns
 // duplicates of the objects' descriptors, so what was passed is what
@@ -29,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -70,12 +73,71 @@ func IsShareable(t reflect.Type) bool {
 	return hooks.iface != nil && t.Kind() == reflect.Pointer && t.Elem().PkgPath() == hooks.pkg && t.Implements(hooks.iface)
 }
 
-// Entry is one place where Collect found an object: the field-index path
-// from the root value to it (empty: the root itself) and the index of the
-// object in the Table.
+// Entry is one place where Collect found an object: the path from the
+// root value to it (empty: the root itself) and the index of the object
+// in the Table. Each step of the path is read against the type the
+// receiver decodes into: a field index in a struct, an element index in
+// a slice or array, and in a map the index in Keys of the key's text.
 type Entry struct {
 	Path  []int
+	Keys  []string
 	Index int
+}
+
+// Bounds of Collect's walk over the sender's own value (it never loops:
+// depth is bounded, and so is the work).
+const (
+	maxDepth = 32
+	maxVisit = 1 << 20 // elements of slices, arrays and maps looked at
+	maxKey   = 1 << 12 // bytes of a map key's text
+)
+
+// keyText is a map key as an Entry carries it; ok is false for kinds of
+// key that cannot be written as text.
+func keyText(k reflect.Value) (string, bool) {
+	switch k.Kind() {
+	case reflect.String:
+		return k.String(), len(k.String()) <= maxKey
+	case reflect.Bool:
+		return strconv.FormatBool(k.Bool()), true
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return strconv.FormatInt(k.Int(), 10), true
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return strconv.FormatUint(k.Uint(), 10), true
+	}
+	return "", false
+}
+
+// parseKey is keyText reversed, into a key of type t.
+func parseKey(s string, t reflect.Type) (reflect.Value, error) {
+	k := reflect.New(t).Elem()
+	var err error
+	switch t.Kind() {
+	case reflect.String:
+		k.SetString(s)
+	case reflect.Bool:
+		var b bool
+		b, err = strconv.ParseBool(s)
+		k.SetBool(b)
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		var i int64
+		if i, err = strconv.ParseInt(s, 10, 64); err == nil && k.OverflowInt(i) {
+			err = errors.New("out of range")
+		}
+		k.SetInt(i)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		var u uint64
+		if u, err = strconv.ParseUint(s, 10, 64); err == nil && k.OverflowUint(u) {
+			err = errors.New("out of range")
+		}
+		k.SetUint(u)
+	default:
+		err = errors.New("unsupported key type")
+	}
+	if err != nil {
+		return reflect.Value{}, fmt.Errorf("multiproc: a passed object's map key %q does not fit %s: %w", s, t, err)
+	}
+	return k, nil
 }
 
 // Table is the distinct shareable objects of one message, in order. On
@@ -159,9 +221,8 @@ func Dup(fd int) (int, error) {
 
 var mayHoldCache sync.Map // reflect.Type → bool
 
-// MayHold reports whether a value of type t can hold a shareable object:
-// where Collect looks for one, or inside a slice, array or map, where
-// Collect refuses it. Values of other types skip Collect.
+// MayHold reports whether a value of type t can hold a shareable object,
+// where Collect looks for one. Values of other types skip Collect.
 func MayHold(t reflect.Type) bool {
 	if v, ok := mayHoldCache.Load(t); ok {
 		return v.(bool)
@@ -197,9 +258,11 @@ func MayHold(t reflect.Type) bool {
 
 // Collect returns a shallow copy of v (a pointer to the root value) in
 // which every shareable pointer is nil, and the entries that say where
-// they were; the objects go into tab. Structs reached through pointers are
-// copied too, so v itself is never changed. A shareable object inside a
-// slice, array or map is refused with an error that names where it is.
+// they were; the objects go into tab (each distinct object once). Structs
+// reached through pointers, and slices and maps that hold objects, are
+// copied too, so v itself is never changed. An object in a map's key, or
+// in a map whose key is not a string, integer or bool, is refused with an
+// error that names where it is; so is a value too large to search.
 func Collect(v any, tab *Table) (copyPtr any, entries []Entry, err error) {
 	rv := reflect.ValueOf(v)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
@@ -208,10 +271,28 @@ func Collect(v any, tab *Table) (copyPtr any, entries []Entry, err error) {
 	cp := reflect.New(rv.Elem().Type())
 	cp.Elem().Set(rv.Elem())
 	var path []int
+	var keys []string
 	var names []string
+	visited := 0
+	where := func() string {
+		if len(names) > 0 {
+			return "field " + strings.Join(names, ".")
+		}
+		return "the argument"
+	}
 	var walk func(x reflect.Value, depth int) error
+	// elem walks one element of a container at path step i.
+	elem := func(x reflect.Value, i, depth int) error {
+		if visited++; visited > maxVisit {
+			return fmt.Errorf("multiproc: %s holds more than %d elements to search for shared objects", where(), maxVisit)
+		}
+		path = append(path, i)
+		err := walk(x, depth+1)
+		path = path[:len(path)-1]
+		return err
+	}
 	walk = func(x reflect.Value, depth int) error {
-		if depth > 32 {
+		if depth > maxDepth {
 			return nil
 		}
 		t := x.Type()
@@ -223,7 +304,7 @@ func Collect(v any, tab *Table) (copyPtr any, entries []Entry, err error) {
 			if err != nil {
 				return err
 			}
-			entries = append(entries, Entry{Path: append([]int(nil), path...), Index: i})
+			entries = append(entries, Entry{Path: append([]int(nil), path...), Keys: append([]string(nil), keys...), Index: i})
 			x.SetZero()
 			return nil
 		}
@@ -249,14 +330,53 @@ func Collect(v any, tab *Table) (copyPtr any, entries []Entry, err error) {
 					return err
 				}
 			}
-		case reflect.Slice, reflect.Array, reflect.Map:
-			if MayHold(t) {
-				where := "the argument"
-				if len(names) > 0 {
-					where = "field " + strings.Join(names, ".")
-				}
-				return fmt.Errorf("multiproc: %s is a %s: shared objects (*Value, *Queue, *Conn, ...) travel as the argument or in struct fields, not inside slices, arrays or maps", where, t)
+		case reflect.Array:
+			if !MayHold(t.Elem()) {
+				return nil
 			}
+			for i := 0; i < x.Len(); i++ {
+				if err := elem(x.Index(i), i, depth); err != nil {
+					return err
+				}
+			}
+		case reflect.Slice:
+			if x.IsNil() || !MayHold(t.Elem()) {
+				return nil
+			}
+			n := reflect.MakeSlice(t, x.Len(), x.Len())
+			reflect.Copy(n, x)
+			x.Set(n)
+			for i := 0; i < n.Len(); i++ {
+				if err := elem(n.Index(i), i, depth); err != nil {
+					return err
+				}
+			}
+		case reflect.Map:
+			if MayHold(t.Key()) {
+				return fmt.Errorf("multiproc: %s is a %s: shared objects (*Value, *Queue, *Conn, ...) cannot be map keys", where(), t)
+			}
+			if x.IsNil() || !MayHold(t.Elem()) {
+				return nil
+			}
+			n := reflect.MakeMapWithSize(t, x.Len())
+			it := x.MapRange()
+			for it.Next() {
+				k := it.Key()
+				text, ok := keyText(k)
+				if !ok {
+					return fmt.Errorf("multiproc: %s is a %s: shared objects travel in maps whose keys are strings, integers or bools (of at most %d bytes)", where(), t, maxKey)
+				}
+				e := reflect.New(t.Elem()).Elem()
+				e.Set(it.Value())
+				keys = append(keys, text)
+				err := elem(e, len(keys)-1, depth)
+				keys = keys[:len(keys)-1]
+				if err != nil {
+					return err
+				}
+				n.SetMapIndex(k, e)
+			}
+			x.Set(n)
 		}
 		return nil
 	}
@@ -329,28 +449,67 @@ func Restore(v any, entries []Entry, im *Imports) error {
 }
 
 func restoreOne(x reflect.Value, e Entry, im *Imports) error {
-	for _, i := range e.Path {
-		if x.Kind() == reflect.Pointer {
-			if x.IsNil() {
-				x.Set(reflect.New(x.Type().Elem()))
-			}
-			x = x.Elem()
+	return restoreAt(x, e.Path, e.Keys, func(t reflect.Type) (reflect.Value, error) { return im.object(e.Index, t) })
+}
+
+var errMisfit = errors.New("multiproc: a passed object does not fit the receiving type")
+
+// restoreAt stores the object obj gives at path in x (settable); a map's
+// element is stored back after the object is put in it.
+func restoreAt(x reflect.Value, path []int, keys []string, obj func(reflect.Type) (reflect.Value, error)) error {
+	if len(path) == 0 {
+		t := x.Type()
+		if !IsShareable(t) {
+			return fmt.Errorf("multiproc: a passed object lands in a field of type %s", t)
 		}
-		if x.Kind() != reflect.Struct || i >= x.NumField() {
-			return errors.New("multiproc: a passed object does not fit the receiving type")
+		o, err := obj(t)
+		if err != nil {
+			return err
 		}
-		x = x.Field(i)
+		x.Set(o)
+		return nil
 	}
-	t := x.Type()
-	if !IsShareable(t) {
-		return fmt.Errorf("multiproc: a passed object lands in a field of type %s", t)
+	if x.Kind() == reflect.Pointer && !IsShareable(x.Type()) {
+		if x.IsNil() {
+			x.Set(reflect.New(x.Type().Elem()))
+		}
+		x = x.Elem()
 	}
-	obj, err := im.object(e.Index, t)
-	if err != nil {
-		return err
+	i, rest := path[0], path[1:]
+	switch x.Kind() {
+	case reflect.Struct:
+		if i >= x.NumField() {
+			return errMisfit
+		}
+		return restoreAt(x.Field(i), rest, keys, obj)
+	case reflect.Slice, reflect.Array:
+		if i >= x.Len() {
+			return errMisfit
+		}
+		return restoreAt(x.Index(i), rest, keys, obj)
+	case reflect.Map:
+		if i >= len(keys) {
+			return errMisfit
+		}
+		t := x.Type()
+		k, err := parseKey(keys[i], t.Key())
+		if err != nil {
+			return err
+		}
+		if x.IsNil() {
+			x.Set(reflect.MakeMap(t))
+		}
+		e := reflect.New(t.Elem()).Elem()
+		if v := x.MapIndex(k); v.IsValid() {
+			e.Set(v)
+		}
+		if err := restoreAt(e, rest, keys, obj); err != nil {
+			return err
+		}
+		x.SetMapIndex(k, e)
+		return nil
 	}
-	x.Set(obj)
-	return nil
+	return errMisfit
 }
 
 // AppendTable encodes the table without its fds (which travel beside the
@@ -405,6 +564,10 @@ func AppendEntries(b []byte, entries []Entry) []byte {
 		for _, p := range e.Path {
 			b = binary.AppendUvarint(b, uint64(p))
 		}
+		b = binary.AppendUvarint(b, uint64(len(e.Keys)))
+		for _, k := range e.Keys {
+			b = appendBytes(b, []byte(k))
+		}
 		b = binary.AppendUvarint(b, uint64(e.Index))
 	}
 	return b
@@ -426,10 +589,21 @@ func (d *Reader) Entries(n int) []Entry {
 		}
 		for j := uint64(0); j < np && d.err == nil; j++ {
 			p := d.uvarint()
-			if p > 1<<16 {
+			if p > maxVisit {
 				d.fail()
 			}
 			e.Path = append(e.Path, int(p))
+		}
+		nk := d.uvarint()
+		if nk > np {
+			d.fail()
+		}
+		for j := uint64(0); j < nk && d.err == nil; j++ {
+			k := d.bytes()
+			if len(k) > maxKey {
+				d.fail()
+			}
+			e.Keys = append(e.Keys, string(k))
 		}
 		idx := d.uvarint()
 		if idx >= uint64(n) {

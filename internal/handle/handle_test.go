@@ -20,7 +20,7 @@ func (t *token) exportHandle() (Desc, error) {
 }
 
 func (t *token) importHandle(d Desc) error {
-	if d.Kind != "token" {
+	if d.Kind != "token" || len(d.Meta) != 1 {
 		return errors.New("not a token")
 	}
 	t.id = int(d.Meta[0])
@@ -137,23 +137,101 @@ func TestCollectExportError(t *testing.T) {
 	}
 }
 
-// A shared object inside a slice or map is refused with an error that
-// says where it is and what is unsupported.
+// Shared objects inside slices, arrays and maps travel: each distinct
+// object once in the table, restored at every place, the sender's value
+// untouched.
 func TestCollectInContainer(t *testing.T) {
-	type withSlice struct {
+	type job struct{ T *token }
+	type withAll struct {
 		N    int
 		Toks []*token
+		Arr  [2]*token
+		M    map[string]*token
+		ByID map[int]job
+		Ptrs []*job
+		Nest [][]*token
+		Nil  []*token
 	}
-	type withMap struct{ M map[string]*token }
-	for _, v := range []any{&withSlice{Toks: []*token{{1}}}, &withMap{M: map[string]*token{"a": {1}}}, &[]*token{{1}}} {
-		_, _, err := Collect(v, new(Table))
-		if err == nil || !strings.Contains(err.Error(), "not inside slices, arrays or maps") {
-			t.Errorf("%T: %v", v, err)
+	a, b, c := &token{1}, &token{2}, &token{3}
+	v := withAll{
+		N: 7, Toks: []*token{a, nil, b}, Arr: [2]*token{c, a},
+		M: map[string]*token{"x": b, "y": nil}, ByID: map[int]job{-4: {T: c}},
+		Ptrs: []*job{{T: a}}, Nest: [][]*token{{b}, {c, a}},
+	}
+	var tab Table
+	cp, entries, err := Collect(&v, &tab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tab.Len() != 3 {
+		t.Fatalf("%d objects in the table, want 3 (each once)", tab.Len())
+	}
+	if v.Toks[0] != a || v.M["x"] != b || v.ByID[-4].T != c || v.Ptrs[0].T != a || v.Nest[1][1] != a {
+		t.Fatal("Collect changed the sender's value")
+	}
+	got := cp.(*withAll)
+	if got.Toks[0] != nil || got.Arr[0] != nil || got.M["x"] != nil || got.ByID[-4].T != nil || got.Ptrs[0].T != nil || got.Nest[1][0] != nil {
+		t.Fatalf("the copy still holds objects: %+v", got)
+	}
+	// Encode and decode the entries as a message does, then restore.
+	b2 := AppendEntries(AppendTable(nil, &tab), entries)
+	r := NewReader(b2)
+	descs, _ := r.Table(tab.Fds())
+	back := r.Entries(len(descs))
+	if r.Err() != nil {
+		t.Fatal(r.Err())
+	}
+	if err := Restore(got, back, NewImports(descs)); err != nil {
+		t.Fatal(err)
+	}
+	ids := func(ts ...*token) []int {
+		var out []int
+		for _, t := range ts {
+			if t == nil {
+				out = append(out, 0)
+			} else {
+				out = append(out, t.id)
+			}
 		}
+		return out
 	}
-	_, _, err := Collect(&withSlice{Toks: []*token{{1}}}, new(Table))
-	if err == nil || !strings.Contains(err.Error(), "field Toks") {
-		t.Errorf("the error does not name the field: %v", err)
+	want := []int{1, 0, 2, 3, 1, 2, 0, 3, 1, 2, 3, 1}
+	have := ids(got.Toks[0], got.Toks[1], got.Toks[2], got.Arr[0], got.Arr[1], got.M["x"], got.M["y"], got.ByID[-4].T, got.Ptrs[0].T, got.Nest[0][0], got.Nest[1][0], got.Nest[1][1])
+	if !reflect.DeepEqual(have, want) {
+		t.Fatalf("restored %v, want %v", have, want)
+	}
+	if got.Toks[0] != got.Arr[1] || got.Toks[0] != got.Nest[1][1] {
+		t.Fatal("one object passed three times arrived as several")
+	}
+	if got.N != 7 || len(got.M) != 2 {
+		t.Fatalf("the rest of the value changed: %+v", got)
+	}
+}
+
+// Keys that cannot be written as text, and objects as keys, are refused
+// with an error that names the field; so is a value too large to search.
+func TestCollectInContainerRefused(t *testing.T) {
+	type key struct{ A, B int }
+	type withStructKey struct{ M map[key]*token }
+	_, _, err := Collect(&withStructKey{M: map[key]*token{{1, 2}: {1}}}, new(Table))
+	if err == nil || !strings.Contains(err.Error(), "field M") || !strings.Contains(err.Error(), "strings, integers or bools") {
+		t.Errorf("struct key: %v", err)
+	}
+	type withTokKey struct{ M map[*token]int }
+	_, _, err = Collect(&withTokKey{M: map[*token]int{{1}: 1}}, new(Table))
+	if err == nil || !strings.Contains(err.Error(), "cannot be map keys") {
+		t.Errorf("object as key: %v", err)
+	}
+	big := make([]*token, maxVisit+1)
+	_, _, err = Collect(&big, new(Table))
+	if err == nil || !strings.Contains(err.Error(), "more than") {
+		t.Errorf("%d elements: %v", len(big), err)
+	}
+	// A map key that does not fit the receiver's key type fails cleanly.
+	var m map[int8]*token
+	err = Restore(&m, []Entry{{Path: []int{0}, Keys: []string{"300"}}}, NewImports([]Desc{{Kind: "token", Meta: []byte{1}}}))
+	if err == nil {
+		t.Error("a key out of int8's range was restored")
 	}
 }
 
@@ -163,7 +241,7 @@ func TestMayHold(t *testing.T) {
 		want bool
 	}{
 		{reflect.TypeFor[int](), false},
-		{reflect.TypeFor[[]*token](), true}, // refused by Collect, with a clear error
+		{reflect.TypeFor[[]*token](), true},
 		{reflect.TypeFor[map[string]int](), false},
 		{reflect.TypeFor[*token](), true},
 		{reflect.TypeFor[outer](), true},
@@ -200,4 +278,32 @@ func TestParseTableCorrupt(t *testing.T) {
 			t.Fatalf("a message cut at %d parsed", cut)
 		}
 	}
+}
+
+// FuzzEntries: a received table and entries, whatever their bytes, parse
+// or fail; they never panic, and what parses stays in its bounds.
+func FuzzEntries(f *testing.F) {
+	tab := Table{Descs: []Desc{{Kind: "token", Meta: []byte{1}, Fds: []int{-2}}}}
+	f.Add(AppendEntries(AppendTable(nil, &tab), []Entry{{Path: []int{1, 0, 2}, Keys: []string{"k"}, Index: 0}}))
+	f.Add(AppendEntries(AppendTable(nil, &tab), []Entry{{Index: 0}}))
+	f.Add([]byte{1, 0, 0, 1, 1, 64, 0})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		r := NewReader(in)
+		descs, _ := r.Table([]int{-2, -3, -4})
+		entries := r.Entries(len(descs))
+		if r.Err() != nil {
+			return
+		}
+		for _, e := range entries {
+			if e.Index < 0 || e.Index >= len(descs) || len(e.Path) > 64 || len(e.Keys) > len(e.Path) {
+				t.Fatalf("an entry out of bounds parsed: %+v", e)
+			}
+		}
+		// Restoring into a type the entries do not fit fails cleanly.
+		var v struct {
+			M map[string][]*token
+			T *token
+		}
+		Restore(&v, entries, NewImports(descs))
+	})
 }

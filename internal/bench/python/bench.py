@@ -39,6 +39,9 @@ PLAN = {
     "pipe-1mib": ("MB/s", True, (500, 1 << 20, 0), (100, 1 << 20, 0)),
     "queue-1p1c": ("msgs/s", True, (200000, 1, 0), (50000, 1, 0)),
     "queue-2p2c": ("msgs/s", True, (200000, 1, 0), (50000, 1, 0)),
+    "joinable-queue": ("msgs/s", True, (100000, 1, 0), (20000, 1, 0)),
+    "event-rt": ("µs", False, (5000, 1, 0), (2000, 1, 0)),
+    "condition-rt": ("µs", False, (5000, 1, 0), (2000, 1, 0)),
     "value-lock": ("ops/s", True, (1000000, 1, 0), (200000, 1, 0)),
     "value-add": ("ops/s", True, (1000000, 1, 0), (200000, 1, 0)),
     "array-fill": ("ms", False, (10, 1 << 20, 0), (3, 1 << 20, 0)),
@@ -246,6 +249,103 @@ def measure_queue_1p1c(n, batch):
 
 def measure_queue_2p2c(n, batch):
     return measure_queue(n, 2)
+
+
+def join_producer(q, bar, n):
+    bar.wait()
+    for i in range(n):
+        q.put(i)
+    q.join()
+    bar.wait()
+
+
+def join_consumer(q, bar, n):
+    bar.wait()
+    for _ in range(n):
+        q.get()
+        q.task_done()
+    bar.wait()
+
+
+def measure_joinable(n, batch):
+    q = FORK.JoinableQueue()
+    bar = FORK.Barrier(3)
+    ps = [FORK.Process(target=join_producer, args=(q, bar, n), daemon=True),
+          FORK.Process(target=join_consumer, args=(q, bar, n), daemon=True)]
+    for p in ps:
+        p.start()
+    try:
+        bar.wait(60)
+        t0 = time.perf_counter()
+        bar.wait(600)
+        d = time.perf_counter() - t0
+    finally:
+        for p in ps:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+                p.join()
+    return d
+
+
+# --- wake-ups -------------------------------------------------------------
+
+def event_echo(ping, pong, bar, n):
+    bar.wait()
+    for _ in range(n):
+        ping.wait()
+        ping.clear()
+        pong.set()
+
+
+def measure_event_rt(n, batch):
+    ping, pong, bar = FORK.Event(), FORK.Event(), FORK.Barrier(2)
+    p = FORK.Process(target=event_echo, args=(ping, pong, bar, n), daemon=True)
+    p.start()
+    try:
+        bar.wait(60)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            ping.set()
+            pong.wait()
+            pong.clear()
+        return time.perf_counter() - t0
+    finally:
+        p.join(10)
+        if p.is_alive():
+            p.kill()
+            p.join()
+
+
+def condition_echo(c, v, bar, n):
+    bar.wait()
+    with c:
+        for i in range(n):
+            while v.value != 2 * i + 1:
+                c.wait()
+            v.value = 2 * i + 2
+            c.notify()
+
+
+def measure_condition_rt(n, batch):
+    c, v, bar = FORK.Condition(), FORK.Value("q", 0, lock=False), FORK.Barrier(2)
+    p = FORK.Process(target=condition_echo, args=(c, v, bar, n), daemon=True)
+    p.start()
+    try:
+        bar.wait(60)
+        t0 = time.perf_counter()
+        with c:
+            for i in range(n):
+                v.value = 2 * i + 1
+                c.notify()
+                while v.value != 2 * i + 2:
+                    c.wait()
+        return time.perf_counter() - t0
+    finally:
+        p.join(10)
+        if p.is_alive():
+            p.kill()
+            p.join()
 
 
 # --- shared memory -------------------------------------------------------
@@ -477,6 +577,9 @@ MEASURE = {
     "pipe-1mib": measure_pipe_1mib,
     "queue-1p1c": measure_queue_1p1c,
     "queue-2p2c": measure_queue_2p2c,
+    "joinable-queue": measure_joinable,
+    "event-rt": measure_event_rt,
+    "condition-rt": measure_condition_rt,
     "value-lock": measure_counter,
     "value-add": measure_counter,
     "array-fill": measure_array_fill,

@@ -9,32 +9,7 @@ import (
 
 	"github.com/multiproc-go/multiproc/internal/futex"
 	"github.com/multiproc-go/multiproc/internal/gate"
-	"github.com/multiproc-go/multiproc/internal/handle"
-	"github.com/multiproc-go/multiproc/internal/shm"
 	"github.com/multiproc-go/multiproc/internal/wait"
-)
-
-func importSeg(d handle.Desc, kind string) (*shm.Segment, error) {
-	if d.Kind != kind || len(d.Fds) != 1 {
-		handleCloseFds(d)
-		return nil, errorf("a shared %s arrived where a %s was expected", d.Kind, kind)
-	}
-	return shm.Open(d.Fds[0])
-}
-
-// exportSeg describes o's segment for exportHandle.
-func exportSeg(o *object, k *kind, name string) (handle.Desc, error) {
-	fd, err := o.dupFd(k)
-	if err != nil {
-		return handle.Desc{}, err
-	}
-	return handle.Desc{Kind: name, Fds: []int{fd}}, nil
-}
-
-// Offsets of the words of a sync segment, each on its own cache line.
-const (
-	offWord0 = 0
-	offWord1 = 64
 )
 
 // xlock is the mutex of a Lock, Value or Array: a futex word in shared
@@ -63,20 +38,13 @@ func (l *xlock) lock(ctx context.Context, o *object, k *kind) error {
 	if m.TryFast() {
 		return nil
 	}
-	r, err := o.enter(k)
+	var recovered bool
+	err := o.wait(ctx, k, l.gate, func(wctx context.Context) (err error) {
+		recovered, err = m.LockContext(wctx)
+		return err
+	}, nil)
 	if err != nil {
 		return err
-	}
-	defer r.leave()
-	if err := l.gate.Enter(ctx, r.done); err != nil {
-		return o.waitErr(k, ctx, err)
-	}
-	defer l.gate.Leave()
-	wctx, stop := r.waitCtx(ctx)
-	recovered, err := m.LockContext(wctx)
-	stop()
-	if err != nil {
-		return o.waitErr(k, ctx, err)
 	}
 	if recovered {
 		l.takeovers.Add(1)

@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"unsafe"
 
-	"github.com/multiproc-go/multiproc/internal/gate"
 	"github.com/multiproc-go/multiproc/internal/handle"
 	"github.com/multiproc-go/multiproc/internal/shm"
 )
@@ -99,42 +98,6 @@ func (o *object) useErr(k *kind) error {
 	return k.closed
 }
 
-// enter starts a call that may wait: Close waits for it to leave.
-func (o *object) enter(k *kind) (*segRef, error) {
-	r := o.ref
-	if r == nil {
-		return nil, k.zero
-	}
-	r.users.RLock()
-	if o.base.Load() == nil {
-		r.users.RUnlock()
-		return nil, k.closed
-	}
-	return r, nil
-}
-
-func (r *segRef) leave() { r.users.RUnlock() }
-
-// waitCtx is ctx, also done when the object is closed in this process:
-// the context a kernel wait gets.
-func (r *segRef) waitCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	if ctx.Done() == nil {
-		return r.ctx, func() {}
-	}
-	c, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(r.ctx, cancel)
-	return c, func() { stop(); cancel() }
-}
-
-// waitErr turns the error of a wait on behalf of a caller with context
-// ctx into the caller's: the object's closed error when Close ended it.
-func (o *object) waitErr(k *kind, ctx context.Context, err error) error {
-	if err != nil && ctx.Err() == nil && (err == gate.ErrDone || o.base.Load() == nil) {
-		return k.closed
-	}
-	return err
-}
-
 // dupFd is a duplicate of the segment's descriptor, for exportHandle,
 // made holding mu so that Close cannot close the descriptor (whose number
 // another file could then get) before it is duplicated.
@@ -179,6 +142,30 @@ func (o *object) close(k *kind) error {
 	return r.seg.Retire(keep)
 }
 
+// importSeg opens the one segment a Desc of kind carries.
+func importSeg(d handle.Desc, kind string) (*shm.Segment, error) {
+	if d.Kind != kind || len(d.Fds) != 1 {
+		handleCloseFds(d)
+		return nil, errorf("a shared %s arrived where a %s was expected", d.Kind, kind)
+	}
+	return shm.Open(d.Fds[0])
+}
+
+// exportSeg describes o's segment for exportHandle.
+func exportSeg(o *object, k *kind, name string) (handle.Desc, error) {
+	fd, err := o.dupFd(k)
+	if err != nil {
+		return handle.Desc{}, err
+	}
+	return handle.Desc{Kind: name, Fds: []int{fd}}, nil
+}
+
+// Offsets of the words of a sync segment, each on its own cache line.
+const (
+	offWord0 = 0
+	offWord1 = 64
+)
+
 // objError is an error with its own text that matches a sentinel.
 type objError struct {
 	msg string
@@ -210,4 +197,6 @@ var (
 	kEvent     = newKind("Event", "NewEvent")
 	kBarrier   = newKind("Barrier", "NewBarrier")
 	kQueue     = newKind("Queue", "NewQueue")
+	kJoinable  = newKind("JoinableQueue", "NewJoinableQueue")
+	kCondition = newKind("Condition", "NewCondition")
 )

@@ -136,6 +136,14 @@ func (v *Value[T]) LockContext(ctx context.Context) error {
 	return err
 }
 
+// TryLock takes the Value's lock if it is free (or its holder died) and
+// reports whether it did: Python's get_lock().acquire(False).
+func (v *Value[T]) TryLock() bool {
+	ok := v.mu.tryLock(&v.object, kValue)
+	runtime.KeepAlive(v)
+	return ok
+}
+
 // Unlock unlocks the Value's lock. Any process or goroutine may unlock
 // it, not only the one that locked it. It panics if the lock is not held.
 func (v *Value[T]) Unlock() {
@@ -330,6 +338,14 @@ func (a *Array[T]) LockContext(ctx context.Context) error {
 	err := a.mu.lock(ctx, &a.object, kArray)
 	runtime.KeepAlive(a)
 	return err
+}
+
+// TryLock takes the Array's lock if it is free (or its holder died) and
+// reports whether it did, as Value's TryLock.
+func (a *Array[T]) TryLock() bool {
+	ok := a.mu.tryLock(&a.object, kArray)
+	runtime.KeepAlive(a)
+	return ok
 }
 
 // Unlock unlocks the Array's lock; any process or goroutine may. It

@@ -1,0 +1,261 @@
+//go:build linux && (amd64 || arm64)
+
+package multiproc_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/multiproc-go/multiproc"
+	"github.com/multiproc-go/multiproc/internal/parked"
+)
+
+type condJob struct {
+	C      *multiproc.Condition
+	V      *multiproc.Value[int64]
+	Rounds int
+	Held   *multiproc.Event
+}
+
+var (
+	// condPong waits for each odd value of V and answers with the next
+	// even one: a ping-pong that hangs if a wake-up is lost.
+	condPong = multiproc.Register("test.condPong", func(ctx context.Context, j condJob) (int, error) {
+		j.C.Lock()
+		defer j.C.Unlock()
+		for i := range j.Rounds {
+			for j.V.Load() != int64(2*i+1) {
+				if err := j.C.Wait(ctx); err != nil {
+					return i, err
+				}
+			}
+			j.V.Store(int64(2*i + 2))
+			j.C.Notify(1)
+		}
+		return j.Rounds, nil
+	})
+	// condWaitOnce waits for one Notify and returns 1 (0 if ctx ended).
+	condWaitOnce = multiproc.Register("test.condWaitOnce", func(ctx context.Context, j condJob) (int, error) {
+		if err := j.C.LockContext(ctx); err != nil {
+			return 0, err
+		}
+		err := j.C.Wait(ctx)
+		j.C.Unlock()
+		if err != nil {
+			return 0, err
+		}
+		return 1, nil
+	})
+	// condHold takes the lock and keeps it until killed.
+	condHold = multiproc.Register("test.condHold", func(ctx context.Context, j condJob) (int, error) {
+		j.C.Lock()
+		j.Held.Set()
+		<-ctx.Done()
+		return 0, nil
+	})
+)
+
+func newCondition(t *testing.T, l *multiproc.Lock) *multiproc.Condition {
+	t.Helper()
+	c, err := multiproc.NewCondition(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// A ping-pong of 200 rounds between two processes: each side waits for
+// the other's value and notifies one. A lost wake-up hangs it until the
+// deadline.
+func TestConditionPingPongAcrossProcesses(t *testing.T) {
+	ctx := testCtx(t, 30*time.Second)
+	c := newCondition(t, nil)
+	v, _ := multiproc.NewValue[int64](0)
+	defer v.Close()
+	const rounds = 200
+	p := start(t, condPong.Process(condJob{C: c, V: v, Rounds: rounds}))
+	c.Lock()
+	for i := range rounds {
+		v.Store(int64(2*i + 1))
+		c.Notify(1)
+		for v.Load() != int64(2*i+2) {
+			if err := c.Wait(ctx); err != nil {
+				c.Unlock()
+				t.Fatalf("round %d: %v", i, err)
+			}
+		}
+	}
+	c.Unlock()
+	if err := p.Join(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A waiter whose process was SIGKILLed while it waited does not swallow
+// a Notify(1): the live waiter behind it gets it. NotifyAll skips it too.
+func TestConditionDeadWaiterAndNotify(t *testing.T) {
+	ctx := testCtx(t, 30*time.Second)
+	l, _ := multiproc.NewLock()
+	defer l.Close()
+	c := newCondition(t, l)
+	j := condJob{C: c}
+	dead := start(t, condWaitOnce.Process(j))
+	if err := waitInWait(ctx, c, 1); err != nil {
+		t.Fatal(err)
+	}
+	dead.Kill()
+	dead.Join(ctx)
+
+	live := start(t, condWaitOnce.Process(j))
+	if err := waitInWait(ctx, c, 2); err != nil {
+		t.Fatal(err)
+	}
+	c.Notify(1)
+	if err := live.Join(ctx); err != nil {
+		t.Fatalf("the live waiter behind a dead one: %v (Notify(1) swallowed?)", err)
+	}
+
+	// NotifyAll with a dead waiter and a live one: the live one wakes.
+	dead2 := start(t, condWaitOnce.Process(j))
+	if err := waitInWait(ctx, c, 1); err != nil {
+		t.Fatal(err)
+	}
+	dead2.Kill()
+	dead2.Join(ctx)
+	live2 := start(t, condWaitOnce.Process(j))
+	if err := waitInWait(ctx, c, 2); err != nil {
+		t.Fatal(err)
+	}
+	c.NotifyAll()
+	if err := live2.Join(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitInWait returns once n waiters are registered in c, in any process.
+func waitInWait(ctx context.Context, c *multiproc.Condition, n int) error {
+	for multiproc.CondWaiting(c) < n {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("%d waiters, want %d: %w", multiproc.CondWaiting(c), n, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return nil
+}
+
+// A process SIGKILLed while it holds the Condition's lock does not hang
+// the others: the lock is taken over.
+func TestConditionLockHolderKilled(t *testing.T) {
+	ctx := testCtx(t, 30*time.Second)
+	c := newCondition(t, nil)
+	held := newEvent(t)
+	p := start(t, condHold.Process(condJob{C: c, Held: held}))
+	if err := held.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c.TryLock() {
+		t.Fatal("TryLock while a live child holds the lock")
+	}
+	p.Kill()
+	if err := c.LockContext(ctx); err != nil {
+		t.Fatalf("LockContext after the holder was killed: %v", err)
+	}
+	// The taken-over lock works for Wait: a bounded Wait returns its
+	// deadline with the lock held again.
+	short, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
+	defer cancel()
+	if err := c.Wait(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait past its deadline = %v", err)
+	}
+	if c.TryLock() {
+		t.Fatal("Wait returned on its deadline without the lock held again")
+	}
+	c.Unlock()
+}
+
+// Wait without the lock is an error; Close wakes this process's waiters
+// and leaves a Lock the caller passed open; a zero Condition fails.
+func TestConditionMisuseCloseAndZero(t *testing.T) {
+	ctx := testCtx(t, 20*time.Second)
+	l, _ := multiproc.NewLock()
+	defer l.Close()
+	c, err := multiproc.NewCondition(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Wait(ctx); err == nil {
+		t.Fatal("Wait without the lock succeeded")
+	}
+	c.Notify(1) // without the lock: allowed, wakes nobody
+	c.NotifyAll()
+	waited := make(chan error, 2)
+	for range 2 {
+		go func() {
+			c.Lock()
+			err := c.Wait(ctx)
+			l.Unlock() // held again, even across Close; the Condition is closed: through l
+			waited <- err
+		}()
+	}
+	if err := parked.Wait(ctx, "(*Condition).Wait", 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := <-waited; !errors.Is(err, multiproc.ErrClosed) {
+			t.Fatalf("Wait across Close = %v", err)
+		}
+	}
+	// The caller's Lock is still open and free.
+	if !l.TryLock() {
+		t.Fatal("the caller's Lock is not free after Close")
+	}
+	l.Unlock()
+	if err := c.LockContext(ctx); !errors.Is(err, multiproc.ErrClosed) {
+		t.Fatalf("LockContext after Close = %v", err)
+	}
+	if err := c.Wait(ctx); !errors.Is(err, multiproc.ErrClosed) {
+		t.Fatalf("Wait after Close = %v", err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatalf("second Close = %v", err)
+	}
+
+	var zero multiproc.Condition
+	if err := zero.Wait(ctx); !errors.Is(err, multiproc.ErrNotInitialized) {
+		t.Fatalf("zero Wait = %v", err)
+	}
+	if err := zero.LockContext(ctx); !errors.Is(err, multiproc.ErrNotInitialized) {
+		t.Fatalf("zero LockContext = %v", err)
+	}
+	if err := zero.Close(); !errors.Is(err, multiproc.ErrNotInitialized) {
+		t.Fatalf("zero Close = %v", err)
+	}
+	closed, _ := multiproc.NewLock()
+	closed.Close()
+	if _, err := multiproc.NewCondition(closed); !errors.Is(err, multiproc.ErrClosed) {
+		t.Fatalf("NewCondition on a closed Lock = %v", err)
+	}
+}
+
+// A Condition reaches a pool task as the same condition: the task waits
+// there, the parent's Notify wakes it.
+func TestConditionInPoolTask(t *testing.T) {
+	ctx := testCtx(t, 30*time.Second)
+	c := newCondition(t, nil)
+	pool := newPool(t, multiproc.PoolOptions{Processes: 1})
+	res := condWaitOnce.ApplyAsync(pool, condJob{C: c})
+	if err := waitInWait(ctx, c, 1); err != nil {
+		t.Fatal(err)
+	}
+	c.Notify(1)
+	if v, err := res.Get(ctx); err != nil || v != 1 {
+		t.Fatalf("the pool task's Wait: %d, %v", v, err)
+	}
+}
