@@ -285,9 +285,9 @@ func TestShareableListCorrupt(t *testing.T) {
 	defer m.Close()
 	b := m.Bytes()
 	for _, hdr := range [][]byte{
-		{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f}, // huge count
+		{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f},                                                 // huge count
 		{2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f}, // offset past the end
-		{1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x40, 0, 0, 0, 0, 0, 0, 0},                     // data past the end
+		{1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x40, 0, 0, 0, 0, 0, 0, 0},                      // data past the end
 	} {
 		clear(b)
 		copy(b, hdr)
