@@ -64,6 +64,7 @@ type Map struct {
 	mu     sync.Mutex // this process's goroutines, one at a time
 	seg    *shm.Segment
 	closed bool
+	sess   session // the locked operation of this process (mu held)
 
 	// Takeovers counts the times this process took the lock over from a
 	// dead holder (and repaired the counters).
@@ -165,7 +166,8 @@ func (m *Map) lock() (*session, error) {
 	}
 	mu := futex.Mutex{W: (*uint32)(unsafe.Pointer(&m.seg.Bytes()[offLock]))}
 	recovered, _ := mu.LockContext(context.Background())
-	s := &session{m: m}
+	s := &m.sess
+	*s = session{m: m}
 	if err := s.load(); err != nil {
 		s.unlock()
 		return nil, err
