@@ -1,9 +1,17 @@
 package bench
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
 	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/multiproc-go/multiproc"
 )
@@ -129,4 +137,92 @@ func measureShareableList(ctx context.Context, n, _ int) (time.Duration, error) 
 		return 0, fmt.Errorf("the item is %v after %d increments", v, n)
 	}
 	return d, nil
+}
+
+func init() {
+	all = append(all, &Scenario{
+		Name: "shm-sum-1gib", Title: "OpenSharedMemory of a 1 GiB block that python3 created, sum of it as []float64, Close",
+		Unit: "ms", Mechanism: "shared memory",
+		Python: "SharedMemory(name) of the same block, sum(buf.cast('d')), close()",
+		full:   sizes{n: 5, batch: 1 << 30}, quick: sizes{n: 2, batch: 1 << 30},
+		pyFull: sizes{n: 2, batch: 1 << 30}, pyQuick: sizes{n: 1, batch: 1 << 30}, perOp: true,
+		measure: measureShmSum,
+	})
+}
+
+// pyShmMaker creates a block of argv[1] bytes of float64 1.0s, prints its
+// name, and unlinks it when its stdin ends.
+const pyShmMaker = `
+import struct, sys
+from multiprocessing import shared_memory
+size = int(sys.argv[1])
+shm = shared_memory.SharedMemory(create=True, size=size)
+chunk = struct.pack("d", 1.0) * (1 << 17)
+for off in range(0, size, len(chunk)):
+    n = min(len(chunk), size - off)
+    shm.buf[off:off + n] = chunk[:n]
+print(shm.name, flush=True)
+sys.stdin.read()
+shm.close()
+shm.unlink()
+`
+
+// measureShmSum: n times, open the block (made by python3, or by Go when
+// python3 is absent), sum it, close it.
+func measureShmSum(ctx context.Context, n, size int) (time.Duration, error) {
+	name := ""
+	if py, err := exec.LookPath("python3"); err == nil {
+		cmd := exec.CommandContext(ctx, py, "-c", pyShmMaker, strconv.Itoa(size))
+		cmd.Stderr = os.Stderr
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			return 0, err
+		}
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			return 0, err
+		}
+		if err := cmd.Start(); err != nil {
+			return 0, err
+		}
+		defer cmd.Wait()
+		defer stdin.Close()
+		line, err := bufio.NewReader(stdout).ReadString('\n')
+		if err != nil {
+			return 0, fmt.Errorf("python3 did not make the block: %v", err)
+		}
+		name = strings.TrimSpace(line)
+	} else {
+		m, err := multiproc.CreateSharedMemory("", size)
+		if err != nil {
+			return 0, err
+		}
+		defer m.Unlink()
+		defer m.Close()
+		b := m.Bytes()
+		for i := 0; i+8 <= len(b); i += 8 {
+			binary.LittleEndian.PutUint64(b[i:], math.Float64bits(1))
+		}
+		name = m.Name()
+	}
+	var total time.Duration
+	for range n {
+		t0 := time.Now()
+		m, err := multiproc.OpenSharedMemory(name)
+		if err != nil {
+			return 0, err
+		}
+		b := m.Bytes()
+		xs := unsafe.Slice((*float64)(unsafe.Pointer(unsafe.SliceData(b))), len(b)/8)
+		var sum float64
+		for _, x := range xs {
+			sum += x
+		}
+		m.Close()
+		total += time.Since(t0)
+		if sum != float64(size/8) {
+			return 0, fmt.Errorf("the sum is %v, want %d", sum, size/8)
+		}
+	}
+	return total, nil
 }

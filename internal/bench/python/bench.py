@@ -53,10 +53,11 @@ PLAN = {
     "dict-update": ("ops/s", True, (20000, 1, 0), (4000, 1, 0)),
     "dict-load": ("ops/s", True, (50000, 1, 0), (10000, 1, 0)),
     "shareablelist-getset": ("ops/s", True, (1000000, 1, 0), (200000, 1, 0)),
+    "shm-sum-1gib": ("ms", False, (2, 1 << 30, 0), (1, 1 << 30, 0)),
 }
 
 # Scenarios whose batch is the size of one operation, not a count of units.
-PER_OP = {"array-fill"}
+PER_OP = {"array-fill", "shm-sum-1gib"}
 
 NOTES = {
     "start": "fork context: Process.start() + join() (no result comes back)",
@@ -534,6 +535,32 @@ def measure_shareablelist(n, batch):
         sl.shm.unlink()
 
 
+def measure_shm_sum(n, batch):
+    import struct
+    from multiprocessing import shared_memory
+    shm = shared_memory.SharedMemory(create=True, size=batch)
+    try:
+        chunk = struct.pack("d", 1.0) * (1 << 17)
+        for off in range(0, batch, len(chunk)):
+            k = min(len(chunk), batch - off)
+            shm.buf[off:off + k] = chunk[:k]
+        total = 0.0
+        for _ in range(n):
+            t0 = time.perf_counter()
+            m = shared_memory.SharedMemory(shm.name)
+            view = m.buf.cast("d")
+            s = sum(view)
+            view.release()
+            m.close()
+            total += time.perf_counter() - t0
+            if s != batch // 8:
+                raise RuntimeError("bad sum")
+        return total
+    finally:
+        shm.close()
+        shm.unlink()
+
+
 MEASURE = {
     "start": measure_start,
     "start-idle": measure_start_idle,
@@ -557,6 +584,7 @@ MEASURE = {
     "dict-update": measure_dict_update,
     "dict-load": measure_dict_load,
     "shareablelist-getset": measure_shareablelist,
+    "shm-sum-1gib": measure_shm_sum,
 }
 
 
