@@ -293,3 +293,25 @@ func ExampleDict() {
 	fmt.Println(v, d.Len())
 	// Output: 2 1
 }
+
+// TestSharedByNameNotSent: a Dict, SharedMemory or ShareableList cannot go
+// through a Conn (only as a process or task argument).
+func TestSharedByNameNotSent(t *testing.T) {
+	a, b, err := multiproc.Pipe(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	defer b.Close()
+	d := newDict[int, int](t)
+	m, err := multiproc.CreateSharedMemory(shmName(t, "send"), 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	for _, v := range []any{d, m, struct{ M *multiproc.SharedMemory }{m}} {
+		if err := a.Send(v); !errors.Is(err, multiproc.ErrShared) {
+			t.Errorf("Send of %T: %v, want ErrShared", v, err)
+		}
+	}
+}
