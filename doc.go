@@ -159,7 +159,12 @@
 // per message however often the object appears). Python cannot pass a Queue to
 // a pool task; this package can. Shared memory lives in memfd segments, never in /dev/shm,
 // so a crash leaks nothing: the kernel frees a segment when the last
-// process holding it is gone.
+// process holding it is gone. The exceptions are the blocks a program
+// names itself, Python's shared_memory: a SharedMemory (and the
+// ShareableList in one) is a /dev/shm object that a python3 process opens
+// by name too, and lives until Unlink. A Dict is Python's Manager().dict()
+// in a memfd, with no manager process. These three travel to children and
+// pool tasks as the same object too.
 //
 // # Lifetimes
 //

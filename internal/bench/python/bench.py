@@ -53,10 +53,14 @@ PLAN = {
     "socket-tcp": ("µs", False, (20000, 1, 0), (5000, 1, 0)),
     "socket-unix-py": ("µs", False, (20000, 1, 0), (5000, 1, 0)),
     "socket-tcp-py": ("µs", False, (20000, 1, 0), (5000, 1, 0)),
+    "dict-update": ("ops/s", True, (20000, 1, 0), (4000, 1, 0)),
+    "dict-load": ("ops/s", True, (50000, 1, 0), (10000, 1, 0)),
+    "shareablelist-getset": ("ops/s", True, (1000000, 1, 0), (200000, 1, 0)),
+    "shm-sum-1gib": ("ms", False, (2, 1 << 30, 0), (1, 1 << 30, 0)),
 }
 
 # Scenarios whose batch is the size of one operation, not a count of units.
-PER_OP = {"array-fill"}
+PER_OP = {"array-fill", "shm-sum-1gib"}
 
 NOTES = {
     "start": "fork context: Process.start() + join() (no result comes back)",
@@ -568,6 +572,95 @@ def measure_socket(family):
     return measure
 
 
+# --- Manager().dict() and ShareableList ----------------------------------
+
+def dict_counter(d, lock, bar, n):
+    bar.wait()
+    for _ in range(n):
+        with lock:
+            d["k"] += 1
+    bar.wait()
+
+
+def measure_dict_update(n, batch):
+    n = max(2, n // 2 * 2)
+    with FORK.Manager() as m:
+        d = m.dict()
+        d["k"] = 0
+        lock = FORK.Lock()
+        bar = FORK.Barrier(3)
+        ps = [FORK.Process(target=dict_counter, args=(d, lock, bar, n // 2), daemon=True) for _ in range(2)]
+        for p in ps:
+            p.start()
+        try:
+            bar.wait(60)
+            t0 = time.perf_counter()
+            bar.wait(600)
+            t = time.perf_counter() - t0
+        finally:
+            for p in ps:
+                p.join(10)
+                if p.is_alive():
+                    p.kill()
+                    p.join()
+        if d["k"] != n:
+            raise RuntimeError("counter is %d after %d updates" % (d["k"], n))
+    return t
+
+
+def measure_dict_load(n, batch):
+    with FORK.Manager() as m:
+        d = m.dict()
+        d["k"] = 42
+        t0 = time.perf_counter()
+        for _ in range(n):
+            if d["k"] != 42:
+                raise RuntimeError("bad value")
+        return time.perf_counter() - t0
+
+
+def measure_shareablelist(n, batch):
+    from multiprocessing import shared_memory
+    sl = shared_memory.ShareableList([0, "x", 2.5])
+    try:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            sl[0] = sl[0] + 1
+        t = time.perf_counter() - t0
+        if sl[0] != n:
+            raise RuntimeError("bad count")
+        return t
+    finally:
+        sl.shm.close()
+        sl.shm.unlink()
+
+
+def measure_shm_sum(n, batch):
+    import struct
+    from multiprocessing import shared_memory
+    shm = shared_memory.SharedMemory(create=True, size=batch)
+    try:
+        chunk = struct.pack("d", 1.0) * (1 << 17)
+        for off in range(0, batch, len(chunk)):
+            k = min(len(chunk), batch - off)
+            shm.buf[off:off + k] = chunk[:k]
+        total = 0.0
+        for _ in range(n):
+            t0 = time.perf_counter()
+            m = shared_memory.SharedMemory(shm.name)
+            view = m.buf.cast("d")
+            s = sum(view)
+            view.release()
+            m.close()
+            total += time.perf_counter() - t0
+            if s != batch // 8:
+                raise RuntimeError("bad sum")
+        return total
+    finally:
+        shm.close()
+        shm.unlink()
+
+
 MEASURE = {
     "start": measure_start,
     "start-idle": measure_start_idle,
@@ -591,6 +684,10 @@ MEASURE = {
     "socket-tcp": measure_socket("tcp"),
     "socket-unix-py": measure_socket("unix"),
     "socket-tcp-py": measure_socket("tcp"),
+    "dict-update": measure_dict_update,
+    "dict-load": measure_dict_load,
+    "shareablelist-getset": measure_shareablelist,
+    "shm-sum-1gib": measure_shm_sum,
 }
 
 
