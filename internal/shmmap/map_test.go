@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
-
 )
 
 func newMap(t *testing.T) *Map {
