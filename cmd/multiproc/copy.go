@@ -23,34 +23,55 @@ import (
 
 var copyCommand = command{
 	name:    "copy",
-	summary: "copy a file with at most N processes, each at least 4 MiB",
+	summary: "copy files and directory trees with at most N processes, like cp",
 	run:     runCopy,
 }
 
-const copyUsage = `usage: multiproc copy [-j N] [-v] SRC DST
+const copyUsage = `usage: multiproc copy [-r] [-p] [-n] [-j N] [-v] SRC... DST
 
-Copy the file SRC to DST with up to N child processes, each copying one
-contiguous part of it (the lesson's multi-process file copy, on the
-multiproc library). DST may be an existing directory: the copy is then
-DST/basename(SRC). DST gets SRC's permission bits. Like cp, the copy
-prints nothing when it succeeds.
+Copy SRC to DST, or several SRCs into the directory DST, as cp does, with
+up to N processes. With -r a directory is copied with everything in it:
+directories (empty ones too), regular files, symbolic links as symbolic
+links (never followed inside the tree), hard links as hard links, and
+FIFOs, sockets and device nodes recreated (a device node needs the
+permission to make one: where it is refused, the file is skipped with a
+message and the exit status is 1; such files are never read as data).
+DST is made if it does not exist (one SRC); if DST is a directory, the
+copy of SRC is DST/basename(SRC). A copy of a directory into itself is
+refused before anything is written.
 
-The copy is written to a temporary file beside DST and renamed to DST
-when complete, so a copy that fails or is interrupted (Ctrl-C, SIGTERM)
-leaves neither a partial DST nor the temporary file. An existing DST is
-replaced only by a complete copy. Holes in a sparse SRC stay holes in
-DST. A file whose size says nothing of its contents (an empty size, or
-one in /proc or /sys) is read to its end by this one process.
+The files are spread over a pool of N processes: small files in batches,
+so that one task carries many files, and big files in ranges copied in
+parallel; one big file alone is cut into N ranges. Holes in sparse files
+stay holes. Like cp, the copy prints nothing when it succeeds; an error
+about one file is one line on stderr naming it, and the copy of the rest
+goes on (exit status 1).
+
+Every file is written to a hidden temporary file beside its final name,
+.NAME.multiproc-PID-START-SEQ, and renamed to its name when complete: a
+file is never seen half-written under its name, and an existing file is
+replaced only by a complete copy. Ctrl-C (SIGINT, SIGTERM, SIGHUP) stops
+every process, removes the temporary files of the files being copied and
+leaves every file already copied complete. A copy killed with SIGKILL
+cannot clean up: the next copy into the same directory removes the
+temporary files whose copier (process PID started at START) is dead.
 
 options:
-  -j N   at most N processes, each at least 4 MiB (default N: the number
-         of CPUs): a file smaller than N × 4 MiB uses fewer processes
-  -v     verbose: a progress bar on stderr when it is a terminal, and a
-         one-line summary on stdout at the end
+  -r     copy directories recursively
+  -p     keep the mode (setuid and all), the owner and group where
+         permitted, and the access and modification times (a directory's
+         are set after its contents). Without -p a new file gets SRC's
+         permission bits less the umask, as with cp.
+  -n     never overwrite an existing file (it is left alone, silently)
+  -j N   at most N processes (default N: the number of CPUs); one file
+         alone uses processes of at least 4 MiB each
+  -v     verbose: a progress bar (files and bytes) on stderr when it is a
+         terminal, and a one-line summary on stdout at the end: files,
+         bytes, time, rate
   -q     quiet: the default, kept for scripts that pass it (overrides -v)
 
-Exit status: 0 copied, 1 failed, 2 usage error, 128+N interrupted by
-signal N (130: Ctrl-C).
+Exit status: 0 copied, 1 failed (some file could not be copied), 2 usage
+error, 128+N interrupted by signal N (130: Ctrl-C).
 `
 
 const (
@@ -88,24 +109,40 @@ func copyRange(ctx context.Context, r CopyRange) (int64, error) {
 		return 0, fmt.Errorf("cannot write %s: %v", r.Dst, errText(err))
 	}
 	defer dst.Close()
-	sfd, dfd := int(src.Fd()), int(dst.Fd())
-	off, end := r.Offset, r.Offset+r.Length
-	dataEnd := off // the end of the data extent being copied: [off, dataEnd) is data
+	return copySpan(ctx, int(src.Fd()), int(dst.Fd()), r.Offset, r.Offset+r.Length, true, r.Src, r.Dst, func(n int64) { r.Progress.Store(r.Slot, n) })
+}
+
+// copySpan copies bytes [off, end) of the file sfd into the same range of
+// the file dfd (raw descriptors: the tree copy opens its many small files
+// without the os package's poller bookkeeping),
+// with copy_file_range (or pread and pwrite where the kernel cannot copy
+// between the two files). With holes, it skips src's holes: dst must
+// then exist at its full size already, sparse, so that a hole left alone
+// stays a hole. progress, if not nil, gets the bytes done so far. The
+// names are for error messages. It returns the bytes copied.
+func copySpan(ctx context.Context, sfd, dfd int, off, end int64, holes bool, srcName, dstName string, progress func(int64)) (int64, error) {
+	begin := off
+	dataEnd := end // the end of the data extent being copied: [off, dataEnd) is data
+	if holes {
+		dataEnd = off
+	}
 	kernelCopy := true
 	var buf []byte
+	var err error
 	for off < end {
 		if err := ctx.Err(); err != nil {
-			return off - r.Offset, err // the parent is gone
+			return off - begin, err // the parent is gone
 		}
 		if off == dataEnd {
-			// Skip the hole at off, if any: Tmp was made sparse at its
-			// full size, so a hole left alone stays a hole.
+			// Skip the hole at off, if any.
 			start, stop, err := dataExtent(sfd, off, end)
 			if err != nil {
-				return off - r.Offset, fmt.Errorf("reading %s: %v", r.Src, err)
+				return off - begin, fmt.Errorf("reading %s: %v", srcName, err)
 			}
 			off, dataEnd = start, stop
-			r.Progress.Store(r.Slot, off-r.Offset)
+			if progress != nil {
+				progress(off - begin)
+			}
 			continue
 		}
 		var n int
@@ -124,20 +161,22 @@ func copyRange(ctx context.Context, r CopyRange) (int64, error) {
 			}
 		} else {
 			if buf == nil {
-				buf = make([]byte, bufSize)
+				buf = make([]byte, min(bufSize, end-begin))
 			}
-			n, err = copyBuffered(src, dst, off, buf[:min(bufSize, dataEnd-off)])
+			n, err = copyBuffered(sfd, dfd, off, buf[:min(int64(len(buf)), dataEnd-off)])
 		}
 		if err != nil {
-			return off - r.Offset, copyError(r, err)
+			return off - begin, copyError(srcName, dstName, err)
 		}
 		if n == 0 {
-			return off - r.Offset, fmt.Errorf("%s ended at byte %d while it was being copied: did it shrink?", r.Src, off)
+			return off - begin, fmt.Errorf("%s ended at byte %d while it was being copied: did it shrink?", srcName, off)
 		}
 		off += int64(n)
-		r.Progress.Store(r.Slot, off-r.Offset)
+		if progress != nil {
+			progress(off - begin)
+		}
 	}
-	return off - r.Offset, nil
+	return off - begin, nil
 }
 
 // dataExtent returns the first extent of data of the file fd at or after
@@ -170,37 +209,51 @@ func dataExtent(fd int, off, end int64) (start, stop int64, err error) {
 	return start, stop, nil
 }
 
-// copyBuffered copies len(buf) bytes at off from src to dst, or fewer at
-// the end of src. Its errors are the *fs.PathError of os.File: Op "read"
-// or "write" tells which file failed.
-func copyBuffered(src, dst *os.File, off int64, buf []byte) (int, error) {
-	n, err := src.ReadAt(buf, off)
-	if err != nil && !(errors.Is(err, io.EOF) && n > 0) {
-		if errors.Is(err, io.EOF) {
-			return 0, nil
+// copyBuffered copies len(buf) bytes at off from the file sfd to the
+// file dfd, or fewer at the end of sfd. Its errors are *fs.PathError: Op
+// "read" or "write" tells which file failed.
+func copyBuffered(sfd, dfd int, off int64, buf []byte) (int, error) {
+	var n int
+	var err error
+	for {
+		n, err = unix.Pread(sfd, buf, off)
+		if err != unix.EINTR {
+			break
 		}
-		return 0, err
 	}
-	if _, err := dst.WriteAt(buf[:n], off); err != nil {
-		return 0, err
+	if err != nil {
+		return 0, &fs.PathError{Op: "read", Err: err}
+	}
+	for w := 0; w < n; {
+		m, err := unix.Pwrite(dfd, buf[w:n], off+int64(w))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, &fs.PathError{Op: "write", Err: err}
+		}
+		if m == 0 {
+			return 0, &fs.PathError{Op: "write", Err: io.ErrShortWrite}
+		}
+		w += m
 	}
 	return n, nil
 }
 
 // copyError names the file an error of the copy is about.
-func copyError(r CopyRange, err error) error {
+func copyError(srcName, dstName string, err error) error {
 	var pe *fs.PathError
 	if errors.As(err, &pe) {
 		if pe.Op == "read" {
-			return fmt.Errorf("reading %s: %v", r.Src, errText(err))
+			return fmt.Errorf("reading %s: %v", srcName, errText(err))
 		}
-		return fmt.Errorf("writing %s: %v", r.Dst, errText(err))
+		return fmt.Errorf("writing %s: %v", dstName, errText(err))
 	}
 	switch err {
 	case unix.ENOSPC, unix.EDQUOT, unix.EFBIG, unix.EROFS, unix.EPERM:
-		return fmt.Errorf("writing %s: %v", r.Dst, err)
+		return fmt.Errorf("writing %s: %v", dstName, err)
 	}
-	return fmt.Errorf("copying %s to %s: %v", r.Src, r.Dst, errText(err))
+	return fmt.Errorf("copying %s to %s: %v", srcName, dstName, errText(err))
 }
 
 // errText drops the operation and path of a *fs.PathError (the message
@@ -219,6 +272,10 @@ func errText(err error) error {
 
 func runCopy(args []string) int {
 	fs := newFlags("copy", copyUsage, os.Stdout, os.Stderr)
+	recursive := fs.Bool("r", false, "")
+	fs.BoolVar(recursive, "R", false, "")
+	preserve := fs.Bool("p", false, "")
+	noClobber := fs.Bool("n", false, "")
 	jobs := fs.Int("j", 0, "")
 	verbose := fs.Bool("v", false, "")
 	quiet := fs.Bool("q", false, "")
@@ -232,7 +289,7 @@ func runCopy(args []string) int {
 	if !fs.isSet("j") {
 		*jobs = runtime.NumCPU()
 	}
-	if len(pos) != 2 {
+	if len(pos) < 2 {
 		return fs.usageError("need a source and a destination, got %d argument(s)", len(pos))
 	}
 	if *quiet {
@@ -243,7 +300,13 @@ func runCopy(args []string) int {
 
 	ctx, stop := interruptContext(os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	res, err := copyFile(ctx, pos[0], pos[1], *jobs, *verbose && isTerminal(os.Stderr))
+	srcs, dst := pos[:len(pos)-1], pos[len(pos)-1]
+	showBar := *verbose && isTerminal(os.Stderr)
+	if len(srcs) > 1 || !oneFile(srcs[0], *recursive) {
+		return copyTree(ctx, srcs, dst, treeOptions{recursive: *recursive, preserve: *preserve,
+			noClobber: *noClobber, jobs: *jobs, verbose: *verbose, bar: showBar})
+	}
+	res, err := copyFile(ctx, srcs[0], dst, fileOptions{jobs: *jobs, showBar: showBar, preserve: *preserve, noClobber: *noClobber})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "multiproc copy: %v\n", err)
 		var ie errInterrupted
@@ -252,13 +315,38 @@ func runCopy(args []string) int {
 		}
 		return exitFail
 	}
-	if *verbose {
+	if *verbose && !res.skipped {
 		fmt.Println(res.summary())
 	}
 	return exitOK
 }
 
+// oneFile reports whether src, the only source, is copied by copyFile
+// (one file, cut into ranges): it is not a directory, nor, with -r, a
+// symbolic link or special file (which the tree copy recreates). A source
+// that does not exist goes to copyFile too, which says so.
+func oneFile(src string, recursive bool) bool {
+	var st unix.Stat_t
+	if err := unix.Lstat(src, &st); err != nil {
+		return true
+	}
+	if recursive {
+		return st.Mode&unix.S_IFMT == unix.S_IFREG
+	}
+	if err := unix.Stat(src, &st); err != nil {
+		return true
+	}
+	return st.Mode&unix.S_IFMT != unix.S_IFDIR
+}
+
+// fileOptions are copyFile's flags.
+type fileOptions struct {
+	jobs                         int
+	showBar, preserve, noClobber bool
+}
+
 type copyResult struct {
+	skipped bool // -n and DST exists: nothing done
 	bytes   int64
 	procs   int
 	elapsed time.Duration
@@ -293,15 +381,15 @@ func (e errInterrupted) Error() string {
 	return fmt.Sprintf("interrupted (%v): partial copy removed, %s left as it was", interruptError{e.sig}, e.dst)
 }
 
-// copyFile copies src to dst with at most jobs processes.
-func copyFile(ctx context.Context, src, dst string, jobs int, showBar bool) (copyResult, error) {
+// copyFile copies src to dst with at most o.jobs processes.
+func copyFile(ctx context.Context, src, dst string, o fileOptions) (copyResult, error) {
 	start := time.Now()
 	si, err := os.Stat(src)
 	if err != nil {
 		return copyResult{}, fmt.Errorf("%s: %v", src, errText(err))
 	}
 	if si.IsDir() {
-		return copyResult{}, fmt.Errorf("%s: is a directory (only files are copied)", src)
+		return copyResult{}, fmt.Errorf("%s: is a directory (use -r to copy it)", src)
 	}
 	if !si.Mode().IsRegular() {
 		return copyResult{}, fmt.Errorf("%s: not a regular file", src)
@@ -315,7 +403,18 @@ func copyFile(ctx context.Context, src, dst string, jobs int, showBar bool) (cop
 	if err != nil {
 		return copyResult{}, err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".multiproc-*")
+	if o.noClobber {
+		if _, err := os.Lstat(dst); err == nil {
+			return copyResult{skipped: true}, nil
+		}
+	}
+	removeStaleTemps(filepath.Dir(dst))
+	var umask uint32
+	if !o.preserve {
+		umask = uint32(unix.Umask(0))
+		unix.Umask(int(umask))
+	}
+	tmp, err := os.OpenFile(tempName(dst), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return copyResult{}, fmt.Errorf("cannot create %s: %v", dst, errText(err))
 	}
@@ -331,8 +430,8 @@ func copyFile(ctx context.Context, src, dst string, jobs int, showBar bool) (cop
 		if err := tmp.Truncate(size); err != nil {
 			return copyResult{}, fmt.Errorf("cannot create %s of %d bytes: %v", dst, size, errText(err))
 		}
-		ranges := splitRanges(size, jobs)
-		if err := runCopiers(ctx, src, tmp.Name(), dst, ranges, showBar); err != nil {
+		ranges := splitRanges(size, o.jobs)
+		if err := runCopiers(ctx, src, tmp.Name(), dst, ranges, o.showBar); err != nil {
 			return copyResult{}, err
 		}
 		procs = len(ranges)
@@ -342,16 +441,28 @@ func copyFile(ctx context.Context, src, dst string, jobs int, showBar bool) (cop
 	if ie, ok := context.Cause(ctx).(interruptError); ok {
 		return copyResult{}, errInterrupted{ie.sig, dst}
 	}
-	if err := tmp.Chmod(si.Mode().Perm()); err != nil {
+	if o.preserve {
+		st := si.Sys().(*syscall.Stat_t)
+		j := FileJob{Dst: dst, Mode: st.Mode & 0o7777, UID: int32(st.Uid), GID: int32(st.Gid),
+			Atime: unix.TimespecToNsec(unix.Timespec(st.Atim)), Mtime: unix.TimespecToNsec(unix.Timespec(st.Mtim))}
+		if err := setAttrs(int(tmp.Fd()), j); err != nil {
+			return copyResult{}, err
+		}
+	} else if err := tmp.Chmod(si.Mode().Perm() &^ os.FileMode(umask)); err != nil {
 		return copyResult{}, fmt.Errorf("cannot set the mode of %s: %v", dst, errText(err))
 	}
 	if err := tmp.Close(); err != nil {
 		return copyResult{}, fmt.Errorf("writing %s: %v", dst, errText(err))
 	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
-		return copyResult{}, fmt.Errorf("cannot create %s: %v", dst, errText(err))
-	}
 	done = true
+	placed, err := place(tmp.Name(), dst, o.noClobber)
+	if err != nil {
+		os.Remove(tmp.Name())
+		return copyResult{}, err
+	}
+	if !placed {
+		return copyResult{skipped: true}, nil
+	}
 	return copyResult{bytes: size, procs: procs, elapsed: time.Since(start)}, nil
 }
 

@@ -204,12 +204,17 @@ func TestCopyUsageErrors(t *testing.T) {
 		{"copy", "-x", src, dir + "/d"},
 		{"copy", src},
 		{"copy"},
-		{"copy", src, dir + "/d", dir + "/e"},
 	} {
 		r := runCLI(t, 2, args...)
 		if !strings.Contains(r.stderr, "usage: multiproc copy") {
 			t.Errorf("%q: stderr %q lacks the usage line", args, r.stderr)
 		}
+	}
+	onlyFiles(t, dir, "src")
+	// Several sources go into a directory: DST must be one.
+	r := runCLI(t, 1, "copy", src, dir+"/d", dir+"/e")
+	if want := "target " + dir + "/e"; !strings.Contains(r.stderr, want) {
+		t.Errorf("stderr %q, want it to hold %q", r.stderr, want)
 	}
 	onlyFiles(t, dir, "src")
 }

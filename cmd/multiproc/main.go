@@ -1,10 +1,11 @@
 // Command multiproc is the command-line side of the multiproc library:
 //
-//	multiproc copy [-j N] [-v] SRC DST   copy a file with at most N processes, each at least 4 MiB
-//	multiproc bench                      pipe, queue and shared memory against python3 and C
-//	multiproc signals                    the signal table
-//	multiproc kill [-s SIG] PID...       send a signal, like kill(1)
-//	multiproc help [COMMAND]             usage
+//	multiproc copy [-r] [-p] [-n] [-j N] [-v] SRC... DST   copy files and trees with at most N processes, like cp
+//	multiproc bench                                      pipe, queue and shared memory against python3 and C
+//	multiproc signals                                    the signal table
+//	multiproc kill [-s SIG] PID...                       send a signal, like kill(1)
+//	multiproc version                                    the module and Go versions (also -version)
+//	multiproc help [COMMAND]                             usage
 //
 // Exit status: 0 success, 1 failure, 2 usage error, 128+N interrupted by
 // signal N (130: Ctrl-C).
@@ -51,6 +52,7 @@ func init() {
 		benchCommand,
 		signalsCommand,
 		killCommand,
+		versionCommand,
 		{name: "help", summary: "show how to use multiproc or one of its commands", run: runHelp},
 	}
 }
@@ -69,6 +71,8 @@ func run(args []string) int {
 	case "-h", "-help", "--help":
 		usage(os.Stdout)
 		return exitOK
+	case "-version", "--version":
+		return runVersion(args[1:])
 	}
 	c, ok := lookupCommand(args[0])
 	if !ok {

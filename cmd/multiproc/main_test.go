@@ -262,7 +262,7 @@ func TestUsage(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"help", "copy"}, "usage: multiproc copy [-j N] [-v] SRC DST"},
+		{[]string{"help", "copy"}, "usage: multiproc copy [-r] [-p] [-n] [-j N] [-v] SRC... DST"},
 		{[]string{"copy", "-h"}, "usage: multiproc copy"},
 		{[]string{"copy", "--help"}, "usage: multiproc copy"},
 		{[]string{"help", "kill"}, "usage: multiproc kill"},

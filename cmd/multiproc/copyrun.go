@@ -1,0 +1,450 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/multiproc-go/multiproc"
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
+	"golang.org/x/sys/unix"
+)
+
+// treeTask is one task sent to the pool, and what the parent needs to
+// finish it or, on an interrupt, to remove what it left.
+type treeTask struct {
+	batch    *CopyBatch // a batch of small files, or
+	rng      *RangeJob  // one range of big
+	big      *splitFile
+	finished bool // its result is in: its files are complete, or reported failed
+}
+
+// copyTree copies the sources into dst: the tree copy. It returns the
+// exit status.
+func copyTree(ctx context.Context, srcs []string, dst string, o treeOptions) int {
+	start := time.Now()
+	c := &treeCopy{opts: o, seen: map[[2]uint64]*fileRef{}, refs: map[string]*fileRef{}}
+	c.umask = uint32(unix.Umask(0))
+	unix.Umask(int(c.umask))
+	targets, ok := c.planTargets(srcs, dst)
+	if !ok {
+		return exitFail
+	}
+	cleaned := map[string]bool{}
+	for _, t := range targets {
+		if d := filepath.Dir(t.dst); !cleaned[d] {
+			cleaned[d] = true
+			removeStaleTemps(d)
+		}
+	}
+
+	// The workers start while the parent walks, and copy what the walk
+	// has found while it goes on.
+	type started struct {
+		p   *multiproc.Pool
+		err error
+	}
+	poolc := make(chan started, 1)
+	go func() {
+		p, err := multiproc.NewPool(multiproc.PoolOptions{Processes: o.jobs})
+		poolc <- started{p, err}
+	}()
+	var doneFiles, doneBytes atomic.Int64
+	var bar *treeBar
+	if o.bar && ctx.Err() == nil {
+		c.errMu.Lock()
+		c.holdErr = true
+		c.errMu.Unlock()
+		bar = startTreeBar(start, &c.files, &c.bytes, &doneFiles, &doneBytes)
+	}
+
+	taskc := make(chan *treeTask, 1024)
+	c.submit = taskc
+	var pool *multiproc.Pool
+	var poolErr error
+	var tasks []*treeTask // every task the walk made, once dispatched is done
+	var wg sync.WaitGroup
+	dispatched := make(chan struct{})
+	go func() {
+		defer close(dispatched)
+		ps := <-poolc
+		pool, poolErr = ps.p, ps.err
+		for t := range taskc {
+			tasks = append(tasks, t)
+			if poolErr != nil || ctx.Err() != nil {
+				continue // never run: cleaned up below
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c.run(ctx, pool, t, &doneFiles, &doneBytes)
+			}()
+		}
+	}()
+	for _, t := range targets {
+		c.walk(ctx, t)
+	}
+	c.flushBatch()
+	close(taskc)
+	<-dispatched
+	wg.Wait()
+	if pool != nil {
+		pool.Terminate() // every worker is gone when it returns: no file is written after
+	}
+
+	ie, interrupted := context.Cause(ctx).(interruptError)
+	if interrupted || poolErr != nil {
+		c.mu.Lock()
+		removed := 0
+		for _, t := range tasks {
+			if t.finished || t.batch == nil {
+				continue
+			}
+			for _, j := range t.batch.Files {
+				if os.Remove(j.Tmp) == nil {
+					removed++
+				}
+			}
+		}
+		for _, b := range c.big {
+			if b.pending > 0 && os.Remove(b.job.Tmp) == nil {
+				removed++
+			}
+		}
+		c.mu.Unlock()
+		if bar != nil {
+			os.Stderr.WriteString("\r")
+			bar.stop(false)
+		}
+		c.flushErrs()
+		if poolErr != nil {
+			c.fail("cannot start the copy processes: %v", poolErr)
+			return exitFail
+		}
+		fmt.Fprintf(os.Stderr, "multiproc copy: interrupted (%v): %d files copied complete, %d partial copies removed\n", ie, doneFiles.Load(), removed)
+		return exitSignalled(ie.sig)
+	}
+	links := c.makeLinks()
+	c.finishDirs()
+	if bar != nil {
+		bar.stop(c.errs == 0)
+	}
+	c.flushErrs()
+	if o.verbose {
+		procs := max(1, min(o.jobs, len(tasks)))
+		fmt.Println(treeResult{files: doneFiles.Load() + links, bytes: doneBytes.Load(), procs: procs, elapsed: time.Since(start)}.summary())
+	}
+	if c.errs > 0 {
+		return exitFail
+	}
+	return exitOK
+}
+
+// run runs one task on the pool and takes in its result.
+func (c *treeCopy) run(ctx context.Context, pool *multiproc.Pool, t *treeTask, doneFiles, doneBytes *atomic.Int64) {
+	if t.batch != nil {
+		r, err := await(ctx, copyBatchFunc.ApplyAsync(pool, *t.batch))
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if err != nil {
+			if ctx.Err() != nil {
+				return // interrupted: cleaned up by copyTree
+			}
+			for _, j := range t.batch.Files {
+				os.Remove(j.Tmp)
+				c.failFileLocked(j.Dst)
+				c.fail("cannot copy %s: %v", j.Src, workerError(err))
+			}
+			t.finished = true
+			return
+		}
+		failed := make(map[int32]bool, len(r.Failed))
+		for k, i := range r.Failed {
+			if i < 0 || int(i) >= len(t.batch.Files) {
+				continue
+			}
+			failed[i] = true
+			c.failFileLocked(t.batch.Files[i].Dst)
+			if k < len(r.Errs) {
+				c.fail("%s", r.Errs[k])
+			}
+		}
+		doneFiles.Add(int64(len(t.batch.Files) - len(failed) - int(r.Skipped)))
+		doneBytes.Add(r.Bytes)
+		t.finished = true
+		return
+	}
+	n, err := await(ctx, copySpanFunc.ApplyAsync(pool, *t.rng))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil && ctx.Err() != nil {
+		return
+	}
+	t.finished = true
+	b := t.big
+	b.pending--
+	doneBytes.Add(n)
+	if err != nil && !b.failed {
+		b.failed = true
+		c.fail("%v", workerError(err))
+	}
+	if b.pending == 0 {
+		c.finishBig(b, doneFiles)
+	}
+}
+
+// await waits for a task's result, or for ctx to end (copyTree then
+// terminates the pool, which kills the workers). It parks at once: Get's
+// spinning before it sleeps pays off for one caller waiting for a quick
+// result, not for the many tasks of a copy waiting at once, whose spins
+// would take the CPU from the workers.
+func await[R any](ctx context.Context, ar *multiproc.AsyncResult[R]) (R, error) {
+	select {
+	case <-ar.Done():
+		return ar.Get(ctx) // ready: Get returns at once
+	case <-ctx.Done():
+		var zero R
+		return zero, ctx.Err()
+	}
+}
+
+// workerError is the line for a task that failed as a whole.
+func workerError(err error) error {
+	var ee *multiproc.ExitError
+	if errors.As(err, &ee) && ee.Message != "" {
+		return errors.New(ee.Message)
+	}
+	var re *multiproc.RemoteError
+	if errors.As(err, &re) {
+		return re
+	}
+	return err
+}
+
+// failFileLocked marks the first copy of a file with several names as
+// failed: its other names are not linked to it. c.mu is held.
+func (c *treeCopy) failFileLocked(dst string) {
+	if r, ok := c.refs[dst]; ok {
+		r.failed = true
+	}
+}
+
+// flushErrs prints the lines held while the bar was drawn.
+func (c *treeCopy) flushErrs() {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	for _, l := range c.errOut {
+		fmt.Fprintln(os.Stderr, l)
+	}
+	c.errOut, c.holdErr = nil, false
+}
+
+// submitBig makes the hidden file of a big file, sparse at its full
+// size, and submits its ranges.
+func (c *treeCopy) submitBig(b *splitFile) {
+	f, err := os.OpenFile(b.job.Tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		c.mu.Lock()
+		c.failFileLocked(b.job.Dst)
+		c.mu.Unlock()
+		c.fail("cannot create %s: %v", b.job.Dst, errText(err))
+		return
+	}
+	err = f.Truncate(b.size)
+	f.Close()
+	if err != nil {
+		os.Remove(b.job.Tmp)
+		c.mu.Lock()
+		c.failFileLocked(b.job.Dst)
+		c.mu.Unlock()
+		c.fail("cannot create %s of %d bytes: %v", b.job.Dst, b.size, errText(err))
+		return
+	}
+	b.ranges = splitRanges(b.size, max(c.opts.jobs, int((b.size+rangeMax-1)/rangeMax)))
+	c.mu.Lock()
+	b.pending = len(b.ranges)
+	c.big = append(c.big, b)
+	c.mu.Unlock()
+	for _, r := range b.ranges {
+		c.submit <- &treeTask{big: b, rng: &RangeJob{Src: b.job.Src, Tmp: b.job.Tmp, Dst: b.job.Dst, Offset: r.off, Length: r.n}}
+	}
+}
+
+// addSmall adds a small file to the batch being filled, and submits the
+// batch when it is full: batchMaxFiles files or batchMaxBytes bytes.
+func (c *treeCopy) addSmall(j FileJob) {
+	if c.batch == nil {
+		c.batch = &CopyBatch{Preserve: c.opts.preserve, NoClobber: c.opts.noClobber}
+	}
+	c.batch.Files = append(c.batch.Files, j)
+	c.bbytes += j.Size
+	if len(c.batch.Files) >= batchMaxFiles || c.bbytes >= batchMaxBytes {
+		c.flushBatch()
+	}
+}
+
+// flushBatch submits the batch being filled, if any.
+func (c *treeCopy) flushBatch() {
+	if c.batch != nil {
+		c.submit <- &treeTask{batch: c.batch}
+		c.batch, c.bbytes = nil, 0
+	}
+}
+
+// finishBig gives a big file, once all its ranges are in, its attributes
+// and its final name; or removes it if a range failed. c.mu is held.
+func (c *treeCopy) finishBig(b *splitFile, doneFiles *atomic.Int64) {
+	j := b.job
+	if b.failed {
+		os.Remove(j.Tmp)
+		c.failFileLocked(j.Dst)
+		return
+	}
+	f, err := os.OpenFile(j.Tmp, os.O_WRONLY, 0)
+	if err == nil {
+		if c.opts.preserve {
+			err = setAttrs(int(f.Fd()), j)
+		} else if e := unix.Fchmod(int(f.Fd()), j.Mode); e != nil {
+			err = fmt.Errorf("cannot set the mode of %s: %v", j.Dst, e)
+		}
+		if e := f.Close(); err == nil && e != nil {
+			err = fmt.Errorf("writing %s: %v", j.Dst, errText(e))
+		}
+	} else {
+		err = fmt.Errorf("writing %s: %v", j.Dst, errText(err))
+	}
+	if err == nil {
+		var placed bool
+		placed, err = place(j.Tmp, j.Dst, c.opts.noClobber)
+		if err == nil && placed {
+			doneFiles.Add(1)
+		}
+	}
+	if err != nil {
+		os.Remove(j.Tmp)
+		c.failFileLocked(j.Dst)
+		c.fail("%v", err)
+	}
+}
+
+// makeLinks makes the hard links between copies, as between the sources.
+// It returns how many it made.
+func (c *treeCopy) makeLinks() int64 {
+	var n int64
+	for _, l := range c.links {
+		if l.first.failed {
+			c.fail("cannot link %s: %s, another name of the same file, was not copied", l.dst, l.first.dst)
+			continue
+		}
+		tmp := tempName(l.dst)
+		if err := os.Link(l.first.dst, tmp); err != nil {
+			c.fail("cannot create hard link %s to %s: %v", l.dst, l.first.dst, errText(err))
+			continue
+		}
+		if placed, err := place(tmp, l.dst, c.opts.noClobber); err != nil {
+			os.Remove(tmp)
+			c.fail("%v", err)
+		} else if placed {
+			n++
+		}
+	}
+	return n
+}
+
+// finishDirs sets the directories' modes (and, with -p, owners and
+// times), deepest first: after their contents, which change a
+// directory's times and may need its write permission.
+func (c *treeCopy) finishDirs() {
+	for i := len(c.dirs) - 1; i >= 0; i-- {
+		d := &c.dirs[i]
+		if c.opts.preserve {
+			if err := unix.Lchown(d.dst, int(d.st.Uid), int(d.st.Gid)); err != nil && err != unix.EPERM {
+				c.fail("cannot keep the owner of %s: %v", d.dst, err)
+			}
+		}
+		if d.created || c.opts.preserve {
+			if err := unix.Chmod(d.dst, c.finalMode(&d.st)); err != nil {
+				c.fail("cannot set the mode of %s: %v", d.dst, err)
+			}
+		}
+		if c.opts.preserve {
+			if err := unix.UtimesNano(d.dst, []unix.Timespec{d.st.Atim, d.st.Mtim}); err != nil {
+				c.fail("cannot set the times of %s: %v", d.dst, err)
+			}
+		}
+	}
+}
+
+// treeBar shows the tree copy's progress on stderr, a terminal: files and
+// bytes done of the whole tree.
+type treeBar struct {
+	p     *mpb.Progress
+	bar   *mpb.Bar
+	quit  chan struct{}
+	done  chan struct{}
+	bytes *atomic.Int64
+	total *atomic.Int64
+}
+
+// startTreeBar starts the bar. The totals grow while the walk goes on.
+func startTreeBar(start time.Time, files, total, doneFiles, doneBytes *atomic.Int64) *treeBar {
+	p := mpb.New(mpb.WithOutput(os.Stderr), mpb.WithRefreshRate(pollInterval))
+	// Total 0: no completion when the bytes done catch up with the total
+	// found so far; stop completes it.
+	bar := p.New(0, mpb.BarStyle(),
+		mpb.PrependDecorators(
+			decor.Any(func(decor.Statistics) string {
+				return fmt.Sprintf("%d/%d files ", doneFiles.Load(), files.Load())
+			}),
+			decor.CountersKibiByte("% .1f / % .1f"),
+		),
+		mpb.AppendDecorators(
+			decor.Percentage(decor.WC{W: 6}),
+			decor.Name("  "),
+			decor.Any(func(st decor.Statistics) string {
+				el := time.Since(start).Seconds()
+				if el <= 0 {
+					return ""
+				}
+				return fmt.Sprintf("% .1f", decor.FmtAsSpeed(decor.SizeB1000(float64(st.Current)/el)))
+			}, decor.WC{W: 11}),
+		),
+	)
+	b := &treeBar{p: p, bar: bar, quit: make(chan struct{}), done: make(chan struct{}), bytes: doneBytes, total: total}
+	go func() {
+		defer close(b.done)
+		t := time.NewTicker(pollInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				bar.SetTotal(total.Load(), false)
+				bar.SetCurrent(doneBytes.Load())
+			case <-b.quit:
+				return
+			}
+		}
+	}()
+	return b
+}
+
+// stop stops polling and draws the bar a last time: complete (ok) or
+// where it stopped.
+func (b *treeBar) stop(ok bool) {
+	close(b.quit)
+	<-b.done
+	if ok {
+		b.bar.SetCurrent(b.total.Load())
+		b.bar.SetTotal(-1, true) // the current count is the total: complete
+	} else {
+		b.bar.SetCurrent(b.bytes.Load())
+		b.bar.Abort(false)
+	}
+	b.p.Wait()
+}

@@ -1,0 +1,626 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/multiproc-go/multiproc"
+	"golang.org/x/sys/unix"
+)
+
+// The tree copy (several sources, or -r).
+//
+// The parent walks the sources (lstat, never following a symbolic link
+// inside a tree), refusing a copy into itself before it writes anything.
+// It makes the directories, symbolic links and special files itself, as
+// it walks: they are metadata, one system call each. Regular files go to
+// a Pool of at most -j worker processes: small files in batches (a task
+// per many files, so the cost of a task is paid once per batch), a big
+// file as ranges of one temporary file that the parent made at its full
+// size, sparse. Every file is written under a hidden name (copytemp.go)
+// and renamed to its final name when complete. Hard links inside the tree
+// are made at the end, once the file they link to is complete; then the
+// directories get their final modes (and, with -p, owners and times),
+// deepest first, after their contents.
+//
+// Errors are per file: one line on stderr each, the copy goes on, and the
+// exit status is 1. An interrupt (SIGINT, SIGTERM, SIGHUP) cancels the
+// pool's tasks (their workers are killed: a Pool's workers are in a
+// process group of their own, so Ctrl-C reaches the parent only, which
+// decides), then removes the hidden files of every task not known to be
+// complete; a file already renamed is complete.
+
+const (
+	bigFileMin    = 32 << 20 // bytes: a file at least this big is split in ranges
+	rangeMax      = 64 << 20 // bytes: the most one range task copies
+	batchMaxFiles = 64       // files in one batch task
+	batchMaxBytes = 8 << 20  // bytes in one batch task
+)
+
+// treeOptions are the tree copy's flags.
+type treeOptions struct {
+	recursive, preserve, noClobber bool
+	jobs                           int
+	verbose, bar                   bool
+}
+
+// FileJob is one regular file for a worker: copy Src to Tmp, set its
+// mode (and, with CopyBatch.Preserve, owner and times), rename it to Dst.
+type FileJob struct {
+	Src, Tmp, Dst string
+	Size          int64  // at the walk: for the batches' sizes
+	Mode          uint32 // the permission bits (with setuid, setgid, sticky when preserving)
+	UID, GID      int32
+	Atime, Mtime  int64 // ns since the epoch
+}
+
+// CopyBatch is one task of small files.
+type CopyBatch struct {
+	Files     []FileJob
+	Preserve  bool // owner, group and times too
+	NoClobber bool // never replace an existing Dst
+}
+
+// BatchResult is what a batch did: the bytes copied and, per file that
+// failed, its index in Files and one line saying why. Skipped counts the
+// files left alone because Dst existed (-n).
+type BatchResult struct {
+	Bytes   int64
+	Failed  []int32
+	Errs    []string
+	Skipped int32
+}
+
+// RangeJob is one range of a big file: bytes [Offset, Offset+Length) of
+// Src into Tmp, which the parent made at its full size.
+type RangeJob struct {
+	Src, Tmp, Dst  string
+	Offset, Length int64
+}
+
+var (
+	copyBatchFunc = multiproc.Register("multiproc.cmd.copyBatch", copyBatch)
+	copySpanFunc  = multiproc.Register("multiproc.cmd.copySpan", copyRangeJob)
+)
+
+// copyBatch runs in a worker: it copies each file of b in turn.
+func copyBatch(ctx context.Context, b CopyBatch) (BatchResult, error) {
+	var res BatchResult
+	for i, j := range b.Files {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		n, skipped, err := copyOneFile(ctx, j, b.Preserve, b.NoClobber)
+		res.Bytes += n
+		if skipped {
+			res.Skipped++
+		}
+		if err != nil {
+			res.Failed = append(res.Failed, int32(i))
+			res.Errs = append(res.Errs, err.Error())
+		}
+	}
+	return res, nil
+}
+
+// copyRangeJob runs in a worker: one range of a big file.
+func copyRangeJob(ctx context.Context, r RangeJob) (int64, error) {
+	src, err := os.Open(r.Src)
+	if err != nil {
+		return 0, readError(r.Src, err)
+	}
+	defer src.Close()
+	dst, err := os.OpenFile(r.Tmp, os.O_WRONLY, 0)
+	if err != nil {
+		return 0, fmt.Errorf("cannot write %s: %v", r.Dst, errText(err))
+	}
+	defer dst.Close()
+	return copySpan(ctx, int(src.Fd()), int(dst.Fd()), r.Offset, r.Offset+r.Length, true, r.Src, r.Dst, nil)
+}
+
+// readError is the line for a source that cannot be opened.
+func readError(src string, err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("cannot read %s: it vanished while copying (%v)", src, errText(err))
+	}
+	return fmt.Errorf("cannot read %s: %v", src, errText(err))
+}
+
+// copyOneFile copies one regular file to its hidden name and renames it
+// to its final name. It returns the bytes copied, and whether the file
+// was left alone because its destination exists (noClobber). On failure
+// the hidden file is removed.
+func copyOneFile(ctx context.Context, j FileJob, preserve, noClobber bool) (n int64, skipped bool, err error) {
+	// Raw descriptors: an os.File would try to add each to the poller
+	// and, for Fd, set it blocking again: three system calls more a file.
+	sfd, err := openRetry(j.Src, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, false, readError(j.Src, err)
+	}
+	defer unix.Close(sfd)
+	var st unix.Stat_t
+	if err := unix.Fstat(sfd, &st); err != nil {
+		return 0, false, fmt.Errorf("cannot read %s: %v", j.Src, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return 0, false, fmt.Errorf("%s: no longer a regular file", j.Src)
+	}
+	perm := j.Mode & 0o777
+	if preserve {
+		perm = 0o600 // the final mode is set once the owner is
+	}
+	dfd, err := openRetry(j.Tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, perm)
+	if err != nil {
+		return 0, false, fmt.Errorf("cannot create %s: %v", j.Dst, err)
+	}
+	open := true
+	defer func() {
+		if open {
+			unix.Close(dfd)
+			unix.Unlink(j.Tmp)
+		}
+	}()
+	size := st.Size
+	if size > 0 {
+		sparse := st.Blocks*512 < size // fewer blocks than bytes: holes
+		if sparse {
+			if err := unix.Ftruncate(dfd, size); err != nil {
+				return 0, false, fmt.Errorf("writing %s: %v", j.Dst, err)
+			}
+		}
+		if n, err = copySpan(ctx, sfd, dfd, 0, size, sparse, j.Src, j.Dst, nil); err != nil {
+			return n, false, err
+		}
+	}
+	if preserve {
+		if err := setAttrs(dfd, j); err != nil {
+			return n, false, err
+		}
+	}
+	open = false
+	if err := unix.Close(dfd); err != nil {
+		unix.Unlink(j.Tmp)
+		return n, false, fmt.Errorf("writing %s: %v", j.Dst, err)
+	}
+	placed, err := place(j.Tmp, j.Dst, noClobber)
+	if err != nil {
+		unix.Unlink(j.Tmp)
+		return n, false, err
+	}
+	return n, !placed, nil
+}
+
+// openRetry is open(2), again on EINTR.
+func openRetry(path string, flags int, mode uint32) (int, error) {
+	for {
+		fd, err := unix.Open(path, flags, mode)
+		if err != unix.EINTR {
+			return fd, err
+		}
+	}
+}
+
+// setAttrs gives the open file fd j's owner (where permitted), mode and
+// times: -p.
+func setAttrs(fd int, j FileJob) error {
+	if err := unix.Fchown(fd, int(j.UID), int(j.GID)); err != nil && err != unix.EPERM {
+		return fmt.Errorf("cannot keep the owner of %s: %v", j.Dst, err)
+	}
+	if err := unix.Fchmod(fd, j.Mode); err != nil {
+		return fmt.Errorf("cannot set the mode of %s: %v", j.Dst, err)
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(j.Atime), unix.NsecToTimespec(j.Mtime)}
+	if err := unix.UtimesNanoAt(fd, "", ts, unix.AT_EMPTY_PATH); err != nil {
+		if err := unix.Futimes(fd, []unix.Timeval{unix.NsecToTimeval(j.Atime), unix.NsecToTimeval(j.Mtime)}); err != nil {
+			return fmt.Errorf("cannot set the times of %s: %v", j.Dst, err)
+		}
+	}
+	return nil
+}
+
+// place renames tmp to dst: atomically replacing dst, or, with noClobber,
+// only if dst does not exist (it then reports false and removes tmp).
+func place(tmp, dst string, noClobber bool) (bool, error) {
+	if !noClobber {
+		if err := os.Rename(tmp, dst); err != nil {
+			return false, fmt.Errorf("cannot create %s: %v", dst, errText(err))
+		}
+		return true, nil
+	}
+	err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, dst, unix.RENAME_NOREPLACE)
+	if err == unix.EINVAL || err == unix.ENOSYS {
+		// No RENAME_NOREPLACE on this file system: link fails on an
+		// existing name as well.
+		if err = unix.Link(tmp, dst); err == nil {
+			os.Remove(tmp)
+		}
+	}
+	switch {
+	case err == nil:
+		return true, nil
+	case err == unix.EEXIST:
+		os.Remove(tmp)
+		return false, nil
+	}
+	return false, fmt.Errorf("cannot create %s: %v", dst, err)
+}
+
+// treeDir is a directory the copy made or wrote into: its final mode (and
+// owner and times with -p) are set after its contents.
+type treeDir struct {
+	dst     string
+	st      unix.Stat_t
+	created bool // made by this copy: its mode is set even without -p
+}
+
+// splitFile is a file copied in ranges of one hidden file.
+type splitFile struct {
+	job     FileJob
+	size    int64
+	ranges  []byteRange
+	failed  bool
+	pending int
+}
+
+// linkJob is a hard link to make at the end: dst, to the first copy of
+// the same source file.
+type linkJob struct {
+	dst, src string
+	first    *fileRef
+}
+
+// treeCopy is one run of the tree copy.
+type treeCopy struct {
+	opts    treeOptions
+	umask   uint32
+	errs    int // lines printed
+	errMu   sync.Mutex
+	errOut  []string // lines held while the progress bar is drawn
+	holdErr bool
+
+	// mu guards refs, the tasks' finished and the split files' state,
+	// which the walk and the tasks' results share.
+	mu sync.Mutex
+
+	dirs   []treeDir
+	batch  *CopyBatch // the batch being filled
+	bbytes int64      // its bytes
+	big    []*splitFile
+	submit chan<- *treeTask // to the dispatcher
+	links  []linkJob
+	seen   map[[2]uint64]*fileRef // hard links: (dev, ino) of the source → its first copy
+	refs   map[string]*fileRef    // the same, by the first copy's name
+	files  atomic.Int64           // regular files to copy
+	bytes  atomic.Int64           // their bytes
+	others int64                  // directories, links, special files made
+}
+
+// fileRef is the first copy of a file with several links: which job, and
+// whether it failed.
+type fileRef struct {
+	dst    string
+	failed bool
+}
+
+// fail prints one error line (or holds it while the bar is drawn).
+func (c *treeCopy) fail(format string, a ...any) {
+	line := "multiproc copy: " + fmt.Sprintf(format, a...)
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	c.errs++
+	if c.holdErr {
+		c.errOut = append(c.errOut, line)
+		return
+	}
+	fmt.Fprintln(os.Stderr, line)
+}
+
+// treeResult sums up a tree copy.
+type treeResult struct {
+	files, bytes int64
+	procs        int
+	elapsed      time.Duration
+}
+
+func (r treeResult) summary() string {
+	plural := "s"
+	if r.files == 1 {
+		plural = ""
+	}
+	s := fmt.Sprintf("copied %d file%s, %d bytes in %.2fs", r.files, plural, r.bytes, r.elapsed.Seconds())
+	if r.bytes > 0 && r.elapsed > 0 {
+		mbs := float64(r.bytes) / r.elapsed.Seconds() / 1e6
+		if mbs >= 100 {
+			s += fmt.Sprintf(" (%.0f MB/s)", mbs)
+		} else {
+			s += fmt.Sprintf(" (%.1f MB/s)", mbs)
+		}
+	}
+	plural = "es"
+	if r.procs == 1 {
+		plural = ""
+	}
+	return s + fmt.Sprintf(" with %d process%s", r.procs, plural)
+}
+
+// copyTarget is one source and where it goes.
+type copyTarget struct {
+	src, dst string
+	st       unix.Stat_t
+}
+
+// planTargets resolves each source's destination, as cp does: into DST
+// when it is a directory, else DST itself (one source only). It refuses,
+// before anything is written, a directory copied into itself. Sources
+// that cannot be copied get their error line and are left out.
+func (c *treeCopy) planTargets(srcs []string, dst string) ([]copyTarget, bool) {
+	di, derr := os.Stat(dst)
+	dstIsDir := derr == nil && di.IsDir()
+	if len(srcs) > 1 && !dstIsDir {
+		if derr != nil {
+			c.fail("target %s: %v", dst, errText(derr))
+		} else {
+			c.fail("target %s is not a directory", dst)
+		}
+		return nil, false
+	}
+	var ts []copyTarget
+	for _, src := range srcs {
+		var st unix.Stat_t
+		var err error
+		if c.opts.recursive {
+			err = unix.Lstat(src, &st)
+		} else {
+			err = unix.Stat(src, &st)
+		}
+		if err != nil {
+			c.fail("%s: %v", src, err)
+			continue
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR && !c.opts.recursive {
+			c.fail("%s: is a directory (use -r to copy it)", src)
+			continue
+		}
+		target := dst
+		if dstIsDir {
+			// cp's meaning: SRC/. (or .) copies the contents of SRC into
+			// DST itself.
+			switch base := filepath.Base(src); base {
+			case ".":
+			case "..":
+				abs, _ := filepath.Abs(src)
+				target = filepath.Join(dst, filepath.Base(abs))
+			default:
+				target = filepath.Join(dst, base)
+			}
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			if into, err := isInside(src, target); err != nil {
+				c.fail("%s: %v", src, err)
+				continue
+			} else if into {
+				c.fail("cannot copy a directory, %s, into itself, %s (nothing was copied)", src, target)
+				return nil, false
+			}
+		} else if ti, err := os.Stat(target); err == nil {
+			if si, err := os.Stat(src); err == nil && os.SameFile(si, ti) {
+				c.fail("%s and %s are the same file", src, target)
+				continue
+			}
+		}
+		ts = append(ts, copyTarget{src: src, dst: target, st: st})
+	}
+	return ts, true
+}
+
+// isInside reports whether target (which may not exist yet) is the
+// directory src or lies inside it, symbolic links resolved.
+func isInside(src, target string) (bool, error) {
+	rs, err := filepath.EvalSymlinks(src)
+	if err != nil {
+		return false, errText(err)
+	}
+	rs, _ = filepath.Abs(rs)
+	at, err := filepath.Abs(target)
+	if err != nil {
+		return false, err
+	}
+	// Resolve the longest existing prefix of target.
+	rest := ""
+	for {
+		if r, err := filepath.EvalSymlinks(at); err == nil {
+			at = filepath.Join(r, rest)
+			break
+		}
+		parent := filepath.Dir(at)
+		if parent == at {
+			break
+		}
+		rest = filepath.Join(filepath.Base(at), rest)
+		at = parent
+	}
+	return at == rs || strings.HasPrefix(at, rs+string(filepath.Separator)), nil
+}
+
+// walk plans the copy of t, making the directories, symbolic links and
+// special files as it goes. It walks with a stack of its own: the tree's
+// depth does not deepen this goroutine's stack.
+func (c *treeCopy) walk(ctx context.Context, t copyTarget) {
+	type item struct {
+		src, dst string
+		st       unix.Stat_t
+	}
+	stack := []item{{t.src, t.dst, t.st}}
+	for len(stack) > 0 {
+		if ctx.Err() != nil {
+			return
+		}
+		it := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		switch it.st.Mode & unix.S_IFMT {
+		case unix.S_IFDIR:
+			if !c.makeDir(it.src, it.dst, &it.st) {
+				continue
+			}
+			f, err := os.Open(it.src)
+			if err != nil {
+				c.fail("cannot read directory %s: %v", it.src, errText(err))
+				continue
+			}
+			for {
+				names, err := f.Readdirnames(1024)
+				for _, name := range names {
+					s := filepath.Join(it.src, name)
+					var st unix.Stat_t
+					if err := unix.Lstat(s, &st); err != nil {
+						c.fail("cannot read %s: %v", s, err)
+						continue
+					}
+					stack = append(stack, item{s, filepath.Join(it.dst, name), st})
+				}
+				if err != nil {
+					if !errors.Is(err, io.EOF) {
+						c.fail("cannot read directory %s: %v", it.src, errText(err))
+					}
+					break
+				}
+			}
+			f.Close()
+		case unix.S_IFREG:
+			c.planFile(it.src, it.dst, &it.st)
+		case unix.S_IFLNK:
+			c.makeSymlink(it.src, it.dst, &it.st)
+		default:
+			c.makeSpecial(it.src, it.dst, &it.st)
+		}
+	}
+}
+
+// makeDir makes the copy of directory src, or uses an existing directory
+// dst (removing the hidden files of dead copies from it). It reports
+// whether the walk goes into it.
+func (c *treeCopy) makeDir(src, dst string, st *unix.Stat_t) bool {
+	err := unix.Mkdir(dst, 0o700)
+	created := err == nil
+	if err == unix.EEXIST {
+		var dt unix.Stat_t
+		if err := unix.Stat(dst, &dt); err != nil || dt.Mode&unix.S_IFMT != unix.S_IFDIR {
+			c.fail("cannot overwrite non-directory %s with directory %s", dst, src)
+			return false
+		}
+		removeStaleTemps(dst)
+	} else if err != nil {
+		c.fail("cannot create directory %s: %v", dst, err)
+		return false
+	}
+	c.dirs = append(c.dirs, treeDir{dst: dst, st: *st, created: created})
+	c.others++
+	return true
+}
+
+// finalMode is the mode a copy gets: with -p the source's, setuid and all;
+// without, its permission bits less the umask, as cp does.
+func (c *treeCopy) finalMode(st *unix.Stat_t) uint32 {
+	if c.opts.preserve {
+		return st.Mode & 0o7777
+	}
+	return st.Mode & 0o777 &^ c.umask
+}
+
+// planFile queues the copy of a regular file, or, for a second name of a
+// file already queued, a hard link.
+func (c *treeCopy) planFile(src, dst string, st *unix.Stat_t) {
+	j := FileJob{Src: src, Dst: dst, Tmp: tempName(dst), Size: st.Size, Mode: c.finalMode(st),
+		UID: int32(st.Uid), GID: int32(st.Gid), Atime: st.Atim.Nano(), Mtime: st.Mtim.Nano()}
+	if c.opts.noClobber {
+		if _, err := os.Lstat(dst); err == nil {
+			return // cp -n: an existing file is left alone, silently
+		}
+	}
+	if st.Nlink > 1 {
+		key := [2]uint64{uint64(st.Dev), st.Ino}
+		if first, ok := c.seen[key]; ok {
+			c.links = append(c.links, linkJob{dst: dst, src: src, first: first})
+			return
+		}
+		ref := &fileRef{dst: dst}
+		c.seen[key] = ref
+		c.mu.Lock()
+		c.refs[dst] = ref
+		c.mu.Unlock()
+	}
+	c.files.Add(1)
+	c.bytes.Add(st.Size)
+	if st.Size >= bigFileMin {
+		c.submitBig(&splitFile{job: j, size: st.Size})
+		return
+	}
+	c.addSmall(j)
+}
+
+// makeSymlink copies a symbolic link as a symbolic link.
+func (c *treeCopy) makeSymlink(src, dst string, st *unix.Stat_t) {
+	target, err := os.Readlink(src)
+	if err != nil {
+		c.fail("cannot read %s: %v", src, errText(err))
+		return
+	}
+	tmp := tempName(dst)
+	if err := unix.Symlink(target, tmp); err != nil {
+		c.fail("cannot create symbolic link %s: %v", dst, err)
+		return
+	}
+	if c.opts.preserve {
+		unix.Lchown(tmp, int(st.Uid), int(st.Gid)) // where permitted
+		ts := []unix.Timespec{st.Atim, st.Mtim}
+		unix.UtimesNanoAt(unix.AT_FDCWD, tmp, ts, unix.AT_SYMLINK_NOFOLLOW)
+	}
+	c.placeMeta(tmp, dst)
+}
+
+// makeSpecial recreates a FIFO, socket or device node, as GNU cp -R does,
+// or says in one line why it cannot: never is it read as a file.
+func (c *treeCopy) makeSpecial(src, dst string, st *unix.Stat_t) {
+	kind := "special file"
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFIFO:
+		kind = "fifo"
+	case unix.S_IFCHR:
+		kind = "character device"
+	case unix.S_IFBLK:
+		kind = "block device"
+	case unix.S_IFSOCK:
+		kind = "socket"
+	}
+	tmp := tempName(dst)
+	mode := st.Mode&unix.S_IFMT | c.finalMode(st)&0o777
+	if err := unix.Mknod(tmp, mode, int(st.Rdev)); err != nil {
+		c.fail("cannot create %s %s: %v (skipped)", kind, dst, err)
+		return
+	}
+	if c.opts.preserve {
+		unix.Lchown(tmp, int(st.Uid), int(st.Gid))
+		unix.Chmod(tmp, c.finalMode(st))
+		unix.UtimesNanoAt(unix.AT_FDCWD, tmp, []unix.Timespec{st.Atim, st.Mtim}, unix.AT_SYMLINK_NOFOLLOW)
+	}
+	c.placeMeta(tmp, dst)
+}
+
+// placeMeta renames a link or special file made under its hidden name.
+func (c *treeCopy) placeMeta(tmp, dst string) {
+	if _, err := place(tmp, dst, c.opts.noClobber); err != nil {
+		os.Remove(tmp)
+		c.fail("%v", err)
+		return
+	}
+	c.others++
+}

@@ -1,0 +1,739 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	mathrand "math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// writeFile writes data to path with mode (exactly, whatever the umask),
+// making its directory.
+func writeFile(t *testing.T, path string, data []byte, mode os.FileMode) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sparseFile makes a file of size bytes with data only at the offsets
+// given (4 KiB of it each), holes elsewhere.
+func sparseFile(t *testing.T, path string, size int64, at ...int64) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	for _, off := range at {
+		if _, err := f.WriteAt(bytes.Repeat([]byte{byte(off>>12) | 1}, 4096), off); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// makeTree builds a tree with one of everything the copy handles: nested
+// and empty directories, files of several modes and sizes, a file big
+// enough to be split in ranges, a sparse file, symbolic links (relative,
+// absolute, dangling, to a directory), hard links across directories, a
+// FIFO, and a directory without write permission that has contents.
+// Without big, the big and sparse files are left out (cheaper).
+func makeTree(t *testing.T, root string, big bool) {
+	t.Helper()
+	writeFile(t, filepath.Join(root, "a.txt"), []byte("alpha\n"), 0o644)
+	writeFile(t, filepath.Join(root, "exec.sh"), []byte("#!/bin/sh\necho hi\n"), 0o755)
+	writeFile(t, filepath.Join(root, "private"), []byte("secret\n"), 0o600)
+	writeFile(t, filepath.Join(root, "empty-file"), nil, 0o640)
+	writeFile(t, filepath.Join(root, "sub", "deeper", "deepest", "leaf"), bytes.Repeat([]byte("leaf"), 3000), 0o644)
+	for i := range 40 {
+		writeFile(t, filepath.Join(root, "many", fmt.Sprintf("f%02d", i)), bytes.Repeat([]byte{byte(i)}, i*300), 0o644)
+	}
+	if err := os.MkdirAll(filepath.Join(root, "empty", "also-empty"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if big {
+		// Big enough for ranges (bigFileMin), linked from the shared
+		// random file so that it costs nothing to make.
+		if err := os.Link(bigFile(t, bigFileMin+4321).path, filepath.Join(root, "big")); err != nil {
+			t.Fatal(err)
+		}
+		sparseFile(t, filepath.Join(root, "sparse"), bigFileMin+8<<20, 0, 8<<20, bigFileMin+8<<20-4096)
+	}
+	sparseFile(t, filepath.Join(root, "sub", "small-sparse"), 1<<20, 512<<10)
+	for _, l := range [][2]string{
+		{"a.txt", "link-rel"},
+		{"/etc/hostname", "link-abs"},
+		{"no/such/target", "link-dangling"},
+		{"sub", "link-dir"},
+	} {
+		if err := os.Symlink(l[0], filepath.Join(root, l[1])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Link(filepath.Join(root, "a.txt"), filepath.Join(root, "sub", "hard-a")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(filepath.Join(root, "sub", "deeper", "deepest", "leaf"), filepath.Join(root, "many", "hard-leaf")); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(filepath.Join(root, "fifo"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(root, "readonly-dir", "inside"), []byte("in a directory without write permission\n"), 0o444)
+	os.Chmod(filepath.Join(root, "readonly-dir"), 0o555)
+	os.Chmod(filepath.Join(root, "sub"), 0o750)
+	// Times in the past, directories last, so that -p has something to keep.
+	old := time.Date(2001, 2, 3, 4, 5, 6, 789_000_000, time.UTC)
+	var dirs []string
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			dirs = append(dirs, p)
+		case d.Type()&fs.ModeSymlink != 0:
+			unix.UtimesNanoAt(unix.AT_FDCWD, p, []unix.Timespec{unix.NsecToTimespec(old.UnixNano()), unix.NsecToTimespec(old.UnixNano())}, unix.AT_SYMLINK_NOFOLLOW)
+		default:
+			os.Chtimes(p, old, old.Add(time.Duration(len(p))*time.Second))
+		}
+		return nil
+	})
+	for i := len(dirs) - 1; i >= 0; i-- {
+		os.Chtimes(dirs[i], old, old.Add(time.Hour))
+	}
+}
+
+// entry is what compareTrees compares of one name.
+type entry struct {
+	mode  fs.FileMode
+	link  string
+	sum   [sha256.Size]byte
+	mtime time.Time
+	ino   uint64
+}
+
+// scanTree lists every name under root, with its type, mode, contents or
+// target, and inode.
+func scanTree(t *testing.T, root string) map[string]entry {
+	t.Helper()
+	m := map[string]entry{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		e := entry{mode: info.Mode(), mtime: info.ModTime(), ino: info.Sys().(*syscall.Stat_t).Ino}
+		switch {
+		case info.Mode()&fs.ModeSymlink != 0:
+			e.link, _ = os.Readlink(p)
+		case info.Mode().IsRegular():
+			e.sum = fileSum(t, p)
+		}
+		m[rel] = e
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// compareTrees checks that dst is a copy of src: the same names, types,
+// contents, link targets and hard links, and, with preserve, the same
+// modes and modification times; without, modes less the umask.
+func compareTrees(t *testing.T, src, dst string, preserve bool) {
+	t.Helper()
+	s, d := scanTree(t, src), scanTree(t, dst)
+	umask := fs.FileMode(unix.Umask(0))
+	unix.Umask(int(umask))
+	var names []string
+	for n := range s {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		se, de := s[n], d[n]
+		if _, ok := d[n]; !ok {
+			t.Errorf("%s: missing from the copy", n)
+			continue
+		}
+		if se.mode.Type() != de.mode.Type() {
+			t.Errorf("%s: type %v, want %v", n, de.mode.Type(), se.mode.Type())
+			continue
+		}
+		if se.link != de.link || se.sum != de.sum {
+			t.Errorf("%s: contents or target differ (%q, want %q)", n, de.link, se.link)
+		}
+		if se.mode.Type()&fs.ModeSymlink != 0 {
+			continue
+		}
+		want := se.mode.Perm()
+		if !preserve {
+			want &^= umask
+		}
+		if de.mode.Perm() != want {
+			t.Errorf("%s: mode %v, want %v", n, de.mode.Perm(), want)
+		}
+		if preserve && !de.mtime.Equal(se.mtime) {
+			t.Errorf("%s: modified %v, want %v", n, de.mtime, se.mtime)
+		}
+	}
+	for n := range d {
+		if _, ok := s[n]; !ok {
+			t.Errorf("%s: in the copy, not in the source", n)
+		}
+	}
+	// Names that share an inode in src share one in dst, and only those.
+	for _, a := range names {
+		for _, b := range names {
+			if a < b && s[a].mode.IsRegular() && (s[a].ino == s[b].ino) != (d[a].ino == d[b].ino) {
+				t.Errorf("%s and %s: linked %v in the source, %v in the copy", a, b, s[a].ino == s[b].ino, d[a].ino == d[b].ino)
+			}
+		}
+	}
+}
+
+// noTemps checks that no temporary file of a copy is left under root.
+func noTemps(t *testing.T, root string) {
+	t.Helper()
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && strings.Contains(d.Name(), tempMark) {
+			t.Errorf("temporary file left: %s", p)
+		}
+		return nil
+	})
+}
+
+func TestCopyTree(t *testing.T) {
+	for _, preserve := range []bool{true, false} {
+		t.Run(fmt.Sprintf("p=%v", preserve), func(t *testing.T) {
+			dir := t.TempDir()
+			src := filepath.Join(dir, "src")
+			makeTree(t, src, preserve)
+			args := []string{"copy", "-r", "-v", "-j", "3", src, filepath.Join(dir, "dst")}
+			if preserve {
+				args = append(args, "-p")
+			}
+			r := runCLI(t, 0, args...)
+			if want := regexp.MustCompile(`^copied \d+ files, \d+ bytes in \d+\.\d\ds \(.*MB/s\) with \d process(es)?\n$`); !want.MatchString(r.stdout) {
+				t.Errorf("stdout %q does not match %v", r.stdout, want)
+			}
+			if r.stderr != "" {
+				t.Errorf("stderr %q", r.stderr)
+			}
+			dst := filepath.Join(dir, "dst") // DST did not exist: it is the copy of src
+			compareTrees(t, src, dst, preserve)
+			for _, f := range []string{"sparse", "sub/small-sparse"} {
+				if f == "sparse" && !preserve {
+					continue // made with the big files only
+				}
+				if b, sb := blocks(t, filepath.Join(dst, f)), blocks(t, filepath.Join(src, f)); b > sb {
+					t.Errorf("%s: the copy takes %d blocks, the source %d: holes were filled", f, b, sb)
+				}
+			}
+			noTemps(t, dst)
+			if preserve {
+				return
+			}
+			// Again into the existing copy: DST is a directory now, so the
+			// copy goes to dst/src.
+			runCLI(t, 0, append(args[:len(args):len(args)], "-q")...)
+			compareTrees(t, src, filepath.Join(dst, "src"), preserve)
+		})
+	}
+}
+
+// TestCopySeveralSources: files and trees go into the directory DST; a
+// directory without -r is one line and exit status 1, the rest is copied.
+func TestCopySeveralSources(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "one"), []byte("1\n"), 0o644)
+	writeFile(t, filepath.Join(dir, "two"), []byte("22\n"), 0o600)
+	writeFile(t, filepath.Join(dir, "tree", "x", "y"), []byte("y\n"), 0o644)
+	out := filepath.Join(dir, "out")
+	os.Mkdir(out, 0o755)
+	r := runCLI(t, 1, "copy", filepath.Join(dir, "one"), filepath.Join(dir, "tree"), filepath.Join(dir, "two"), out)
+	if want := "multiproc copy: " + filepath.Join(dir, "tree") + ": is a directory (use -r to copy it)\n"; r.stderr != want {
+		t.Errorf("stderr %q, want %q", r.stderr, want)
+	}
+	onlyFiles(t, out, "one", "two")
+	runCLI(t, 0, "copy", "-r", filepath.Join(dir, "one"), filepath.Join(dir, "tree"), filepath.Join(dir, "two"), out)
+	onlyFiles(t, out, "one", "tree", "two")
+	compareTrees(t, filepath.Join(dir, "tree"), filepath.Join(out, "tree"), false)
+	// Several sources need a directory.
+	r = runCLI(t, 1, "copy", filepath.Join(dir, "one"), filepath.Join(dir, "two"), filepath.Join(out, "one"))
+	if !strings.Contains(r.stderr, "is not a directory") {
+		t.Errorf("stderr %q", r.stderr)
+	}
+}
+
+// TestCopyIntoItself: a directory copied into itself is refused before
+// anything is written.
+func TestCopyIntoItself(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	writeFile(t, filepath.Join(src, "sub", "f"), []byte("f\n"), 0o644)
+	if err := os.Symlink(src, filepath.Join(dir, "alias")); err != nil {
+		t.Fatal(err)
+	}
+	before := scanTree(t, src)
+	for _, c := range [][]string{
+		{"copy", "-r", src, filepath.Join(src, "sub", "new")},
+		{"copy", "-r", src, src},                                                     // into src/src
+		{"copy", "-r", filepath.Join(dir, "alias") + "/", filepath.Join(src, "sub")}, // through a link
+		{"copy", "-r", filepath.Join(dir, "alias", "sub", "f"), src, filepath.Join(src, "sub")},
+	} {
+		r := runCLI(t, 1, c...)
+		if !strings.Contains(r.stderr, "into itself") {
+			t.Errorf("%q: stderr %q, want it refused", c, r.stderr)
+		}
+		if after := scanTree(t, src); len(after) != len(before) {
+			t.Fatalf("%q wrote into the source: %d names, had %d", c, len(after), len(before))
+		}
+	}
+}
+
+// TestCopyNoClobber: -n leaves existing files alone; without it they are
+// replaced, through a rename.
+func TestCopyNoClobber(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	writeFile(t, filepath.Join(src, "old"), []byte("new contents\n"), 0o644)
+	writeFile(t, filepath.Join(src, "new"), []byte("fresh\n"), 0o644)
+	if err := os.Symlink("old", filepath.Join(src, "link")); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(dir, "dst")
+	writeFile(t, filepath.Join(dst, "old"), []byte("kept\n"), 0o600)
+	if err := os.Symlink("elsewhere", filepath.Join(dst, "link")); err != nil {
+		t.Fatal(err)
+	}
+	runCLI(t, 0, "copy", "-r", "-n", src+"/.", dst)
+	if got, _ := os.ReadFile(filepath.Join(dst, "old")); string(got) != "kept\n" {
+		t.Errorf("-n overwrote old: %q", got)
+	}
+	if got, _ := os.Readlink(filepath.Join(dst, "link")); got != "elsewhere" {
+		t.Errorf("-n replaced the link: %q", got)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dst, "new")); string(got) != "fresh\n" {
+		t.Errorf("new: %q", got)
+	}
+	// One file, -n.
+	runCLI(t, 0, "copy", "-n", filepath.Join(src, "old"), filepath.Join(dst, "old"))
+	if got, _ := os.ReadFile(filepath.Join(dst, "old")); string(got) != "kept\n" {
+		t.Errorf("-n overwrote old: %q", got)
+	}
+	// Without -n: replaced.
+	runCLI(t, 0, "copy", "-r", src+"/.", dst)
+	compareTrees(t, src, dst, false)
+	noTemps(t, dst)
+}
+
+// TestCopySpecialFiles: a device node is recreated where permitted (here,
+// as root) and skipped with one line where not (in a user namespace,
+// where mknod of a device is refused); a FIFO is recreated, never read.
+func TestCopySpecialFiles(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	writeFile(t, filepath.Join(src, "file"), []byte("data\n"), 0o644)
+	if err := unix.Mkfifo(filepath.Join(src, "fifo"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mknod(filepath.Join(src, "null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {
+		t.Skipf("cannot make a device node to copy: %v", err)
+	}
+	runCLI(t, 0, "copy", "-r", src, filepath.Join(dir, "dst"))
+	var st unix.Stat_t
+	if err := unix.Lstat(filepath.Join(dir, "dst", "null"), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != unix.Mkdev(1, 3) {
+		t.Errorf("the device node was not recreated: %v, mode %o", err, st.Mode)
+	}
+	if err := unix.Lstat(filepath.Join(dir, "dst", "fifo"), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
+		t.Errorf("the FIFO was not recreated: %v, mode %o", err, st.Mode)
+	}
+	// Where mknod of a device is refused: one line, exit 1, the rest copied.
+	code, stdout, stderr := inTmpfs(t, "16m", `"$2" copy -r "$3" "$1/dst"; rc=$?; ls -A "$1/dst"; exit $rc`, src)
+	if code != 1 {
+		t.Fatalf("exit code %d, want 1\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	if want := regexp.MustCompile(`^multiproc copy: cannot create character device /\S+/dst/null: operation not permitted \(skipped\)\n$`); !want.MatchString(stderr) {
+		t.Errorf("stderr %q, want %v", stderr, want)
+	}
+	if stdout != "fifo\nfile\n" {
+		t.Errorf("the copy holds %q", stdout)
+	}
+}
+
+// TestCopyUnreadable: a file that cannot be read is one line naming it
+// and the reason; the rest is copied; exit status 1. The copy runs as
+// nobody (root reads everything), in a child with dropped privileges.
+func TestCopyUnreadable(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run the copy as another user")
+	}
+	const nobody = 65534
+	base, err := os.MkdirTemp("", "multiproc-unreadable-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	os.Chmod(base, 0o755)
+	// The binary where nobody can run it.
+	bin := filepath.Join(base, "multiproc")
+	in, err := os.Open(binPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.OpenFile(bin, os.O_CREATE|os.O_WRONLY, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.Copy(out, in)
+	in.Close()
+	if err = errors.Join(err, out.Close()); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(base, "src")
+	writeFile(t, filepath.Join(src, "readable"), []byte("ok\n"), 0o644)
+	writeFile(t, filepath.Join(src, "secret"), []byte("root only\n"), 0o600)
+	writeFile(t, filepath.Join(src, "z", "also-readable"), []byte("ok\n"), 0o644)
+	dst := filepath.Join(base, "dst")
+	if err := os.Mkdir(dst, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chown(dst, nobody, nobody)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "copy", "-r", src, dst)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("exit: %v, want status 1\nstderr: %s", err, e.String())
+	}
+	if want := "multiproc copy: cannot read " + filepath.Join(src, "secret") + ": permission denied\n"; e.String() != want {
+		t.Errorf("stderr %q, want %q", e.String(), want)
+	}
+	onlyFiles(t, filepath.Join(dst, "src"), "readable", "z")
+	onlyFiles(t, filepath.Join(dst, "src", "z"), "also-readable")
+}
+
+// TestCopyTreeDiskFull: on a full file system each file that does not fit
+// is one line (no space left on device); no file is left half-written
+// under its name, no temporary file is left, the exit status is 1.
+func TestCopyTreeDiskFull(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	for i := range 12 {
+		writeFile(t, filepath.Join(src, fmt.Sprintf("d%d", i%3), fmt.Sprintf("f%02d", i)), bytes.Repeat([]byte{byte('a' + i)}, 700<<10), 0o644)
+	}
+	// 4 MiB hold some of the 12 files of 700 KiB, not all.
+	script := `"$2" copy -r -j 2 "$3" "$1/dst"; rc=$?
+echo "temps: $(find "$1" -name '*.multiproc-*' | wc -l)"
+cd "$1/dst" && for f in */*; do cmp -s "$f" "$3/$f" || echo "differs: $f"; done
+echo "copied: $(ls "$1"/dst/* | grep -c '^f')"
+exit $rc`
+	code, stdout, stderr := inTmpfs(t, "4m", script, src)
+	if code != 1 {
+		t.Fatalf("exit code %d, want 1\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
+	for _, l := range lines {
+		if !regexp.MustCompile(`^multiproc copy: writing /\S+/dst/d\d/f\d\d: no space left on device$`).MatchString(l) {
+			t.Errorf("stderr line %q", l)
+		}
+	}
+	if !strings.HasPrefix(stdout, "temps: 0\n") || strings.Contains(stdout, "differs") {
+		t.Errorf("after the copy: %s", stdout)
+	}
+	var copied int
+	fmt.Sscanf(stdout[strings.Index(stdout, "copied: "):], "copied: %d", &copied)
+	if copied+len(lines) != 12 || copied == 0 {
+		t.Errorf("%d files copied, %d failed, want 12 in all, some of each\n%s", copied, len(lines), stdout)
+	}
+}
+
+// manySmall makes n small files in 10 directories under root.
+func manySmall(t *testing.T, root string, n int) {
+	t.Helper()
+	for i := range 10 {
+		if err := os.MkdirAll(filepath.Join(root, fmt.Sprintf("d%d", i)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		if err := os.WriteFile(filepath.Join(root, fmt.Sprintf("d%d", i%10), fmt.Sprintf("f%d", i)), bytes.Repeat([]byte{byte(i)}, 1+i%5000), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestCopyTreeInterrupted: Ctrl-C at random points of a tree copy exits
+// 130 with every file in the copy complete and no temporary file left.
+func TestCopyTreeInterrupted(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	manySmall(t, src, 600)
+	big := bigFile(t, mediumSize)
+	if err := os.Link(big.path, filepath.Join(src, "d3", "big")); err != nil {
+		t.Fatal(err)
+	}
+	want := scanTree(t, src)
+	for i := range 3 {
+		dst := filepath.Join(dir, fmt.Sprintf("dst%d", i))
+		run := startCLI(t, "copy", "-r", "-j", "2", src, dst)
+		// The first run as soon as the copy has begun (the destination
+		// exists: it is still walking); the others once files are being
+		// completed, at a random moment after that.
+		waitFor(t, run, func() bool {
+			if i == 0 {
+				_, err := os.Stat(dst)
+				return err == nil
+			}
+			ms, _ := filepath.Glob(filepath.Join(dst, "d*", "f*"))
+			return len(ms) > 0
+		})
+		if i > 0 {
+			time.Sleep(time.Duration(mathrand.IntN(50_000)) * time.Microsecond)
+		}
+		if err := run.cmd.Process.Signal(syscall.SIGINT); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			t.Fatal(err)
+		}
+		code := run.wait(t)
+		switch code {
+		case 130:
+			if !strings.Contains(run.stderr.String(), "multiproc copy: interrupted (interrupt signal received)") {
+				t.Errorf("stderr %q", run.stderr.String())
+			}
+		case 0:
+			t.Logf("run %d: the copy ended before the signal", i)
+		default:
+			t.Fatalf("exit code %d\nstderr: %s", code, run.stderr.String())
+		}
+		noTemps(t, dst)
+		got := scanTree(t, dst)
+		complete := 0
+		for name, e := range got {
+			if !e.mode.IsRegular() {
+				continue
+			}
+			if w, ok := want[name]; !ok || w.sum != e.sum {
+				t.Errorf("run %d: %s is in the copy but not complete", i, name)
+			}
+			complete++
+		}
+		t.Logf("run %d: exit %d, %d files complete", i, code, complete)
+		noProcessesLeft(t)
+	}
+}
+
+// TestCopyRemovesDeadCopiersTemps: the temporary files of a copy that was
+// SIGKILLed are removed by the next copy into the same directory, as are
+// those of a pid that now names another process (another start time);
+// those of a live copier are not.
+func TestCopyRemovesDeadCopiersTemps(t *testing.T) {
+	dir := t.TempDir()
+	src := bigFile(t, mediumSize)
+	// A real one: the copy killed while it writes.
+	run := startCLI(t, "copy", "-j", "2", src.path, filepath.Join(dir, "big"))
+	waitFor(t, run, func() bool {
+		ms, _ := filepath.Glob(filepath.Join(dir, ".big.multiproc-*"))
+		return len(ms) > 0
+	})
+	run.cmd.Process.Kill()
+	<-run.done // killed: no exit status to check
+	noProcessesLeft(t)
+	left, _ := filepath.Glob(filepath.Join(dir, ".big.multiproc-*"))
+	if len(left) == 0 {
+		t.Skip("the copy ended before SIGKILL")
+	}
+	// Made ones: this test process is alive (its start time is right);
+	// the same pid with another start time is a recycled pid; a pid that
+	// has exited is dead.
+	self := os.Getpid()
+	start, ok := procStart(self)
+	if !ok {
+		t.Fatal("cannot read this process's start time")
+	}
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	alive := fmt.Sprintf(".x.multiproc-%d-%d-1", self, start)
+	recycled := fmt.Sprintf(".y.multiproc-%d-%d-2", self, start+1)
+	gone := fmt.Sprintf(".z.multiproc-%d-%d-3", dead.Process.Pid, start)
+	other := ".w.multiproc-notours"
+	for _, n := range []string{alive, recycled, gone, other} {
+		writeFile(t, filepath.Join(dir, n), []byte("partial"), 0o600)
+	}
+	writeFile(t, filepath.Join(dir, "small"), []byte("small\n"), 0o644)
+	runCLI(t, 0, "copy", filepath.Join(dir, "small"), filepath.Join(dir, "small2"))
+	onlyFiles(t, dir, other, alive, "small", "small2")
+	// The tree copy cleans the directories it writes into too.
+	writeFile(t, filepath.Join(dir, recycled), []byte("partial"), 0o600)
+	more := t.TempDir()
+	writeFile(t, filepath.Join(more, "s1"), []byte("1\n"), 0o644)
+	writeFile(t, filepath.Join(more, "s2"), []byte("2\n"), 0o644)
+	runCLI(t, 0, "copy", filepath.Join(more, "s1"), filepath.Join(more, "s2"), dir)
+	onlyFiles(t, dir, other, alive, "s1", "s2", "small", "small2")
+}
+
+func TestParseTempName(t *testing.T) {
+	name := filepath.Base(tempName("/some/dir/file.txt"))
+	pid, start, ok := parseTempName(name)
+	if !ok || pid != os.Getpid() || !strings.HasPrefix(name, ".file.txt.multiproc-") {
+		t.Fatalf("tempName %q parses as %d, %d, %v", name, pid, start, ok)
+	}
+	if s, _ := procStart(pid); s != start {
+		t.Errorf("start %d, want %d", start, s)
+	}
+	if writerDead(pid, start) {
+		t.Error("this process is said dead")
+	}
+	long := strings.Repeat("n", 255)
+	if n := filepath.Base(tempName("/d/" + long)); len(n) > 255 {
+		t.Errorf("the temporary name of a 255-byte name has %d bytes", len(n))
+	}
+	for _, bad := range []string{"file", ".file.multiproc-", ".f.multiproc-1-2", ".f.multiproc-a-2-3", ".f.multiproc-0-2-3", "f.multiproc-1-2-3", ".f.multiproc-1-2-3-4", ".f.multiproc--1-2-3"} {
+		if _, _, ok := parseTempName(bad); ok {
+			t.Errorf("%q parsed as a temporary name", bad)
+		}
+	}
+}
+
+func FuzzParseTempName(f *testing.F) {
+	f.Add(".file.multiproc-12-345-6")
+	f.Add(".multiproc-1-1-1")
+	f.Add(".a.multiproc-99999999999999999999-1-1")
+	f.Fuzz(func(t *testing.T, name string) {
+		pid, start, ok := parseTempName(name)
+		if ok && (pid <= 0 || !strings.Contains(name, fmt.Sprintf("%s%d-%d-", tempMark, pid, start))) {
+			t.Errorf("%q parsed as pid %d, start %d", name, pid, start)
+		}
+	})
+}
+
+func TestVersion(t *testing.T) {
+	want := regexp.MustCompile(`^multiproc \S+( \(\S+\))? go\d+\.\d+\S* linux/\w+\n$`)
+	for _, args := range [][]string{{"version"}, {"-version"}, {"--version"}} {
+		r := runCLI(t, 0, args...)
+		if !want.MatchString(r.stdout) {
+			t.Errorf("%q: stdout %q does not match %v", args, r.stdout, want)
+		}
+	}
+	runCLI(t, 2, "version", "extra")
+}
+
+// TestCopyTreeProgressBar: on a terminal, -v draws one bar for the whole
+// tree, counting files and bytes, complete at the end (its total grows
+// while the walk goes on: it must not complete early).
+func TestCopyTreeProgressBar(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	manySmall(t, src, 300)
+	if err := os.Link(bigFile(t, mediumSize).path, filepath.Join(src, "big")); err != nil {
+		t.Fatal(err)
+	}
+	master, tty := openPty(t)
+	defer master.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binPath, "copy", "-r", "-v", "-j", "2", src, filepath.Join(dir, "dst"))
+	var stdout bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, tty
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tty.Close()
+	screen := make(chan string, 1)
+	go func() {
+		b, _ := io.ReadAll(master) // ends with EIO once no process holds the terminal
+		screen <- string(b)
+	}()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("copy: %v", err)
+	}
+	var out string
+	select {
+	case out = <-screen:
+	case <-time.After(10 * time.Second):
+		master.SetReadDeadline(time.Now())
+		out = <-screen
+	}
+	// The last frame: every file, every byte.
+	last := out[strings.LastIndex(strings.TrimRight(out, "\r\n"), "\n")+1:]
+	if want := regexp.MustCompile(`301/301 files 100\.\d MiB / 100\.\d MiB \[=+\]\s+100 %`); !want.MatchString(last) {
+		t.Errorf("the last frame %q does not match %v\nterminal output: %q", last, want, out)
+	}
+	if !strings.HasPrefix(stdout.String(), "copied 301 files, ") {
+		t.Errorf("stdout %q", stdout.String())
+	}
+	compareTrees(t, src, filepath.Join(dir, "dst"), false)
+}
+
+// TestCopyOneFilePreserve: -p on one file keeps its mode (setuid too),
+// owner and times; without -p the mode loses the umask's bits and the
+// setuid bit, and the time is the copy's.
+func TestCopyOneFilePreserve(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "tool")
+	writeFile(t, src, []byte("#!/bin/sh\n"), 0o777)
+	if err := os.Chmod(src, 0o777|fs.ModeSetuid); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Date(1999, 12, 31, 23, 59, 58, 123_000_000, time.UTC)
+	if err := os.Chtimes(src, old, old); err != nil {
+		t.Fatal(err)
+	}
+	runCLI(t, 0, "copy", "-p", src, filepath.Join(dir, "kept"))
+	runCLI(t, 0, "copy", src, filepath.Join(dir, "plain"))
+	umask := fs.FileMode(unix.Umask(0))
+	unix.Umask(int(umask))
+	for _, c := range []struct {
+		name  string
+		mode  fs.FileMode
+		mtime bool
+	}{{"kept", 0o777 | fs.ModeSetuid, true}, {"plain", 0o777 &^ umask, false}} {
+		st, err := os.Stat(filepath.Join(dir, c.name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode() != c.mode {
+			t.Errorf("%s: mode %v, want %v", c.name, st.Mode(), c.mode)
+		}
+		if st.ModTime().Equal(old) != c.mtime {
+			t.Errorf("%s: modified %v (source: %v), want kept %v", c.name, st.ModTime(), old, c.mtime)
+		}
+	}
+}
