@@ -59,6 +59,9 @@
 //	Barrier.abort/reset/parties/n_waiting        b.Abort(), b.Reset(), b.Parties(), b.Waiting()
 //	v.get_lock().acquire(False)                  v.TryLock(), a.TryLock()
 //	JoinableQueue(maxsize), task_done, join      NewJoinableQueue[T](maxsize), q.TaskDone(), q.Join(ctx)
+//	p.sentinel, connection.wait(objs, timeout)   p.Done() (a channel), Wait(ctx, objs...): Conns, Listeners, Processes
+//	active_children()                            ActiveChildren()
+//	Future.cancel(), pool.map_async(f, xs)       r.Cancel() on an AsyncResult, f.MapAsync(pool, xs)
 //	RLock                                        not offered: Go has no goroutine identity, and its
 //	                                             locks are not reentrant by design: restructure so
 //	                                             the holder calls an unlocked helper
