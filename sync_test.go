@@ -387,14 +387,14 @@ func TestZeroValues(t *testing.T) {
 	}
 }
 
-// TestNewSemaphoreIsConstantTime: NewSemaphore(2^31) used to count up one
+// TestNewSemaphoreIsConstantTime: NewSemaphore(2^31-1) used to count up one
 // by one (seconds); it sets the count.
 func TestNewSemaphoreIsConstantTime(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
-		s, err := multiproc.NewSemaphore(1 << 31)
+		s, err := multiproc.NewSemaphore(1<<31 - 1)
 		if err == nil && !s.TryAcquire() {
-			err = errors.New("TryAcquire failed on a Semaphore(2^31)")
+			err = errors.New("TryAcquire failed on a Semaphore(2^31-1)")
 		}
 		done <- err
 	}()
@@ -404,10 +404,10 @@ func TestNewSemaphoreIsConstantTime(t *testing.T) {
 			t.Fatal(err)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("NewSemaphore(2^31) took over 5 s")
+		t.Fatal("NewSemaphore(2^31-1) took over 5 s")
 	}
-	if _, err := multiproc.NewSemaphore(1<<31 + 1); err == nil {
-		t.Fatal("NewSemaphore(2^31+1) succeeded")
+	if _, err := multiproc.NewSemaphore(1 << 31); err == nil {
+		t.Fatal("NewSemaphore(2^31) succeeded")
 	}
 }
 
