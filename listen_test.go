@@ -397,7 +397,7 @@ func TestRecvPickleBadFrames(t *testing.T) {
 	for _, m := range [][]byte{
 		[]byte("not a pickle"),
 		[]byte("cos\nsystem\n(S'echo pwned'\ntR."),
-		{0x80, 4, 0x8c, 6, 'p', 'o', 's', 'i', 'x', 0x94, 0x8c, 6, 's', 'y', 's', 't', 'e', 'm', 0x93, '.'},
+		{0x80, 4, 0x8c, 5, 'p', 'o', 's', 'i', 'x', 0x94, 0x8c, 6, 's', 'y', 's', 't', 'e', 'm', 0x93, '.'},
 	} {
 		b.SendBytes(m)
 	}
