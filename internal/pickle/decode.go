@@ -165,6 +165,7 @@ type decoder struct {
 	maxDigits int
 	stackBuf  [16]any
 	markBuf   [8]int
+	slabs
 }
 
 func (d *decoder) errf(base error, format string, args ...any) error {
@@ -184,6 +185,7 @@ func (d *decoder) need(n uint64) ([]byte, error) {
 		return nil, d.errf(ErrNotPickle, "opcode %#x needs %d bytes, %d are left", d.data[d.op], n, len(d.data)-d.pos)
 	}
 	b := d.data[d.pos : d.pos+int(n)]
+	d.left = len(d.data) - d.pos // an arena for what b holds is never larger
 	d.pos += int(n)
 	return b, nil
 }
@@ -345,7 +347,7 @@ func (d *decoder) keyForm(v any, depth int) (any, int64, error) {
 	case nil, bool, int64, float64:
 		return x, costSlot, nil
 	case string:
-		return x, costSlot + int64(len(x)), nil
+		return v, costSlot + int64(len(x)), nil
 	case Tuple:
 		return d.arrayOf(x, depth)
 	case *node:
@@ -402,6 +404,13 @@ func (d *decoder) memoPut(idx uint64) error {
 		return err
 	}
 	i := int(idx)
+	if d.memo == nil {
+		n := min(len(d.data)/4+8, 1024)
+		if err := d.charge(costSlot * int64(n)); err != nil {
+			return err
+		}
+		d.memo = make([]any, 0, n)
+	}
 	for len(d.memo) <= i {
 		if err := d.charge(costSlot); err != nil {
 			return err
@@ -470,12 +479,12 @@ func (d *decoder) run() (any, error) {
 		case 'M': // BININT2
 			var b []byte
 			if b, err = d.need(2); err == nil {
-				err = d.push(int64(binary.LittleEndian.Uint16(b)))
+				err = d.push(d.int(int64(binary.LittleEndian.Uint16(b))))
 			}
 		case 'J': // BININT
 			var b []byte
 			if b, err = d.need(4); err == nil {
-				err = d.push(int64(int32(binary.LittleEndian.Uint32(b))))
+				err = d.push(d.int(int64(int32(binary.LittleEndian.Uint32(b)))))
 			}
 		case 'I': // INT
 			err = d.loadInt()
@@ -496,7 +505,7 @@ func (d *decoder) run() (any, error) {
 		case 'G': // BINFLOAT
 			var b []byte
 			if b, err = d.need(8); err == nil {
-				err = d.push(math.Float64frombits(binary.BigEndian.Uint64(b)))
+				err = d.push(d.float(math.Float64frombits(binary.BigEndian.Uint64(b))))
 			}
 		case 'F': // FLOAT
 			err = d.loadFloat()
@@ -513,7 +522,7 @@ func (d *decoder) run() (any, error) {
 				return nil, d.errf(ErrNotPickle, "a str that is not UTF-8")
 			}
 			if err = d.charge(int64(n)); err == nil {
-				err = d.push(string(b))
+				err = d.push(d.str(b))
 			}
 		case 'V': // UNICODE
 			err = d.loadUnicode()
@@ -529,7 +538,7 @@ func (d *decoder) run() (any, error) {
 				break
 			}
 			if err = d.charge(int64(n)); err == nil {
-				err = d.push(append([]byte{}, b...))
+				err = d.push(d.bytes(b))
 			}
 		case ')': // EMPTY_TUPLE
 			err = d.push(emptyTuple)
@@ -933,6 +942,9 @@ func (d *decoder) addAll(s map[any]struct{}, items []any) error {
 func (d *decoder) setItems(n *node, items []any) error {
 	if len(items)%2 != 0 {
 		return d.errf(ErrNotPickle, "an odd number of items for a dict")
+	}
+	if len(n.m) == 0 && len(items) > 16 {
+		n.m = make(map[any]any, len(items)/2) // one allocation, not a growth per doubling
 	}
 	for i := 0; i < len(items); i += 2 {
 		k, err := d.keyOf(items[i])

@@ -566,7 +566,8 @@ func TestFraming(t *testing.T) {
 
 // TestLinear: a decode's time and memory grow linearly with the pickle's
 // size, for the shapes of the bombs and for plain data: 4 times the size
-// costs at most ~4 times (allowed 12, for a loaded machine).
+// costs about 4 times (allowed 16 times and 30 ms, the best of 5 runs, for
+// a loaded machine; the memory check is the exact one).
 func TestLinear(t *testing.T) {
 	shapes := map[string]func(n int) []byte{
 		"shared bytes": func(n int) []byte { return sharedBytes(n, n/2) },
@@ -584,7 +585,7 @@ func TestLinear(t *testing.T) {
 		cost := func(p []byte) (time.Duration, uint64) {
 			best := time.Hour
 			var mem uint64
-			for range 3 {
+			for range 5 {
 				t0 := time.Now()
 				mem = heapGrowth(func() { Unmarshal(p) })
 				best = min(best, time.Since(t0))
@@ -594,7 +595,7 @@ func TestLinear(t *testing.T) {
 		ts, ms := cost(small)
 		tl, ml := cost(large)
 		ratio := float64(len(large)) / float64(len(small))
-		if float64(tl) > 3*ratio*float64(ts)+float64(5*time.Millisecond) {
+		if float64(tl) > 4*ratio*float64(ts)+float64(30*time.Millisecond) {
 			t.Errorf("%s: %d bytes in %v, %d bytes in %v", name, len(small), ts, len(large), tl)
 		}
 		if float64(ml) > 3*ratio*float64(ms)+1<<20 {
