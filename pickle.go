@@ -4,6 +4,7 @@ package multiproc
 
 import (
 	"context"
+	"sync"
 
 	"github.com/multiproc-go/multiproc/internal/pickle"
 )
@@ -68,16 +69,27 @@ func (c *Conn) SendPickleContext(ctx context.Context, v any) error {
 	if err := c.check(true); err != nil {
 		return err
 	}
-	b, err := pickle.Marshal(v) // its errors say "multiproc: ..." already
+	bp := pickleBufs.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= 64<<10 { // a big message's buffer is not kept
+			pickleBufs.Put(bp)
+		}
+	}()
+	b, err := pickle.AppendMarshal((*bp)[:0], v) // its errors say "multiproc: ..." already
 	if err != nil {
 		return err
 	}
+	*bp = b
 	if err := c.wmu.LockContext(ctx); err != nil {
 		return ctxErr(ctx, "send")
 	}
 	defer c.wmu.Unlock()
 	return c.writeFrameContext(ctx, b)
 }
+
+// pickleBufs keeps SendPickle's buffers: a pickle is written out before
+// SendPickle returns, so its buffer serves the next one.
+var pickleBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 // RecvPickle receives one object sent by python3's conn.send(obj) (or by
 // SendPickle), of any protocol from 0 to 5, and returns it as a Go value:

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/big"
 	"strconv"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -71,7 +72,8 @@ func Unmarshal(data []byte) (any, error) {
 
 // UnmarshalLimits is Unmarshal with other limits.
 func UnmarshalLimits(data []byte, lim Limits) (any, error) {
-	d := decoder{data: data, maxDepth: lim.MaxDepth, maxDigits: lim.MaxDigits, maxCost: lim.MaxCost}
+	d := decoders.Get().(*decoder)
+	d.data, d.maxDepth, d.maxDigits, d.maxCost = data, lim.MaxDepth, lim.MaxDigits, lim.MaxCost
 	if d.maxDepth <= 0 {
 		d.maxDepth = MaxDepth
 	}
@@ -81,9 +83,38 @@ func UnmarshalLimits(data []byte, lim Limits) (any, error) {
 	if d.maxCost <= 0 {
 		d.maxCost = 1<<20 + 256*int64(len(data))
 	}
-	d.stack = d.stackBuf[:0]
-	d.marks = d.markBuf[:0]
-	return d.run()
+	v, err := d.run()
+	d.reset()
+	decoders.Put(d)
+	return v, err
+}
+
+// decoders keeps decoders (their stack, marks, memo and slabs) from one
+// Unmarshal to the next.
+var decoders = sync.Pool{New: func() any { return new(decoder) }}
+
+// reset empties d for the next Unmarshal: it keeps no value of this one
+// (the slabs' used slots are the values' own; the next decode only
+// appends), nor a big stack or memo.
+func (d *decoder) reset() {
+	clear(d.stack)
+	clear(d.memo)
+	d.stack, d.marks, d.memo = d.stack[:0], d.marks[:0], d.memo[:0]
+	if cap(d.stack) > 1024 {
+		d.stack = nil
+	}
+	if cap(d.marks) > 1024 {
+		d.marks = nil
+	}
+	if cap(d.memo) > 1024 {
+		d.memo = nil
+	}
+	clear(d.nodes)
+	if d.nodes == nil {
+		d.nodes = make([]node, 0, 64)
+	}
+	slabs := d.slabs
+	*d = decoder{stack: d.stack, marks: d.marks, memo: d.memo, nodes: d.nodes[:0], slabs: slabs}
 }
 
 // kind is what a node is.
@@ -159,12 +190,11 @@ type decoder struct {
 	memo      []any
 	memoN     int // filled memo slots: Python's len(memo), MEMOIZE's index
 	proto     int
+	nodes     []node // the first nodes of a decode: dead once it ends, so reused
 	cost      int64
 	maxCost   int64
 	maxDepth  int
 	maxDigits int
-	stackBuf  [16]any
-	markBuf   [8]int
 	slabs
 }
 
@@ -283,10 +313,15 @@ func (d *decoder) newNode(k kind, items []any) (*node, error) {
 	if err := d.charge(costNode + costSlot*int64(len(items))); err != nil {
 		return nil, err
 	}
-	n := &node{kind: k, depth: 1}
-	if k == kDict {
-		n.m = make(map[any]any)
-	} else if len(items) > 0 {
+	var n *node
+	if len(d.nodes) < cap(d.nodes) {
+		d.nodes = d.nodes[:len(d.nodes)+1]
+		n = &d.nodes[len(d.nodes)-1]
+	} else {
+		n = new(node)
+	}
+	n.kind, n.depth = k, 1
+	if k != kDict && len(items) > 0 {
 		n.items = make([]any, len(items))
 		copy(n.items, items)
 	}
@@ -318,7 +353,7 @@ func (d *decoder) tuple(items []any) (any, error) {
 		}
 		t := make(Tuple, len(items))
 		copy(t, items)
-		return t, nil
+		return d.tupleAny(t), nil
 	}
 	n, err := d.newNode(kTuple, items)
 	if err != nil {
@@ -404,13 +439,6 @@ func (d *decoder) memoPut(idx uint64) error {
 		return err
 	}
 	i := int(idx)
-	if d.memo == nil {
-		n := min(len(d.data)/4+8, 1024)
-		if err := d.charge(costSlot * int64(n)); err != nil {
-			return err
-		}
-		d.memo = make([]any, 0, n)
-	}
 	for len(d.memo) <= i {
 		if err := d.charge(costSlot); err != nil {
 			return err
@@ -538,7 +566,7 @@ func (d *decoder) run() (any, error) {
 				break
 			}
 			if err = d.charge(int64(n)); err == nil {
-				err = d.push(d.bytes(b))
+				err = d.push(d.bytesAny(d.bytes(b)))
 			}
 		case ')': // EMPTY_TUPLE
 			err = d.push(emptyTuple)
@@ -943,8 +971,8 @@ func (d *decoder) setItems(n *node, items []any) error {
 	if len(items)%2 != 0 {
 		return d.errf(ErrNotPickle, "an odd number of items for a dict")
 	}
-	if len(n.m) == 0 && len(items) > 16 {
-		n.m = make(map[any]any, len(items)/2) // one allocation, not a growth per doubling
+	if n.m == nil {
+		n.m = make(map[any]any, len(items)/2) // made at the first items, sized for them
 	}
 	for i := 0; i < len(items); i += 2 {
 		k, err := d.keyOf(items[i])
@@ -1405,10 +1433,13 @@ func (d *decoder) finish(root any) (any, error) {
 			if n.items == nil {
 				n.items = []any{}
 			}
-			n.out = n.items
+			n.out = d.listAny(n.items)
 		case kTuple:
-			n.out = Tuple(n.items)
+			n.out = d.tupleAny(n.items)
 		case kDict:
+			if n.m == nil {
+				n.m = map[any]any{}
+			}
 			n.out = n.m
 		}
 		n.state = stDone

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"sync"
 	"unicode/utf8"
 	"unsafe"
 )
@@ -31,15 +32,42 @@ import (
 // in Go but equal in Python (int64(1), 1.0 and true; "a" as string and as
 // a named string type), which Python would merge into one.
 func Marshal(v any) ([]byte, error) {
-	e := encoder{fs: -1}
-	e.buf = make([]byte, 0, 128)
-	e.buf = append(e.buf, 0x80, Protocol)
-	if err := e.save(v, 0, false); err != nil {
-		return nil, err
+	return AppendMarshal(nil, v)
+}
+
+// AppendMarshal is Marshal appending the pickle to dst; on an error it
+// returns dst as it was.
+func AppendMarshal(dst []byte, v any) ([]byte, error) {
+	e := encoders.Get().(*encoder)
+	e.buf, e.fs, e.memoN = append(dst, 0x80, Protocol), -1, 0
+	if len(dst) == 0 && cap(dst) == 0 {
+		e.buf = append(make([]byte, 0, 256), 0x80, Protocol)
 	}
-	e.op('.')
-	e.commit()
-	return e.buf, nil
+	err := e.save(v, 0, false)
+	if err == nil {
+		e.op('.')
+		e.commit()
+		dst = e.buf
+	}
+	e.reset()
+	encoders.Put(e)
+	return dst, err
+}
+
+// encoders keeps encoders (their memo of containers, their key buffers)
+// from one Marshal to the next.
+var encoders = sync.Pool{New: func() any { return new(encoder) }}
+
+func (e *encoder) reset() {
+	clear(e.seen)
+	clear(e.skeys)
+	e.buf, e.seen, e.index, e.skeys = nil, e.seen[:0], nil, e.skeys[:0]
+	if cap(e.seen) > 1024 {
+		e.seen = nil
+	}
+	if cap(e.skeys) > 1024 {
+		e.skeys = nil
+	}
 }
 
 const (
@@ -68,6 +96,12 @@ type encoder struct {
 	memoN uint32
 	seen  []memoEnt
 	index map[ident]int // into seen, once it is long
+	skeys []strKV       // map[string]any's entries, sorted
+}
+
+type strKV struct {
+	k string
+	v any
 }
 
 // op writes opcode bytes, in a frame.
@@ -334,20 +368,7 @@ func (e *encoder) save(v any, depth int, key bool) error {
 	case Tuple:
 		return e.tuple(x, depth, key)
 	case map[string]any:
-		if ok, err := e.shared(mapIdent(x)); ok || err != nil {
-			return err
-		}
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		return e.dict(len(keys), mapIdent(x), func(i int) error {
-			if err := e.str(keys[i]); err != nil {
-				return err
-			}
-			return e.save(x[keys[i]], depth+1, false)
-		})
+		return e.dictStr(x, depth)
 	case map[any]any:
 		if ok, err := e.shared(mapIdent(x)); ok || err != nil {
 			return err
@@ -372,6 +393,46 @@ func (e *encoder) save(v any, depth int, key bool) error {
 	default:
 		return e.value(reflect.ValueOf(v), depth, key)
 	}
+	return nil
+}
+
+// dictStr writes the commonest map, without reflect or closures.
+func (e *encoder) dictStr(x map[string]any, depth int) error {
+	id := mapIdent(x)
+	if ok, err := e.shared(id); ok || err != nil {
+		return err
+	}
+	at0 := len(e.skeys)
+	for k, v := range x {
+		e.skeys = append(e.skeys, strKV{k, v})
+	}
+	kvs := e.skeys[at0:]
+	slices.SortFunc(kvs, func(a, b strKV) int { return cmp.Compare(a.k, b.k) })
+	e.op1('}')
+	at := e.remember(id, e.memoize(), true)
+	for lo := 0; lo < len(kvs); lo += batchSize {
+		hi := min(len(kvs), lo+batchSize)
+		if hi-lo > 1 {
+			e.op1('(')
+		}
+		for i := lo; i < hi; i++ {
+			e.boundary()
+			if err := e.str(kvs[i].k); err != nil {
+				return err
+			}
+			if err := e.save(kvs[i].v, depth+1, false); err != nil {
+				return err
+			}
+		}
+		if hi-lo > 1 {
+			e.op1('u')
+		} else {
+			e.op1('s')
+		}
+	}
+	clear(kvs)
+	e.skeys = e.skeys[:at0]
+	e.seen[at].open = false
 	return nil
 }
 

@@ -14,6 +14,9 @@ type slabs struct {
 	ints   []int64
 	floats []float64
 	text   []byte
+	tuples []Tuple
+	lists  [][]any
+	bytesH [][]byte
 	left   int // bytes of the pickle not yet read: no arena is larger
 }
 
@@ -34,6 +37,9 @@ var (
 	stringType = typeOf("")
 	int64Type  = typeOf(int64(0))
 	floatType  = typeOf(float64(0))
+	tupleType  = typeOf(Tuple{})
+	listType   = typeOf([]any{})
+	bytesType  = typeOf([]byte{})
 )
 
 func box(typ, p unsafe.Pointer) any {
@@ -94,4 +100,29 @@ func (s *slabs) float(f float64) any {
 	}
 	s.floats = append(s.floats, f)
 	return box(floatType, unsafe.Pointer(&s.floats[len(s.floats)-1]))
+}
+
+// tupleAny, listAny and bytesAny box slice headers from slabs.
+func (s *slabs) tupleAny(t Tuple) any {
+	if len(s.tuples) == cap(s.tuples) {
+		s.tuples = make([]Tuple, 0, slabLen)
+	}
+	s.tuples = append(s.tuples, t)
+	return box(tupleType, unsafe.Pointer(&s.tuples[len(s.tuples)-1]))
+}
+
+func (s *slabs) listAny(l []any) any {
+	if len(s.lists) == cap(s.lists) {
+		s.lists = make([][]any, 0, slabLen)
+	}
+	s.lists = append(s.lists, l)
+	return box(listType, unsafe.Pointer(&s.lists[len(s.lists)-1]))
+}
+
+func (s *slabs) bytesAny(b []byte) any {
+	if len(s.bytesH) == cap(s.bytesH) {
+		s.bytesH = make([][]byte, 0, slabLen)
+	}
+	s.bytesH = append(s.bytesH, b)
+	return box(bytesType, unsafe.Pointer(&s.bytesH[len(s.bytesH)-1]))
 }
