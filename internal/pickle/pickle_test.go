@@ -566,7 +566,7 @@ func TestFraming(t *testing.T) {
 
 // TestLinear: a decode's time and memory grow linearly with the pickle's
 // size, for the shapes of the bombs and for plain data: 4 times the size
-// costs about 4 times (allowed 16 times and 30 ms, the best of 5 runs, for
+// costs about 4 times (allowed 16 times and 30 ms, the best of 3 runs, for
 // a loaded machine; the memory check is the exact one).
 func TestLinear(t *testing.T) {
 	shapes := map[string]func(n int) []byte{
@@ -581,11 +581,11 @@ func TestLinear(t *testing.T) {
 		},
 	}
 	for name, make := range shapes {
-		small, large := make(20_000), make(80_000)
+		small, large := make(10_000), make(40_000)
 		cost := func(p []byte) (time.Duration, uint64) {
 			best := time.Hour
 			var mem uint64
-			for range 5 {
+			for range 3 {
 				t0 := time.Now()
 				mem = heapGrowth(func() { Unmarshal(p) })
 				best = min(best, time.Since(t0))
