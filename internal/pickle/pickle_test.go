@@ -566,8 +566,8 @@ func TestFraming(t *testing.T) {
 
 // TestLinear: a decode's time and memory grow linearly with the pickle's
 // size, for the shapes of the bombs and for plain data: 4 times the size
-// costs about 4 times (allowed 16 times and 30 ms, the best of 3 runs, for
-// a loaded machine; the memory check is the exact one).
+// costs about 4 times (allowed 16 times and 30 ms, the best of 3 runs, in
+// any of 3 tries, for a loaded machine; the memory check is the exact one).
 func TestLinear(t *testing.T) {
 	shapes := map[string]func(n int) []byte{
 		"shared bytes": func(n int) []byte { return sharedBytes(n, n/2) },
@@ -582,21 +582,31 @@ func TestLinear(t *testing.T) {
 	}
 	for name, make := range shapes {
 		small, large := make(10_000), make(40_000)
+		ratio := float64(len(large)) / float64(len(small))
 		cost := func(p []byte) (time.Duration, uint64) {
 			best := time.Hour
 			var mem uint64
 			for range 3 {
+				runtime.GC()
 				t0 := time.Now()
 				mem = heapGrowth(func() { Unmarshal(p) })
 				best = min(best, time.Since(t0))
 			}
 			return best, mem
 		}
-		ts, ms := cost(small)
-		tl, ml := cost(large)
-		ratio := float64(len(large)) / float64(len(small))
-		if float64(tl) > 4*ratio*float64(ts)+float64(30*time.Millisecond) {
-			t.Errorf("%s: %d bytes in %v, %d bytes in %v", name, len(small), ts, len(large), tl)
+		// Time on a loaded machine jumps: a shape fails only if it is
+		// slow in each of 3 tries.
+		var ts, tl time.Duration
+		var ms, ml uint64
+		for try := 0; try < 3; try++ {
+			ts, ms = cost(small)
+			tl, ml = cost(large)
+			if testing.Short() || float64(tl) <= 4*ratio*float64(ts)+float64(30*time.Millisecond) {
+				break // -short: the memory checks only
+			}
+			if try == 2 {
+				t.Errorf("%s: %d bytes in %v, %d bytes in %v", name, len(small), ts, len(large), tl)
+			}
 		}
 		if float64(ml) > 3*ratio*float64(ms)+1<<20 {
 			t.Errorf("%s: %d bytes allocated %d, %d bytes %d", name, len(small), ms, len(large), ml)
