@@ -73,7 +73,7 @@
 //	                                             spare children kept ready (as forkserver): nothing to choose
 //	cpu_count()                                  runtime.NumCPU()
 //	parent_process()                             os.Getppid() (and ProcessName() for this process's name)
-//	c.recv() with a timeout (c.poll(t) first)    c.RecvContext(ctx, &v), c.RecvBytesContext(ctx), c.PollContext(ctx)
+//	c.recv() with a timeout (c.poll(t) first)    c.RecvContext(ctx, &v), c.RecvBytesContext(ctx), c.RecvPickleContext(ctx), c.PollContext(ctx)
 //	multiprocessing.current_process().name, .pid ProcessName(), os.Getpid()
 //	timeout=...                                  a context.Context with a deadline
 //	os.kill, signal.alarm, signal.pause          package signals: Kill, Alarm, Pause, Table, Lookup
@@ -141,9 +141,12 @@
 // be either end. SendPickle and RecvPickle are python3's conn.send(obj)
 // and conn.recv(): None ↔ nil, bool, int ↔ int64 (*big.Int beyond
 // int64), float ↔ float64, str ↔ string, bytes ↔ []byte, list ↔ []any,
-// tuple ↔ Tuple, dict ↔ map[any]any, set ↔ Set, frozenset ↔ FrozenSet;
-// anything else is refused both ways with a clear error, and nothing a
-// pickle names is ever imported, called or built.
+// tuple ↔ Tuple, dict ↔ map[any]any, set ↔ Set, frozenset ↔ FrozenSet
+// (bytearray → []byte), at every pickle protocol (0 to 5); anything else
+// is refused both ways with a clear error, nothing a pickle names is ever
+// imported, called or built, and decoding a pickle is bounded in depth,
+// time and memory by the message's size (SendPickleContext and
+// RecvPickleContext bound the wait).
 //
 // # Sharing objects with a child
 //

@@ -383,8 +383,9 @@ func TestListenAddresses(t *testing.T) {
 	}
 }
 
-// TestRecvPickleBadFrames: a frame that is not a pickle, or a malicious
-// one, is an error and the Conn goes on; one over SetMaxMessage closes it.
+// TestRecvPickleBadFrames: a frame that is not a pickle, a malicious one
+// or one over a decoding limit is an error and the Conn goes on; one over
+// SetMaxMessage is reported by every receive until the limit is raised.
 func TestRecvPickleBadFrames(t *testing.T) {
 	a, b, err := multiproc.Pipe(true)
 	if err != nil {
@@ -392,22 +393,30 @@ func TestRecvPickleBadFrames(t *testing.T) {
 	}
 	defer a.Close()
 	defer b.Close()
-	watchdog := time.AfterFunc(30*time.Second, func() { a.Close(); b.Close() }) // a blocked receive ends
-	defer watchdog.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	for _, m := range [][]byte{
 		[]byte("not a pickle"),
 		[]byte("cos\nsystem\n(S'echo pwned'\ntR."),
-		{0x80, 4, 0x8c, 6, 'p', 'o', 's', 'i', 'x', 0x94, 0x8c, 6, 's', 'y', 's', 't', 'e', 'm', 0x93, '.'},
+		{0x80, 4, 0x8c, 5, 'p', 'o', 's', 'i', 'x', 0x94, 0x8c, 6, 's', 'y', 's', 't', 'e', 'm', 0x93, '.'},
+		[]byte("L" + strings.Repeat("9", 5000) + "L\n."),
+		[]byte("\x80\x04" + strings.Repeat("]", 2000) + strings.Repeat("a", 1999) + "."),
+		[]byte("\x80\x04]\x94h\x00a."), // l = []; l.append(l)
 	} {
-		b.SendBytes(m)
+		if err := b.SendBytesContext(ctx, m); err != nil {
+			t.Fatal(err)
+		}
 	}
-	b.SendPickle("fine")
-	for i, want := range []error{multiproc.ErrNotPickle, multiproc.ErrPickleUnsafe, multiproc.ErrPickleUnsafe} {
-		if v, err := a.RecvPickle(); !errors.Is(err, want) || strings.Count(err.Error(), "multiproc:") != 1 {
+	if err := b.SendPickleContext(ctx, "fine"); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []error{multiproc.ErrNotPickle, multiproc.ErrPickleUnsafe, multiproc.ErrPickleUnsafe,
+		multiproc.ErrPickleLimit, multiproc.ErrPickleLimit, multiproc.ErrPickleUnsupported} {
+		if v, err := a.RecvPickleContext(ctx); !errors.Is(err, want) || strings.Count(err.Error(), "multiproc:") != 1 {
 			t.Fatalf("message %d: %v, %v", i, v, err)
 		}
 	}
-	if v, err := a.RecvPickle(); err != nil || v != "fine" {
+	if v, err := a.RecvPickleContext(ctx); err != nil || v != "fine" {
 		t.Fatalf("after the bad frames: %v, %v", v, err)
 	}
 	if err := b.SendPickle(struct{ A int }{1}); !errors.Is(err, multiproc.ErrPickleUnsupported) {
@@ -415,11 +424,28 @@ func TestRecvPickleBadFrames(t *testing.T) {
 	}
 	a.SetMaxMessage(10)
 	b.SendPickle(strings.Repeat("x", 100))
-	if _, err := a.RecvPickle(); err == nil {
-		t.Fatal("a message over the limit was received")
+	for range 2 {
+		if _, err := a.RecvPickleContext(ctx); !errors.Is(err, multiproc.ErrMessageTooLarge) {
+			t.Fatalf("a message over the limit: %v", err)
+		}
 	}
-	if _, err := a.RecvPickle(); !errors.Is(err, multiproc.ErrClosed) {
-		t.Fatalf("after a message over the limit: %v", err)
+	a.SetMaxMessage(0)
+	if v, err := a.RecvPickleContext(ctx); err != nil || v != strings.Repeat("x", 100) {
+		t.Fatalf("after raising the limit: %v, %v", v, err)
+	}
+	// A receive with nothing to receive ends with its context, and the
+	// Conn goes on.
+	short, cancelShort := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancelShort()
+	if _, err := a.RecvPickleContext(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("RecvPickleContext on an empty pipe: %v", err)
+	}
+	b.SendPickle(multiproc.Tuple{int64(1)})
+	if v, err := a.RecvPickleContext(ctx); err != nil || !deepEqual(v, multiproc.Tuple{int64(1)}) {
+		t.Fatalf("after a receive that timed out: %v, %v", v, err)
+	}
+	if _, err := a.RecvPickleContext(nil); err == nil { //nolint:staticcheck // a nil context is an error
+		t.Fatal("RecvPickleContext(nil) worked")
 	}
 }
 

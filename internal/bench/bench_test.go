@@ -39,3 +39,4 @@ func BenchmarkPoolMap(b *testing.B)        { benchmark(b, "pool-map") }
 func BenchmarkPoolApplyAsync(b *testing.B) { benchmark(b, "pool-apply-async") }
 func BenchmarkPoolApply(b *testing.B)      { benchmark(b, "pool-apply") }
 func BenchmarkSignalRT(b *testing.B)       { benchmark(b, "signal-rt") }
+func BenchmarkPickleDict10(b *testing.B)   { benchmark(b, "pickle-dict10") }

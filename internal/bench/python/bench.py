@@ -57,6 +57,7 @@ PLAN = {
     "dict-load": ("ops/s", True, (50000, 1, 0), (10000, 1, 0)),
     "shareablelist-getset": ("ops/s", True, (1000000, 1, 0), (200000, 1, 0)),
     "shm-sum-1gib": ("ms", False, (2, 1 << 30, 0), (1, 1 << 30, 0)),
+    "pickle-dict10": ("µs", False, (50000, 1, 0), (10000, 1, 0)),
 }
 
 # Scenarios whose batch is the size of one operation, not a count of units.
@@ -73,6 +74,7 @@ NOTES = {
     "socket-tcp": "Listener/Client with authkey over TCP loopback, a forked child echoes",
     "socket-unix-py": "python3 on both sides: the same as socket-unix",
     "socket-tcp-py": "python3 on both sides: the same as socket-tcp",
+    "pickle-dict10": "conn.send(obj) + conn.recv() through a Pipe(duplex=True) in one process",
 }
 
 IDLE_PAUSE = 0.010
@@ -661,6 +663,32 @@ def measure_shm_sum(n, batch):
         shm.unlink()
 
 
+# --- pickle --------------------------------------------------------------
+
+# The message of pickle-dict10 (internal/bench/pickle.go's PickleMessage).
+PICKLE_MSG = {
+    "id": 12345, "name": "sensor-7", "value": 21.5, "ok": True,
+    "tags": ["a", "b", "c"], "pos": (1.5, -2.0), "data": b"\x00\x01\x02\x03" * 4,
+    "count": 2**70, "none": None, "meta": {"unit": "C", "n": 3},
+}
+
+
+def measure_pickle_dict10(n, batch):
+    a, b = FORK.Pipe(duplex=True)
+    try:
+        a.send(PICKLE_MSG)
+        if b.recv() != PICKLE_MSG:
+            raise RuntimeError("bad message")
+        t0 = time.perf_counter()
+        for _ in range(n):
+            a.send(PICKLE_MSG)
+            b.recv()
+        return time.perf_counter() - t0
+    finally:
+        a.close()
+        b.close()
+
+
 MEASURE = {
     "start": measure_start,
     "start-idle": measure_start_idle,
@@ -688,6 +716,7 @@ MEASURE = {
     "dict-load": measure_dict_load,
     "shareablelist-getset": measure_shareablelist,
     "shm-sum-1gib": measure_shm_sum,
+    "pickle-dict10": measure_pickle_dict10,
 }
 
 
