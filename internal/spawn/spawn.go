@@ -225,6 +225,11 @@ var ErrNoHello = errors.New("multiproc: the child did not start multiproc: call 
 // caller looks at how the child ended before blaming a missing Main.
 var ErrHandshakeEnded = errors.New("multiproc: the child ended the start handshake")
 
+// ErrProtocol is wrapped by AwaitHello's error when the child answered
+// with another version of the start handshake (the executable was
+// replaced on disk by another build, say).
+var ErrProtocol = errors.New("the child speaks another version of the start handshake")
+
 // HelloTimeout bounds how long a parent waits for a new child's hello. A
 // healthy child answers in a few milliseconds; the bound is generous
 // because a loaded machine (or the race detector) can take seconds to
@@ -264,7 +269,7 @@ func AwaitHello(ctx context.Context, ctl *Ctl, pid int) error {
 			return fmt.Errorf("%w (pid %d sent message type %d)", ErrNoHello, pid, r.typ)
 		}
 		if v := le32(r.payload); v != Protocol {
-			return fmt.Errorf("multiproc: child pid %d speaks protocol %d, this parent %d", pid, v, Protocol)
+			return fmt.Errorf("%w: child pid %d speaks protocol %d, this parent %d", ErrProtocol, pid, v, Protocol)
 		}
 		return nil
 	case <-timer.C:
