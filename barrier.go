@@ -40,7 +40,7 @@ func NewBarrier(n int) (*Barrier, error) {
 	}
 	seg, err := shm.Create("barrier", 128)
 	if err != nil {
-		return nil, err
+		return nil, own(err)
 	}
 	*futex.Word(seg.Bytes(), offWord1) = uint32(n)
 	b := &Barrier{}
@@ -118,7 +118,7 @@ func (b *Barrier) importHandle(d handle.Desc) error {
 	n := *futex.Word(seg.Bytes(), offWord1)
 	if n < 1 || n > futex.MaxParties {
 		seg.Close()
-		return errors.New("multiproc: shared Barrier segment is corrupt")
+		return errorf("%w: a Barrier's segment holds %d parties", ErrCorrupt, n)
 	}
 	b.init(seg, n)
 	return nil

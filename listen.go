@@ -6,7 +6,6 @@ import (
 	"container/list"
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"net"
 	"os"
@@ -114,8 +113,12 @@ type handshaking struct {
 	dropped bool
 }
 
+// errZeroListener is what the methods of a Listener that Listen did not
+// make return (Addr panics with it).
+var errZeroListener = &pkgError{"use of a zero Listener: a Listener comes from Listen", ErrNotInitialized}
+
 // errDropped is the error a handshake dropped for room reports.
-var errDropped = fmt.Errorf("%w: handshake dropped to make room for a newer connection (ListenConfig.MaxPending connections pending)", ErrAuthentication)
+var errDropped = errorf("%w: handshake dropped to make room for a newer connection (ListenConfig.MaxPending connections pending)", ErrAuthentication)
 
 // Listen listens on address and returns a Listener, as Python's
 // Listener(address, authkey=authkey).
@@ -224,7 +227,7 @@ func mustBeLoopback(network, address string) error {
 // the lock, Listen goes on without it.)
 func listenUnix(address string) (net.Listener, string, error) {
 	if address == "" {
-		return nil, "", errors.New("multiproc: Listen: empty unix address")
+		return nil, "", newError("Listen: empty unix address")
 	}
 	abstract := address[0] == '@' || address[0] == 0
 	if address[0] == 0 {
@@ -411,7 +414,7 @@ func (l *Listener) serve(nc net.Conn) {
 		}
 		l.rejected.Add(1)
 		if l.cfg.OnReject != nil {
-			l.cfg.OnReject(nc.RemoteAddr(), err)
+			l.cfg.OnReject(nc.RemoteAddr(), own(err))
 		}
 		return
 	}
@@ -451,7 +454,7 @@ func (l *Listener) Accept(ctx context.Context) (*Conn, error) {
 		return nil, errNilContext
 	}
 	if l == nil || l.ln == nil {
-		return nil, errors.New("multiproc: Accept on a nil or zero Listener")
+		return nil, errZeroListener
 	}
 	select {
 	case <-l.closed:
@@ -480,13 +483,19 @@ func (l *Listener) Accept(ctx context.Context) (*Conn, error) {
 // Rejected returns how many connections this Listener dropped before
 // Accept could return them: a wrong key, a peer that does not speak the
 // protocol, hung up mid-handshake or stayed silent past the handshake
-// timeout.
+// timeout, or dropped to make room (ListenConfig.MaxPending). A zero
+// Listener has rejected none.
 func (l *Listener) Rejected() int64 { return l.rejected.Load() }
 
 // Addr returns the address the Listener accepts on: a *net.UnixAddr (an
 // abstract name starts with "@") or a *net.TCPAddr, whose port is the one
 // picked for ":0".
-func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
+func (l *Listener) Addr() net.Addr {
+	if l == nil || l.ln == nil {
+		panic(errZeroListener)
+	}
+	return l.ln.Addr()
+}
 
 // Close stops accepting, drops the connections still in their handshake
 // or not yet accepted, and removes the unix socket file. Accept calls
@@ -494,7 +503,7 @@ func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
 // returned by Accept stay open. Closing twice is fine.
 func (l *Listener) Close() error {
 	if l == nil || l.ln == nil {
-		return nil
+		return errZeroListener
 	}
 	var err error
 	l.once.Do(func() {

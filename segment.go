@@ -172,15 +172,6 @@ func (o *object) close(k *kind) error {
 	return r.seg.Retire(keep)
 }
 
-// objError is an error with its own text that matches a sentinel.
-type objError struct {
-	msg string
-	is  error
-}
-
-func (e *objError) Error() string { return e.msg }
-func (e *objError) Unwrap() error { return e.is }
-
 // kind names a shared type in its errors; each holds them made once.
 type kind struct {
 	zero, closed error
@@ -189,8 +180,8 @@ type kind struct {
 
 func newKind(name, ctor string) *kind {
 	return &kind{
-		zero:     &objError{"multiproc: zero " + name + ": make it with " + ctor, ErrNotInitialized},
-		closed:   &objError{"multiproc: use of closed " + name, ErrClosed},
+		zero:     &pkgError{"zero " + name + ": make it with " + ctor, ErrNotInitialized},
+		closed:   &pkgError{"use of closed " + name, ErrClosed},
 		unlocked: "multiproc: Unlock of unlocked " + name,
 	}
 }

@@ -39,7 +39,7 @@ func NewSemaphore(n int) (*Semaphore, error) {
 	}
 	seg, err := shm.Create("semaphore", 128)
 	if err != nil {
-		return nil, err
+		return nil, own(err)
 	}
 	// Nobody else can see the segment yet: set the count, no loop.
 	atomic.StoreUint32(futex.Word(seg.Bytes(), offWord0), uint32(n))

@@ -19,7 +19,8 @@ func importSeg(d handle.Desc, kind string) (*shm.Segment, error) {
 		handleCloseFds(d)
 		return nil, errorf("a shared %s arrived where a %s was expected", d.Kind, kind)
 	}
-	return shm.Open(d.Fds[0])
+	seg, err := shm.Open(d.Fds[0])
+	return seg, own(err)
 }
 
 // exportSeg describes o's segment for exportHandle.

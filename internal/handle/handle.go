@@ -144,7 +144,7 @@ func (t *Table) add(x reflect.Value) (int, error) {
 		nfd, err := dupFd(fd)
 		if err != nil {
 			closeFds(fds)
-			return 0, fmt.Errorf("multiproc: passing a %s: %w", d.Kind, err)
+			return 0, fmt.Errorf("passing a %s: %w", d.Kind, err)
 		}
 		fds = append(fds, nfd)
 	}
@@ -206,7 +206,7 @@ func MayHold(t reflect.Type) bool {
 func Collect(v any, tab *Table) (copyPtr any, entries []Entry, err error) {
 	rv := reflect.ValueOf(v)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
-		return nil, nil, errors.New("multiproc: handle.Collect needs a non-nil pointer")
+		return nil, nil, errors.New("handle.Collect needs a non-nil pointer")
 	}
 	cp := reflect.New(rv.Elem().Type())
 	cp.Elem().Set(rv.Elem())
@@ -258,7 +258,7 @@ func Collect(v any, tab *Table) (copyPtr any, entries []Entry, err error) {
 				if len(names) > 0 {
 					where = "field " + strings.Join(names, ".")
 				}
-				return fmt.Errorf("multiproc: %s is a %s: shared objects (*Value, *Queue, *Conn, ...) travel as the argument or in struct fields, not inside slices, arrays or maps", where, t)
+				return fmt.Errorf("%s is a %s: shared objects (*Value, *Queue, *Conn, ...) travel as the argument or in struct fields, not inside slices, arrays or maps", where, t)
 			}
 		}
 		return nil
@@ -285,17 +285,17 @@ func NewImports(descs []Desc) *Imports {
 // object returns object i imported as type t (a pointer type).
 func (im *Imports) object(i int, t reflect.Type) (reflect.Value, error) {
 	if im == nil || i < 0 || i >= len(im.descs) {
-		return reflect.Value{}, errors.New("multiproc: a handle names an object the message does not carry")
+		return reflect.Value{}, errors.New("a handle names an object the message does not carry")
 	}
 	d := im.descs[i]
 	if o := im.objs[i]; o.IsValid() {
 		if o.Type() != t {
-			return reflect.Value{}, fmt.Errorf("multiproc: a passed %s lands in a field of type %s", d.Kind, t)
+			return reflect.Value{}, fmt.Errorf("a passed %s lands in a field of type %s", d.Kind, t)
 		}
 		return o, nil
 	}
 	if im.done[i] {
-		return reflect.Value{}, fmt.Errorf("multiproc: a passed %s could not be received", d.Kind)
+		return reflect.Value{}, fmt.Errorf("a passed %s could not be received", d.Kind)
 	}
 	im.done[i] = true
 	obj := reflect.New(t.Elem())
@@ -340,13 +340,13 @@ func restoreOne(x reflect.Value, e Entry, im *Imports) error {
 			x = x.Elem()
 		}
 		if x.Kind() != reflect.Struct || i >= x.NumField() {
-			return errors.New("multiproc: a passed object does not fit the receiving type")
+			return errors.New("a passed object does not fit the receiving type")
 		}
 		x = x.Field(i)
 	}
 	t := x.Type()
 	if !IsShareable(t) {
-		return fmt.Errorf("multiproc: a passed object lands in a field of type %s", t)
+		return fmt.Errorf("a passed object lands in a field of type %s", t)
 	}
 	obj, err := im.object(e.Index, t)
 	if err != nil {
@@ -385,7 +385,7 @@ func (d *Reader) Table(fds []int) (descs []Desc, used int) {
 		ds.Meta = d.bytes()
 		nf := d.uvarint()
 		if d.err == nil && nf > uint64(len(fds)-used) {
-			d.err = errors.New("multiproc: a handle table names more descriptors than arrived")
+			d.err = errors.New("a handle table names more descriptors than arrived")
 		}
 		if d.err != nil {
 			break
