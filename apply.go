@@ -13,8 +13,8 @@ import (
 )
 
 var (
-	errNilExecutor = errors.New("multiproc: nil Executor")
-	errTooManyFds  = errors.New("multiproc: a task carries too many shared objects' descriptors")
+	errNilExecutor = newError("nil Executor")
+	errTooManyFds  = newError("a task carries too many shared objects' descriptors")
 )
 
 // isNil reports a nil Executor, or an interface holding a nil pointer.

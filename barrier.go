@@ -56,7 +56,7 @@ func NewBarrier(n int) (*Barrier, error) {
 	}
 	seg, err := shm.Create("barrier", barrierSize(uint32(n)))
 	if err != nil {
-		return nil, err
+		return nil, own(err)
 	}
 	*futex.Word(seg.Bytes(), offWord1) = uint32(n)
 	b := &Barrier{}
@@ -167,7 +167,7 @@ func (b *Barrier) importHandle(d handle.Desc) error {
 	n := *futex.Word(seg.Bytes(), offWord1)
 	if n < 1 || n > futex.MaxParties || seg.Size() < barrierSize(n) {
 		seg.Close()
-		return errors.New("multiproc: shared Barrier segment is corrupt")
+		return errorf("%w: a Barrier's segment holds %d parties", ErrCorrupt, n)
 	}
 	b.init(seg, n)
 	return nil

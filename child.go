@@ -35,7 +35,7 @@ func childMain(name string) int {
 	syscall.CloseOnExec(spawn.CtlFd)
 	ctl, err := spawn.NewCtl(spawn.CtlFd)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "multiproc: child %s: %v\n", name, err)
+		fmt.Fprintln(os.Stderr, errorf("child %s: %w", name, err))
 		return 1
 	}
 	if err := ctl.Send(spawn.MsgHello, spawn.Hello(), nil); err != nil {
@@ -95,7 +95,7 @@ func recvTask(ctl *spawn.Ctl) (*task, bool) {
 		case spawn.MsgTask:
 			t, err := parseTask(payload, fds)
 			if err != nil {
-				fmt.Fprintf(os.Stderr, "multiproc: child: %v\n", err)
+				fmt.Fprintln(os.Stderr, errorf("child: %w", err))
 				unix.Kill(os.Getpid(), unix.SIGKILL)
 			}
 			return t, true
@@ -165,7 +165,7 @@ func runTask(t *task) []itemResult {
 	run, ok := lookup(t.kind, t.fn)
 	for i, it := range t.items {
 		if !ok {
-			rs[i] = itemResult{resultErr, fmt.Appendf(nil, "multiproc: %q is not registered in the child (register it at package initialisation)", t.fn)}
+			rs[i] = itemResult{resultErr, fmt.Appendf(nil, "%q is not registered in the child (register it at package initialisation)", t.fn)}
 			continue
 		}
 		rs[i] = runItem(ctx, t, run, it)
@@ -176,11 +176,11 @@ func runTask(t *task) []itemResult {
 func runBatchItem(ctx context.Context, t *task) itemResult {
 	run, ok := lookupBatch(t.fn)
 	if !ok || len(t.items) != 1 {
-		return itemResult{resultErr, fmt.Appendf(nil, "multiproc: %q is not registered in the child (register it at package initialisation)", t.fn)}
+		return itemResult{resultErr, fmt.Appendf(nil, "%q is not registered in the child (register it at package initialisation)", t.fn)}
 	}
 	b, err := run(ctx, t.items[0].arg)
 	if err != nil {
-		return itemResult{resultErr, []byte(err.Error())}
+		return itemResult{resultErr, []byte(childText(err))}
 	}
 	return itemResult{resultOK, b}
 }
@@ -201,7 +201,7 @@ func runItem(ctx context.Context, t *task, run runFn, it taskItem) (res itemResu
 	}()
 	b, err := run(ctx, it.arg, it.entries, t.imports)
 	if err != nil {
-		return itemResult{resultErr, []byte(err.Error())}
+		return itemResult{resultErr, []byte(childText(err))}
 	}
 	return itemResult{resultOK, b}
 }

@@ -15,15 +15,15 @@ import (
 func encodeArg[T any](v *T, tab *handle.Table) ([]byte, []handle.Entry, error) {
 	if !handle.MayHold(reflect.TypeFor[T]()) {
 		b, err := encodeValue(v)
-		return b, nil, err
+		return b, nil, own(err)
 	}
 	cp, entries, err := handle.Collect(v, tab)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, own(err)
 	}
 	b, err := encodeValue(cp.(*T))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, own(err)
 	}
 	return b, entries, nil
 }
@@ -32,10 +32,10 @@ func encodeArg[T any](v *T, tab *handle.Table) ([]byte, []handle.Entry, error) {
 func decodeArg[T any](b []byte, entries []handle.Entry, im *handle.Imports) (T, error) {
 	var v T
 	if err := decodeValue(b, &v); err != nil {
-		return v, err
+		return v, own(err)
 	}
 	if err := handle.Restore(&v, entries, im); err != nil {
-		return v, err
+		return v, own(err)
 	}
 	return v, nil
 }
@@ -50,15 +50,16 @@ func encodeValue[T any](v *T) ([]byte, error) {
 func appendValue[T any](dst []byte, v *T) ([]byte, error) {
 	c, err := wire.NewCodec[T]()
 	if err != nil {
-		return nil, err
+		return nil, own(err)
 	}
-	return c.Append(dst, v)
+	b, err := c.Append(dst, v)
+	return b, own(err)
 }
 
 func decodeValue[T any](b []byte, v *T) error {
 	c, err := wire.NewCodec[T]()
 	if err != nil {
-		return err
+		return own(err)
 	}
-	return c.Decode(b, v)
+	return own(c.Decode(b, v))
 }

@@ -4,7 +4,6 @@ package multiproc
 
 import (
 	"context"
-	"errors"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -18,7 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-var errCondNotLocked = errors.New("multiproc: Condition.Wait without holding the Condition's lock")
+var errCondNotLocked = newError("Condition.Wait without holding the Condition's lock")
 
 // Condition is a condition variable shared between processes, Python's
 // multiprocessing.Condition: Wait releases the Condition's Lock, sleeps

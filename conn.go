@@ -5,7 +5,6 @@ package multiproc
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"reflect"
 	"sync/atomic"
 
@@ -24,13 +23,13 @@ const DefaultMaxMessage = 1 << 30
 
 // Errors of a Conn used against its direction.
 var (
-	ErrSendOnly    = errors.New("multiproc: Recv on the send-only end of a one-way Pipe")
-	ErrReceiveOnly = errors.New("multiproc: Send on the receive-only end of a one-way Pipe")
+	ErrSendOnly    = newError("Recv on the send-only end of a one-way Pipe")
+	ErrReceiveOnly = newError("Send on the receive-only end of a one-way Pipe")
 )
 
 // errZeroConn is what every method of a Conn that no constructor made
 // returns (a zero Conn, or a nil *Conn).
-var errZeroConn = errors.New("multiproc: use of a zero Conn: a Conn comes from Pipe or ConnFromFd")
+var errZeroConn = &pkgError{"use of a zero Conn: a Conn comes from Pipe, ConnFromFd, ConnFromNet, Dial or Accept", ErrNotInitialized}
 
 // Conn is one end of a Pipe, Python's multiprocessing.connection.Connection.
 // Send and Recv carry Go values; SendBytes and RecvBytes carry raw
@@ -279,7 +278,7 @@ func (c *Conn) SendContext(ctx context.Context, v any) error {
 	// like SendBytes; a Python peer sees it as an opaque message.
 	rv := reflect.ValueOf(v)
 	if !rv.IsValid() {
-		return errors.New("multiproc: Send(nil)")
+		return newError("Send(nil)")
 	}
 	p := reflect.New(rv.Type())
 	p.Elem().Set(rv)
@@ -288,7 +287,7 @@ func (c *Conn) SendContext(ctx context.Context, v any) error {
 	msg = append(msg, name...)
 	msg, err := wire.AppendAny(msg, p.Interface())
 	if err != nil {
-		return err
+		return own(err)
 	}
 	if err := c.wmu.Enter(ctx, nil); err != nil {
 		return ctxErr(ctx, "send")
@@ -329,13 +328,13 @@ func (c *Conn) RecvContext(ctx context.Context, v any) error {
 	c.rbuf = b[:0]
 	n, k := binary.Uvarint(b)
 	if k <= 0 || n > uint64(len(b)-k) {
-		return errors.New("multiproc: Recv: the message was not sent with Send")
+		return newError("Recv: the message was not sent with Send")
 	}
 	name := b[k : k+int(n)]
 	if want := wire.TypeName(rv.Type().Elem()); string(name) != want {
 		return errorf("Recv into a %s of a message holding a value of type %s", want, name)
 	}
-	return wire.DecodeAny(b[k+int(n):], v)
+	return own(wire.DecodeAny(b[k+int(n):], v))
 }
 
 // Close closes this end. Later calls on it return an error matching
@@ -359,7 +358,7 @@ func (c *Conn) exportHandle() (handle.Desc, error) {
 		return handle.Desc{}, errorf("%w: passing a closed Conn", ErrClosed)
 	}
 	if c.held.Load() {
-		return handle.Desc{}, errors.New("multiproc: passing a Conn that holds part of a message (a receive was cut short): finish that receive first, or the other process would start in the middle of it")
+		return handle.Desc{}, newError("passing a Conn that holds part of a message (a receive was cut short): finish that receive first, or the other process would start in the middle of it")
 	}
 	// Duplicated inside Do, which keeps the descriptor open: a Close racing
 	// the export cannot let its number go to another file first.

@@ -112,7 +112,7 @@ func (c *Conn) readFrameContext(ctx context.Context, buf []byte) ([]byte, error)
 	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
 		return nil, ctxErr(ctx, "receive")
 	case errors.Is(err, wire.ErrFrameTooLarge), errors.Is(err, wire.ErrBadFrame), errors.Is(err, io.ErrUnexpectedEOF):
-		return nil, err // these say "multiproc:" already
+		return nil, errorf("receive: %w", err)
 	}
 	return nil, c.ioErr("receive", err)
 }

@@ -69,6 +69,9 @@ func (cfg DialConfig) Dial(ctx context.Context, network, address string, authkey
 		}
 		if err != nil {
 			nc.Close()
+			if _, ok := err.(ownError); !ok && err != ctx.Err() {
+				err = errorf("Dial: %w", err)
+			}
 			return nil, err
 		}
 		nc.SetDeadline(time.Time{})

@@ -37,7 +37,7 @@ func NewEvent() (*Event, error) {
 	}
 	seg, err := shm.Create("event", 128)
 	if err != nil {
-		return nil, err
+		return nil, own(err)
 	}
 	e := &Event{}
 	e.init(seg)

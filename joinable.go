@@ -19,7 +19,7 @@ import (
 
 // errTaskDone is TaskDone's error when every item put already had its
 // TaskDone: Python's ValueError("task_done() called too many times").
-var errTaskDone = errors.New("multiproc: JoinableQueue.TaskDone called more times than items were put")
+var errTaskDone = newError("JoinableQueue.TaskDone called more times than items were put")
 
 // JoinableQueue is a Queue whose consumers say when they have finished
 // with each item, Python's multiprocessing.JoinableQueue: every Put (and

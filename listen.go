@@ -3,17 +3,20 @@
 package multiproc
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"io/fs"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/multiproc-go/multiproc/internal/auth"
+	"golang.org/x/sys/unix"
 )
 
 // DefaultHandshakeTimeout bounds each connection's authentication
@@ -23,9 +26,9 @@ const DefaultHandshakeTimeout = 10 * time.Second
 // DefaultMaxPending is the number of connections a Listener holds at once
 // between the kernel's accept and the caller's Accept (handshakes under
 // way and authenticated connections not yet taken) when
-// ListenConfig.MaxPending is zero. Beyond it, new connections wait in the
-// kernel's backlog.
-const DefaultMaxPending = 64
+// ListenConfig.MaxPending is zero. Each costs a descriptor, a goroutine
+// and a few KiB: 4096 of them about 40 MiB at most.
+const DefaultMaxPending = 4096
 
 // ListenConfig holds the options of a Listener; its zero value is what
 // Listen uses.
@@ -35,7 +38,20 @@ type ListenConfig struct {
 	// longer is dropped and counted in Rejected.
 	HandshakeTimeout time.Duration
 	// MaxPending bounds the connections held between the kernel and
-	// Accept (0: DefaultMaxPending).
+	// Accept (0: DefaultMaxPending): handshakes under way and
+	// authenticated connections that Accept has not taken yet.
+	//
+	// The Listener keeps taking connections from the kernel's queue
+	// whatever its peers do, so that a crowd of silent or slow peers
+	// cannot keep a client waiting there. A connection that arrives with
+	// MaxPending held makes room by dropping the handshake that has run
+	// longest (it is counted in Rejected, its error matches
+	// ErrAuthentication): a legitimate peer's handshake takes one round
+	// trip, so it is dropped only if MaxPending others arrive within
+	// that round trip. Only when all MaxPending are authenticated
+	// connections waiting for Accept does the Listener stop taking
+	// connections until Accept takes one. When the process runs out of
+	// descriptors, the oldest handshake is dropped too.
 	MaxPending int
 	// OnReject, if set, is called (from the connection's own goroutine)
 	// with each connection dropped before Accept could return it: a wrong
@@ -56,6 +72,16 @@ type ListenConfig struct {
 // only connections that passed. Failures are counted (Rejected) and
 // reported to ListenConfig.OnReject, never returned by Accept.
 //
+// The limits on hostile peers: each handshake has one deadline
+// (HandshakeTimeout, 10 s by default) for all of it, which a peer that
+// trickles bytes does not push back; each handshake message is at most
+// 256 bytes; and at most MaxPending connections (4096 by default) are
+// held, the oldest handshake making room for a new connection (see
+// ListenConfig.MaxPending). A crowd of a thousand silent or slow peers
+// does not delay a legitimate client measurably. There is no limit per
+// peer address: a unix socket's peers have none, and one TCP address can
+// be many clients behind a NAT.
+//
 // A Listener belongs to the process that made it: it does not travel to
 // children (the Conns it returns do).
 //
@@ -69,7 +95,6 @@ type Listener struct {
 	path string // the unix socket file this Listener made; "" for abstract names and TCP
 
 	ready    chan *Conn
-	slots    chan struct{} // one per pending connection (cfg.MaxPending)
 	closed   chan struct{}
 	dead     chan struct{} // closed when the accept loop stopped on an error (loopErr)
 	once     sync.Once
@@ -78,9 +103,27 @@ type Listener struct {
 	offered  atomic.Int32 // connections authenticated and waiting for Accept (Wait's readiness)
 
 	mu       sync.Mutex
-	inflight map[net.Conn]struct{} // connections in their handshake, closed by Close
-	loopErr  error                 // why the accept loop stopped, if not Close
+	room     sync.Cond                  // on mu: signalled when pending drops or closed is closed
+	pending  int                        // connections held: handshakes and authenticated ones not yet accepted (≤ cfg.MaxPending)
+	inflight map[net.Conn]*list.Element // connections in their handshake, closed by Close; the Element is in oldest
+	oldest   list.List                  // of *handshaking, oldest first: the one to drop for room
+	loopErr  error                      // why the accept loop stopped, if not Close
 }
+
+// handshaking is a connection in its handshake. dropped (guarded by
+// Listener.mu) says the Listener closed it to make room, and has already
+// given its pending count back.
+type handshaking struct {
+	nc      net.Conn
+	dropped bool
+}
+
+// errZeroListener is what the methods of a Listener that Listen did not
+// make return (Addr panics with it).
+var errZeroListener = &pkgError{"use of a zero Listener: a Listener comes from Listen", ErrNotInitialized}
+
+// errDropped is the error a handshake dropped for room reports.
+var errDropped = errorf("%w: handshake dropped to make room for a newer connection (ListenConfig.MaxPending connections pending)", ErrAuthentication)
 
 // Listen listens on address and returns a Listener, as Python's
 // Listener(address, authkey=authkey).
@@ -115,11 +158,11 @@ func (cfg ListenConfig) Listen(network, address string, authkey []byte) (*Listen
 		cfg:      cfg,
 		key:      append([]byte(nil), authkey...),
 		ready:    make(chan *Conn),
-		slots:    make(chan struct{}, cfg.MaxPending),
 		closed:   make(chan struct{}),
 		dead:     make(chan struct{}),
-		inflight: make(map[net.Conn]struct{}),
+		inflight: make(map[net.Conn]*list.Element),
 	}
+	l.room.L = &l.mu
 	var err error
 	switch network {
 	case "unix":
@@ -178,13 +221,27 @@ func mustBeLoopback(network, address string) error {
 
 // listenUnix binds a unix socket, replacing a stale socket file (one
 // nobody accepts on) but never a file that is not a socket.
+//
+// Replacing is check (a connection is refused), remove, bind: two Listen
+// calls doing it at once could each remove the socket the other had just
+// bound, and one would listen on an unlinked socket nobody can reach; and
+// a socket bound but not yet listening refuses connections too. So every
+// Listen on a path holds an exclusive flock on the path's directory from
+// its first bind to its last: Listen calls on one directory, in any
+// process, bind one at a time. (Where the directory cannot be opened for
+// the lock, Listen goes on without it.)
 func listenUnix(address string) (net.Listener, string, error) {
 	if address == "" {
-		return nil, "", errors.New("multiproc: Listen: empty unix address")
+		return nil, "", newError("Listen: empty unix address")
 	}
 	abstract := address[0] == '@' || address[0] == 0
 	if address[0] == 0 {
 		address = "@" + address[1:] // Python's spelling of an abstract name
+	}
+	if !abstract {
+		if unlock, err := lockDir(filepath.Dir(address)); err == nil {
+			defer unlock()
+		}
 	}
 	ln, err := net.Listen("unix", address)
 	if err == nil || abstract || !errors.Is(err, syscall.EADDRINUSE) {
@@ -220,26 +277,52 @@ func listenUnix(address string) (net.Listener, string, error) {
 	return ln, address, nil
 }
 
-// acceptLoop takes connections from the kernel while there is room and
-// runs each one's handshake in its own goroutine.
+// lockDir waits for an exclusive flock on the directory dir and returns
+// its release.
+func lockDir(dir string) (unlock func(), err error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err = unix.Flock(fd, unix.LOCK_EX)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return func() { unix.Close(fd) }, nil // closing the last descriptor releases the lock
+}
+
+// acceptLoop takes connections from the kernel as they come and runs
+// each one's handshake in its own goroutine, making room for it (see
+// ListenConfig.MaxPending) when MaxPending are held.
 func (l *Listener) acceptLoop() {
 	defer l.wg.Done()
 	backoff := time.Duration(0)
 	for {
-		select {
-		case l.slots <- struct{}{}:
-		case <-l.closed:
-			return
-		}
 		nc, err := l.ln.Accept()
 		if err != nil {
-			<-l.slots
 			select {
 			case <-l.closed:
 				return
 			default:
 			}
 			var ne net.Error
+			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				// Out of descriptors: a silent crowd may hold them. Drop
+				// the oldest handshake and try again at once; with none
+				// to drop, wait as below.
+				l.mu.Lock()
+				dropped := l.dropOldest()
+				l.mu.Unlock()
+				if dropped {
+					continue
+				}
+			}
 			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
 				errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM) {
 				// Out of descriptors or memory for now: wait and retry, as
@@ -261,27 +344,65 @@ func (l *Listener) acceptLoop() {
 		}
 		backoff = 0
 		l.mu.Lock()
-		select {
-		case <-l.closed:
+		for l.pending >= l.cfg.MaxPending && !l.dropOldest() && !l.isClosed() {
+			l.room.Wait() // all held are authenticated: wait for Accept
+		}
+		if l.isClosed() {
 			l.mu.Unlock()
 			nc.Close()
 			return
-		default:
 		}
-		l.inflight[nc] = struct{}{}
+		l.pending++
+		l.inflight[nc] = l.oldest.PushBack(&handshaking{nc: nc})
 		l.mu.Unlock()
 		l.wg.Add(1)
 		go l.serve(nc)
 	}
 }
 
+// isClosed reports whether Close has begun.
+func (l *Listener) isClosed() bool {
+	select {
+	case <-l.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// dropOldest closes the handshake that has run longest and gives its
+// pending count back, reporting whether there was one. l.mu is held.
+func (l *Listener) dropOldest() bool {
+	e := l.oldest.Front()
+	if e == nil {
+		return false
+	}
+	h := l.oldest.Remove(e).(*handshaking)
+	delete(l.inflight, h.nc)
+	h.dropped = true
+	h.nc.Close() // its handshake fails at once
+	l.pending--
+	return true
+}
+
+// release gives one pending count back. l.mu is held.
+func (l *Listener) release() {
+	l.pending--
+	l.room.Signal()
+}
+
 // serve authenticates one connection and hands it to Accept.
 func (l *Listener) serve(nc net.Conn) {
 	defer l.wg.Done()
-	defer func() { <-l.slots }()
 	err := l.handshake(nc)
 	l.mu.Lock()
-	delete(l.inflight, nc)
+	e, held := l.inflight[nc]
+	if held {
+		delete(l.inflight, nc)
+		l.oldest.Remove(e)
+	} else {
+		err = errDropped // its count is back already
+	}
 	l.mu.Unlock()
 	var c *Conn
 	if err == nil {
@@ -289,14 +410,17 @@ func (l *Listener) serve(nc net.Conn) {
 	}
 	if err != nil {
 		nc.Close()
-		select {
-		case <-l.closed:
+		if held {
+			l.mu.Lock()
+			l.release()
+			l.mu.Unlock()
+		}
+		if l.isClosed() {
 			return // closing: not a rejection
-		default:
 		}
 		l.rejected.Add(1)
 		if l.cfg.OnReject != nil {
-			l.cfg.OnReject(nc.RemoteAddr(), err)
+			l.cfg.OnReject(nc.RemoteAddr(), own(err))
 		}
 		return
 	}
@@ -308,6 +432,9 @@ func (l *Listener) serve(nc net.Conn) {
 		l.offered.Add(-1)
 		c.Close()
 	}
+	l.mu.Lock()
+	l.release()
+	l.mu.Unlock()
 }
 
 // handshake runs Python's Listener side of the handshake (deliver a
@@ -336,7 +463,7 @@ func (l *Listener) Accept(ctx context.Context) (*Conn, error) {
 		return nil, errNilContext
 	}
 	if l == nil || l.ln == nil {
-		return nil, errors.New("multiproc: Accept on a nil or zero Listener")
+		return nil, errZeroListener
 	}
 	select {
 	case <-l.closed:
@@ -367,13 +494,19 @@ func (l *Listener) Accept(ctx context.Context) (*Conn, error) {
 // Rejected returns how many connections this Listener dropped before
 // Accept could return them: a wrong key, a peer that does not speak the
 // protocol, hung up mid-handshake or stayed silent past the handshake
-// timeout.
+// timeout, or dropped to make room (ListenConfig.MaxPending). A zero
+// Listener has rejected none.
 func (l *Listener) Rejected() int64 { return l.rejected.Load() }
 
 // Addr returns the address the Listener accepts on: a *net.UnixAddr (an
 // abstract name starts with "@") or a *net.TCPAddr, whose port is the one
 // picked for ":0".
-func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
+func (l *Listener) Addr() net.Addr {
+	if l == nil || l.ln == nil {
+		panic(errZeroListener)
+	}
+	return l.ln.Addr()
+}
 
 // Close stops accepting, drops the connections still in their handshake
 // or not yet accepted, and removes the unix socket file. Accept calls
@@ -381,7 +514,7 @@ func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
 // returned by Accept stay open. Closing twice is fine.
 func (l *Listener) Close() error {
 	if l == nil || l.ln == nil {
-		return nil
+		return errZeroListener
 	}
 	var err error
 	l.once.Do(func() {
@@ -391,6 +524,7 @@ func (l *Listener) Close() error {
 		for nc := range l.inflight {
 			nc.Close()
 		}
+		l.room.Broadcast()
 		l.mu.Unlock()
 		err = l.ln.Close() // a net.UnixListener removes its socket file
 		l.wg.Wait()

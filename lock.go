@@ -38,7 +38,7 @@ func NewLock() (*Lock, error) {
 	}
 	seg, err := shm.Create("lock", 128)
 	if err != nil {
-		return nil, err
+		return nil, own(err)
 	}
 	l := &Lock{}
 	l.init(seg)

@@ -148,7 +148,8 @@ func importSeg(d handle.Desc, kind string) (*shm.Segment, error) {
 		handleCloseFds(d)
 		return nil, errorf("a shared %s arrived where a %s was expected", d.Kind, kind)
 	}
-	return shm.Open(d.Fds[0])
+	seg, err := shm.Open(d.Fds[0])
+	return seg, own(err)
 }
 
 // exportSeg describes o's segment for exportHandle.
@@ -183,8 +184,8 @@ type kind struct {
 
 func newKind(name, ctor string) *kind {
 	return &kind{
-		zero:     &objError{"multiproc: zero " + name + ": make it with " + ctor, ErrNotInitialized},
-		closed:   &objError{"multiproc: use of closed " + name, ErrClosed},
+		zero:     &pkgError{"zero " + name + ": make it with " + ctor, ErrNotInitialized},
+		closed:   &pkgError{"use of closed " + name, ErrClosed},
 		unlocked: "multiproc: Unlock of unlocked " + name,
 	}
 }

@@ -75,9 +75,9 @@ func (c *Conn) SendPickleContext(ctx context.Context, v any) error {
 			pickleBufs.Put(bp)
 		}
 	}()
-	b, err := pickle.AppendMarshal((*bp)[:0], v) // its errors say "multiproc: ..." already
+	b, err := pickle.AppendMarshal((*bp)[:0], v)
 	if err != nil {
-		return err
+		return own(err)
 	}
 	*bp = b
 	if err := c.wmu.Enter(ctx, nil); err != nil {
@@ -160,7 +160,7 @@ func (c *Conn) RecvPickleContext(ctx context.Context) (any, error) {
 		c.rbuf = nil // do not keep a big message's buffer
 	}
 	if err != nil {
-		return nil, err // "multiproc: ..." already
+		return nil, own(err)
 	}
 	return v, nil
 }

@@ -97,7 +97,7 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 		return nil, errorf("PoolOptions.Processes %d is negative", n)
 	}
 	if opts.MaxTasksPerChild < 0 || opts.TaskTimeout < 0 {
-		return nil, errors.New("multiproc: PoolOptions.MaxTasksPerChild and TaskTimeout must not be negative")
+		return nil, newError("PoolOptions.MaxTasksPerChild and TaskTimeout must not be negative")
 	}
 	p := &Pool{opts: opts, n: n, workers: map[*worker]struct{}{}, exited: make(chan struct{})}
 	p.init = &task{kind: kindWorker, daemon: true, name: "PoolWorker"}
@@ -171,7 +171,7 @@ func (p *Pool) Submit(ctx context.Context, t *Task, done func([]Result, error)) 
 		return
 	}
 	if p == nil {
-		done(nil, errors.New("multiproc: nil Pool"))
+		done(nil, newError("nil Pool"))
 		return
 	}
 	if p.n == 0 {
@@ -183,7 +183,7 @@ func (p *Pool) Submit(ctx context.Context, t *Task, done func([]Result, error)) 
 		return
 	}
 	if t == nil || t.Func == "" || (t.Batch && len(t.Args) != 1) || len(t.Args) == 0 {
-		done(nil, errors.New("multiproc: Pool.Submit of an empty or malformed Task"))
+		done(nil, newError("Pool.Submit of an empty or malformed Task"))
 		return
 	}
 	msg := &task{kind: kindFunc, batch: t.Batch, fn: t.Func, name: t.Func, items: make([]taskItem, len(t.Args)), table: t.table}
@@ -287,7 +287,7 @@ func (p *Pool) Join(ctx context.Context) error {
 	state := p.state
 	p.mu.Unlock()
 	if state == poolOpen {
-		return errors.New("multiproc: Pool.Join before Close or Terminate")
+		return newError("Pool.Join before Close or Terminate")
 	}
 	select {
 	case <-p.exited:

@@ -49,7 +49,7 @@ func (p *Pool) startWorker() (*worker, error) {
 	name := fmt.Sprintf("PoolWorker-%d", p.workerSeq.Add(1))
 	tally, err := shm.Create("tally", 64)
 	if err != nil {
-		return nil, err
+		return nil, own(err)
 	}
 	t := *p.init
 	t.name = name

@@ -100,7 +100,7 @@ func NewProcess(r Runner) *Process {
 	p := &Process{kind: kindRunner}
 	if r == nil {
 		p.encode = func(*handle.Table) ([]byte, []handle.Entry, error) {
-			return nil, nil, errors.New("multiproc: NewProcess with a nil Runner")
+			return nil, nil, newError("NewProcess with a nil Runner")
 		}
 		return p
 	}
@@ -141,7 +141,7 @@ func (p *Process) StartContext(ctx context.Context) error {
 		return ErrStarted
 	}
 	if p.encode == nil {
-		return errors.New("multiproc: Process has nothing to run: make it with Func.Process or NewProcess")
+		return newError("Process has nothing to run: make it with Func.Process or NewProcess")
 	}
 	if err := ctx.Err(); err != nil {
 		return err

@@ -68,7 +68,7 @@ func NewQueue[T any](maxsize int) (*Queue[T], error) {
 	}
 	r, err := ring.Create(maxsize, 0)
 	if err != nil {
-		return nil, err
+		return nil, own(err)
 	}
 	return newQueue(r, codec), nil
 }
@@ -139,7 +139,7 @@ func queueErr(err error, full bool, size int) error {
 		}
 		return errorf("%w: %w", ErrEmpty, err)
 	}
-	return err
+	return own(err)
 }
 
 // Put adds v to the queue, waiting while it is full until ctx is done
@@ -291,7 +291,7 @@ func (q *Queue[T]) importHandle(d handle.Desc) error {
 	}
 	r, err := ring.Open(d.Fds[0])
 	if err != nil {
-		return err
+		return queueErr(err, false, 0)
 	}
 	q.r, q.codec = r, codec
 	runtime.AddCleanup(q, func(r *ring.Ring) { r.Close() }, r)

@@ -5,7 +5,6 @@ package multiproc
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"reflect"
 	"sync"
@@ -122,7 +121,7 @@ func (f *Func[A, R]) run(ctx context.Context, arg []byte, entries []handle.Entry
 	}
 	r, err := f.fn(ctx, a)
 	if err != nil {
-		return nil, err
+		return nil, userError{err}
 	}
 	return encodeValue(&r)
 }
@@ -179,21 +178,21 @@ func parseBatch[R any](b []byte, n int) ([]R, []error, error) {
 	statuses := rd.Bytes()
 	nt := rd.Uvarint()
 	if rd.Err() != nil || len(statuses) != n || nt > uint64(n) {
-		return nil, nil, errors.New("multiproc: corrupt batch result")
+		return nil, nil, newError("corrupt batch result")
 	}
 	texts := make([]string, nt)
 	for i := range texts {
 		texts[i] = rd.String()
 	}
 	if rd.Err() != nil {
-		return nil, nil, errors.New("multiproc: corrupt batch result")
+		return nil, nil, newError("corrupt batch result")
 	}
 	var results []R
 	if err := decodeValue(rd.Rest(), &results); err != nil {
 		return nil, nil, err
 	}
 	if len(results) != n {
-		return nil, nil, errors.New("multiproc: corrupt batch result")
+		return nil, nil, newError("corrupt batch result")
 	}
 	var errs []error
 	ti := 0
@@ -248,7 +247,10 @@ func RegisterRunner(name string, prototype Runner) {
 		if !isPtr {
 			r = pv.Elem().Interface()
 		}
-		return nil, r.(Runner).Run(ctx)
+		if err := r.(Runner).Run(ctx); err != nil {
+			return nil, userError{err}
+		}
+		return nil, nil
 	}
 	regMu.Lock()
 	defer regMu.Unlock()
@@ -275,20 +277,20 @@ func encodeRunner(r Runner, tab *handle.Table) ([]byte, []handle.Entry, error) {
 	p.Elem().Set(v)
 	cp, entries, err := handle.Collect(p.Interface(), tab)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, own(err)
 	}
 	b, err := wire.AppendAny(nil, cp)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, own(err)
 	}
 	return b, entries, nil
 }
 
 func decodeRunner(b []byte, entries []handle.Entry, im *handle.Imports, pv reflect.Value) error {
 	if err := wire.DecodeAny(b, pv.Interface()); err != nil {
-		return err
+		return own(err)
 	}
-	return handle.Restore(pv.Interface(), entries, im)
+	return own(handle.Restore(pv.Interface(), entries, im))
 }
 
 // RegisterType makes the concrete type of v known to the package's codec,

@@ -65,7 +65,7 @@ func newSemaphore(name string, n int, bounded bool) (*Semaphore, error) {
 	}
 	seg, err := shm.Create("semaphore", 128)
 	if err != nil {
-		return nil, err
+		return nil, own(err)
 	}
 	// Nobody else can see the segment yet: set the count, no loop.
 	atomic.StoreUint32(futex.Word(seg.Bytes(), offWord0), uint32(n))

@@ -224,7 +224,7 @@ func (s *spare) watchIdle() {
 	spares.mu.Unlock()
 }
 
-var errSparesDropped = errors.New("multiproc: this process is exiting: no spare processes")
+var errSparesDropped = newError("this process is exiting: no spare processes")
 
 // dropSpares kills and reaps this process's spares, and keeps any more from
 // starting: a child calls it before it exits, so that no spare is left
@@ -256,7 +256,7 @@ func stdioFds(files [2]*os.File) ([]int, error) {
 	var fds []int
 	for _, f := range files {
 		if f == nil {
-			return fds, errors.New("multiproc: no standard output or error")
+			return fds, newError("no standard output or error")
 		}
 		rc, err := f.SyscallConn()
 		if err != nil {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"strings"
 	"syscall"
 	"time"
 
@@ -37,7 +36,7 @@ const exitGrace = 2 * time.Second
 // reach of the terminal's Ctrl-C (pool workers: the pool decides).
 func spawnChild(ctx context.Context, name string, daemon, ownGroup bool, t *task, stdio *childStdio) (*childProc, error) {
 	if inChildWithoutMain() {
-		return nil, errorf("%w (this process is a child whose main never called Main)", ErrNoMain)
+		return nil, errorf("%w: this process is such a child, and cannot start processes", ErrNoMain)
 	}
 	if stdio == nil {
 		stdio = &childStdio{files: [2]*os.File{os.Stdout, os.Stderr}}
@@ -93,7 +92,7 @@ func spawnChild(ctx context.Context, name string, daemon, ownGroup bool, t *task
 func launch(name string, daemon, ownGroup bool, files [2]*os.File) (*childProc, error) {
 	ctl, childEnd, err := spawn.Pair()
 	if err != nil {
-		return nil, err
+		return nil, own(err)
 	}
 	c := &childProc{ctl: ctl}
 	c.cmd = spawn.Command(name, childEnd, daemon, SpareProcesses, &c.pidfd)
@@ -136,13 +135,11 @@ func (c *childProc) handshakeFailed(name string, err error) error {
 			case code < 0:
 				return &ExitError{Name: name, Pid: c.pid, ExitCode: code, Message: "died before it answered the start handshake"}
 			default:
-				return errorf("%w (starting %s: pid %d exited with status %d before it answered)", ErrNoMain, name, c.pid, code)
+				return errorf("starting %s: pid %d exited with status %d before it answered: %w", name, c.pid, code, ErrNoMain)
 			}
 		}
-		err = errorf("%w (starting %s: pid %d closed its control socket without answering)", ErrNoMain, name, c.pid)
-	} else if errors.Is(err, ErrNoMain) {
-		err = errorf("%w (starting %s)", err, name)
-	} else if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && !strings.HasPrefix(err.Error(), "multiproc:") {
+		err = errorf("starting %s: pid %d closed its control socket without answering: %w", name, c.pid, ErrNoMain)
+	} else if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		err = errorf("starting %s: %w", name, err)
 	}
 	c.cmd.Process.Kill()
@@ -202,7 +199,7 @@ func (c *childProc) stopBroken(err error) {
 		}
 		c.why = "multiproc killed it: it closed its control stream and ran on"
 	} else {
-		c.why = "multiproc killed it: its control stream broke: " + strings.TrimPrefix(err.Error(), "multiproc: ")
+		c.why = "multiproc killed it: its control stream broke: " + textOf(err)
 	}
 	c.cmd.Process.Kill()
 }

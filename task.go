@@ -4,7 +4,6 @@ package multiproc
 
 import (
 	"encoding/binary"
-	"errors"
 
 	"github.com/multiproc-go/multiproc/internal/futex"
 	"github.com/multiproc-go/multiproc/internal/handle"
@@ -91,12 +90,12 @@ func parseTask(b []byte, fds []int) (*task, error) {
 		return nil, err
 	}
 	if len(b) < 2 {
-		return fail(errors.New("multiproc: short task message"))
+		return fail(newError("short task message"))
 	}
 	t := &task{kind: taskKind(b[0]), daemon: b[1]&flagDaemon != 0, stdio: b[1]&flagStdio != 0, batch: b[1]&flagBatch != 0, tally: b[1]&flagTally != 0}
 	if t.stdio {
 		if len(fds) < 2 {
-			return fail(errors.New("multiproc: a task announced stdio without descriptors"))
+			return fail(newError("a task announced stdio without descriptors"))
 		}
 		// Take over the parent's stdout and stderr.
 		for i, fd := range fds[:2] {
@@ -107,7 +106,7 @@ func parseTask(b []byte, fds []int) (*task, error) {
 	}
 	if t.tally {
 		if len(fds) < 1 {
-			return fail(errors.New("multiproc: a task announced a tally without its descriptor"))
+			return fail(newError("a task announced a tally without its descriptor"))
 		}
 		seg, err := shm.Open(fds[0])
 		fds = fds[1:]
@@ -125,10 +124,10 @@ func parseTask(b []byte, fds []int) (*task, error) {
 		return fail(err)
 	}
 	if used != len(fds) {
-		return fail(errors.New("multiproc: descriptors arrived that no handle claims"))
+		return fail(newError("descriptors arrived that no handle claims"))
 	}
 	if n > uint64(len(r.Rest())) {
-		return fail(errors.New("multiproc: corrupt task message"))
+		return fail(newError("corrupt task message"))
 	}
 	t.items = make([]taskItem, 0, n)
 	for i := uint64(0); i < n; i++ {
@@ -175,14 +174,14 @@ func parseResults(b []byte) ([]itemResult, error) {
 	r := handle.NewReader(b)
 	n := r.Uvarint()
 	if r.Err() != nil || n > uint64(len(b)) {
-		return nil, errors.New("multiproc: corrupt result message")
+		return nil, newError("corrupt result message")
 	}
 	rs := make([]itemResult, 0, n)
 	for i := uint64(0); i < n; i++ {
 		st := r.Bytes1()
 		d := r.Bytes()
 		if r.Err() != nil {
-			return nil, errors.New("multiproc: corrupt result message")
+			return nil, newError("corrupt result message")
 		}
 		rs = append(rs, itemResult{status: st, data: d})
 	}

@@ -4,7 +4,6 @@ package multiproc
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"reflect"
 	"runtime"
@@ -176,11 +175,11 @@ func (v *Value[T]) importHandle(d handle.Desc) error {
 	}
 	seg, err := shm.Open(d.Fds[0])
 	if err != nil {
-		return err
+		return own(err)
 	}
 	if seg.Size() < offData+8 {
 		seg.Close()
-		return errors.New("multiproc: shared Value segment too small")
+		return errorf("%w: a Value's segment is smaller than its header", ErrCorrupt)
 	}
 	v.init(seg)
 	return nil
@@ -375,12 +374,12 @@ func (a *Array[T]) importHandle(d handle.Desc) error {
 	}
 	seg, err := shm.Open(d.Fds[0])
 	if err != nil {
-		return err
+		return own(err)
 	}
 	n := int(atomic.LoadUint64((*uint64)(unsafe.Pointer(&seg.Bytes()[offLen]))))
 	if n < 0 || offData+uint64(n)*uint64(sizeOf[T]()) > uint64(seg.Size()) {
 		seg.Close()
-		return errors.New("multiproc: shared Array segment smaller than its length")
+		return errorf("%w: an Array's segment is smaller than its length", ErrCorrupt)
 	}
 	a.init(seg, n)
 	return nil

@@ -51,7 +51,7 @@ const (
 // or a peer that does not speak the protocol. Every error of Deliver and
 // Answer about the peer's messages wraps it; I/O errors (EOF, a deadline)
 // do not.
-var ErrAuth = errors.New("multiproc: authentication failed")
+var ErrAuth = errors.New("authentication failed")
 
 // digests are the names Python 3.12+ accepts in "{name}" (its
 // _ALLOWED_DIGESTS), with Go's implementation of each.
@@ -71,7 +71,7 @@ func Deliver(rw io.ReadWriter, key []byte) error {
 	msg = append(msg, "{sha256}"...)
 	random := make([]byte, randomLength)
 	if _, err := rand.Read(random); err != nil {
-		return fmt.Errorf("multiproc: handshake: %w", err)
+		return fmt.Errorf("handshake: %w", err)
 	}
 	msg = append(msg, random...)
 	if err := writeMsg(rw, append(append([]byte{}, challengePrefix...), msg...)); err != nil {
@@ -174,7 +174,7 @@ func writeMsg(w io.Writer, b []byte) error {
 	buf := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(b)), uint32(len(b)))
 	buf = append(buf, b...)
 	if _, err := w.Write(buf); err != nil {
-		return fmt.Errorf("multiproc: handshake: %w", err)
+		return fmt.Errorf("handshake: %w", err)
 	}
 	return nil
 }
@@ -186,7 +186,7 @@ func writeMsg(w io.Writer, b []byte) error {
 func readMsg(r io.Reader) ([]byte, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return nil, fmt.Errorf("multiproc: handshake: %w", eof(err))
+		return nil, fmt.Errorf("handshake: %w", eof(err))
 	}
 	n := int32(binary.BigEndian.Uint32(hdr[:]))
 	if n < 0 || n > MaxMessage {
@@ -195,7 +195,7 @@ func readMsg(r io.Reader) ([]byte, error) {
 	}
 	b := make([]byte, n)
 	if _, err := io.ReadFull(r, b); err != nil {
-		return nil, fmt.Errorf("multiproc: handshake: %w", eof(err))
+		return nil, fmt.Errorf("handshake: %w", eof(err))
 	}
 	return b, nil
 }

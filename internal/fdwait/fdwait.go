@@ -40,7 +40,7 @@ import (
 
 // ErrClosed is returned by every call on a closed FD, and by a wait that
 // Close ended.
-var ErrClosed = errors.New("multiproc: use of a closed descriptor")
+var ErrClosed = errors.New("use of a closed descriptor")
 
 // FD owns a non-blocking descriptor that Go's poller does not know. It is
 // safe for concurrent use: the descriptor number is never closed (and so

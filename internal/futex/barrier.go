@@ -10,7 +10,7 @@ import (
 )
 
 // ErrBroken is returned by Barrier.Wait once the barrier is broken.
-var ErrBroken = errors.New("multiproc: barrier is broken")
+var ErrBroken = errors.New("barrier is broken")
 
 // Barrier packs its whole state in one shared word, so that one CAS decides
 // every race between an arrival, a release and a break:

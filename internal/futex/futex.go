@@ -29,7 +29,7 @@ const (
 )
 
 // ErrTimeout is returned by Wait when its timeout passed before a wake-up.
-var ErrTimeout = errors.New("multiproc: futex wait timed out")
+var ErrTimeout = errors.New("futex wait timed out")
 
 // Wait blocks while *addr == val, until a Wake on addr, a signal, or the
 // timeout (none when timeout <= 0). It returns nil for every wake-up,

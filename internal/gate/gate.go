@@ -18,7 +18,7 @@ import (
 // ErrDone is returned by Enter when its done channel was closed (the object
 // behind the gate was closed in this process); callers report their own
 // closed error.
-var ErrDone = errors.New("multiproc: gate closed")
+var ErrDone = errors.New("gate closed")
 
 // Gate is a lock a waiting goroutine can give up on. Taking a free gate
 // and leaving one nobody waits for costs a sync.Mutex lock and unlock (a

@@ -9,7 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-var errShort = errors.New("multiproc: truncated control message")
+var errShort = errors.New("truncated control message")
 
 func closeFd(fd int) { unix.Close(fd) }
 

@@ -135,7 +135,7 @@ func parseKey(s string, t reflect.Type) (reflect.Value, error) {
 		err = errors.New("unsupported key type")
 	}
 	if err != nil {
-		return reflect.Value{}, fmt.Errorf("multiproc: a passed object's map key %q does not fit %s: %w", s, t, err)
+		return reflect.Value{}, fmt.Errorf("a passed object's map key %q does not fit %s: %w", s, t, err)
 	}
 	return k, nil
 }
@@ -266,7 +266,7 @@ func MayHold(t reflect.Type) bool {
 func Collect(v any, tab *Table) (copyPtr any, entries []Entry, err error) {
 	rv := reflect.ValueOf(v)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
-		return nil, nil, errors.New("multiproc: handle.Collect needs a non-nil pointer")
+		return nil, nil, errors.New("handle.Collect needs a non-nil pointer")
 	}
 	cp := reflect.New(rv.Elem().Type())
 	cp.Elem().Set(rv.Elem())
@@ -284,7 +284,7 @@ func Collect(v any, tab *Table) (copyPtr any, entries []Entry, err error) {
 	// elem walks one element of a container at path step i.
 	elem := func(x reflect.Value, i, depth int) error {
 		if visited++; visited > maxVisit {
-			return fmt.Errorf("multiproc: %s holds more than %d elements to search for shared objects", where(), maxVisit)
+			return fmt.Errorf("%s holds more than %d elements to search for shared objects", where(), maxVisit)
 		}
 		path = append(path, i)
 		err := walk(x, depth+1)
@@ -353,7 +353,7 @@ func Collect(v any, tab *Table) (copyPtr any, entries []Entry, err error) {
 			}
 		case reflect.Map:
 			if MayHold(t.Key()) {
-				return fmt.Errorf("multiproc: %s is a %s: shared objects (*Value, *Queue, *Conn, ...) cannot be map keys", where(), t)
+				return fmt.Errorf("%s is a %s: shared objects (*Value, *Queue, *Conn, ...) cannot be map keys", where(), t)
 			}
 			if x.IsNil() || !MayHold(t.Elem()) {
 				return nil
@@ -364,7 +364,7 @@ func Collect(v any, tab *Table) (copyPtr any, entries []Entry, err error) {
 				k := it.Key()
 				text, ok := keyText(k)
 				if !ok {
-					return fmt.Errorf("multiproc: %s is a %s: shared objects travel in maps whose keys are strings, integers or bools (of at most %d bytes)", where(), t, maxKey)
+					return fmt.Errorf("%s is a %s: shared objects travel in maps whose keys are strings, integers or bools (of at most %d bytes)", where(), t, maxKey)
 				}
 				e := reflect.New(t.Elem()).Elem()
 				e.Set(it.Value())
@@ -402,17 +402,17 @@ func NewImports(descs []Desc) *Imports {
 // object returns object i imported as type t (a pointer type).
 func (im *Imports) object(i int, t reflect.Type) (reflect.Value, error) {
 	if im == nil || i < 0 || i >= len(im.descs) {
-		return reflect.Value{}, errors.New("multiproc: a handle names an object the message does not carry")
+		return reflect.Value{}, errors.New("a handle names an object the message does not carry")
 	}
 	d := im.descs[i]
 	if o := im.objs[i]; o.IsValid() {
 		if o.Type() != t {
-			return reflect.Value{}, fmt.Errorf("multiproc: a passed %s lands in a field of type %s", d.Kind, t)
+			return reflect.Value{}, fmt.Errorf("a passed %s lands in a field of type %s", d.Kind, t)
 		}
 		return o, nil
 	}
 	if im.done[i] {
-		return reflect.Value{}, fmt.Errorf("multiproc: a passed %s could not be received", d.Kind)
+		return reflect.Value{}, fmt.Errorf("a passed %s could not be received", d.Kind)
 	}
 	im.done[i] = true
 	obj := reflect.New(t.Elem())
@@ -452,7 +452,7 @@ func restoreOne(x reflect.Value, e Entry, im *Imports) error {
 	return restoreAt(x, e.Path, e.Keys, func(t reflect.Type) (reflect.Value, error) { return im.object(e.Index, t) })
 }
 
-var errMisfit = errors.New("multiproc: a passed object does not fit the receiving type")
+var errMisfit = errors.New("a passed object does not fit the receiving type")
 
 // restoreAt stores the object obj gives at path in x (settable); a map's
 // element is stored back after the object is put in it.
@@ -460,7 +460,7 @@ func restoreAt(x reflect.Value, path []int, keys []string, obj func(reflect.Type
 	if len(path) == 0 {
 		t := x.Type()
 		if !IsShareable(t) {
-			return fmt.Errorf("multiproc: a passed object lands in a field of type %s", t)
+			return fmt.Errorf("a passed object lands in a field of type %s", t)
 		}
 		o, err := obj(t)
 		if err != nil {
@@ -541,7 +541,7 @@ func (d *Reader) Table(fds []int) (descs []Desc, used int) {
 		ds.Meta = d.bytes()
 		nf := d.uvarint()
 		if d.err == nil && nf > uint64(len(fds)-used) {
-			d.err = errors.New("multiproc: a handle table names more descriptors than arrived")
+			d.err = errors.New("a handle table names more descriptors than arrived")
 		}
 		if d.err != nil {
 			break

@@ -56,14 +56,14 @@ const Protocol = 4
 
 var (
 	// ErrUnsafe: the pickle names something to import, call or build.
-	ErrUnsafe = errors.New("multiproc: pickle refused: it would construct an object the stream names")
+	ErrUnsafe = errors.New("pickle refused: it would construct an object the stream names")
 	// ErrNotPickle: the message is not a well-formed pickle.
-	ErrNotPickle = errors.New("multiproc: not a pickle")
+	ErrNotPickle = errors.New("not a pickle")
 	// ErrUnsupported: a value (or a shape of value) that has no Go
 	// counterpart here, either way.
-	ErrUnsupported = errors.New("multiproc: value cannot cross to or from Python")
+	ErrUnsupported = errors.New("value cannot cross to or from Python")
 	// ErrLimit: decoding the pickle would cross a limit (Limits).
-	ErrLimit = errors.New("multiproc: pickle over a decoding limit")
+	ErrLimit = errors.New("pickle over a decoding limit")
 )
 
 // Tuple is Python's tuple.

@@ -235,11 +235,11 @@ func (r *Ring) grow(m *dataMap, t, need uint64) (*dataMap, error) {
 	size := int64(hdrSize + newCap)
 	var st unix.Stat_t
 	if err := unix.Fstat(r.fd, &st); err != nil {
-		return nil, fmt.Errorf("multiproc: queue segment: %w", err)
+		return nil, fmt.Errorf("queue segment: %w", err)
 	}
 	if st.Size < size { // a grower that died may have left it larger already
 		if err := unix.Ftruncate(r.fd, size); err != nil {
-			return nil, fmt.Errorf("multiproc: growing a queue to %d bytes: %w", size, err)
+			return nil, fmt.Errorf("growing a queue to %d bytes: %w", size, err)
 		}
 	}
 	nm, err := mapLayout(r.fd, layoutWord(m.layout>>8+1, newLog), newLog)

@@ -18,16 +18,16 @@ import (
 
 // Errors of the ring's operations; the Queue maps them to the package's.
 var (
-	ErrFull   = errors.New("multiproc: queue is full")
-	ErrEmpty  = errors.New("multiproc: queue is empty")
-	ErrClosed = errors.New("multiproc: queue is closed")
+	ErrFull   = errors.New("queue is full")
+	ErrEmpty  = errors.New("queue is empty")
+	ErrClosed = errors.New("queue is closed")
 
 	// ErrTooLarge is returned by Put for a message that cannot fit even in
 	// the largest ring.
-	ErrTooLarge = errors.New("multiproc: message too large for a queue")
+	ErrTooLarge = errors.New("message too large for a queue")
 	// ErrCorrupt means the shared memory holds something no queue
 	// operation writes (another process scribbled on it).
-	ErrCorrupt = errors.New("multiproc: queue memory is corrupt")
+	ErrCorrupt = errors.New("queue memory is corrupt")
 )
 
 // DefaultRingBytes is the initial data capacity when Create gets 0.
@@ -73,7 +73,7 @@ func Create(maxMsgs int, ringBytes int) (*Ring, error) {
 		ringBytes = DefaultRingBytes
 	}
 	if uint64(ringBytes) > maxCap {
-		return nil, fmt.Errorf("multiproc: queue ring of %d bytes is too large", ringBytes)
+		return nil, fmt.Errorf("queue ring of %d bytes is too large", ringBytes)
 	}
 	capLog := max(capLogFor(uint64(ringBytes)), minCapLog)
 	if maxMsgs < 0 {
@@ -100,7 +100,7 @@ func Open(fd int) (*Ring, error) {
 	}
 	bad := func(why string) (*Ring, error) {
 		seg.Close()
-		return nil, fmt.Errorf("multiproc: fd %d is not a queue: %s", fd, why)
+		return nil, fmt.Errorf("%w: fd %d is not a queue: %s", ErrCorrupt, fd, why)
 	}
 	mem := seg.Bytes()
 	if len(mem) < hdrSize {
@@ -265,7 +265,7 @@ func (r *Ring) ensureMap() (*dataMap, error) {
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(r.fd, &st); err != nil {
-		return nil, fmt.Errorf("multiproc: queue segment: %w", err)
+		return nil, fmt.Errorf("queue segment: %w", err)
 	}
 	if uint64(st.Size) < hdrSize+1<<capLog {
 		return nil, ErrCorrupt // mapping it would SIGBUS
@@ -282,7 +282,7 @@ func mapLayout(fd int, lw uint64, capLog uint) (*dataMap, error) {
 	size := hdrSize + 1<<capLog
 	mem, err := unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
-		return nil, fmt.Errorf("multiproc: mapping a %d-byte queue: %w", size, err)
+		return nil, fmt.Errorf("mapping a %d-byte queue: %w", size, err)
 	}
 	return &dataMap{mem: mem, data: mem[hdrSize:], layout: lw, mask: 1<<capLog - 1, own: true}, nil
 }
@@ -297,7 +297,7 @@ func (r *Ring) install(old, m *dataMap) {
 	}
 }
 
-// lockProd / lockCons take a side's shared lock. A holder that died leaves
+// lockSide takes a side's shared lock (the producers' or the consumers'). A holder that died leaves
 // nothing to repair (see the package doc); the takeover is only counted.
 func (r *Ring) lockSide(mu futex.Mutex) {
 	if mu.Lock() {

@@ -31,7 +31,7 @@ type Segment struct {
 // whole page). name shows in /proc/PID/fd and maps, for debugging only.
 func Create(name string, size int) (*Segment, error) {
 	if size <= 0 {
-		return nil, fmt.Errorf("multiproc: shared segment size %d is not positive", size)
+		return nil, fmt.Errorf("shared segment size %d is not positive", size)
 	}
 	size = roundPage(size)
 	fd, err := unix.MemfdCreate("multiproc:"+name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
@@ -41,11 +41,11 @@ func Create(name string, size int) (*Segment, error) {
 		})
 	}
 	if err != nil {
-		return nil, fmt.Errorf("multiproc: memfd_create: %w", err)
+		return nil, fmt.Errorf("memfd_create: %w", err)
 	}
 	if err := unix.Ftruncate(fd, int64(size)); err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("multiproc: sizing a %d-byte shared segment: %w", size, err)
+		return nil, fmt.Errorf("sizing a %d-byte shared segment: %w", size, err)
 	}
 	// No peer may shrink it under another's mapping (that would be SIGBUS).
 	_, _ = unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_SHRINK)
@@ -57,11 +57,11 @@ func Open(fd int) (*Segment, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("multiproc: shared segment fd %d: %w", fd, err)
+		return nil, fmt.Errorf("shared segment fd %d: %w", fd, err)
 	}
 	if st.Size <= 0 {
 		unix.Close(fd)
-		return nil, errors.New("multiproc: shared segment is empty")
+		return nil, errors.New("shared segment is empty")
 	}
 	return mapFd(fd, int(st.Size))
 }
@@ -90,7 +90,7 @@ func mapFd(fd, size int) (*Segment, error) {
 	mem, err := unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("multiproc: mmap of a %d-byte shared segment: %w", size, err)
+		return nil, fmt.Errorf("mmap of a %d-byte shared segment: %w", size, err)
 	}
 	return &Segment{fd: fd, mem: mem}, nil
 }
@@ -112,7 +112,7 @@ func (s *Segment) Grow(size int) error {
 		return nil
 	}
 	if err := unix.Ftruncate(s.fd, int64(size)); err != nil {
-		return fmt.Errorf("multiproc: growing a shared segment to %d bytes: %w", size, err)
+		return fmt.Errorf("growing a shared segment to %d bytes: %w", size, err)
 	}
 	return s.Remap()
 }
@@ -123,14 +123,14 @@ func (s *Segment) Grow(size int) error {
 func (s *Segment) Remap() error {
 	var st unix.Stat_t
 	if err := unix.Fstat(s.fd, &st); err != nil {
-		return fmt.Errorf("multiproc: shared segment: %w", err)
+		return fmt.Errorf("shared segment: %w", err)
 	}
 	if int(st.Size) <= len(s.mem) {
 		return nil
 	}
 	mem, err := unix.Mremap(s.mem, int(st.Size), unix.MREMAP_MAYMOVE)
 	if err != nil {
-		return fmt.Errorf("multiproc: remapping a shared segment to %d bytes: %w", st.Size, err)
+		return fmt.Errorf("remapping a shared segment to %d bytes: %w", st.Size, err)
 	}
 	s.mem = mem
 	return nil
@@ -171,7 +171,7 @@ func (s *Segment) Retire(reserve bool) error {
 		}
 		_, err = unix.MmapPtr(-1, 0, unsafe.Pointer(&s.mem[0]), uintptr(len(s.mem)), prot, flags)
 		if err != nil {
-			err = fmt.Errorf("multiproc: releasing a shared segment: %w", err)
+			err = fmt.Errorf("releasing a shared segment: %w", err)
 		}
 		if reserve && err == nil {
 			s.mem = nil // never unmapped

@@ -72,10 +72,10 @@ const maxPendingFds = 2 * MaxFds
 const MaxFds = 250
 
 // ErrTooManyFds refuses a message before anything of it is written.
-var ErrTooManyFds = errors.New("multiproc: too many descriptors in one message")
+var ErrTooManyFds = errors.New("too many descriptors in one message")
 
 // ErrCorrupt reports a control stream that broke its framing.
-var ErrCorrupt = errors.New("multiproc: corrupt control stream")
+var ErrCorrupt = errors.New("corrupt control stream")
 
 // hdrLen is a message header: magic u32, type, fd count, payload length u64.
 const hdrLen = 4 + 1 + 1 + 8
@@ -87,7 +87,7 @@ const hdrLen = 4 + 1 + 1 + 8
 func NewCtl(fd int) (*Ctl, error) {
 	if err := unix.SetNonblock(fd, true); err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("multiproc: control socket: %w", err)
+		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	return &Ctl{fd: fdwait.New(fd), rbuf: make([]byte, 64<<10), oob: make([]byte, unix.CmsgSpace(4*MaxFds))}, nil
 }
@@ -98,7 +98,7 @@ func NewCtl(fd int) (*Ctl, error) {
 func Pair() (*Ctl, *os.File, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, nil, fmt.Errorf("multiproc: socketpair: %w", err)
+		return nil, nil, fmt.Errorf("socketpair: %w", err)
 	}
 	ctl, err := NewCtl(fds[0])
 	if err != nil {
@@ -300,7 +300,7 @@ func (c *Ctl) read(b []byte) (int, error) {
 
 func unexpected(err error) error {
 	if err == io.EOF {
-		return fmt.Errorf("multiproc: control stream ended inside a message: %w", io.ErrUnexpectedEOF)
+		return fmt.Errorf("control stream ended inside a message: %w", io.ErrUnexpectedEOF)
 	}
 	return err
 }

@@ -218,12 +218,17 @@ func WaitExit(pidfd int) error {
 // ErrNoHello is wrapped by the error of a child that provably ran without
 // answering the start handshake: it exited with a status, or it was still
 // running when it should long have answered.
-var ErrNoHello = errors.New("multiproc: the child did not start multiproc: call multiproc.Main() first thing in main (and in TestMain)")
+var ErrNoHello = errors.New("the child did not call multiproc.Main() first thing in main (and in TestMain)")
 
 // ErrHandshakeEnded is wrapped by AwaitHello's error when the child closed
 // its control socket (it died, or closed fd 3) before its hello: the
 // caller looks at how the child ended before blaming a missing Main.
-var ErrHandshakeEnded = errors.New("multiproc: the child ended the start handshake")
+var ErrHandshakeEnded = errors.New("the child ended the start handshake")
+
+// ErrProtocol is wrapped by AwaitHello's error when the child answered
+// with another version of the start handshake (the executable was
+// replaced on disk by another build, say).
+var ErrProtocol = errors.New("the child speaks another version of the start handshake")
 
 // HelloTimeout bounds how long a parent waits for a new child's hello. A
 // healthy child answers in a few milliseconds; the bound is generous
@@ -264,7 +269,7 @@ func AwaitHello(ctx context.Context, ctl *Ctl, pid int) error {
 			return fmt.Errorf("%w (pid %d sent message type %d)", ErrNoHello, pid, r.typ)
 		}
 		if v := le32(r.payload); v != Protocol {
-			return fmt.Errorf("multiproc: child pid %d speaks protocol %d, this parent %d", pid, v, Protocol)
+			return fmt.Errorf("%w: child pid %d speaks protocol %d, this parent %d", ErrProtocol, pid, v, Protocol)
 		}
 		return nil
 	case <-timer.C:

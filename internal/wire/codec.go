@@ -11,7 +11,6 @@ import (
 	"io"
 	"math"
 	"reflect"
-	"strings"
 	"sync"
 	"unsafe"
 
@@ -79,7 +78,7 @@ func NewCodec[T any]() (*Codec[T], error) {
 // On error it returns dst unchanged in length.
 func (c *Codec[T]) Append(dst []byte, v *T) ([]byte, error) {
 	if v == nil {
-		return dst, fmt.Errorf("multiproc: encoding %v: nil pointer", c.c.typ)
+		return dst, fmt.Errorf("encoding %v: nil pointer", c.c.typ)
 	}
 	return c.c.append(dst, unsafe.Pointer(v))
 }
@@ -92,7 +91,7 @@ func (c *Codec[T]) Append(dst []byte, v *T) ([]byte, error) {
 // can hold that many elements; truncation errors match io.ErrUnexpectedEOF.
 func (c *Codec[T]) Decode(b []byte, v *T) error {
 	if v == nil {
-		return fmt.Errorf("multiproc: decoding %v: nil pointer", c.c.typ)
+		return fmt.Errorf("decoding %v: nil pointer", c.c.typ)
 	}
 	return c.c.decode(b, unsafe.Pointer(v), func() { var zero T; *v = zero })
 }
@@ -102,7 +101,7 @@ func (c *Codec[T]) Decode(b []byte, v *T) error {
 func AppendAny(dst []byte, v any) ([]byte, error) {
 	rv := reflect.ValueOf(v)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
-		return dst, fmt.Errorf("multiproc: encoding needs a non-nil pointer, not %T", v)
+		return dst, fmt.Errorf("encoding needs a non-nil pointer, not %T", v)
 	}
 	cc, err := compiledFor(rv.Type().Elem())
 	if err != nil {
@@ -116,7 +115,7 @@ func AppendAny(dst []byte, v any) ([]byte, error) {
 func DecodeAny(b []byte, v any) error {
 	rv := reflect.ValueOf(v)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
-		return fmt.Errorf("multiproc: decoding needs a non-nil pointer, not %T", v)
+		return fmt.Errorf("decoding needs a non-nil pointer, not %T", v)
 	}
 	cc, err := compiledFor(rv.Type().Elem())
 	if err != nil {
@@ -173,12 +172,12 @@ func (cc *compiled) decode(b []byte, p unsafe.Pointer, zero func()) error {
 	case modePlain:
 		if uintptr(len(b)) != cc.size {
 			zero()
-			return fmt.Errorf("multiproc: decoding %v: got %d bytes, want %d", cc.typ, len(b), cc.size)
+			return fmt.Errorf("decoding %v: got %d bytes, want %d", cc.typ, len(b), cc.size)
 		}
 		copy(unsafe.Slice((*byte)(p), cc.size), b)
 		if cc.check != nil && !cc.check(p) {
 			zero()
-			return fmt.Errorf("multiproc: decoding %v: %w", cc.typ, errBool)
+			return fmt.Errorf("decoding %v: %w", cc.typ, errBool)
 		}
 		return nil
 	case modeMarshal:
@@ -215,27 +214,27 @@ type wrapErr struct {
 func (e *wrapErr) Error() string { return e.msg }
 func (e *wrapErr) Unwrap() error { return e.err }
 
-// prefixErr is an error whose text starts with "multiproc: " exactly
-// once: the wrapped error's text (a user's MarshalBinary error, a nested
-// value's codec error) goes without a "multiproc: " of its own.
+// prefixErr is an error with its context before the wrapped error's text
+// (a user's MarshalBinary error, a nested value's codec error), which it
+// quotes as it is.
 type prefixErr struct {
 	context string
 	err     error
 }
 
 func (e *prefixErr) Error() string {
-	return "multiproc: " + e.context + ": " + strings.TrimPrefix(e.err.Error(), "multiproc: ")
+	return e.context + ": " + e.err.Error()
 }
 
 func (e *prefixErr) Unwrap() error { return e.err }
 
-// wrapf wraps err under a "multiproc: " and the formatted context.
+// wrapf wraps err under the formatted context.
 func wrapf(err error, format string, args ...any) error {
 	return &prefixErr{fmt.Sprintf(format, args...), err}
 }
 
 // These are static so the hot paths return errors without allocating; the
-// public methods add the "multiproc:" prefix and the type name.
+// public methods add the type name (and the package, its prefix).
 var (
 	errTruncated = &wrapErr{"input ends in the middle of a value", io.ErrUnexpectedEOF}
 	errTooLong   = &wrapErr{"length exceeds the remaining input", io.ErrUnexpectedEOF}
@@ -244,7 +243,7 @@ var (
 	// ErrShareable refuses a shared object (a *Value, *Queue, *Conn, ...)
 	// anywhere the codec would copy it: it can only travel as the same
 	// object, as a Func argument or a field of one.
-	ErrShareable = errors.New("multiproc: a shared object (*Value, *Array, *Queue, *Conn, *Lock, ...) cannot travel this way: pass it as a Func argument, a Runner or a struct field of one, to a process or a Pool on this machine")
+	ErrShareable = errors.New("a shared object (*Value, *Array, *Queue, *Conn, *Lock, ...) cannot travel this way: pass it as a Func argument, a Runner or a struct field of one, to a process or a Pool on this machine")
 	errRange     = errors.New("integer out of range for its type")
 	errBool      = errors.New("bool byte is neither 0 nor 1")
 	errPresence  = errors.New("pointer presence byte is neither 0 nor 1")

@@ -259,8 +259,8 @@ func TestCodecUnsupported(t *testing.T) {
 		if err == nil {
 			t.Fatalf("no error, want one mentioning %q", mention)
 		}
-		if !strings.HasPrefix(err.Error(), "multiproc: ") || !strings.Contains(err.Error(), mention) {
-			t.Errorf("error %q should start with multiproc: and mention %q", err, mention)
+		if strings.Contains(err.Error(), "multiproc:") || !strings.Contains(err.Error(), mention) {
+			t.Errorf("error %q should mention %q, and not say multiproc: (the package's boundary adds it)", err, mention)
 		}
 	}
 	_, err := NewCodec[chan int]()
@@ -371,8 +371,8 @@ func truncations[T any](t *testing.T, v T) {
 		got := v
 		if err := c.Decode(enc[:i], &got); err == nil {
 			t.Fatalf("%T: decoding the first %d of %d bytes succeeded", v, i, len(enc))
-		} else if !strings.HasPrefix(err.Error(), "multiproc: ") {
-			t.Fatalf("error %q lacks the prefix", err)
+		} else if strings.Contains(err.Error(), "multiproc:") {
+			t.Fatalf("error %q says multiproc: (the package's boundary adds it)", err)
 		}
 		if !reflect.DeepEqual(got, zero) {
 			t.Fatalf("%T: failed decode left %+v", v, got)
@@ -760,7 +760,7 @@ func TestCodecEmbeddedMarshaler(t *testing.T) {
 		check("stamp in an interface", ok && s.Name == "in an interface" && s.Equal(now), out)
 	}
 	_, err := NewCodec[halfStamp]()
-	if err == nil || !strings.Contains(err.Error(), "UnmarshalBinary is promoted") || strings.Count(err.Error(), "multiproc:") != 1 {
+	if err == nil || !strings.Contains(err.Error(), "UnmarshalBinary is promoted") || strings.Count(err.Error(), "multiproc:") != 0 {
 		t.Errorf("codec for a struct declaring half the pair: %v", err)
 	}
 	_, err = NewCodec[[]halfStamp]()

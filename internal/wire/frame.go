@@ -22,12 +22,12 @@ const DefaultMaxFrame = 1 << 30
 // returns when a header announces more than the caller's limit. The payload
 // is left unread, so the stream is out of step and should be closed, as
 // Python does after "bad message length".
-var ErrFrameTooLarge = errors.New("multiproc: message larger than the limit")
+var ErrFrameTooLarge = errors.New("message larger than the limit")
 
 // ErrBadFrame is matched (with errors.Is) by the error ReadFrame returns for
 // a length prefix that no correct sender writes: a negative short header
 // other than -1, or a long-form length with its top bit set.
-var ErrBadFrame = errors.New("multiproc: malformed message header")
+var ErrBadFrame = errors.New("malformed message header")
 
 const (
 	// longFormAt is the first payload size sent with the long header; int32
@@ -50,7 +50,7 @@ const (
 // while still matching io.ErrUnexpectedEOF for callers that test for it.
 type truncatedFrame struct{}
 
-func (truncatedFrame) Error() string { return "multiproc: got end of file during message" }
+func (truncatedFrame) Error() string { return "got end of file during message" }
 func (truncatedFrame) Unwrap() error { return io.ErrUnexpectedEOF }
 
 var errTruncatedFrame error = truncatedFrame{}
