@@ -25,7 +25,8 @@ import (
 // are the same entry when their encodings are equal, which for the usual
 // key types (numbers, strings, arrays and structs of them) is Go's ==,
 // except that float keys +0 and -0 are two entries and a NaN key can be
-// found again.
+// found again. (The padding bytes of a struct key never count: a key with
+// padding is copied field by field before it is encoded.)
 //
 // A Dict grows without bound but memory; every process maps the new size
 // as it grows. A process killed at any point of a Store, Delete, Update or
@@ -47,6 +48,7 @@ type Dict[K comparable, V any] struct {
 	m      *shmmap.Map
 	kc     *wire.Codec[K]
 	vc     *wire.Codec[V]
+	canon  func(*K) *K // nil unless K's memory has padding (keyCanon)
 }
 
 var kDict = newKind("Dict", "NewDict")
@@ -78,7 +80,7 @@ func (d *Dict[K, V]) init(m *shmmap.Map) error {
 	if err != nil {
 		return errorf("Dict value: %w", err)
 	}
-	d.m, d.kc, d.vc = m, kc, vc
+	d.m, d.kc, d.vc, d.canon = m, kc, vc, keyCanon[K]()
 	runtime.AddCleanup(d, func(m *shmmap.Map) { m.Close() }, m)
 	return nil
 }
@@ -101,6 +103,9 @@ func dictErr(op string, err error) error {
 func (d *Dict[K, V]) key(op string, k *K) ([]byte, error) {
 	if d.m == nil {
 		return nil, kDict.zero
+	}
+	if d.canon != nil {
+		k = d.canon(k)
 	}
 	b, err := d.kc.Append(nil, k)
 	if err != nil {
@@ -292,4 +297,78 @@ func (d *Dict[K, V]) importHandle(h handle.Desc) error {
 		return err
 	}
 	return nil
+}
+
+// keyCanon returns, for a key type whose memory has padding bytes and is
+// copied as it is by the codec (numbers, and arrays and structs of them),
+// a function that copies a key field by field into zeroed memory: two
+// equal keys then encode alike, whatever their padding held. nil for
+// every other type (encoded field by field, no padding involved).
+func keyCanon[K comparable]() func(k *K) *K {
+	t := reflect.TypeFor[K]()
+	if !scalarLeaves(t) || !hasPadding(t) {
+		return nil
+	}
+	return func(k *K) *K {
+		c := new(K)
+		copyLeaves(reflect.ValueOf(c).Elem(), reflect.ValueOf(k).Elem())
+		return c
+	}
+}
+
+func scalarLeaves(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128:
+		return true
+	case reflect.Array:
+		return scalarLeaves(t.Elem())
+	case reflect.Struct:
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if (!f.IsExported() && f.Name != "_") || !scalarLeaves(f.Type) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+func hasPadding(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Array:
+		return hasPadding(t.Elem())
+	case reflect.Struct:
+		var sum uintptr
+		for i := range t.NumField() {
+			f := t.Field(i)
+			sum += f.Type.Size()
+			if hasPadding(f.Type) {
+				return true
+			}
+		}
+		return sum != t.Size()
+	}
+	return false
+}
+
+// copyLeaves copies src to dst (zeroed) one scalar at a time; "_" fields
+// stay zero.
+func copyLeaves(dst, src reflect.Value) {
+	switch src.Kind() {
+	case reflect.Array:
+		for i := range src.Len() {
+			copyLeaves(dst.Index(i), src.Index(i))
+		}
+	case reflect.Struct:
+		for i := range src.NumField() {
+			if src.Type().Field(i).Name != "_" {
+				copyLeaves(dst.Field(i), src.Field(i))
+			}
+		}
+	default:
+		dst.Set(src)
+	}
 }

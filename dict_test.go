@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/multiproc-go/multiproc"
 )
@@ -313,5 +314,43 @@ func TestSharedByNameNotSent(t *testing.T) {
 		if err := a.Send(v); !errors.Is(err, multiproc.ErrShared) {
 			t.Errorf("Send of %T: %v, want ErrShared", v, err)
 		}
+	}
+}
+
+// TestDictPaddedKey: keys whose memory has padding bytes (which the codec
+// would copy as they are) find themselves, however the padding was left.
+func TestDictPaddedKey(t *testing.T) {
+	type padded struct {
+		A int8
+		B int64
+		C [2]struct {
+			D int16
+			E int32
+		}
+	}
+	d := newDict[padded, int](t)
+	mk := func(i int) padded {
+		var k padded
+		b := unsafe.Slice((*byte)(unsafe.Pointer(&k)), unsafe.Sizeof(k))
+		for j := range b {
+			b[j] = byte(i*7 + j) // garbage in the padding too
+		}
+		k.A, k.B = int8(i), int64(i)
+		k.C[0].D, k.C[0].E, k.C[1].D, k.C[1].E = 1, 2, 3, int32(i)
+		return k
+	}
+	for i := range 50 {
+		d.Store(mk(i), i)
+	}
+	for i := range 50 {
+		k := mk(i)
+		b := unsafe.Slice((*byte)(unsafe.Pointer(&k)), unsafe.Sizeof(k))
+		b[1] ^= 0xff // padding after A
+		if v, ok, err := d.Load(k); !ok || v != i || err != nil {
+			t.Fatalf("key %d with other padding: %d, %v, %v", i, v, ok, err)
+		}
+	}
+	if d.Len() != 50 {
+		t.Fatalf("Len = %d, want 50", d.Len())
 	}
 }
