@@ -58,7 +58,11 @@ var (
 			}
 		}
 		if wait {
-			<-ctx.Done() // its control stream is gone: until the parent kills it
+			// Until the parent kills it. Not until ctx ends: the child's
+			// context ends when its control socket fails, which closing
+			// fd 3 just made it do, and a child that then exited on its own
+			// would race the parent's kill (1 run in 5 failed so).
+			<-time.After(time.Minute)
 		}
 		return 1, nil
 	})
