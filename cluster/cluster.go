@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"encoding/hex"
+
 	"github.com/multiproc-go/multiproc"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -29,7 +31,8 @@ type Cluster struct {
 	js    jetstream.JetStream
 	st    jetstream.Stream
 	cons  jetstream.Consumer
-	id    string
+	ident identity // the connection's (see identity)
+	id    string   // ident.pub: the client's id in its subjects
 	seq   atomic.Uint64
 	subs  []*nats.Subscription
 	local *localHost
@@ -52,6 +55,7 @@ type Cluster struct {
 	quit      chan struct{} // closed by Close
 
 	submitted, completed, failed atomic.Uint64
+	forged                       atomic.Uint64 // results dropped: no valid proof (see resultMAC)
 }
 
 // call is one submitted task waiting for its result.
@@ -64,6 +68,7 @@ type call struct {
 	stop    func() bool   // stops the ctx watch
 	stored  chan struct{} // closed once the server has stored the task
 	batch   bool
+	secret  []byte // only the host the task is delivered to learns it
 	body    []byte // the encoded arguments
 	epoch   int
 	seq     uint64
@@ -91,7 +96,7 @@ func Connect(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	c := &Cluster{
-		opts: opts, s: newSubjects(opts.Name), id: newID(),
+		opts: opts, s: newSubjects(opts.Name),
 		pending: map[string]*call{}, hosts: map[string]HostStats{}, quit: make(chan struct{}),
 		kick: make(chan struct{}, 1),
 	}
@@ -102,14 +107,19 @@ func Connect(ctx context.Context, opts Options) (*Cluster, error) {
 			c.shutdown()
 		}
 	}()
-	natsOpts := append(opts.natsOptions("multiproc client "+hostName()),
-		nats.DisconnectErrHandler(c.onDisconnect),
-		nats.ReconnectHandler(c.onReconnect))
 	var err error
+	c.ident = newIdentity(roleClient)
 	if opts.URL == "" {
 		if c.emb, err = startServer(opts.Listen, opts.Token); err != nil {
 			return nil, err
 		}
+		c.ident = c.emb.head
+	}
+	c.id = c.ident.pub
+	natsOpts := append(opts.natsOptions("multiproc client "+hostName(), c.ident),
+		nats.DisconnectErrHandler(c.onDisconnect),
+		nats.ReconnectHandler(c.onReconnect))
+	if opts.URL == "" {
 		c.nc, err = nats.Connect("", append(natsOpts, nats.InProcessServer(c.emb.srv))...)
 	} else {
 		c.nc, err = nats.Connect(opts.URL, natsOpts...)
@@ -125,7 +135,11 @@ func Connect(ctx context.Context, opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("multiproc: cluster: %w", err)
 	}
-	if c.st, c.cons, err = setupQueue(ctx, c.js, c.s, &c.opts, true); err != nil {
+	role := queueClient
+	if c.emb != nil {
+		role = queueHead
+	}
+	if c.st, c.cons, err = setupQueue(ctx, c.js, c.s, &c.opts, role); err != nil {
 		return nil, err
 	}
 	for subj, h := range map[string]nats.MsgHandler{c.s.results + c.id: c.onResult, c.s.hosts: c.onHost} {
@@ -159,12 +173,13 @@ func (c *Cluster) where() string {
 // own connection.
 func (c *Cluster) startLocal(ctx context.Context) error {
 	name := hostName()
+	id := newIdentity(roleHost)
 	var nc *nats.Conn
 	var err error
 	if c.emb != nil {
-		nc, err = c.emb.connect(&c.opts, "multiproc host "+name)
+		nc, err = c.emb.connect(&c.opts, "multiproc host "+name, id)
 	} else {
-		nc, err = nats.Connect(c.opts.URL, c.opts.natsOptions("multiproc host "+name)...)
+		nc, err = nats.Connect(c.opts.URL, c.opts.natsOptions("multiproc host "+name, id)...)
 	}
 	if err != nil {
 		return err
@@ -264,7 +279,7 @@ func (c *Cluster) Submit(ctx context.Context, t *multiproc.Task, done func([]mul
 		done(nil, fmt.Errorf("multiproc: cluster: task %s is %d bytes, more than the NATS server's max payload %d", t.Func, len(m.Data), max))
 		return
 	}
-	cl := &call{fn: t.Func, want: want, done: done, stored: make(chan struct{}), batch: t.Batch, body: m.Data}
+	cl := &call{fn: t.Func, want: want, done: done, stored: make(chan struct{}), batch: t.Batch, body: m.Data, secret: newSecret()}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -295,6 +310,7 @@ func (c *Cluster) Submit(ctx context.Context, t *multiproc.Task, done func([]mul
 	}
 	m.Subject = cl.subject
 	m.Header.Set(hdrID, cl.key)
+	m.Header.Set(hdrSecret, hex.EncodeToString(cl.secret))
 	if ctx.Done() != nil {
 		cl.stop = context.AfterFunc(ctx, func() { c.abandon(cl.key, ctx.Err()) })
 	}
@@ -359,6 +375,11 @@ func (c *Cluster) onResult(m *nats.Msg) {
 	cl := c.pending[key]
 	c.mu.Unlock()
 	if cl == nil {
+		return
+	}
+	if !validMAC(cl.secret, key, m.Data, m.Header.Get(hdrMAC)) {
+		// Not from the host the task was delivered to.
+		c.forged.Add(1)
 		return
 	}
 	rs, err := decodeResults(m.Data, cl.want, cl.fn, m.Header.Get(hdrHost))
@@ -436,6 +457,7 @@ func (c *Cluster) publishOne(cl *call) {
 	m := nats.NewMsg(cl.subject)
 	m.Header.Set(hdrFunc, cl.fn)
 	m.Header.Set(hdrID, cl.key)
+	m.Header.Set(hdrSecret, hex.EncodeToString(cl.secret))
 	if cl.batch {
 		m.Header.Set(hdrBatch, "1")
 	}

@@ -38,6 +38,55 @@
 // is of no use to anyone; a caller whose connection drops fails its waiting
 // calls at once (see below) rather than wait for answers that may be lost.
 //
+// # Trust model
+//
+// Who may do what is enforced by NATS's own authorization, not by a
+// scheme of this package, wherever NATS has one. On the embedded server
+// (Connect with URL ""):
+//
+//   - A connection must present Options.Token if one is set, and a user
+//     name "<role>.<Name>.<secret>" that this package makes for each
+//     connection (a fresh random secret; it travels only in the CONNECT).
+//     Anonymous and unknown connections are refused. Listen beyond
+//     loopback without a Token is refused at Connect: no port is open to
+//     the network without a secret. Loopback without a Token stays the
+//     zero-setup default: then everyone on this machine is a member.
+//   - Clients may submit tasks under their own id only (the id is derived
+//     from the secret by the server), cancel tasks, ping hosts, read the
+//     queue's state, and subscribe to their own results and inbox only.
+//   - Hosts may pull tasks from the hosts' consumer and acknowledge them,
+//     heartbeat, answer pings, hear cancels and publish results. They
+//     cannot submit tasks, read anyone's results or inbox.
+//   - Nobody but the head (the process that runs the server) creates,
+//     changes, purges whole or deletes the stream and the consumer; no
+//     member can read stored tasks (no direct or message get), nor
+//     subscribe to task subjects or to another connection's inbox, where
+//     the tasks a host pulls arrive.
+//
+// So only the host a task was delivered to reads it. Each task carries a
+// random secret of its own, and a result counts only with an HMAC of the
+// task's key and the result's bytes under that secret: a result from
+// anyone else (another host, a client, a replay of another task's
+// answer) is dropped and counted in Stats.Forged, and the caller keeps
+// waiting for the real one. The secret never travels on its own.
+//
+// What is trusted: a host is trusted to compute, that is to run the
+// function it was given and answer honestly (as a Pool's worker is);
+// a host could also acknowledge (drop) tasks delivered to other hosts if
+// it guessed their acknowledgement subjects. Clients sharing a server
+// are trusted not to cancel each other's tasks: a cancel message and a
+// purge are not tied to their sender, so a member can make another
+// client's queued tasks be dropped (its caller then waits until its
+// deadline). Members that share the credentials share the queue.
+//
+// With a server of its own (Options.URL), the same rules need that
+// server's authorization: give each client and host user the
+// permissions above, with the inbox prefix "_MP.<id>" (see the
+// functions clientPermissions and hostPermissions in auth.go; the admin
+// creates the stream, or a client with stream-create rights does). A
+// server with no permissions trusts every connection with everything,
+// including reading the tasks' secrets.
+//
 // # Delivery
 //
 // Delivery is at least once, and each caller gets exactly one result per

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,7 +45,7 @@ func Serve(ctx context.Context, opts Options) error {
 		return errors.New("multiproc: cluster.Serve needs Options.URL, the NATS server of the cluster")
 	}
 	name := hostName()
-	nc, err := nats.Connect(opts.URL, append(opts.natsOptions("multiproc host "+name), nats.RetryOnFailedConnect(true))...)
+	nc, err := nats.Connect(opts.URL, append(opts.natsOptions("multiproc host "+name, newIdentity(roleHost)), nats.RetryOnFailedConnect(true))...)
 	if err != nil {
 		return fmt.Errorf("multiproc: cluster: connecting to %s: %w", opts.URL, err)
 	}
@@ -96,7 +97,9 @@ type heldTask struct {
 
 // newHost connects the host's pieces: the queue (waiting for the server
 // while ctx lasts), the pool, the cancel and ping subscriptions.
-func newHost(ctx context.Context, nc *nats.Conn, opts *Options, name string) (*host, error) {
+func newHost(ctx context.Context, nc *nats.Conn, o *Options, name string) (*host, error) {
+	opts := new(Options)
+	*opts = *o // AckWait and MaxDeliveries come from the queue
 	s := newSubjects(opts.Name)
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -105,7 +108,7 @@ func newHost(ctx context.Context, nc *nats.Conn, opts *Options, name string) (*h
 	var cons jetstream.Consumer
 	err = retry(ctx, func(ctx context.Context) error {
 		var err error
-		_, cons, err = setupQueue(ctx, js, s, opts, false)
+		_, cons, err = setupQueue(ctx, js, s, opts, queueHost)
 		return err
 	})
 	if err != nil {
@@ -360,7 +363,8 @@ func (h *host) start(ctx context.Context, m jetstream.Msg) {
 	hdr := m.Headers()
 	fn := hdr.Get(hdrFunc)
 	reply := h.s.results + client
-	answer := func(b []byte) { h.answer(reply, key, fn, b) }
+	secret, _ := hex.DecodeString(hdr.Get(hdrSecret))
+	answer := func(b []byte) { h.answer(reply, key, fn, secret, b) }
 	drop := func() {
 		h.dropped.Add(1)
 		m.Ack()
@@ -396,7 +400,7 @@ func (h *host) start(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 	args, err := decodeArgs(m.Data())
-	if err != nil || fn == "" {
+	if err != nil || fn == "" || len(secret) != secretLen {
 		h.failed.Add(1)
 		answer(append([]byte{resFailed}, "multiproc: cluster: malformed task"...))
 		m.Ack()
@@ -467,8 +471,9 @@ func (h *host) taskTimeout(hdr nats.Header) time.Duration {
 	return time.Duration(ns)
 }
 
-// answer publishes a task's result to its caller.
-func (h *host) answer(reply, key, fn string, b []byte) {
+// answer publishes a task's result to its caller, with the proof that
+// the task was delivered here (resultMAC).
+func (h *host) answer(reply, key, fn string, secret, b []byte) {
 	out := nats.NewMsg(reply)
 	out.Header.Set(hdrID, key)
 	out.Header.Set(hdrHost, h.name)
@@ -476,6 +481,7 @@ func (h *host) answer(reply, key, fn string, b []byte) {
 	if int64(len(b)) > h.nc.MaxPayload()-1024 {
 		out.Data = append([]byte{resFailed}, fmt.Sprintf("multiproc: the result of %s is %d bytes, more than the NATS server's max payload %d", fn, len(b), h.nc.MaxPayload())...)
 	}
+	out.Header.Set(hdrMAC, resultMAC(secret, key, out.Data))
 	h.nc.PublishMsg(out)
 }
 
@@ -512,7 +518,7 @@ func (h *host) startMulti(ctx context.Context, m jetstream.Msg, key, reply strin
 	if n := h.deliveries(m); n > uint64(h.opts.MaxDeliveries) {
 		for _, mb := range members {
 			h.failed.Add(1)
-			h.answer(reply, prefix+strconv.FormatUint(mb.seq, 10), mb.fn, tooManyDeliveries(mb.fn, n))
+			h.answer(reply, prefix+strconv.FormatUint(mb.seq, 10), mb.fn, mb.secret, tooManyDeliveries(mb.fn, n))
 		}
 		m.Ack()
 		h.release(1)
@@ -546,7 +552,7 @@ func (h *host) startMulti(ctx context.Context, m jetstream.Msg, key, reply strin
 			} else {
 				h.done.Add(1)
 			}
-			h.answer(reply, prefix+strconv.FormatUint(mb.seq, 10), mb.fn, encodeResults(rs, err))
+			h.answer(reply, prefix+strconv.FormatUint(mb.seq, 10), mb.fn, mb.secret, encodeResults(rs, err))
 		}
 		if left.Add(-1) > 0 {
 			return

@@ -60,24 +60,37 @@ func consumerConfig(s subjects, o *Options) jetstream.ConsumerConfig {
 	}
 }
 
-// setupQueue makes sure the stream and the hosts' consumer exist. The
-// client (update) makes them as its options say; a host creates them only
-// if missing, and otherwise takes them as they are. The stream is kept in
-// files on a server of its own (it outlives a restart of the server) and
-// in memory on an embedded one, which dies with its process anyway.
-func setupQueue(ctx context.Context, js jetstream.JetStream, s subjects, o *Options, update bool) (jetstream.Stream, jetstream.Consumer, error) {
-	storage := jetstream.FileStorage
-	if o.URL == "" {
-		storage = jetstream.MemoryStorage
-	}
+// The queue's roles in setting it up: the head made the embedded server
+// and creates the queue on it before anyone else can connect; a client of
+// a server of its own (URL) creates it if missing and otherwise takes it
+// as it is, after checking it; a host only takes it, waiting for it to
+// exist.
+const (
+	queueHead = iota
+	queueClient
+	queueHost
+)
+
+// setupQueue makes sure the stream and the hosts' consumer exist, or
+// binds to them (see queueHead, queueClient, queueHost). Their settings
+// are decided once, by whoever creates them: the stream is kept in memory
+// on the embedded server (it dies with its process anyway) and in files
+// on a server of its own (it outlives a restart of the server); the
+// consumer's AckWait and MaxDeliveries are its creator's. A client or
+// host that finds them made checks they are a work queue of this
+// package's shape, and takes AckWait and MaxDeliveries from the consumer
+// into o, unless o set them explicitly to something else: that is an
+// error naming both.
+func setupQueue(ctx context.Context, js jetstream.JetStream, s subjects, o *Options, role int) (jetstream.Stream, jetstream.Consumer, error) {
 	var st jetstream.Stream
 	var err error
-	if update {
-		st, err = js.CreateOrUpdateStream(ctx, streamConfig(s, storage))
-	} else {
+	switch role {
+	case queueHead:
+		st, err = js.CreateOrUpdateStream(ctx, streamConfig(s, jetstream.MemoryStorage))
+	default:
 		st, err = js.Stream(ctx, s.name)
-		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			st, err = js.CreateStream(ctx, streamConfig(s, storage))
+		if errors.Is(err, jetstream.ErrStreamNotFound) && role == queueClient {
+			st, err = js.CreateStream(ctx, streamConfig(s, jetstream.FileStorage))
 			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 				st, err = js.Stream(ctx, s.name)
 			}
@@ -86,12 +99,19 @@ func setupQueue(ctx context.Context, js jetstream.JetStream, s subjects, o *Opti
 	if err != nil {
 		return nil, nil, fmt.Errorf("multiproc: cluster: work queue stream %q: %w", s.name, err)
 	}
+	if role != queueHead {
+		cfg := st.CachedInfo().Config
+		if cfg.Retention != jetstream.WorkQueuePolicy || len(cfg.Subjects) != 1 || cfg.Subjects[0] != s.tasks+">" {
+			return nil, nil, fmt.Errorf("multiproc: cluster: the stream %q on the server is not a multiproc work queue (retention %v, subjects %q): pick another Options.Name", s.name, cfg.Retention, cfg.Subjects)
+		}
+	}
 	var cons jetstream.Consumer
-	if update {
+	switch role {
+	case queueHead:
 		cons, err = st.CreateOrUpdateConsumer(ctx, consumerConfig(s, o))
-	} else {
+	default:
 		cons, err = st.Consumer(ctx, consumerName)
-		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		if errors.Is(err, jetstream.ErrConsumerNotFound) && role == queueClient {
 			cons, err = st.CreateConsumer(ctx, consumerConfig(s, o))
 			if err != nil {
 				cons, err = st.Consumer(ctx, consumerName)
@@ -100,6 +120,17 @@ func setupQueue(ctx context.Context, js jetstream.JetStream, s subjects, o *Opti
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("multiproc: cluster: work queue consumer: %w", err)
+	}
+	if role != queueHead {
+		cfg := cons.CachedInfo().Config
+		if cfg.AckPolicy != jetstream.AckExplicitPolicy || cfg.FilterSubject != s.tasks+">" || cfg.AckWait < 300*time.Millisecond || cfg.MaxDeliver < 3 {
+			return nil, nil, fmt.Errorf("multiproc: cluster: the consumer %q of stream %q is not a multiproc one: pick another Options.Name", consumerName, s.name)
+		}
+		maxd := cfg.MaxDeliver - 2
+		if o.ackWaitSet && o.AckWait != cfg.AckWait || o.maxDeliveriesSet && o.MaxDeliveries != maxd {
+			return nil, nil, fmt.Errorf("multiproc: cluster: the work queue %q was made with AckWait %v and MaxDeliveries %d, these options say %v and %d: leave them 0 to take the queue's, or use another Name", s.name, cfg.AckWait, maxd, o.AckWait, o.MaxDeliveries)
+		}
+		o.AckWait, o.MaxDeliveries = cfg.AckWait, maxd
 	}
 	return st, cons, nil
 }

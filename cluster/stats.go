@@ -42,6 +42,10 @@ type Stats struct {
 
 	// This client's tasks (zero in Status's answer).
 	Submitted, Completed, Failed uint64
+	// Forged counts results this client dropped because they did not
+	// carry the proof that their sender was the host the task was
+	// delivered to (see the package doc's trust model).
+	Forged uint64
 }
 
 func decodeHost(b []byte, h *HostStats) error { return json.Unmarshal(b, h) }
@@ -101,7 +105,7 @@ func (s *Stats) addHosts(hosts []HostStats) {
 // Stats asks the hosts (waiting up to about a quarter second for their
 // answers) and the work queue how the cluster is doing.
 func (c *Cluster) Stats(ctx context.Context) (Stats, error) {
-	st := Stats{Submitted: c.submitted.Load(), Completed: c.completed.Load(), Failed: c.failed.Load()}
+	st := Stats{Submitted: c.submitted.Load(), Completed: c.completed.Load(), Failed: c.failed.Load(), Forged: c.forged.Load()}
 	hosts, err := pingHosts(ctx, c.nc, c.s, 250*time.Millisecond)
 	if err != nil {
 		return st, fmt.Errorf("multiproc: cluster: asking the hosts: %w", err)
@@ -120,7 +124,7 @@ func Status(ctx context.Context, opts Options) (Stats, error) {
 	if opts.URL == "" {
 		return Stats{}, errors.New("multiproc: cluster.Status needs Options.URL")
 	}
-	nc, err := nats.Connect(opts.URL, append(opts.natsOptions("multiproc status"), nats.MaxReconnects(0))...)
+	nc, err := nats.Connect(opts.URL, append(opts.natsOptions("multiproc status", newIdentity(roleClient)), nats.MaxReconnects(0))...)
 	if err != nil {
 		return Stats{}, fmt.Errorf("multiproc: cluster: connecting to %s: %w", opts.URL, err)
 	}
@@ -150,7 +154,7 @@ func (s Stats) WriteTo(w io.Writer) (int64, error) {
 	fmt.Fprintf(&b, "hosts %d, worker processes %d; queue: %d waiting, %d running, %d redelivered\n",
 		len(s.Hosts), s.Workers, s.Queued, s.Running, s.Redelivered)
 	if s.Submitted > 0 {
-		fmt.Fprintf(&b, "this client: %d submitted, %d completed, %d failed\n", s.Submitted, s.Completed, s.Failed)
+		fmt.Fprintf(&b, "this client: %d submitted, %d completed, %d failed, %d forged results dropped\n", s.Submitted, s.Completed, s.Failed, s.Forged)
 	}
 	if len(s.Hosts) > 0 {
 		tw := tabwriter.NewWriter(&b, 2, 8, 2, ' ', tabwriter.AlignRight)

@@ -16,7 +16,7 @@ func TestWireRoundTripAndCorrupt(t *testing.T) {
 	if err != nil || len(got) != 3 || !bytes.Equal(got[2], args[2]) || len(got[1]) != 0 {
 		t.Fatalf("decodeArgs = %q, %v", got, err)
 	}
-	calls := []*call{{seq: 5, fn: "f", body: encodeArgs(args)}, {seq: 9, fn: "g", batch: true, body: encodeArgs(args[:1])}}
+	calls := []*call{{seq: 5, fn: "f", secret: newSecret(), body: encodeArgs(args)}, {seq: 9, fn: "g", batch: true, secret: newSecret(), body: encodeArgs(args[:1])}}
 	ms, err := decodeMulti(encodeMulti(calls))
 	if err != nil || len(ms) != 2 || ms[1].seq != 9 || !ms[1].batch || ms[0].fn != "f" || len(ms[0].args) != 3 {
 		t.Fatalf("decodeMulti = %+v, %v", ms, err)
