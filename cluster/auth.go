@@ -95,9 +95,9 @@ func (a *authenticator) Check(c server.ClientAuthentication) bool {
 	var p *server.Permissions
 	switch role {
 	case roleClient:
-		p = clientPermissions(newSubjects(name), pubID(secret))
+		p = clientPermissions(newSubjects(name, "*"), pubID(secret))
 	case roleHost:
-		p = hostPermissions(newSubjects(name), pubID(secret))
+		p = hostPermissions(newSubjects(name, "*"), pubID(secret))
 	default:
 		return false
 	}
@@ -105,20 +105,22 @@ func (a *authenticator) Check(c server.ClientAuthentication) bool {
 	return true
 }
 
-// clientPermissions: submit tasks under its own id, cancel (purge) tasks,
-// read its own results and its own inbox, hear and ping hosts, read the
-// queue's state. Not: read tasks, create, change or delete streams or
-// consumers, pull tasks, answer them.
+// clientPermissions: submit tasks under its own id (of any build), cancel
+// (purge) tasks, read its own results and its own inbox, hear and ping
+// hosts, read the queue's state. Not: read tasks, create, change or
+// delete streams or consumers, pull tasks, answer them. s is made with
+// build "*".
 func clientPermissions(s subjects, pub string) *server.Permissions {
 	return &server.Permissions{
-		Publish: &server.SubjectPermission{Allow: []string{
+		Publish: &server.SubjectPermission{Allow: append([]string{
 			s.tasks + pub + ".>",
 			s.cancel,
 			s.ping,
 			"$JS.API.STREAM.INFO." + s.name,
 			"$JS.API.STREAM.PURGE." + s.name,
-			"$JS.API.CONSUMER.INFO." + s.name + "." + consumerName,
-		}},
+			"$JS.API.CONSUMER.INFO." + s.name + ".*",
+			"$JS.API.CONSUMER.LIST." + s.name,
+		}, blobPermissions(s)...)},
 		Subscribe: &server.SubjectPermission{Allow: []string{
 			inboxPrefix(pub) + ".>",
 			s.results + pub,
@@ -127,21 +129,24 @@ func clientPermissions(s subjects, pub string) *server.Permissions {
 	}
 }
 
-// hostPermissions: pull tasks from the hosts' consumer and acknowledge
-// them, announce itself, answer pings, hear cancels, publish results
-// (which callers accept only with the proof that the task was delivered
-// to it: see taskSecret). Not: submit tasks, read anyone's results or
-// inbox, manage the stream.
+// hostPermissions: make its build's consumer (the stream bounds their
+// count), pull tasks from it and acknowledge them, announce itself,
+// answer pings, hear cancels, publish results (which callers accept only
+// with the proof that the task was delivered to it: see resultMAC). Not:
+// submit tasks, read anyone's results or inbox, manage the stream. s is
+// made with build "*".
 func hostPermissions(s subjects, pub string) *server.Permissions {
 	return &server.Permissions{
-		Publish: &server.SubjectPermission{Allow: []string{
+		Publish: &server.SubjectPermission{Allow: append([]string{
 			s.results + "*",
 			s.hosts,
 			"$JS.API.STREAM.INFO." + s.name,
-			"$JS.API.CONSUMER.INFO." + s.name + "." + consumerName,
-			"$JS.API.CONSUMER.MSG.NEXT." + s.name + "." + consumerName,
-			"$JS.ACK." + s.name + "." + consumerName + ".>",
-		}},
+			"$JS.API.CONSUMER.CREATE." + s.name + ".>",
+			"$JS.API.CONSUMER.DURABLE.CREATE." + s.name + ".*",
+			"$JS.API.CONSUMER.INFO." + s.name + ".*",
+			"$JS.API.CONSUMER.MSG.NEXT." + s.name + ".*",
+			"$JS.ACK." + s.name + ".>",
+		}, blobPermissions(s)...)},
 		Subscribe: &server.SubjectPermission{Allow: []string{
 			inboxPrefix(pub) + ".>",
 			s.cancel,

@@ -23,7 +23,8 @@
 //
 // A task (one Apply, one Map chunk, one IMap item) is one message in the
 // work queue, a JetStream stream with work-queue retention named
-// Options.Name, on the subject Name.tasks.<client>.<epoch>.<seq>. Tasks
+// Options.Name, on the subject Name.tasks.<build>.<client>.<epoch>.<seq>
+// (see "One program per queue" below). Tasks
 // nobody can cancel (ApplyAsync's) that pile up while the client publishes
 // travel several to a message, in chunks as Map's (about a quarter of the
 // pile per worker), and a host runs consecutive ones of one function in one
@@ -87,6 +88,24 @@
 // server with no permissions trusts every connection with everything,
 // including reading the tasks' secrets.
 //
+// # One program per queue
+//
+// A task names its function, and its arguments are encoded for that
+// function's types in this program: only the same program, built the
+// same way, can run it exactly. So each task carries the fingerprint of
+// its build (a hash of the Go build ID of the executable, which changes
+// with any change to the program or its dependencies) in its subject,
+// and the hosts of each build share a consumer of their own, filtered to
+// their build's tasks: a host never sees another build's tasks. Hosts
+// report their build in their heartbeats; a client whose calls wait
+// while only hosts of other builds are seen fails them, after ten
+// seconds, with ErrBuildMismatch naming the builds. A rolling upgrade
+// works: old hosts run old clients' tasks and new hosts new ones, side
+// by side. The queue's AckWait and MaxDeliveries are decided once, by
+// whoever creates the stream (the head; with Options.URL, the first
+// client), kept in the stream's metadata, and taken from there by every
+// other client and host; explicit options that disagree are an error.
+//
 // # Delivery
 //
 // Delivery is at least once, and each caller gets exactly one result per
@@ -117,6 +136,16 @@
 // 2×Workers() items in flight. Arguments holding shared-memory objects
 // (*multiproc.Value, *Queue, *Conn, ...) are refused at the call: they
 // cannot leave the machine.
+//
+// # Large payloads
+//
+// A task's arguments or results beyond what one message may carry (the
+// server's max payload: 8 MiB on the embedded server, 1 MiB by default on
+// others) travel through a JetStream Object Store bucket "<Name>_blobs",
+// sealed with AES-GCM under the task's secret, and the caller deletes
+// them when its call ends (the bucket's 24-hour TTL bounds what a client
+// that died leaves). So a Map of large items, or one 256 MiB argument,
+// works as on a Pool, at the cost of a store and a read.
 //
 // # When the server goes away
 //

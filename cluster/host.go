@@ -68,13 +68,14 @@ func hostName() string {
 
 // host takes tasks from the work queue and runs them in its pool.
 type host struct {
-	opts *Options
-	s    subjects
-	nc   *nats.Conn
-	cons jetstream.Consumer
-	pool *multiproc.Pool
-	id   string
-	name string
+	opts  *Options
+	s     subjects
+	nc    *nats.Conn
+	cons  jetstream.Consumer
+	pool  *multiproc.Pool
+	blobs *blobs
+	id    string
+	name  string
 
 	mu        sync.Mutex
 	held      map[string]*heldTask
@@ -100,7 +101,7 @@ type heldTask struct {
 func newHost(ctx context.Context, nc *nats.Conn, o *Options, name string) (*host, error) {
 	opts := new(Options)
 	*opts = *o // AckWait and MaxDeliveries come from the queue
-	s := newSubjects(opts.Name)
+	s := newSubjects(opts.Name, fingerprint())
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("multiproc: cluster: %w", err)
@@ -119,7 +120,7 @@ func newHost(ctx context.Context, nc *nats.Conn, o *Options, name string) (*host
 		return nil, err
 	}
 	h := &host{
-		opts: opts, s: s, nc: nc, cons: cons, pool: pool,
+		opts: opts, s: s, nc: nc, cons: cons, pool: pool, blobs: &blobs{js: js, s: s},
 		id: newID(), name: name, cap: opts.Processes + 1,
 		held: map[string]*heldTask{}, freed: make(chan struct{}, 1),
 		cancelled: map[string]time.Time{}, prefixes: map[string]time.Time{},
@@ -189,10 +190,19 @@ func (h *host) stats() HostStats {
 	running := len(h.held)
 	h.mu.Unlock()
 	return HostStats{
-		ID: h.id, Name: h.name, Processes: h.opts.Processes, Running: running,
+		ID: h.id, Name: h.name, Build: fingerprint(), Processes: h.opts.Processes, Running: running,
 		Done: h.done.Load(), Failed: h.failed.Load(), Redelivered: h.redelivered.Load(), Dropped: h.dropped.Load(),
 	}
 }
+
+// Bounds on the cancels a host remembers: only clients may send them
+// (see hostPermissions), and past these a cancel still stops a task the
+// host holds, but is not remembered for one that comes later (the
+// client's purge of the queue covers that).
+const (
+	maxCancelled = 1 << 16
+	maxPrefixes  = 256
+)
 
 // cancelTTL is how long a cancel is remembered: past it, the task's own
 // deadline and the purge of the queue have dealt with it.
@@ -203,26 +213,30 @@ func (h *host) onCancel(m *nats.Msg) {
 	if key == "" || len(key) > 256 {
 		return
 	}
+	prefix := strings.HasSuffix(key, ".")
+	if prefix && strings.Count(key, ".") != 2 {
+		return // not "<client>.<epoch>."
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if len(h.cancelled)+len(h.prefixes) > 1<<20 {
-		return // bounded: the deadline and the purge still work
+	// Stop what it names now, then remember it for what comes later,
+	// within bounds.
+	for k, t := range h.held {
+		if k == key || prefix && strings.HasPrefix(k, key) {
+			t.canceled = true
+			t.cancel()
+		}
 	}
 	exp := time.Now().Add(cancelTTL)
-	if strings.HasSuffix(key, ".") {
-		h.prefixes[key] = exp
-		for k, t := range h.held {
-			if strings.HasPrefix(k, key) {
-				t.canceled = true
-				t.cancel()
-			}
+	switch {
+	case prefix:
+		if _, ok := h.prefixes[key]; ok || len(h.prefixes) < maxPrefixes {
+			h.prefixes[key] = exp
 		}
-		return
-	}
-	h.cancelled[key] = exp
-	if t, ok := h.held[key]; ok {
-		t.canceled = true
-		t.cancel()
+	default:
+		if _, ok := h.cancelled[key]; ok || len(h.cancelled) < maxCancelled {
+			h.cancelled[key] = exp
+		}
 	}
 }
 
@@ -399,7 +413,18 @@ func (h *host) start(ctx context.Context, m jetstream.Msg) {
 		h.release(1)
 		return
 	}
-	args, err := decodeArgs(m.Data())
+	body := m.Data()
+	if n := hdr.Get(hdrBlob); n != "" && len(secret) == secretLen {
+		var err error
+		if body, err = h.loadBlob(ctx, m, key, secret, n); err != nil {
+			h.failed.Add(1)
+			answer(append([]byte{resFailed}, fmt.Sprintf("multiproc: cluster: reading the task's arguments: %v", err)...))
+			m.Ack()
+			h.release(1)
+			return
+		}
+	}
+	args, err := decodeArgs(body)
 	if err != nil || fn == "" || len(secret) != secretLen {
 		h.failed.Add(1)
 		answer(append([]byte{resFailed}, "multiproc: cluster: malformed task"...))
@@ -458,6 +483,32 @@ func (h *host) start(ctx context.Context, m jetstream.Msg) {
 	})
 }
 
+// loadBlob reads a task's arguments from the payload store, telling the
+// server meanwhile that the task is in hand.
+func (h *host) loadBlob(ctx context.Context, m jetstream.Msg, key string, secret []byte, size string) ([]byte, error) {
+	n, err := strconv.ParseUint(size, 10, 63)
+	if err != nil {
+		return nil, errCorrupt
+	}
+	gctx, cancel := context.WithTimeout(ctx, blobTimeout)
+	defer cancel()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		tick := time.NewTicker(h.opts.AckWait / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				m.InProgress()
+			}
+		}
+	}()
+	return h.blobs.get(gctx, key, secret, 0, n+64)
+}
+
 // taskTimeout is the caller's TaskTimeout for a task, to be applied by a
 // context, or 0. When it is the host's own TaskTimeout, the host's pool
 // applies it, exactly: from the moment a worker takes the task up. A
@@ -478,8 +529,16 @@ func (h *host) answer(reply, key, fn string, secret, b []byte) {
 	out.Header.Set(hdrID, key)
 	out.Header.Set(hdrHost, h.name)
 	out.Data = b
-	if int64(len(b)) > h.nc.MaxPayload()-1024 {
-		out.Data = append([]byte{resFailed}, fmt.Sprintf("multiproc: the result of %s is %d bytes, more than the NATS server's max payload %d", fn, len(b), h.nc.MaxPayload())...)
+	if int64(len(b)) > h.nc.MaxPayload()-blobHeadroom {
+		ctx, cancel := context.WithTimeout(context.Background(), blobTimeout)
+		err := h.blobs.put(ctx, key+".r", secret, 1, b, h.nc.MaxPayload())
+		cancel()
+		if err == nil {
+			out.Header.Set(hdrBlob, strconv.Itoa(len(b)))
+			out.Data = nil
+		} else {
+			out.Data = append([]byte{resFailed}, fmt.Sprintf("multiproc: the result of %s (%d bytes) could not be stored: %v", fn, len(b), err)...)
+		}
 	}
 	out.Header.Set(hdrMAC, resultMAC(secret, key, out.Data))
 	h.nc.PublishMsg(out)

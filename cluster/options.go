@@ -53,13 +53,16 @@ type Options struct {
 	// AckWait is how long a host may stay silent about a task it holds
 	// before the task is given to another host: hosts confirm every
 	// AckWait/3 that they still work on their tasks, so this is how fast a
-	// host that died or lost its network is noticed. 0 means 30 seconds.
-	// The queue's setting is made by Connect (and by the first host, if no
-	// client came first).
+	// host that died or lost its network is noticed. It is the queue's
+	// setting, made once by whoever creates the queue (the Connect that
+	// runs the embedded server; with URL, the first Connect): 0 means the
+	// queue's, or 30 seconds for its creator; another value than the
+	// queue's is an error. Hosts always take the queue's.
 	AckWait time.Duration
 	// MaxDeliveries bounds how many times a task is handed to a host:
 	// a task whose hosts keep dying fails, after that many tries, with a
-	// clear error instead of being redelivered for ever. 0 means 3.
+	// clear error instead of being redelivered for ever. 0 means the
+	// queue's, or 3 for its creator (as AckWait).
 	MaxDeliveries int
 	// Token, when set, is the secret the embedded server demands of every
 	// connection (Listen) and that Connect, Serve and Status present (as
@@ -81,12 +84,14 @@ const (
 	defaultName          = "multiproc"
 	defaultAckWait       = 30 * time.Second
 	defaultMaxDeliveries = 3
-	// maxPayload is the embedded server's message size limit: a Map chunk
-	// is one message.
-	maxPayload = 8 << 20
 	// heartbeat is how often a host announces itself.
 	heartbeat = time.Second
 )
+
+// maxPayload is the embedded server's message size limit: a task or
+// result above it (less blobHeadroom) travels through the payload store.
+// A variable so that tests can lower it.
+var maxPayload int32 = 8 << 20
 
 func (o *Options) fill(serve bool) error {
 	if o.Name == "" {
@@ -182,7 +187,7 @@ type embedded struct {
 // own), no log, a TCP port only if listen is set, and the access control
 // of authenticator (every connection, in-process ones too).
 func startServer(listen, token string) (*embedded, error) {
-	dir, err := os.MkdirTemp("", "multiproc-cluster-")
+	dir, err := makeStore()
 	if err != nil {
 		return nil, fmt.Errorf("multiproc: cluster: store directory: %w", err)
 	}

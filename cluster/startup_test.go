@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"net"
 	"strconv"
 	"strings"
@@ -86,4 +87,49 @@ func TestStartupAnyOrder(t *testing.T) {
 		v, err := square.Apply(actx, head, 8)
 		return err == nil && v == 64
 	})
+}
+
+// Fault 5: one program per queue. A host of another build (another
+// program under the same Name, or another version) never runs this
+// build's tasks: with only such hosts, a call fails with ErrBuildMismatch
+// naming the builds; once a host of this build joins, it answers every
+// task, with the other one still there (a rolling upgrade).
+func TestBuildMismatch(t *testing.T) {
+	old := mismatchAfter
+	mismatchAfter = time.Second
+	t.Cleanup(func() { mismatchAfter = old })
+	ctx := testCtx(t, 2*time.Minute)
+	c := connect(t, ctx, Options{Listen: "127.0.0.1:0", Processes: -1, AckWait: testAckWait})
+	startHost(t, c.URL(), 1, testAckWait, 0, envBuild+"=0ther0build")
+	waitFor(t, time.Minute, "the other build's host", func() bool { _, others := c.builds(); return len(others) == 1 })
+	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	_, err := square.Apply(actx, c, 3)
+	cancel()
+	if !errors.Is(err, ErrBuildMismatch) || !strings.Contains(err.Error(), "0ther0build") {
+		t.Fatalf("Apply with only another build's host = %v, want ErrBuildMismatch naming it", err)
+	}
+	startHost(t, c.URL(), 1, testAckWait, 0)
+	waitFor(t, time.Minute, "this build's host", func() bool { return c.Workers() == 1 })
+	xs := make([]int, 40)
+	for i := range xs {
+		xs[i] = i
+	}
+	got, err := square.Map(ctx, c, xs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range got {
+		if v != i*i {
+			t.Fatalf("Map[%d] = %d", i, v)
+		}
+	}
+	st, err := c.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range st.Hosts {
+		if h.Build == "0ther0build" && h.Done+h.Failed != 0 {
+			t.Errorf("the other build's host ran tasks: %+v", h)
+		}
+	}
 }

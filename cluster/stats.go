@@ -19,7 +19,8 @@ import (
 // asked.
 type HostStats struct {
 	ID          string    `json:"id"`
-	Name        string    `json:"name"` // machine name and process id
+	Name        string    `json:"name"`  // machine name and process id
+	Build       string    `json:"build"` // the program's build it runs (see ErrBuildMismatch)
 	Processes   int       `json:"processes"`
 	Running     int       `json:"running"`     // tasks it holds now (running or about to)
 	Done        uint64    `json:"done"`        // tasks it answered with results
@@ -83,14 +84,17 @@ func pingHosts(ctx context.Context, nc *nats.Conn, s subjects, d time.Duration) 
 	}
 }
 
-func queueStats(ctx context.Context, cons jetstream.Consumer, st *Stats) error {
-	info, err := cons.Info(ctx)
-	if err != nil {
+// queueStats sums the queue's consumers (one per build served).
+func queueStats(ctx context.Context, stream jetstream.Stream, st *Stats) error {
+	l := stream.ListConsumers(ctx)
+	for info := range l.Info() {
+		st.Queued += info.NumPending
+		st.Running += info.NumAckPending
+		st.Redelivered += info.NumRedelivered
+	}
+	if err := l.Err(); err != nil {
 		return fmt.Errorf("multiproc: cluster: reading the work queue: %w", err)
 	}
-	st.Queued = info.NumPending
-	st.Running = info.NumAckPending
-	st.Redelivered = info.NumRedelivered
 	return nil
 }
 
@@ -111,7 +115,7 @@ func (c *Cluster) Stats(ctx context.Context) (Stats, error) {
 		return st, fmt.Errorf("multiproc: cluster: asking the hosts: %w", err)
 	}
 	st.addHosts(hosts)
-	return st, queueStats(ctx, c.cons, &st)
+	return st, queueStats(ctx, c.st, &st)
 }
 
 // Status connects to the cluster at opts.URL (opts.Name, opts.Token and
@@ -133,8 +137,8 @@ func Status(ctx context.Context, opts Options) (Stats, error) {
 	if err != nil {
 		return Stats{}, fmt.Errorf("multiproc: cluster: %w", err)
 	}
-	s := newSubjects(opts.Name)
-	cons, err := js.Consumer(ctx, s.name, consumerName)
+	s := newSubjects(opts.Name, fingerprint())
+	stream, err := js.Stream(ctx, s.name)
 	if err != nil {
 		return Stats{}, fmt.Errorf("multiproc: cluster: no work queue %q at %s: %w", s.name, opts.URL, err)
 	}
@@ -144,7 +148,7 @@ func Status(ctx context.Context, opts Options) (Stats, error) {
 		return st, fmt.Errorf("multiproc: cluster: asking the hosts: %w", err)
 	}
 	st.addHosts(hosts)
-	return st, queueStats(ctx, cons, &st)
+	return st, queueStats(ctx, stream, &st)
 }
 
 // WriteTo prints the stats as a small table (what `multiproc-cluster

@@ -12,15 +12,17 @@ import (
 
 // The messages, all on subjects under the work queue's name N:
 //
-//	N.tasks.<client>.<epoch>.<seq>  a task (JetStream, the work queue)
+//	N.tasks.<build>.<client>.<epoch>.<seq>  a task (JetStream, the work queue)
 //	N.results.<client>              its result (core NATS, to the caller)
 //	N.cancel                        keys (or key prefixes) of tasks to drop or stop
 //	N.hosts                         host heartbeats (JSON HostStats)
 //	N.hosts.ping                    a request every host answers with its heartbeat
 //
 // A task's headers name the function and carry the caller's deadline and
-// task timeout; its body is the encoded arguments. A result's header
-// names the task; its body is a kind byte then the items or an error text.
+// task timeout, and its secret; its body is the encoded arguments. A
+// result's headers name the task and carry the proof that its sender was
+// given it (resultMAC); its body is a kind byte then the items or an
+// error text.
 const (
 	hdrFunc     = "Mp-Func"
 	hdrBatch    = "Mp-Batch"
@@ -32,6 +34,7 @@ const (
 	hdrHost     = "Mp-Host"     // on a result: which host ran it
 	hdrSecret   = "Mp-Secret"   // on a task: its secret, hex (see resultMAC)
 	hdrMAC      = "Mp-Mac"      // on a result: resultMAC of the task's secret
+	hdrBlob     = "Mp-Blob"     // the body is in the payload store (see blobs): its size
 )
 
 // Result kinds.
