@@ -235,12 +235,8 @@ func (c *Cluster) Workers() int {
 	n := 0
 	cutoff := time.Now().Add(-hostExpiry)
 	me := fingerprint()
-	for id, h := range c.hosts {
-		if h.Seen.Before(cutoff) {
-			delete(c.hosts, id)
-			continue
-		}
-		if h.Build == me {
+	for _, h := range c.hosts {
+		if h.Build == me && !h.Seen.Before(cutoff) {
 			n += h.Processes
 		}
 	}
@@ -735,7 +731,9 @@ func (c *Cluster) watchBuild() {
 			return
 		case <-tick.C:
 		}
-		mine, others := c.builds()
+		// A host of this build counts for longer than in Workers: a
+		// late heartbeat must not fail calls.
+		mine, others := c.builds(hostExpiry + mismatchAfter)
 		c.mu.Lock()
 		waiting := len(c.pending) > 0
 		c.mu.Unlock()
@@ -757,19 +755,26 @@ func (c *Cluster) watchBuild() {
 	}
 }
 
-// builds counts the hosts seen of this build and lists the other builds
-// seen.
-func (c *Cluster) builds() (mine int, others []string) {
+// builds counts the hosts of this build seen within window and lists
+// the other builds seen within hostExpiry.
+func (c *Cluster) builds(window time.Duration) (mine int, others []string) {
 	me := fingerprint()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	cutoff := time.Now().Add(-hostExpiry)
+	now := time.Now()
+	cutoff := now.Add(-hostExpiry)
 	seen := map[string]bool{}
-	for _, h := range c.hosts {
+	for id, h := range c.hosts {
+		if h.Seen.Before(now.Add(-window)) {
+			delete(c.hosts, id) // silent for long: forgotten
+			continue
+		}
 		switch {
-		case h.Seen.Before(cutoff):
 		case h.Build == me:
-			mine++
+			if h.Seen.After(now.Add(-window)) {
+				mine++
+			}
+		case h.Seen.Before(cutoff):
 		case !seen[h.Build] && len(others) < 8:
 			seen[h.Build] = true
 			others = append(others, h.Build)

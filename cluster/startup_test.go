@@ -96,12 +96,12 @@ func TestStartupAnyOrder(t *testing.T) {
 // task, with the other one still there (a rolling upgrade).
 func TestBuildMismatch(t *testing.T) {
 	old := mismatchAfter
-	mismatchAfter = time.Second
+	mismatchAfter = 2 * time.Second
 	t.Cleanup(func() { mismatchAfter = old })
 	ctx := testCtx(t, 2*time.Minute)
 	c := connect(t, ctx, Options{Listen: "127.0.0.1:0", Processes: -1, AckWait: testAckWait})
 	startHost(t, c.URL(), 1, testAckWait, 0, envBuild+"=0ther0build")
-	waitFor(t, time.Minute, "the other build's host", func() bool { _, others := c.builds(); return len(others) == 1 })
+	waitFor(t, time.Minute, "the other build's host", func() bool { _, others := c.builds(hostExpiry); return len(others) == 1 })
 	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	_, err := square.Apply(actx, c, 3)
 	cancel()
