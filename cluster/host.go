@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log"
 	"os"
 	"strconv"
 	"strings"
@@ -34,8 +35,10 @@ import (
 // more (as many as it runs in about 4ms; one while tasks are slow) at
 // once and tells the server every AckWait/3 that it still works on them,
 // so if the host dies its tasks go to other hosts. Serve waits for the
-// server if it is not up yet, and rides out a server that goes away and
-// comes back. When ctx ends, the tasks it holds are stopped and handed
+// server (and for the queue, which a client makes) if it is not up yet,
+// and rides out a server that goes away and comes back, saying so in the
+// standard logger. It takes only tasks of its own build of the program
+// (see the package doc, "One program per queue"). When ctx ends, the tasks it holds are stopped and handed
 // back to the queue at once for other hosts.
 func Serve(ctx context.Context, opts Options) error {
 	if err := opts.fill(true); err != nil {
@@ -45,7 +48,16 @@ func Serve(ctx context.Context, opts Options) error {
 		return errors.New("multiproc: cluster.Serve needs Options.URL, the NATS server of the cluster")
 	}
 	name := hostName()
-	nc, err := nats.Connect(opts.URL, append(opts.natsOptions("multiproc host "+name, newIdentity(roleHost)), nats.RetryOnFailedConnect(true))...)
+	// The host says in its log when its server goes and comes back: it
+	// reconnects for ever meanwhile.
+	nc, err := nats.Connect(opts.URL, append(opts.natsOptions("multiproc host "+name, newIdentity(roleHost)),
+		nats.RetryOnFailedConnect(true),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Printf("multiproc cluster host %s: lost the NATS server %s (%v); reconnecting", name, opts.URL, err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Printf("multiproc cluster host %s: reconnected to %s", name, nc.ConnectedUrlRedacted())
+		}))...)
 	if err != nil {
 		return fmt.Errorf("multiproc: cluster: connecting to %s: %w", opts.URL, err)
 	}
