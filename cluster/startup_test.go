@@ -96,7 +96,7 @@ func TestStartupAnyOrder(t *testing.T) {
 // task, with the other one still there (a rolling upgrade).
 func TestBuildMismatch(t *testing.T) {
 	old := mismatchAfter
-	mismatchAfter = 2 * time.Second
+	mismatchAfter = 3 * time.Second
 	t.Cleanup(func() { mismatchAfter = old })
 	ctx := testCtx(t, 2*time.Minute)
 	c := connect(t, ctx, Options{Listen: "127.0.0.1:0", Processes: -1, AckWait: testAckWait})
@@ -108,8 +108,20 @@ func TestBuildMismatch(t *testing.T) {
 	if !errors.Is(err, ErrBuildMismatch) || !strings.Contains(err.Error(), "0ther0build") {
 		t.Fatalf("Apply with only another build's host = %v, want ErrBuildMismatch naming it", err)
 	}
-	startHost(t, c.URL(), 1, testAckWait, 0)
-	waitFor(t, time.Minute, "this build's host", func() bool { return c.Workers() == 1 })
+	h := startHost(t, c.URL(), 1, testAckWait, 0)
+	// This very host: one of an earlier test that reconnects to a port
+	// reused here would go away.
+	me := ":" + strconv.Itoa(h.cmd.Process.Pid)
+	waitFor(t, time.Minute, "this build's host", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, hs := range c.hosts {
+			if strings.HasSuffix(hs.Name, me) && hs.Build == fingerprint() {
+				return true
+			}
+		}
+		return false
+	})
 	xs := make([]int, 40)
 	for i := range xs {
 		xs[i] = i
