@@ -100,6 +100,10 @@ type host struct {
 	prefixes  map[string]time.Time // cancelled key prefixes (a client's epoch)
 
 	done, failed, redelivered, dropped atomic.Uint64
+
+	// inflight counts the held tasks not yet acknowledged or handed back:
+	// stopping waits for them, so that no Nak is lost with the connection.
+	inflight sync.WaitGroup
 }
 
 type heldTask struct {
@@ -165,6 +169,12 @@ func (h *host) run(ctx context.Context) {
 	}
 	h.pool.Terminate()
 	wg.Wait()
+	settled := make(chan struct{})
+	go func() { h.inflight.Wait(); close(settled) }()
+	select {
+	case <-settled:
+	case <-time.After(10 * time.Second):
+	}
 	flush(h.nc)
 }
 
@@ -296,6 +306,7 @@ func (h *host) start(ctx context.Context, m jetstream.Msg) {
 	t := &heldTask{msg: m, cancel: cancel}
 	h.mu.Lock()
 	h.held[key] = t
+	h.inflight.Add(1)
 	h.mu.Unlock()
 	task := &multiproc.Task{Func: fn, Args: args, Batch: hdr.Get(hdrBatch) == "1"}
 	h.pool.Submit(tctx, task, func(rs []multiproc.Result, err error) {
@@ -306,8 +317,8 @@ func (h *host) start(ctx context.Context, m jetstream.Msg) {
 		stopping := ctx.Err() != nil
 		cancel()
 		switch {
-		case stopping && (errors.Is(err, multiproc.ErrPoolClosed) || errors.Is(err, context.Canceled)):
-			m.Nak() // for another host, now
+		case stopping && err != nil:
+			m.Nak() // stopped by the stop (pool closed, worker killed): for another host, now
 		case canceled:
 			h.dropped.Add(1)
 			m.Ack()
@@ -323,6 +334,7 @@ func (h *host) start(ctx context.Context, m jetstream.Msg) {
 			m.Ack()
 		}
 		h.answered()
+		h.inflight.Done()
 	})
 }
 
@@ -412,6 +424,7 @@ func (h *host) startMulti(ctx context.Context, m jetstream.Msg, key, reply strin
 	t := &heldTask{msg: m, cancel: cancel}
 	h.mu.Lock()
 	h.held[key] = t
+	h.inflight.Add(1)
 	h.mu.Unlock()
 	var left atomic.Int64
 	var nak atomic.Bool
@@ -422,7 +435,7 @@ func (h *host) startMulti(ctx context.Context, m jetstream.Msg, key, reply strin
 		canceled := t.canceled
 		h.mu.Unlock()
 		switch {
-		case ctx.Err() != nil && (errors.Is(err, multiproc.ErrPoolClosed) || errors.Is(err, context.Canceled)):
+		case ctx.Err() != nil && err != nil:
 			nak.Store(true)
 		case canceled:
 			h.dropped.Add(1)
@@ -447,6 +460,7 @@ func (h *host) startMulti(ctx context.Context, m jetstream.Msg, key, reply strin
 			m.Ack()
 		}
 		h.answered()
+		h.inflight.Done()
 	}
 	runOne := func(mb *member) {
 		mctx, mcancel := tctx, context.CancelFunc(func() {})
