@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"encoding/hex"
+
 	"github.com/multiproc-go/multiproc"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -29,10 +31,12 @@ type Cluster struct {
 	js    jetstream.JetStream
 	st    jetstream.Stream
 	cons  jetstream.Consumer
-	id    string
+	ident identity // the connection's (see identity)
+	id    string   // ident.pub: the client's id in its subjects
 	seq   atomic.Uint64
 	subs  []*nats.Subscription
 	local *localHost
+	blobs *blobs
 
 	mu      sync.Mutex
 	epoch   int // bumped when the connection drops: the old epoch's tasks are failed and purged
@@ -52,6 +56,7 @@ type Cluster struct {
 	quit      chan struct{} // closed by Close
 
 	submitted, completed, failed atomic.Uint64
+	forged                       atomic.Uint64 // results dropped: no valid proof (see resultMAC)
 }
 
 // call is one submitted task waiting for its result.
@@ -64,6 +69,8 @@ type call struct {
 	stop    func() bool   // stops the ctx watch
 	stored  chan struct{} // closed once the server has stored the task
 	batch   bool
+	secret  []byte // only the host the task is delivered to learns it
+	blob    bool   // its arguments are in the payload store
 	body    []byte // the encoded arguments
 	epoch   int
 	seq     uint64
@@ -91,7 +98,7 @@ func Connect(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	c := &Cluster{
-		opts: opts, s: newSubjects(opts.Name), id: newID(),
+		opts: opts, s: newSubjects(opts.Name, fingerprint()),
 		pending: map[string]*call{}, hosts: map[string]HostStats{}, quit: make(chan struct{}),
 		kick: make(chan struct{}, 1),
 	}
@@ -102,14 +109,19 @@ func Connect(ctx context.Context, opts Options) (*Cluster, error) {
 			c.shutdown()
 		}
 	}()
-	natsOpts := append(opts.natsOptions("multiproc client "+hostName()),
-		nats.DisconnectErrHandler(c.onDisconnect),
-		nats.ReconnectHandler(c.onReconnect))
 	var err error
+	c.ident = newIdentity(roleClient)
 	if opts.URL == "" {
 		if c.emb, err = startServer(opts.Listen, opts.Token); err != nil {
 			return nil, err
 		}
+		c.ident = c.emb.head
+	}
+	c.id = c.ident.pub
+	natsOpts := append(opts.natsOptions("multiproc client "+hostName(), c.ident),
+		nats.DisconnectErrHandler(c.onDisconnect),
+		nats.ReconnectHandler(c.onReconnect))
+	if opts.URL == "" {
 		c.nc, err = nats.Connect("", append(natsOpts, nats.InProcessServer(c.emb.srv))...)
 	} else {
 		c.nc, err = nats.Connect(opts.URL, natsOpts...)
@@ -125,8 +137,19 @@ func Connect(ctx context.Context, opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("multiproc: cluster: %w", err)
 	}
-	if c.st, c.cons, err = setupQueue(ctx, c.js, c.s, &c.opts, true); err != nil {
+	role := queueClient
+	if c.emb != nil {
+		role = queueHead
+	}
+	if c.st, c.cons, err = setupQueue(ctx, c.js, c.s, &c.opts, role); err != nil {
 		return nil, err
+	}
+	c.blobs = &blobs{js: c.js, s: c.s, canCreate: role == queueClient, storage: jetstream.FileStorage}
+	if role == queueHead {
+		// Made now, by the only one who may.
+		if _, err := c.js.CreateOrUpdateObjectStore(ctx, blobConfig(c.s, jetstream.MemoryStorage)); err != nil {
+			return nil, fmt.Errorf("multiproc: cluster: the payload store: %w", err)
+		}
 	}
 	for subj, h := range map[string]nats.MsgHandler{c.s.results + c.id: c.onResult, c.s.hosts: c.onHost} {
 		sub, err := c.nc.Subscribe(subj, h)
@@ -137,6 +160,7 @@ func Connect(ctx context.Context, opts Options) (*Cluster, error) {
 		c.subs = append(c.subs, sub)
 	}
 	go c.flusher()
+	go c.watchBuild()
 	if opts.Processes > 0 {
 		if err := c.startLocal(ctx); err != nil {
 			return nil, err
@@ -159,12 +183,13 @@ func (c *Cluster) where() string {
 // own connection.
 func (c *Cluster) startLocal(ctx context.Context) error {
 	name := hostName()
+	id := newIdentity(roleHost)
 	var nc *nats.Conn
 	var err error
 	if c.emb != nil {
-		nc, err = c.emb.connect(&c.opts, "multiproc host "+name)
+		nc, err = c.emb.connect(&c.opts, "multiproc host "+name, id)
 	} else {
-		nc, err = nats.Connect(c.opts.URL, c.opts.natsOptions("multiproc host "+name)...)
+		nc, err = nats.Connect(c.opts.URL, c.opts.natsOptions("multiproc host "+name, id)...)
 	}
 	if err != nil {
 		return err
@@ -200,8 +225,8 @@ func (c *Cluster) URL() string {
 	return c.opts.URL
 }
 
-// Workers is how many worker processes the hosts seen in the last few
-// seconds run (at least 1): Map sizes its chunks and IMap its window from
+// Workers is how many worker processes the hosts of this build (see
+// ErrBuildMismatch) seen in the last few seconds run (at least 1): Map sizes its chunks and IMap its window from
 // it. Hosts that join later are counted once their first heartbeat
 // arrives (within a second).
 func (c *Cluster) Workers() int {
@@ -209,15 +234,18 @@ func (c *Cluster) Workers() int {
 	defer c.mu.Unlock()
 	n := 0
 	cutoff := time.Now().Add(-hostExpiry)
-	for id, h := range c.hosts {
-		if h.Seen.Before(cutoff) {
-			delete(c.hosts, id)
-			continue
+	me := fingerprint()
+	for _, h := range c.hosts {
+		if h.Build == me && !h.Seen.Before(cutoff) {
+			n += h.Processes
 		}
-		n += h.Processes
 	}
-	return max(n, 1)
+	return min(max(n, 1), maxWorkers)
 }
+
+// maxWorkers bounds Workers: heartbeats are claims, and a flood of them
+// must not make Map's chunks tiny or IMap's window huge.
+const maxWorkers = 1 << 12
 
 // hostExpiry is how long a silent host is still counted.
 const hostExpiry = 4 * heartbeat
@@ -260,11 +288,8 @@ func (c *Cluster) Submit(ctx context.Context, t *multiproc.Task, done func([]mul
 		m.Header.Set(hdrTimeout, strconv.FormatInt(int64(c.opts.TaskTimeout), 10))
 	}
 	m.Data = encodeArgs(t.Args)
-	if max := c.nc.MaxPayload(); int64(len(m.Data)) > max-4096 {
-		done(nil, fmt.Errorf("multiproc: cluster: task %s is %d bytes, more than the NATS server's max payload %d", t.Func, len(m.Data), max))
-		return
-	}
-	cl := &call{fn: t.Func, want: want, done: done, stored: make(chan struct{}), batch: t.Batch, body: m.Data}
+	cl := &call{fn: t.Func, want: want, done: done, stored: make(chan struct{}), batch: t.Batch, body: m.Data, secret: newSecret()}
+	cl.blob = int64(len(m.Data)) > c.nc.MaxPayload()-blobHeadroom
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -282,7 +307,7 @@ func (c *Cluster) Submit(ctx context.Context, t *multiproc.Task, done func([]mul
 	c.pending[cl.key] = cl
 	c.mu.Unlock()
 	c.submitted.Add(1)
-	if ctx.Done() == nil {
+	if ctx.Done() == nil && !cl.blob {
 		// Nobody can cancel it: it may travel with others (see flush).
 		c.obMu.Lock()
 		c.outbox = append(c.outbox, cl)
@@ -295,11 +320,31 @@ func (c *Cluster) Submit(ctx context.Context, t *multiproc.Task, done func([]mul
 	}
 	m.Subject = cl.subject
 	m.Header.Set(hdrID, cl.key)
+	m.Header.Set(hdrSecret, hex.EncodeToString(cl.secret))
 	if ctx.Done() != nil {
 		cl.stop = context.AfterFunc(ctx, func() { c.abandon(cl.key, ctx.Err()) })
 	}
+	if cl.blob {
+		go c.publishBlob(ctx, cl, m)
+		return
+	}
 	if _, err := c.js.PublishMsgAsync(m); err != nil {
 		c.finish(cl.key, nil, fmt.Errorf("multiproc: cluster: queueing task %s: %w", t.Func, err))
+	}
+}
+
+// publishBlob stores a task's arguments in the payload store, then
+// queues the task.
+func (c *Cluster) publishBlob(ctx context.Context, cl *call, m *nats.Msg) {
+	if err := c.blobs.put(ctx, cl.key, cl.secret, 0, cl.body, c.nc.MaxPayload()); err != nil {
+		c.finish(cl.key, nil, fmt.Errorf("multiproc: cluster: queueing task %s: %w", cl.fn, err))
+		return
+	}
+	m.Header.Set(hdrBlob, strconv.Itoa(len(cl.body)))
+	m.Data = nil
+	cl.body = nil
+	if _, err := c.js.PublishMsgAsync(m); err != nil {
+		c.finish(cl.key, nil, fmt.Errorf("multiproc: cluster: queueing task %s: %w", cl.fn, err))
 	}
 }
 
@@ -311,6 +356,9 @@ func (c *Cluster) take(key string) *call {
 	c.mu.Unlock()
 	if cl != nil && cl.stop != nil {
 		cl.stop()
+	}
+	if cl != nil && cl.blob {
+		c.blobs.remove(cl.key)
 	}
 	return cl
 }
@@ -361,7 +409,36 @@ func (c *Cluster) onResult(m *nats.Msg) {
 	if cl == nil {
 		return
 	}
+	if !validMAC(cl.secret, key, m.Data, m.Header.Get(hdrMAC)) {
+		// Not from the host the task was delivered to.
+		c.forged.Add(1)
+		return
+	}
+	if n := m.Header.Get(hdrBlob); n != "" {
+		go c.resultBlob(key, cl, n, m.Header.Get(hdrHost))
+		return
+	}
 	rs, err := decodeResults(m.Data, cl.want, cl.fn, m.Header.Get(hdrHost))
+	c.finish(key, rs, err)
+}
+
+// resultBlob reads a result from the payload store (size bytes, as the
+// host announced), then deletes it.
+func (c *Cluster) resultBlob(key string, cl *call, size, host string) {
+	defer c.blobs.remove(key + ".r")
+	n, err := strconv.ParseUint(size, 10, 63)
+	if err != nil {
+		c.finish(key, nil, fmt.Errorf("multiproc: cluster: task %s: a malformed result", cl.fn))
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), blobTimeout)
+	defer cancel()
+	b, err := c.blobs.get(ctx, key+".r", cl.secret, 1, n+64)
+	if err != nil {
+		c.finish(key, nil, fmt.Errorf("multiproc: cluster: task %s: its result: %w", cl.fn, err))
+		return
+	}
+	rs, err := decodeResults(b, cl.want, cl.fn, host)
 	c.finish(key, rs, err)
 }
 
@@ -436,6 +513,7 @@ func (c *Cluster) publishOne(cl *call) {
 	m := nats.NewMsg(cl.subject)
 	m.Header.Set(hdrFunc, cl.fn)
 	m.Header.Set(hdrID, cl.key)
+	m.Header.Set(hdrSecret, hex.EncodeToString(cl.secret))
 	if cl.batch {
 		m.Header.Set(hdrBatch, "1")
 	}
@@ -474,6 +552,17 @@ func (c *Cluster) onPublishErr(_ jetstream.JetStream, m *nats.Msg, err error) {
 // the connection is down. Their tasks are purged and stopped once it is
 // back (onReconnect), so none of them runs for nobody.
 func (c *Cluster) onDisconnect(_ *nats.Conn, err error) {
+	why := fmt.Errorf("%w (%s): the connection dropped while the task was queued or running", ErrNotConnected, c.where())
+	if err != nil {
+		why = fmt.Errorf("%w (%s): the connection dropped while the task was queued or running: %w", ErrNotConnected, c.where(), err)
+	}
+	c.failAll(why)
+}
+
+// failAll fails every waiting call with why and starts a new epoch: the
+// old epoch's tasks are purged and stopped by purgeStale (at once, or
+// on reconnecting).
+func (c *Cluster) failAll(why error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -484,10 +573,6 @@ func (c *Cluster) onDisconnect(_ *nats.Conn, err error) {
 	c.stale = append(c.stale, c.epoch)
 	c.epoch++
 	c.mu.Unlock()
-	why := fmt.Errorf("%w (%s): the connection dropped while the task was queued or running", ErrNotConnected, c.where())
-	if err != nil {
-		why = fmt.Errorf("%w (%s): the connection dropped while the task was queued or running: %w", ErrNotConnected, c.where(), err)
-	}
 	for _, cl := range calls {
 		if cl.stop != nil {
 			cl.stop()
@@ -497,7 +582,11 @@ func (c *Cluster) onDisconnect(_ *nats.Conn, err error) {
 	}
 }
 
-func (c *Cluster) onReconnect(*nats.Conn) {
+func (c *Cluster) onReconnect(*nats.Conn) { c.purgeStale() }
+
+// purgeStale purges the tasks of past epochs from the queue and stops
+// them on their hosts.
+func (c *Cluster) purgeStale() {
 	c.mu.Lock()
 	stale := c.stale
 	c.stale = nil
@@ -515,13 +604,42 @@ func (c *Cluster) onReconnect(*nats.Conn) {
 
 func (c *Cluster) onHost(m *nats.Msg) {
 	var h HostStats
-	if len(m.Data) > 64<<10 || decodeHost(m.Data, &h) != nil || h.ID == "" {
+	if len(m.Data) > 4<<10 || decodeHost(m.Data, &h) != nil {
 		return
 	}
-	h.Seen = time.Now()
 	c.mu.Lock()
-	c.hosts[h.ID] = h
+	c.addHostLocked(h)
 	c.mu.Unlock()
+}
+
+// Bounds on what a heartbeat (anyone's: hosts are members, not proven)
+// may cost a client.
+const (
+	maxHosts          = 4096 // hosts remembered at once
+	maxHostProcesses  = 1024 // worker processes one host may claim
+	maxHostFieldBytes = 256  // its ID, name and build
+)
+
+// addHostLocked records a heartbeat: clamped, and bounded in count (the
+// silent are forgotten first; when every one is fresh, a newcomer waits).
+func (c *Cluster) addHostLocked(h HostStats) {
+	if h.ID == "" || len(h.ID) > maxHostFieldBytes || len(h.Name) > maxHostFieldBytes || len(h.Build) > maxHostFieldBytes {
+		return
+	}
+	h.Processes = min(max(h.Processes, 0), maxHostProcesses)
+	h.Seen = time.Now()
+	if _, ok := c.hosts[h.ID]; !ok && len(c.hosts) >= maxHosts {
+		cutoff := h.Seen.Add(-hostExpiry)
+		for id, o := range c.hosts {
+			if o.Seen.Before(cutoff) {
+				delete(c.hosts, id)
+			}
+		}
+		if len(c.hosts) >= maxHosts {
+			return
+		}
+	}
+	c.hosts[h.ID] = h
 }
 
 // pingHosts asks every host for its heartbeat now and waits up to d for
@@ -533,7 +651,7 @@ func (c *Cluster) pingHosts(ctx context.Context, d time.Duration) {
 	}
 	c.mu.Lock()
 	for _, h := range hosts {
-		c.hosts[h.ID] = h
+		c.addHostLocked(h)
 	}
 	c.mu.Unlock()
 }
@@ -589,4 +707,78 @@ func (c *Cluster) shutdown() {
 	if c.emb != nil {
 		c.emb.stop()
 	}
+}
+
+// ErrBuildMismatch: the cluster's hosts run other builds of the program
+// (see the package doc, "One program per queue"), none this one's, so
+// nobody can run its tasks exactly. Calls that wait fail with it after
+// mismatchAfter; they are never run by a host of another build.
+var ErrBuildMismatch = errors.New("multiproc: cluster: no host runs this build of the program")
+
+// mismatchAfter is how long calls wait for a host of their build while
+// only hosts of other builds are seen.
+var mismatchAfter = 10 * time.Second
+
+// watchBuild fails the waiting calls with ErrBuildMismatch once, for
+// mismatchAfter, hosts have been seen and none of them runs this build.
+func (c *Cluster) watchBuild() {
+	tick := time.NewTicker(heartbeat / 4)
+	defer tick.Stop()
+	var since time.Time
+	for {
+		select {
+		case <-c.quit:
+			return
+		case <-tick.C:
+		}
+		// A host of this build counts for longer than in Workers: a
+		// late heartbeat must not fail calls.
+		mine, others := c.builds(hostExpiry + mismatchAfter)
+		c.mu.Lock()
+		waiting := len(c.pending) > 0
+		c.mu.Unlock()
+		if mine > 0 || len(others) == 0 || !waiting {
+			since = time.Time{}
+			continue
+		}
+		if since.IsZero() {
+			since = time.Now()
+			continue
+		}
+		if time.Since(since) < mismatchAfter {
+			continue
+		}
+		since = time.Time{}
+		c.failAll(fmt.Errorf("%w: this program is build %s, the %d hosts seen for %v run builds %s (another program under the same Options.Name, or another version of it: start hosts of this build, or use another Name)",
+			ErrBuildMismatch, fingerprint(), len(others), mismatchAfter, strings.Join(others, ", ")))
+		c.purgeStale()
+	}
+}
+
+// builds counts the hosts of this build seen within window and lists
+// the other builds seen within hostExpiry.
+func (c *Cluster) builds(window time.Duration) (mine int, others []string) {
+	me := fingerprint()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	cutoff := now.Add(-hostExpiry)
+	seen := map[string]bool{}
+	for id, h := range c.hosts {
+		if h.Seen.Before(now.Add(-window)) {
+			delete(c.hosts, id) // silent for long: forgotten
+			continue
+		}
+		switch {
+		case h.Build == me:
+			if h.Seen.After(now.Add(-window)) {
+				mine++
+			}
+		case h.Seen.Before(cutoff):
+		case !seen[h.Build] && len(others) < 8:
+			seen[h.Build] = true
+			others = append(others, h.Build)
+		}
+	}
+	return mine, others
 }

@@ -23,7 +23,8 @@
 //
 // A task (one Apply, one Map chunk, one IMap item) is one message in the
 // work queue, a JetStream stream with work-queue retention named
-// Options.Name, on the subject Name.tasks.<client>.<epoch>.<seq>. Tasks
+// Options.Name, on the subject Name.tasks.<build>.<client>.<epoch>.<seq>
+// (see "One program per queue" below). Tasks
 // nobody can cancel (ApplyAsync's) that pile up while the client publishes
 // travel several to a message, in chunks as Map's (about a quarter of the
 // pile per worker), and a host runs consecutive ones of one function in one
@@ -37,6 +38,73 @@
 // that cannot be delivered (the caller is gone, or the connection dropped)
 // is of no use to anyone; a caller whose connection drops fails its waiting
 // calls at once (see below) rather than wait for answers that may be lost.
+//
+// # Trust model
+//
+// Who may do what is enforced by NATS's own authorization, not by a
+// scheme of this package, wherever NATS has one. On the embedded server
+// (Connect with URL ""):
+//
+//   - A connection must present Options.Token if one is set, and a user
+//     name "<role>.<Name>.<secret>" that this package makes for each
+//     connection (a fresh random secret; it travels only in the CONNECT).
+//     Anonymous and unknown connections are refused. Listen beyond
+//     loopback without a Token is refused at Connect: no port is open to
+//     the network without a secret. Loopback without a Token stays the
+//     zero-setup default: then everyone on this machine is a member.
+//   - Clients may submit tasks under their own id only (the id is derived
+//     from the secret by the server), cancel tasks, ping hosts, read the
+//     queue's state, and subscribe to their own results and inbox only.
+//   - Hosts may pull tasks from the hosts' consumer and acknowledge them,
+//     heartbeat, answer pings, hear cancels and publish results. They
+//     cannot submit tasks, read anyone's results or inbox.
+//   - Nobody but the head (the process that runs the server) creates,
+//     changes, purges whole or deletes the stream and the consumer; no
+//     member can read stored tasks (no direct or message get), nor
+//     subscribe to task subjects or to another connection's inbox, where
+//     the tasks a host pulls arrive.
+//
+// So only the host a task was delivered to reads it. Each task carries a
+// random secret of its own, and a result counts only with an HMAC of the
+// task's key and the result's bytes under that secret: a result from
+// anyone else (another host, a client, a replay of another task's
+// answer) is dropped and counted in Stats.Forged, and the caller keeps
+// waiting for the real one. The secret never travels on its own.
+//
+// What is trusted: a host is trusted to compute, that is to run the
+// function it was given and answer honestly (as a Pool's worker is);
+// a host could also acknowledge (drop) tasks delivered to other hosts if
+// it guessed their acknowledgement subjects. Clients sharing a server
+// are trusted not to cancel each other's tasks: a cancel message and a
+// purge are not tied to their sender, so a member can make another
+// client's queued tasks be dropped (its caller then waits until its
+// deadline). Members that share the credentials share the queue.
+//
+// With a server of its own (Options.URL), the same rules need that
+// server's authorization: give each client and host user the
+// permissions above, with the inbox prefix "_MP.<id>" (see the
+// functions clientPermissions and hostPermissions in auth.go; the admin
+// creates the stream, or a client with stream-create rights does). A
+// server with no permissions trusts every connection with everything,
+// including reading the tasks' secrets.
+//
+// # One program per queue
+//
+// A task names its function, and its arguments are encoded for that
+// function's types in this program: only the same program, built the
+// same way, can run it exactly. So each task carries the fingerprint of
+// its build (a hash of the Go build ID of the executable, which changes
+// with any change to the program or its dependencies) in its subject,
+// and the hosts of each build share a consumer of their own, filtered to
+// their build's tasks: a host never sees another build's tasks. Hosts
+// report their build in their heartbeats; a client whose calls wait
+// while only hosts of other builds are seen fails them, after ten
+// seconds, with ErrBuildMismatch naming the builds. A rolling upgrade
+// works: old hosts run old clients' tasks and new hosts new ones, side
+// by side. The queue's AckWait and MaxDeliveries are decided once, by
+// whoever creates the stream (the head; with Options.URL, the first
+// client), kept in the stream's metadata, and taken from there by every
+// other client and host; explicit options that disagree are an error.
 //
 // # Delivery
 //
@@ -68,6 +136,16 @@
 // 2×Workers() items in flight. Arguments holding shared-memory objects
 // (*multiproc.Value, *Queue, *Conn, ...) are refused at the call: they
 // cannot leave the machine.
+//
+// # Large payloads
+//
+// A task's arguments or results beyond what one message may carry (the
+// server's max payload: 8 MiB on the embedded server, 1 MiB by default on
+// others) travel through a JetStream Object Store bucket "<Name>_blobs",
+// sealed with AES-GCM under the task's secret, and the caller deletes
+// them when its call ends (the bucket's 24-hour TTL bounds what a client
+// that died leaves). So a Map of large items, or one 256 MiB argument,
+// works as on a Pool, at the cost of a store and a read.
 //
 // # When the server goes away
 //

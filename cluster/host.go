@@ -2,9 +2,11 @@ package cluster
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log"
 	"os"
 	"strconv"
 	"strings"
@@ -33,8 +35,10 @@ import (
 // more (as many as it runs in about 4ms; one while tasks are slow) at
 // once and tells the server every AckWait/3 that it still works on them,
 // so if the host dies its tasks go to other hosts. Serve waits for the
-// server if it is not up yet, and rides out a server that goes away and
-// comes back. When ctx ends, the tasks it holds are stopped and handed
+// server (and for the queue, which a client makes) if it is not up yet,
+// and rides out a server that goes away and comes back, saying so in the
+// standard logger. It takes only tasks of its own build of the program
+// (see the package doc, "One program per queue"). When ctx ends, the tasks it holds are stopped and handed
 // back to the queue at once for other hosts.
 func Serve(ctx context.Context, opts Options) error {
 	if err := opts.fill(true); err != nil {
@@ -44,7 +48,16 @@ func Serve(ctx context.Context, opts Options) error {
 		return errors.New("multiproc: cluster.Serve needs Options.URL, the NATS server of the cluster")
 	}
 	name := hostName()
-	nc, err := nats.Connect(opts.URL, append(opts.natsOptions("multiproc host "+name), nats.RetryOnFailedConnect(true))...)
+	// The host says in its log when its server goes and comes back: it
+	// reconnects for ever meanwhile.
+	nc, err := nats.Connect(opts.URL, append(opts.natsOptions("multiproc host "+name, newIdentity(roleHost)),
+		nats.RetryOnFailedConnect(true),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Printf("multiproc cluster host %s: lost the NATS server %s (%v); reconnecting", name, opts.URL, err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Printf("multiproc cluster host %s: reconnected to %s", name, nc.ConnectedUrlRedacted())
+		}))...)
 	if err != nil {
 		return fmt.Errorf("multiproc: cluster: connecting to %s: %w", opts.URL, err)
 	}
@@ -67,13 +80,14 @@ func hostName() string {
 
 // host takes tasks from the work queue and runs them in its pool.
 type host struct {
-	opts *Options
-	s    subjects
-	nc   *nats.Conn
-	cons jetstream.Consumer
-	pool *multiproc.Pool
-	id   string
-	name string
+	opts  *Options
+	s     subjects
+	nc    *nats.Conn
+	cons  jetstream.Consumer
+	pool  *multiproc.Pool
+	blobs *blobs
+	id    string
+	name  string
 
 	mu        sync.Mutex
 	held      map[string]*heldTask
@@ -86,6 +100,10 @@ type host struct {
 	prefixes  map[string]time.Time // cancelled key prefixes (a client's epoch)
 
 	done, failed, redelivered, dropped atomic.Uint64
+
+	// inflight counts the held tasks not yet acknowledged or handed back:
+	// stopping waits for them, so that no Nak is lost with the connection.
+	inflight sync.WaitGroup
 }
 
 type heldTask struct {
@@ -96,8 +114,10 @@ type heldTask struct {
 
 // newHost connects the host's pieces: the queue (waiting for the server
 // while ctx lasts), the pool, the cancel and ping subscriptions.
-func newHost(ctx context.Context, nc *nats.Conn, opts *Options, name string) (*host, error) {
-	s := newSubjects(opts.Name)
+func newHost(ctx context.Context, nc *nats.Conn, o *Options, name string) (*host, error) {
+	opts := new(Options)
+	*opts = *o // AckWait and MaxDeliveries come from the queue
+	s := newSubjects(opts.Name, fingerprint())
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("multiproc: cluster: %w", err)
@@ -105,7 +125,7 @@ func newHost(ctx context.Context, nc *nats.Conn, opts *Options, name string) (*h
 	var cons jetstream.Consumer
 	err = retry(ctx, func(ctx context.Context) error {
 		var err error
-		_, cons, err = setupQueue(ctx, js, s, opts, false)
+		_, cons, err = setupQueue(ctx, js, s, opts, queueHost)
 		return err
 	})
 	if err != nil {
@@ -116,7 +136,7 @@ func newHost(ctx context.Context, nc *nats.Conn, opts *Options, name string) (*h
 		return nil, err
 	}
 	h := &host{
-		opts: opts, s: s, nc: nc, cons: cons, pool: pool,
+		opts: opts, s: s, nc: nc, cons: cons, pool: pool, blobs: &blobs{js: js, s: s},
 		id: newID(), name: name, cap: opts.Processes + 1,
 		held: map[string]*heldTask{}, freed: make(chan struct{}, 1),
 		cancelled: map[string]time.Time{}, prefixes: map[string]time.Time{},
@@ -149,6 +169,12 @@ func (h *host) run(ctx context.Context) {
 	}
 	h.pool.Terminate()
 	wg.Wait()
+	settled := make(chan struct{})
+	go func() { h.inflight.Wait(); close(settled) }()
+	select {
+	case <-settled:
+	case <-time.After(10 * time.Second):
+	}
 	flush(h.nc)
 }
 
@@ -186,164 +212,8 @@ func (h *host) stats() HostStats {
 	running := len(h.held)
 	h.mu.Unlock()
 	return HostStats{
-		ID: h.id, Name: h.name, Processes: h.opts.Processes, Running: running,
+		ID: h.id, Name: h.name, Build: fingerprint(), Processes: h.opts.Processes, Running: running,
 		Done: h.done.Load(), Failed: h.failed.Load(), Redelivered: h.redelivered.Load(), Dropped: h.dropped.Load(),
-	}
-}
-
-// cancelTTL is how long a cancel is remembered: past it, the task's own
-// deadline and the purge of the queue have dealt with it.
-const cancelTTL = 10 * time.Minute
-
-func (h *host) onCancel(m *nats.Msg) {
-	key := string(m.Data)
-	if key == "" || len(key) > 256 {
-		return
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if len(h.cancelled)+len(h.prefixes) > 1<<20 {
-		return // bounded: the deadline and the purge still work
-	}
-	exp := time.Now().Add(cancelTTL)
-	if strings.HasSuffix(key, ".") {
-		h.prefixes[key] = exp
-		for k, t := range h.held {
-			if strings.HasPrefix(k, key) {
-				t.canceled = true
-				t.cancel()
-			}
-		}
-		return
-	}
-	h.cancelled[key] = exp
-	if t, ok := h.held[key]; ok {
-		t.canceled = true
-		t.cancel()
-	}
-}
-
-func (h *host) isCancelledLocked(key string) bool {
-	if _, ok := h.cancelled[key]; ok {
-		return true
-	}
-	for p := range h.prefixes {
-		if strings.HasPrefix(key, p) {
-			return true
-		}
-	}
-	return false
-}
-
-func (h *host) expireCancels() {
-	now := time.Now()
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for k, exp := range h.cancelled {
-		if now.After(exp) {
-			delete(h.cancelled, k)
-		}
-	}
-	for k, exp := range h.prefixes {
-		if now.After(exp) {
-			delete(h.prefixes, k)
-		}
-	}
-}
-
-// fetchLoop pulls as many tasks as the host has free slots, and runs each
-// as it arrives. A slot that frees becomes a new pull request at once,
-// beside those still open, so a busy host never waits for a round trip
-// to the server between tasks.
-func (h *host) fetchLoop(ctx context.Context) {
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	for ctx.Err() == nil {
-		h.mu.Lock()
-		k := max(h.free, 0)
-		h.free -= k
-		h.mu.Unlock()
-		if k == 0 {
-			select {
-			case <-h.freed:
-			case <-ctx.Done():
-			}
-			continue
-		}
-		wg.Go(func() { h.fetch(ctx, k) })
-	}
-}
-
-// fetch is one pull request for k tasks, open for up to 5 seconds.
-func (h *host) fetch(ctx context.Context, k int) {
-	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	got := 0
-	batch, err := h.cons.Fetch(k, jetstream.FetchContext(fctx))
-	if err == nil {
-		for m := range batch.Messages() {
-			got++
-			h.start(ctx, m)
-		}
-		err = batch.Error()
-	}
-	if err != nil && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) {
-		// The server is away or the queue is being remade: wait a
-		// little rather than spin.
-		select {
-		case <-time.After(250 * time.Millisecond):
-		case <-ctx.Done():
-		}
-	}
-	h.release(k - got)
-}
-
-// prefetchWindow is how much work, in time, a host keeps queued beyond
-// its running tasks: enough to cover a round trip to the server, so its
-// workers never idle between short tasks; and no more, so that long tasks
-// spread over hosts instead of piling up on the first to ask.
-const prefetchWindow = 4 * time.Millisecond
-
-// answered accounts for an answered task: the host's pace sets how many
-// tasks it holds beyond its workers (one while tasks are slow, up to 32
-// per worker while they take microseconds).
-func (h *host) answered() {
-	now := time.Now()
-	h.mu.Lock()
-	if !h.lastDone.IsZero() {
-		d := now.Sub(h.lastDone).Seconds()
-		if h.interval == 0 {
-			h.interval = d
-		} else {
-			h.interval = 0.9*h.interval + 0.1*d
-		}
-		extra := h.opts.Processes * 32
-		if h.interval > 0 {
-			extra = min(extra, max(1, int(prefetchWindow.Seconds()/h.interval)))
-		}
-		c := h.opts.Processes + extra
-		h.free += c - h.cap
-		h.cap = c
-	}
-	h.lastDone = now
-	h.mu.Unlock()
-	h.release(1)
-}
-
-func (h *host) release(n int) {
-	if n <= 0 {
-		return
-	}
-	h.mu.Lock()
-	h.free += n
-	free := h.free
-	h.mu.Unlock()
-	if free <= 0 {
-		return
-	}
-	select {
-	case h.freed <- struct{}{}:
-	default:
 	}
 }
 
@@ -360,7 +230,8 @@ func (h *host) start(ctx context.Context, m jetstream.Msg) {
 	hdr := m.Headers()
 	fn := hdr.Get(hdrFunc)
 	reply := h.s.results + client
-	answer := func(b []byte) { h.answer(reply, key, fn, b) }
+	secret, _ := hex.DecodeString(hdr.Get(hdrSecret))
+	answer := func(b []byte) { h.answer(reply, key, fn, secret, b) }
 	drop := func() {
 		h.dropped.Add(1)
 		m.Ack()
@@ -395,8 +266,19 @@ func (h *host) start(ctx context.Context, m jetstream.Msg) {
 		h.release(1)
 		return
 	}
-	args, err := decodeArgs(m.Data())
-	if err != nil || fn == "" {
+	body := m.Data()
+	if n := hdr.Get(hdrBlob); n != "" && len(secret) == secretLen {
+		var err error
+		if body, err = h.loadBlob(ctx, m, key, secret, n); err != nil {
+			h.failed.Add(1)
+			answer(append([]byte{resFailed}, fmt.Sprintf("multiproc: cluster: reading the task's arguments: %v", err)...))
+			m.Ack()
+			h.release(1)
+			return
+		}
+	}
+	args, err := decodeArgs(body)
+	if err != nil || fn == "" || len(secret) != secretLen {
 		h.failed.Add(1)
 		answer(append([]byte{resFailed}, "multiproc: cluster: malformed task"...))
 		m.Ack()
@@ -424,6 +306,7 @@ func (h *host) start(ctx context.Context, m jetstream.Msg) {
 	t := &heldTask{msg: m, cancel: cancel}
 	h.mu.Lock()
 	h.held[key] = t
+	h.inflight.Add(1)
 	h.mu.Unlock()
 	task := &multiproc.Task{Func: fn, Args: args, Batch: hdr.Get(hdrBatch) == "1"}
 	h.pool.Submit(tctx, task, func(rs []multiproc.Result, err error) {
@@ -434,8 +317,8 @@ func (h *host) start(ctx context.Context, m jetstream.Msg) {
 		stopping := ctx.Err() != nil
 		cancel()
 		switch {
-		case stopping && (errors.Is(err, multiproc.ErrPoolClosed) || errors.Is(err, context.Canceled)):
-			m.Nak() // for another host, now
+		case stopping && err != nil:
+			m.Nak() // stopped by the stop (pool closed, worker killed): for another host, now
 		case canceled:
 			h.dropped.Add(1)
 			m.Ack()
@@ -451,7 +334,34 @@ func (h *host) start(ctx context.Context, m jetstream.Msg) {
 			m.Ack()
 		}
 		h.answered()
+		h.inflight.Done()
 	})
+}
+
+// loadBlob reads a task's arguments from the payload store, telling the
+// server meanwhile that the task is in hand.
+func (h *host) loadBlob(ctx context.Context, m jetstream.Msg, key string, secret []byte, size string) ([]byte, error) {
+	n, err := strconv.ParseUint(size, 10, 63)
+	if err != nil {
+		return nil, errCorrupt
+	}
+	gctx, cancel := context.WithTimeout(ctx, blobTimeout)
+	defer cancel()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		tick := time.NewTicker(h.opts.AckWait / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				m.InProgress()
+			}
+		}
+	}()
+	return h.blobs.get(gctx, key, secret, 0, n+64)
 }
 
 // taskTimeout is the caller's TaskTimeout for a task, to be applied by a
@@ -465,18 +375,6 @@ func (h *host) taskTimeout(hdr nats.Header) time.Duration {
 		return 0
 	}
 	return time.Duration(ns)
-}
-
-// answer publishes a task's result to its caller.
-func (h *host) answer(reply, key, fn string, b []byte) {
-	out := nats.NewMsg(reply)
-	out.Header.Set(hdrID, key)
-	out.Header.Set(hdrHost, h.name)
-	out.Data = b
-	if int64(len(b)) > h.nc.MaxPayload()-1024 {
-		out.Data = append([]byte{resFailed}, fmt.Sprintf("multiproc: the result of %s is %d bytes, more than the NATS server's max payload %d", fn, len(b), h.nc.MaxPayload())...)
-	}
-	h.nc.PublishMsg(out)
 }
 
 // deliveries is how many times m has been handed to a host, this time
@@ -512,7 +410,7 @@ func (h *host) startMulti(ctx context.Context, m jetstream.Msg, key, reply strin
 	if n := h.deliveries(m); n > uint64(h.opts.MaxDeliveries) {
 		for _, mb := range members {
 			h.failed.Add(1)
-			h.answer(reply, prefix+strconv.FormatUint(mb.seq, 10), mb.fn, tooManyDeliveries(mb.fn, n))
+			h.answer(reply, prefix+strconv.FormatUint(mb.seq, 10), mb.fn, mb.secret, tooManyDeliveries(mb.fn, n))
 		}
 		m.Ack()
 		h.release(1)
@@ -526,6 +424,7 @@ func (h *host) startMulti(ctx context.Context, m jetstream.Msg, key, reply strin
 	t := &heldTask{msg: m, cancel: cancel}
 	h.mu.Lock()
 	h.held[key] = t
+	h.inflight.Add(1)
 	h.mu.Unlock()
 	var left atomic.Int64
 	var nak atomic.Bool
@@ -536,7 +435,7 @@ func (h *host) startMulti(ctx context.Context, m jetstream.Msg, key, reply strin
 		canceled := t.canceled
 		h.mu.Unlock()
 		switch {
-		case ctx.Err() != nil && (errors.Is(err, multiproc.ErrPoolClosed) || errors.Is(err, context.Canceled)):
+		case ctx.Err() != nil && err != nil:
 			nak.Store(true)
 		case canceled:
 			h.dropped.Add(1)
@@ -546,7 +445,7 @@ func (h *host) startMulti(ctx context.Context, m jetstream.Msg, key, reply strin
 			} else {
 				h.done.Add(1)
 			}
-			h.answer(reply, prefix+strconv.FormatUint(mb.seq, 10), mb.fn, encodeResults(rs, err))
+			h.answer(reply, prefix+strconv.FormatUint(mb.seq, 10), mb.fn, mb.secret, encodeResults(rs, err))
 		}
 		if left.Add(-1) > 0 {
 			return
@@ -561,6 +460,7 @@ func (h *host) startMulti(ctx context.Context, m jetstream.Msg, key, reply strin
 			m.Ack()
 		}
 		h.answered()
+		h.inflight.Done()
 	}
 	runOne := func(mb *member) {
 		mctx, mcancel := tctx, context.CancelFunc(func() {})

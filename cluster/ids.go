@@ -16,6 +16,13 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
+// newSecret is a task's secret (see resultMAC).
+func newSecret() []byte {
+	b := make([]byte, secretLen)
+	rand.Read(b)
+	return b
+}
+
 // flush sends what the connection buffers, if it is up, waiting at most a
 // second: shutting down must not hang on a server that is gone.
 func flush(nc *nats.Conn) {

@@ -22,15 +22,25 @@ import (
 
 // Roles the test binary plays when re-run by a test.
 const (
-	envRole = "MPC_TEST_ROLE" // "host"
-	envURL  = "MPC_TEST_URL"
-	envArgs = "MPC_TEST_OPTS" // processes,ackwait,maxdeliveries
+	envRole  = "MPC_TEST_ROLE" // "host"
+	envURL   = "MPC_TEST_URL"
+	envArgs  = "MPC_TEST_OPTS"  // processes,ackwait,maxdeliveries
+	envBuild = "MPC_TEST_BUILD" // the host stands for another build (testBuild)
 )
 
 func TestMain(m *testing.M) {
 	multiproc.Main()
 	if os.Getenv(envRole) == "host" {
 		os.Exit(hostMain())
+	}
+	if os.Getenv(envRole) == "head" {
+		// A client with an embedded server, until killed.
+		if _, err := Connect(context.Background(), Options{Processes: -1}); err != nil {
+			fmt.Fprintln(os.Stderr, "head:", err)
+			os.Exit(1)
+		}
+		fmt.Println("ready")
+		select {}
 	}
 	os.Exit(m.Run())
 }
@@ -40,6 +50,7 @@ func hostMain() int {
 	var procs, maxd int
 	var ack time.Duration
 	fmt.Sscanf(os.Getenv(envArgs), "%d,%d,%d", &procs, &ack, &maxd)
+	testBuild = os.Getenv(envBuild)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	err := Serve(ctx, Options{URL: os.Getenv(envURL), Processes: procs, AckWait: ack, MaxDeliveries: maxd})
@@ -164,11 +175,12 @@ type hostProc struct {
 
 // startHost runs the test binary as a cluster host; it is stopped (and
 // waited for) when the test ends.
-func startHost(t *testing.T, url string, procs int, ackWait time.Duration, maxDeliveries int) *hostProc {
+func startHost(t *testing.T, url string, procs int, ackWait time.Duration, maxDeliveries int, env ...string) *hostProc {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envRole+"=host", envURL+"="+url,
 		fmt.Sprintf("%s=%d,%d,%d", envArgs, procs, ackWait, maxDeliveries))
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

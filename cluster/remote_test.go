@@ -220,7 +220,7 @@ func TestRemoteHostStopHandsBack(t *testing.T) {
 	a := startHost(t, c.URL(), 1, ackWait, 0)
 	waitFor(t, time.Minute, "host A to join", func() bool { return c.Workers() == 1 })
 	log := filepath.Join(t.TempDir(), "runs")
-	r := slow.ApplyAsync(c, counted{Path: log, N: 1, Ms: 2000})
+	r := slow.ApplyAsync(c, counted{Path: log, N: 1, Ms: 8000}) // long enough that A cannot finish it while it stops, on a loaded machine
 	waitFor(t, time.Minute, "the task to start on A", func() bool { return total(runs(t, log)) == 1 })
 	startHost(t, c.URL(), 1, ackWait, 0)
 	waitFor(t, time.Minute, "host B to join", func() bool { return c.Workers() == 2 })

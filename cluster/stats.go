@@ -19,7 +19,8 @@ import (
 // asked.
 type HostStats struct {
 	ID          string    `json:"id"`
-	Name        string    `json:"name"` // machine name and process id
+	Name        string    `json:"name"`  // machine name and process id
+	Build       string    `json:"build"` // the program's build it runs (see ErrBuildMismatch)
 	Processes   int       `json:"processes"`
 	Running     int       `json:"running"`     // tasks it holds now (running or about to)
 	Done        uint64    `json:"done"`        // tasks it answered with results
@@ -42,6 +43,10 @@ type Stats struct {
 
 	// This client's tasks (zero in Status's answer).
 	Submitted, Completed, Failed uint64
+	// Forged counts results this client dropped because they did not
+	// carry the proof that their sender was the host the task was
+	// delivered to (see the package doc's trust model).
+	Forged uint64
 }
 
 func decodeHost(b []byte, h *HostStats) error { return json.Unmarshal(b, h) }
@@ -79,14 +84,17 @@ func pingHosts(ctx context.Context, nc *nats.Conn, s subjects, d time.Duration) 
 	}
 }
 
-func queueStats(ctx context.Context, cons jetstream.Consumer, st *Stats) error {
-	info, err := cons.Info(ctx)
-	if err != nil {
+// queueStats sums the queue's consumers (one per build served).
+func queueStats(ctx context.Context, stream jetstream.Stream, st *Stats) error {
+	l := stream.ListConsumers(ctx)
+	for info := range l.Info() {
+		st.Queued += info.NumPending
+		st.Running += info.NumAckPending
+		st.Redelivered += info.NumRedelivered
+	}
+	if err := l.Err(); err != nil {
 		return fmt.Errorf("multiproc: cluster: reading the work queue: %w", err)
 	}
-	st.Queued = info.NumPending
-	st.Running = info.NumAckPending
-	st.Redelivered = info.NumRedelivered
 	return nil
 }
 
@@ -101,13 +109,13 @@ func (s *Stats) addHosts(hosts []HostStats) {
 // Stats asks the hosts (waiting up to about a quarter second for their
 // answers) and the work queue how the cluster is doing.
 func (c *Cluster) Stats(ctx context.Context) (Stats, error) {
-	st := Stats{Submitted: c.submitted.Load(), Completed: c.completed.Load(), Failed: c.failed.Load()}
+	st := Stats{Submitted: c.submitted.Load(), Completed: c.completed.Load(), Failed: c.failed.Load(), Forged: c.forged.Load()}
 	hosts, err := pingHosts(ctx, c.nc, c.s, 250*time.Millisecond)
 	if err != nil {
 		return st, fmt.Errorf("multiproc: cluster: asking the hosts: %w", err)
 	}
 	st.addHosts(hosts)
-	return st, queueStats(ctx, c.cons, &st)
+	return st, queueStats(ctx, c.st, &st)
 }
 
 // Status connects to the cluster at opts.URL (opts.Name, opts.Token and
@@ -120,7 +128,7 @@ func Status(ctx context.Context, opts Options) (Stats, error) {
 	if opts.URL == "" {
 		return Stats{}, errors.New("multiproc: cluster.Status needs Options.URL")
 	}
-	nc, err := nats.Connect(opts.URL, append(opts.natsOptions("multiproc status"), nats.MaxReconnects(0))...)
+	nc, err := nats.Connect(opts.URL, append(opts.natsOptions("multiproc status", newIdentity(roleClient)), nats.MaxReconnects(0))...)
 	if err != nil {
 		return Stats{}, fmt.Errorf("multiproc: cluster: connecting to %s: %w", opts.URL, err)
 	}
@@ -129,8 +137,8 @@ func Status(ctx context.Context, opts Options) (Stats, error) {
 	if err != nil {
 		return Stats{}, fmt.Errorf("multiproc: cluster: %w", err)
 	}
-	s := newSubjects(opts.Name)
-	cons, err := js.Consumer(ctx, s.name, consumerName)
+	s := newSubjects(opts.Name, fingerprint())
+	stream, err := js.Stream(ctx, s.name)
 	if err != nil {
 		return Stats{}, fmt.Errorf("multiproc: cluster: no work queue %q at %s: %w", s.name, opts.URL, err)
 	}
@@ -140,7 +148,7 @@ func Status(ctx context.Context, opts Options) (Stats, error) {
 		return st, fmt.Errorf("multiproc: cluster: asking the hosts: %w", err)
 	}
 	st.addHosts(hosts)
-	return st, queueStats(ctx, cons, &st)
+	return st, queueStats(ctx, stream, &st)
 }
 
 // WriteTo prints the stats as a small table (what `multiproc-cluster
@@ -150,7 +158,7 @@ func (s Stats) WriteTo(w io.Writer) (int64, error) {
 	fmt.Fprintf(&b, "hosts %d, worker processes %d; queue: %d waiting, %d running, %d redelivered\n",
 		len(s.Hosts), s.Workers, s.Queued, s.Running, s.Redelivered)
 	if s.Submitted > 0 {
-		fmt.Fprintf(&b, "this client: %d submitted, %d completed, %d failed\n", s.Submitted, s.Completed, s.Failed)
+		fmt.Fprintf(&b, "this client: %d submitted, %d completed, %d failed, %d forged results dropped\n", s.Submitted, s.Completed, s.Failed, s.Forged)
 	}
 	if len(s.Hosts) > 0 {
 		tw := tabwriter.NewWriter(&b, 2, 8, 2, ' ', tabwriter.AlignRight)

@@ -12,15 +12,17 @@ import (
 
 // The messages, all on subjects under the work queue's name N:
 //
-//	N.tasks.<client>.<epoch>.<seq>  a task (JetStream, the work queue)
+//	N.tasks.<build>.<client>.<epoch>.<seq>  a task (JetStream, the work queue)
 //	N.results.<client>              its result (core NATS, to the caller)
 //	N.cancel                        keys (or key prefixes) of tasks to drop or stop
 //	N.hosts                         host heartbeats (JSON HostStats)
 //	N.hosts.ping                    a request every host answers with its heartbeat
 //
 // A task's headers name the function and carry the caller's deadline and
-// task timeout; its body is the encoded arguments. A result's header
-// names the task; its body is a kind byte then the items or an error text.
+// task timeout, and its secret; its body is the encoded arguments. A
+// result's headers name the task and carry the proof that its sender was
+// given it (resultMAC); its body is a kind byte then the items or an
+// error text.
 const (
 	hdrFunc     = "Mp-Func"
 	hdrBatch    = "Mp-Batch"
@@ -30,6 +32,9 @@ const (
 	hdrMulti    = "Mp-Multi"    // "1": the body holds several tasks (encodeMulti)
 	hdrID       = "Mp-Id"       // on a result: the task's key
 	hdrHost     = "Mp-Host"     // on a result: which host ran it
+	hdrSecret   = "Mp-Secret"   // on a task: its secret, hex (see resultMAC)
+	hdrMAC      = "Mp-Mac"      // on a result: resultMAC of the task's secret
+	hdrBlob     = "Mp-Blob"     // the body is in the payload store (see blobs): its size
 )
 
 // Result kinds.
@@ -223,14 +228,16 @@ func decodeResults(b []byte, want int, fn, host string) ([]multiproc.Result, err
 // member is one task of a message of several: its key is the message's
 // key with the last element replaced by seq.
 type member struct {
-	seq   uint64
-	fn    string
-	batch bool
-	args  [][]byte
+	seq    uint64
+	fn     string
+	batch  bool
+	secret []byte
+	args   [][]byte
 }
 
 // encodeMulti encodes several tasks nobody can cancel as one message:
-// a count, then per task its seq, function, batch flag and arguments.
+// a count, then per task its seq, function, batch flag, secret and
+// arguments.
 func encodeMulti(calls []*call) []byte {
 	n := 8
 	for _, cl := range calls {
@@ -246,6 +253,7 @@ func encodeMulti(calls []*call) []byte {
 		} else {
 			b = append(b, 0)
 		}
+		b = appendBytes(b, cl.secret)
 		b = appendBytes(b, cl.body)
 	}
 	return b
@@ -262,8 +270,9 @@ func decodeMulti(b []byte) ([]member, error) {
 		ms[i].seq = r.uvarint()
 		ms[i].fn = string(r.bytes())
 		ms[i].batch = r.byte() == 1
+		ms[i].secret = r.bytes()
 		body := r.bytes()
-		if r.err != nil {
+		if r.err != nil || len(ms[i].secret) != secretLen {
 			return nil, errCorrupt
 		}
 		args, err := decodeArgs(body)

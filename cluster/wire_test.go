@@ -16,9 +16,9 @@ func TestWireRoundTripAndCorrupt(t *testing.T) {
 	if err != nil || len(got) != 3 || !bytes.Equal(got[2], args[2]) || len(got[1]) != 0 {
 		t.Fatalf("decodeArgs = %q, %v", got, err)
 	}
-	calls := []*call{{seq: 5, fn: "f", body: encodeArgs(args)}, {seq: 9, fn: "g", batch: true, body: encodeArgs(args[:1])}}
+	calls := []*call{{seq: 5, fn: "f", secret: newSecret(), body: encodeArgs(args)}, {seq: 9, fn: "g", batch: true, secret: newSecret(), body: encodeArgs(args[:1])}}
 	ms, err := decodeMulti(encodeMulti(calls))
-	if err != nil || len(ms) != 2 || ms[1].seq != 9 || !ms[1].batch || ms[0].fn != "f" || len(ms[0].args) != 3 {
+	if err != nil || len(ms) != 2 || ms[1].seq != 9 || !ms[1].batch || ms[0].fn != "f" || len(ms[0].args) != 3 || !bytes.Equal(ms[0].secret, calls[0].secret) {
 		t.Fatalf("decodeMulti = %+v, %v", ms, err)
 	}
 	rs := []multiproc.Result{{Value: []byte("v")}, {Err: &multiproc.RemoteError{Text: "boom", Panic: true}}}
@@ -46,4 +46,33 @@ func TestWireRoundTripAndCorrupt(t *testing.T) {
 	if _, err := decodeArgs([]byte{0xff, 0xff, 0xff, 0xff, 0x0f}); err == nil {
 		t.Fatal("a huge item count was accepted")
 	}
+}
+
+// FuzzWire feeds every decoder of what crosses the network (task
+// arguments, messages of several tasks, results, sealed payloads) with
+// arbitrary bytes: none may panic or claim more than it was given.
+func FuzzWire(f *testing.F) {
+	args := [][]byte{[]byte("a"), nil, bytes.Repeat([]byte{7}, 40)}
+	calls := []*call{{seq: 5, fn: "f", secret: newSecret(), body: encodeArgs(args)}}
+	rs := []multiproc.Result{{Value: []byte("v")}, {Err: &multiproc.RemoteError{Text: "boom"}}}
+	sealed, _ := seal(calls[0].secret, 0, []byte("payload"))
+	for _, b := range [][]byte{encodeArgs(args), encodeMulti(calls), encodeResults(rs, nil), sealed, {}, {0xff}} {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if a, err := decodeArgs(b); err == nil && len(a) > len(b) {
+			t.Fatalf("decodeArgs: %d items from %d bytes", len(a), len(b))
+		}
+		if ms, err := decodeMulti(b); err == nil {
+			for _, m := range ms {
+				if len(m.secret) != secretLen || m.fn == "" {
+					t.Fatalf("decodeMulti accepted %+v", m)
+				}
+			}
+		}
+		decodeResults(b, 2, "f", "h")
+		if _, err := unseal(calls[0].secret, 0, b); err == nil && !bytes.Equal(b, sealed) {
+			t.Fatal("unseal accepted bytes it did not seal")
+		}
+	})
 }

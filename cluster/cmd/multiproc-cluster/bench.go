@@ -26,6 +26,7 @@ type row struct {
 	mapRate      float64 // tasks/s
 	asyncRate    float64 // tasks/s
 	applyLatency time.Duration
+	mapLarge     time.Duration // Map of 64 x 1 MiB
 	sizes        sizes
 	err          error
 }
@@ -70,6 +71,9 @@ func bench(args []string) int {
 		}
 		if r.err == nil {
 			r.applyLatency, r.err = clusterbench.Apply(ctx, e, goSizes.applyN)
+		}
+		if r.err == nil {
+			r.mapLarge, r.err = clusterbench.MapLarge(ctx, e)
 		}
 		closeFn()
 		rows = append(rows, r)
@@ -136,13 +140,17 @@ func lastLine(b []byte) []byte {
 
 func print(rows []row) {
 	tw := tabwriter.NewWriter(os.Stdout, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "setup\tMap (tasks/s)\tApplyAsync (tasks/s)\tApply latency\tsizes (Map/ApplyAsync/Apply)")
+	fmt.Fprintln(tw, "setup\tMap (tasks/s)\tApplyAsync (tasks/s)\tApply latency\tMap 64 x 1 MiB\tsizes (Map/ApplyAsync/Apply)")
 	for _, r := range rows {
 		if r.err != nil {
-			fmt.Fprintf(tw, "%s\t%v\t\t\t\n", r.name, r.err)
+			fmt.Fprintf(tw, "%s\t%v\t\t\t\t\n", r.name, r.err)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%v\t%d/%d/%d\n", r.name, r.mapRate, r.asyncRate, r.applyLatency.Round(time.Microsecond),
+		large := "-"
+		if r.mapLarge > 0 {
+			large = r.mapLarge.Round(time.Millisecond).String()
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%v\t%s\t%d/%d/%d\n", r.name, r.mapRate, r.asyncRate, r.applyLatency.Round(time.Microsecond), large,
 			r.sizes.mapN, r.sizes.asyncN, r.sizes.applyN)
 	}
 	tw.Flush()

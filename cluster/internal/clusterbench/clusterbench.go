@@ -13,6 +13,9 @@ import (
 	"github.com/multiproc-go/multiproc/cluster"
 )
 
+// Echo returns its argument: the large-payload scenario.
+var Echo = multiproc.Register("clusterbench.echo", func(_ context.Context, b []byte) ([]byte, error) { return b, nil })
+
 // Incr is the trivial task every scenario runs.
 var Incr = multiproc.Register("clusterbench.incr", func(_ context.Context, x int) (int, error) { return x + 1, nil })
 
@@ -134,4 +137,29 @@ func Apply(ctx context.Context, e multiproc.Executor, n int) (time.Duration, err
 		}
 	}
 	return time.Since(t0) / time.Duration(n), nil
+}
+
+// MapLarge runs Echo.Map over 64 arguments of 1 MiB and returns how long
+// it took (each result is checked).
+func MapLarge(ctx context.Context, e multiproc.Executor) (time.Duration, error) {
+	xs := make([][]byte, 64)
+	for i := range xs {
+		xs[i] = make([]byte, 1<<20)
+		xs[i][0], xs[i][len(xs[i])-1] = byte(i), byte(i)
+	}
+	t0 := time.Now()
+	rs, err := Echo.Map(ctx, e, xs)
+	d := time.Since(t0)
+	if err != nil {
+		return 0, err
+	}
+	if len(rs) != len(xs) {
+		return 0, fmt.Errorf("multiproc: bench: Map of 64 x 1 MiB returned %d results", len(rs))
+	}
+	for i, r := range rs {
+		if len(r) != 1<<20 || r[0] != byte(i) || r[len(r)-1] != byte(i) {
+			return 0, fmt.Errorf("multiproc: bench: Map of 64 x 1 MiB: result %d is not its argument", i)
+		}
+	}
+	return d, nil
 }
