@@ -5,7 +5,6 @@ package multiproc
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -44,39 +43,61 @@ type worker struct {
 	timer    *time.Timer
 }
 
-// startWorker spawns a worker and waits for its Initializer's outcome.
-func (p *Pool) startWorker() (*worker, error) {
+// startWorker spawns a worker and waits for its Initializer's outcome:
+// the worker, or initErr if the Initializer itself failed (it reported an
+// error or panicked: the user's code refused, which a retry would not
+// change), or err if the worker could not start or died while starting
+// (killed, out of descriptors, ...), which a retry may cure. While it
+// starts, the worker is in p.starting, where Terminate finds and kills
+// it; ctx ending (Terminate) stops the start handshake.
+func (p *Pool) startWorker(ctx context.Context) (w *worker, initErr, err error) {
 	name := fmt.Sprintf("PoolWorker-%d", p.workerSeq.Add(1))
 	tally, err := shm.Create("tally", 64)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	t := *p.init
 	t.name = name
 	t.tally, t.tallyFd = true, tally.Fd()
-	c, err := spawnChild(context.Background(), name, true, true, &t, nil)
+	c, err := spawnChild(ctx, name, true, true, &t, nil)
+	// The worker has its own descriptor of the tally now (or none): the
+	// parent keeps only the mapping, unmapped when the worker is gone.
+	tally.CloseFd()
 	if err != nil {
 		tally.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	// serve hands each result to the goroutine waiting for it.
 	c.ctl.Spin.Handoff = true
-	w := &worker{c: c, name: name, tally: tally}
+	w = &worker{c: c, name: name, tally: tally}
 	w.sendCond.L = &w.sendMu
-	runtime.AddCleanup(w, func(s *shm.Segment) { s.Close() }, tally)
+	p.mu.Lock()
+	if p.state == poolTerminated {
+		p.mu.Unlock()
+		w.kill()
+		c.reap()
+		tally.Close()
+		return nil, nil, errorf("%w: terminated while %s started", ErrPoolClosed, name)
+	}
+	p.starting[w] = struct{}{}
+	p.mu.Unlock()
 	rs, err := w.recv()
+	p.mu.Lock()
+	delete(p.starting, w)
+	p.mu.Unlock()
 	if err == nil && len(rs) == 1 && rs[0].status == resultOK {
-		return w, nil
+		return w, nil, nil
 	}
 	if err != nil {
 		c.stopBroken(err)
 	}
 	w.kill()
 	code := c.reap()
+	tally.Close()
 	if err == nil && len(rs) == 1 {
-		return nil, errorf("pool Initializer failed in %s: %w", name, &RemoteError{Text: string(rs[0].data), Panic: rs[0].status == resultPanic})
+		return nil, errorf("pool Initializer failed in %s: %w", name, &RemoteError{Text: string(rs[0].data), Panic: rs[0].status == resultPanic}), nil
 	}
-	return nil, errorf("pool worker %s died while starting: %w", name, &ExitError{Name: name, Pid: c.pid, ExitCode: code, Message: c.why})
+	return nil, nil, errorf("pool worker %s died while starting: %w", name, &ExitError{Name: name, Pid: c.pid, ExitCode: code, Message: c.why})
 }
 
 // recv reads the worker's next result message.
@@ -208,6 +229,9 @@ func (p *Pool) gone(w *worker, code int) {
 	// inflight; of the rest, the first it started (if any) died with it,
 	// and those it never started go back to the head of the queue.
 	started := w.started()
+	// Nothing reads the tally any more (killWorker and the cancel watch
+	// find no task in inflight once it is cleared below, under p.mu).
+	w.tally.Close()
 	var failed []*poolTask
 	var fails []error
 	var requeue []*poolTask
@@ -244,12 +268,54 @@ func (p *Pool) gone(w *worker, code int) {
 	}
 }
 
-// replace starts a worker in place of one that is gone.
+// Replacement starts that fail (the worker dies or cannot be spawned)
+// are retried after a pause that doubles from startBackoff up to
+// maxStartBackoff; after maxStartFails failures in a row, with no worker
+// started in between, the pool breaks with the last one's error.
+const (
+	startBackoff    = 10 * time.Millisecond
+	maxStartBackoff = time.Second
+	maxStartFails   = 8
+)
+
+// replace starts a worker in place of one that is gone. A replacement
+// whose Initializer fails breaks the pool at once; one that dies while it
+// starts (it was killed, or the machine is short of processes or
+// descriptors) is retried with backoff, as long as the pool still needs
+// it.
 func (p *Pool) replace() {
-	w, err := p.startWorker()
-	if err != nil {
-		p.breakPool(err)
-		return
+	var w *worker
+	for attempt := 0; ; attempt++ {
+		var initErr, err error
+		w, initErr, err = p.startWorker(p.stop)
+		if initErr != nil {
+			p.breakPool(initErr)
+			return
+		}
+		p.mu.Lock()
+		if err == nil {
+			p.startFails = 0
+			p.mu.Unlock()
+			break
+		}
+		if p.state >= poolBroken || (p.state == poolClosed && len(p.pending) == 0) {
+			// Nobody needs the worker any more.
+			p.live--
+			p.checkExitedLocked()
+			p.mu.Unlock()
+			return
+		}
+		p.startFails++
+		fails := p.startFails
+		p.mu.Unlock()
+		if fails >= maxStartFails {
+			p.breakPool(errorf("%d pool worker starts in a row failed, the last: %w", fails, err))
+			return
+		}
+		select {
+		case <-time.After(min(startBackoff<<attempt, maxStartBackoff)):
+		case <-p.stop.Done():
+		}
 	}
 	p.mu.Lock()
 	if p.state >= poolBroken {
@@ -257,6 +323,7 @@ func (p *Pool) replace() {
 		p.mu.Unlock()
 		w.kill()
 		w.c.reap()
+		w.tally.Close()
 		p.mu.Lock()
 		p.checkExitedLocked()
 		p.mu.Unlock()
