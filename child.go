@@ -17,10 +17,11 @@ import (
 
 // child is the state of this process when it is a child.
 var child struct {
-	// tally counts the tasks a pool worker has started (not its
-	// Initializer), in memory its pool also maps: if the worker dies, the
-	// pool knows which of the tasks it was sent it ever started.
-	tally atomic.Pointer[uint32]
+	// tally is where a pool worker claims each task before it starts it
+	// (not its Initializer), in memory its pool also maps: the pool may
+	// withdraw a task the worker has not started, and if the worker dies,
+	// the pool knows which of the tasks it was sent it ever started.
+	tally atomic.Pointer[tally]
 
 	mu     sync.Mutex
 	cancel context.CancelFunc // the running task's

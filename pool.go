@@ -150,7 +150,7 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 			if w != nil {
 				w.kill()
 				w.c.reap()
-				w.tally.Close()
+				w.seg.Close()
 			}
 		}
 		return nil, err
@@ -183,7 +183,9 @@ func (p *Pool) checkExitedLocked() {
 // Submit queues t on the pool: it is the Pool's side of Executor (the
 // Func methods call it; another Executor may forward tasks to it). done
 // is called exactly once, on any goroutine, possibly before Submit
-// returns. A task whose ctx is done before a worker takes it never runs.
+// returns. A task whose ctx is done before a worker starts it never
+// runs (done gets ctx.Err()); one whose ctx ends while it runs is
+// stopped: its worker is killed and replaced.
 func (p *Pool) Submit(ctx context.Context, t *Task, done func([]Result, error)) {
 	if ctx == nil {
 		done(nil, errNilContext)
@@ -212,7 +214,13 @@ func (p *Pool) Submit(ctx context.Context, t *Task, done func([]Result, error)) 
 			msg.items[i].entries = t.entries[i]
 		}
 	}
-	p.submit(&poolTask{ctx: ctx, t: msg, deliver: func(rs []itemResult, err error) {
+	// A task whose only end is a Cancel may wait in a busy worker's
+	// socket: the tally withdraws it if it is cancelled there.
+	prefetch := ctx.Done() == nil
+	if tc, ok := ctx.(*taskCtx); ok && tc.cancelOnly {
+		prefetch = true
+	}
+	p.submit(&poolTask{ctx: ctx, t: msg, prefetch: prefetch, deliver: func(rs []itemResult, err error) {
 		if err != nil {
 			done(nil, err)
 			return

@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/multiproc-go/multiproc/internal/futex"
 	"github.com/multiproc-go/multiproc/internal/shm"
 	"github.com/multiproc-go/multiproc/internal/spawn"
 )
@@ -21,7 +20,8 @@ import (
 type worker struct {
 	c     *childProc
 	name  string
-	tally *shm.Segment  // word 0: tasks the worker has started
+	seg   *shm.Segment  // the tally's
+	tally *tally        // which of its tasks it started, or the pool withdrew
 	sent  atomic.Uint32 // tasks assigned to it: the next one's ticket
 
 	// Sends go out in the order tasks were assigned (the worker answers
@@ -39,7 +39,6 @@ type worker struct {
 	killFor  *poolTask // the task it was killed for, and why
 	killWhy  error
 	exiting  bool // sent MsgExit, or killed: takes no more tasks
-	stopWait func() bool
 	timer    *time.Timer
 }
 
@@ -52,7 +51,7 @@ type worker struct {
 // it; ctx ending (Terminate) stops the start handshake.
 func (p *Pool) startWorker(ctx context.Context) (w *worker, initErr, err error) {
 	name := fmt.Sprintf("PoolWorker-%d", p.workerSeq.Add(1))
-	tally, err := shm.Create("tally", 64)
+	tally, err := shm.Create("tally", tallySize)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -69,7 +68,7 @@ func (p *Pool) startWorker(ctx context.Context) (w *worker, initErr, err error) 
 	}
 	// serve hands each result to the goroutine waiting for it.
 	c.ctl.Spin.Handoff = true
-	w = &worker{c: c, name: name, tally: tally}
+	w = &worker{c: c, name: name, seg: tally, tally: tallyOf(tally.Bytes())}
 	w.sendCond.L = &w.sendMu
 	p.mu.Lock()
 	if p.state == poolTerminated {
@@ -116,15 +115,15 @@ func (w *worker) recv() ([]itemResult, error) {
 
 func (w *worker) kill() { w.c.cmd.Process.Kill() }
 
-// started reports how many tasks the worker has started.
-func (w *worker) started() uint32 {
-	return atomic.LoadUint32(futex.Word(w.tally.Bytes(), 0))
-}
-
 // killWorker kills w for pt's sake, if w still runs pt.
 func (p *Pool) killWorker(w *worker, pt *poolTask, why error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.killLocked(w, pt, why)
+}
+
+// killLocked is killWorker with p.mu held.
+func (p *Pool) killLocked(w *worker, pt *poolTask, why error) {
 	if len(w.inflight) == 0 || w.inflight[0].pt != pt || w.killFor != nil {
 		return
 	}
@@ -136,10 +135,6 @@ func (w *worker) disarm() {
 	if w.timer != nil {
 		w.timer.Stop()
 		w.timer = nil
-	}
-	if w.stopWait != nil {
-		w.stopWait()
-		w.stopWait = nil
 	}
 }
 
@@ -160,8 +155,10 @@ func (p *Pool) serve(w *worker) {
 		if len(w.inflight) > 0 {
 			pt = w.inflight[0].pt
 		}
+		// A withdrawn task is answered with no results.
+		inStep := pt != nil && (len(rs) == len(pt.t.items) || len(rs) == 0 && pt.withdrawn)
 		p.mu.Unlock()
-		if pt == nil || len(rs) != len(pt.t.items) {
+		if !inStep {
 			// Out of step: replace it.
 			w.c.stopBroken(errorf("%w: %d results where %d were due", spawn.ErrCorrupt, len(rs), pendingItems(pt)))
 			break
@@ -177,10 +174,18 @@ func (p *Pool) finish(w *worker, pt *poolTask, rs []itemResult) {
 	p.mu.Lock()
 	w.disarm()
 	if len(w.inflight) > 0 && w.inflight[0].pt == pt {
+		if stop := w.inflight[0].stop; stop != nil {
+			stop()
+		}
 		w.inflight[0] = inflight{}
 		w.inflight = w.inflight[1:]
 	}
-	w.tasks++
+	var err error
+	if pt.withdrawn {
+		err = pt.ctx.Err()
+	} else {
+		w.tasks++
+	}
 	if max := p.opts.MaxTasksPerChild; max > 0 && w.tasks+len(w.inflight) >= max {
 		w.exiting = true
 	}
@@ -200,7 +205,11 @@ func (p *Pool) finish(w *worker, pt *poolTask, rs []itemResult) {
 	exit := w.exiting && len(w.inflight) == 0 && w.killFor == nil
 	p.watchHeadLocked(w)
 	p.mu.Unlock()
-	pt.deliver(rs, nil)
+	if err != nil {
+		pt.deliver(nil, err)
+	} else {
+		pt.deliver(rs, nil)
+	}
 	failSkipped(skipped)
 	if exit {
 		w.c.ctl.Send(spawn.MsgExit, nil, nil)
@@ -228,30 +237,35 @@ func (p *Pool) gone(w *worker, code int) {
 	// The worker ran its tasks in order: answered ones are gone from
 	// inflight; of the rest, the first it started (if any) died with it,
 	// and those it never started go back to the head of the queue.
-	started := w.started()
-	// Nothing reads the tally any more (killWorker and the cancel watch
-	// find no task in inflight once it is cleared below, under p.mu).
-	w.tally.Close()
 	var failed []*poolTask
 	var fails []error
 	var requeue []*poolTask
 	for _, in := range w.inflight {
 		pt := in.pt
+		if in.stop != nil {
+			in.stop()
+		}
 		switch {
 		case w.killFor == pt:
 			failed, fails = append(failed, pt), append(fails, w.killWhy)
+		case pt.withdrawn:
+			failed, fails = append(failed, pt), append(fails, pt.ctx.Err())
 		case p.state == poolTerminated:
 			failed, fails = append(failed, pt), append(fails, errorf("%w: terminated while %s ran", ErrPoolClosed, pt.t.fn))
 		case p.state == poolBroken:
 			// No worker will start again to take it.
 			failed, fails = append(failed, pt), append(fails, p.broken)
-		case in.ticket >= started:
+		case !w.tally.started(in.ticket):
 			requeue = append(requeue, pt)
 		default:
 			failed, fails = append(failed, pt), append(fails, errorf("%w: %w (running %s)", ErrWorkerDied, exitErr, pt.t.fn))
 		}
 	}
 	w.inflight = nil
+	// Nothing reads the tally any more: cancelTask and killLocked find no
+	// task in inflight once it is cleared, under p.mu.
+	w.tally = nil
+	w.seg.Close()
 	p.pending = append(requeue, p.pending...)
 	p.live--
 	replace := p.state == poolOpen || (p.state == poolClosed && len(p.pending) > 0)
@@ -323,7 +337,7 @@ func (p *Pool) replace() {
 		p.mu.Unlock()
 		w.kill()
 		w.c.reap()
-		w.tally.Close()
+		w.seg.Close()
 		p.mu.Lock()
 		p.checkExitedLocked()
 		p.mu.Unlock()

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 
-	"github.com/multiproc-go/multiproc/internal/futex"
 	"github.com/multiproc-go/multiproc/internal/handle"
 	"github.com/multiproc-go/multiproc/internal/shm"
 	"golang.org/x/sys/unix"
@@ -114,7 +113,11 @@ func parseTask(b []byte, fds []int) (*task, error) {
 		if err != nil {
 			return fail(err)
 		}
-		child.tally.Store(futex.Word(seg.Bytes(), 0)) // mapped for the rest of the worker's life
+		if seg.Size() < tallySize {
+			seg.Close()
+			return fail(errors.New("multiproc: a pool worker's tally is too small"))
+		}
+		child.tally.Store(tallyOf(seg.Bytes())) // mapped for the rest of the worker's life
 	}
 	r := handle.NewReader(b[2:])
 	t.fn = r.String()
