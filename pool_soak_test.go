@@ -310,4 +310,3 @@ func TestPoolSoak(t *testing.T) {
 		t.Errorf("%d goroutines after the soak, %d before:\n%s", g, gor0, buf[:runtime.Stack(buf, true)])
 	}
 }
-
