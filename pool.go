@@ -38,8 +38,8 @@ type PoolOptions struct {
 	// the machine was short of processes or descriptors), as opposed to
 	// an Initializer that reports failure, is started again after a
 	// pause that doubles from 10 ms up to 1 s; only after 8 such failures
-	// in a row, with no worker started in between, does the pool stop as
-	// above, with the last failure as the error.
+	// in a row, with no worker started in between for 2 s or more, does
+	// the pool stop as above, with the last failure as the error.
 	Initializer Runner
 }
 
@@ -70,8 +70,9 @@ type Pool struct {
 	// starting are the workers spawned but not yet through their
 	// Initializer: Terminate kills them too.
 	starting   map[*worker]struct{}
-	live       int // workers alive or being started
-	startFails int // replacement starts failed since a worker last started
+	live       int       // workers alive or being started
+	startFails int       // replacement starts failed since a worker last started
+	lastStart  time.Time // when a worker last started
 	state      poolState
 	broken     error         // with poolBroken: what every task gets
 	exited     chan struct{} // closed when no worker is left once the pool stopped
@@ -157,6 +158,7 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 	}
 	p.mu.Lock()
 	p.live = n
+	p.lastStart = time.Now()
 	for _, w := range ws {
 		p.workers[w] = struct{}{}
 		p.idle = append(p.idle, w)

@@ -285,11 +285,14 @@ func (p *Pool) gone(w *worker, code int) {
 // Replacement starts that fail (the worker dies or cannot be spawned)
 // are retried after a pause that doubles from startBackoff up to
 // maxStartBackoff; after maxStartFails failures in a row, with no worker
-// started in between, the pool breaks with the last one's error.
+// started in between for startPatience or more, the pool breaks with the
+// last one's error. (The time keeps a burst of kills, which can fail
+// several replacements of a large pool at once, from breaking it.)
 const (
 	startBackoff    = 10 * time.Millisecond
 	maxStartBackoff = time.Second
 	maxStartFails   = 8
+	startPatience   = 2 * time.Second
 )
 
 // replace starts a worker in place of one that is gone. A replacement
@@ -308,7 +311,7 @@ func (p *Pool) replace() {
 		}
 		p.mu.Lock()
 		if err == nil {
-			p.startFails = 0
+			p.startFails, p.lastStart = 0, time.Now()
 			p.mu.Unlock()
 			break
 		}
@@ -321,8 +324,9 @@ func (p *Pool) replace() {
 		}
 		p.startFails++
 		fails := p.startFails
+		giveUp := fails >= maxStartFails && time.Since(p.lastStart) >= startPatience
 		p.mu.Unlock()
-		if fails >= maxStartFails {
+		if giveUp {
 			p.breakPool(errorf("%d pool worker starts in a row failed, the last: %w", fails, err))
 			return
 		}
