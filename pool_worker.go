@@ -14,9 +14,10 @@ import (
 	"github.com/multiproc-go/multiproc/internal/spawn"
 )
 
-// worker is one worker process. Its fields after tally are guarded by
-// Pool.mu (sent is also atomic, read by dispatch), except the send
-// fields, which sendMu guards.
+// worker is one worker process. Its fields from tally on (tally is set
+// nil, and seg closed, when the worker is gone) are guarded by Pool.mu
+// (sent is also atomic, read by dispatch), except the send fields, which
+// sendMu guards.
 type worker struct {
 	c     *childProc
 	name  string
