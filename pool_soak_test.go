@@ -213,7 +213,8 @@ func TestPoolSoak(t *testing.T) {
 				if id >= maxID-64 {
 					return
 				}
-				sleep := time.Duration(rand.IntN(3)) * time.Millisecond
+				// Long enough that some kills hit a running task.
+				sleep := time.Duration(rand.IntN(20)) * time.Millisecond
 				job := soakJob{Runs: runs, ID: id, Sleep: sleep}
 				hctx, hcancel := hang()
 				switch (g + id) % 5 {
