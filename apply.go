@@ -81,39 +81,41 @@ func submit(ctx context.Context, e Executor, t *Task, done func([]Result, error)
 	})
 }
 
+// async submits f(arg) under a ctx of its own, derived from ctx, which
+// the AsyncResult's Cancel ends.
 func (f *Func[A, R]) async(ctx context.Context, e Executor, arg A) *AsyncResult[R] {
-	r := &AsyncResult[R]{done: make(chan struct{})}
-	fail := func(err error) *AsyncResult[R] {
-		r.err = err
-		close(r.done)
+	tc := newTaskCtx(ctx)
+	ctx = tc
+	r := newAsync[R](tc.cancel)
+	var zero R
+	if isNil(e) {
+		r.set(zero, errNilExecutor)
 		return r
 	}
-	if isNil(e) {
-		return fail(errNilExecutor)
-	}
 	if err := ctx.Err(); err != nil {
-		return fail(err) // never dispatched: a task whose caller gave up must not run
+		r.set(zero, err) // never dispatched: a task whose caller gave up must not run
+		return r
 	}
 	t, err := f.newTask([]A{arg})
 	if err != nil {
-		return fail(err)
+		r.set(zero, err)
+		return r
 	}
 	submit(ctx, e, t, func(rs []Result, err error) {
-		if err == nil {
-			r.val, r.err = resultValue[R](rs[0])
-		} else {
-			r.err = err
+		if err != nil {
+			r.set(zero, err)
+			return
 		}
-		close(r.done)
+		r.set(resultValue[R](rs[0]))
 	})
 	return r
 }
 
 // ApplyAsync queues f(arg) on the executor and returns at once; Get the
-// result from the AsyncResult. arg is encoded now: later changes to it do
-// not reach the task, and shared objects in it (which only a Pool can
-// pass) reach the worker as the same objects, even if the caller closes
-// its own handles before the task starts.
+// result from the AsyncResult, or Cancel the task. arg is encoded now:
+// later changes to it do not reach the task, and shared objects in it
+// (which only a Pool can pass) reach the worker as the same objects, even
+// if the caller closes its own handles before the task starts.
 func (f *Func[A, R]) ApplyAsync(e Executor, arg A) *AsyncResult[R] {
 	return f.async(context.Background(), e, arg)
 }
@@ -187,14 +189,42 @@ func (f *Func[A, R]) Map(ctx context.Context, e Executor, args []A) ([]R, error)
 	if ctx == nil {
 		return nil, errNilContext
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	collect, err := f.startMap(ctx, e, args)
+	if err != nil {
+		return nil, err
+	}
+	return collect()
+}
+
+// MapAsync is Map that returns at once, Python's map_async: Get the
+// results, in input order, from the AsyncResult, or Cancel the whole map
+// (queued chunks never run, running ones are stopped as Cancel says). args
+// are encoded before MapAsync returns: later changes to them do not reach
+// the tasks. An error Map would return comes from Get.
+func (f *Func[A, R]) MapAsync(e Executor, args []A) *AsyncResult[[]R] {
+	ctx := newTaskCtx(context.Background())
+	ctx.cancelOnly = false // chunks wait in the pool's queue, as Map's
+	r := newAsync[[]R](ctx.cancel)
+	collect, err := f.startMap(ctx, e, args)
+	if err != nil {
+		r.set(nil, err)
+		return r
+	}
+	go func() { r.set(collect()) }()
+	return r
+}
+
+// startMap encodes args and submits their chunks under ctx, which the
+// caller ends once it is done with the map; collect gathers the results.
+func (f *Func[A, R]) startMap(ctx context.Context, e Executor, args []A) (collect func() ([]R, error), err error) {
 	if isNil(e) {
 		return nil, errNilExecutor
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	size := chunkSize(len(args), e.Workers())
 	// Arguments with no shared objects in them go as one []A per chunk.
 	batch := !handle.MayHold(reflect.TypeFor[A]())
@@ -221,8 +251,13 @@ func (f *Func[A, R]) Map(ctx context.Context, e Executor, args []A) ([]R, error)
 			out <- c
 		})
 	}
-	results := make([]R, len(args))
-	firstErr, firstIdx := error(nil), len(args)
+	return func() ([]R, error) { return collectMap[R](ctx, len(args), chunks, out) }, nil
+}
+
+// collectMap gathers the outcome of a map's chunks as they come on out.
+func collectMap[R any](ctx context.Context, n int, chunks []*mapChunk, out <-chan *mapChunk) ([]R, error) {
+	results := make([]R, n)
+	firstErr, firstIdx := error(nil), n
 	fail := func(i int, err error) {
 		if i < firstIdx {
 			firstErr, firstIdx = err, i

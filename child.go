@@ -17,10 +17,11 @@ import (
 
 // child is the state of this process when it is a child.
 var child struct {
-	// tally counts the tasks a pool worker has started (not its
-	// Initializer), in memory its pool also maps: if the worker dies, the
-	// pool knows which of the tasks it was sent it ever started.
-	tally atomic.Pointer[uint32]
+	// tally is where a pool worker claims each task before it starts it
+	// (not its Initializer), in memory its pool also maps: the pool may
+	// withdraw a task the worker has not started, and if the worker dies,
+	// the pool knows which of the tasks it was sent it ever started.
+	tally atomic.Pointer[tally]
 
 	mu     sync.Mutex         // guards cancel, gone and daemon
 	cancel context.CancelFunc // the running task's
@@ -108,13 +109,13 @@ func recvTask(ctl *spawn.Ctl) (*task, bool) {
 	}
 }
 
-// lifeline reads the control socket while a Process's task runs:
-// MsgCancel cancels the task's context, and EOF means the parent is gone —
-// the context is cancelled, and a daemon child dies at once with its own
-// daemon children.
+// lifeline reads the control socket while a Process's task runs (the
+// parent sends nothing then): EOF means the parent is gone — the task's
+// context is cancelled, and a daemon child dies at once with its own
+// daemon children. A task the parent wants stopped is killed, never asked.
 func lifeline(ctl *spawn.Ctl) {
 	for {
-		typ, _, fds, err := ctl.Recv()
+		_, _, fds, err := ctl.Recv()
 		unixCloseAll(fds)
 		if err != nil {
 			child.mu.Lock()
@@ -130,18 +131,11 @@ func lifeline(ctl *spawn.Ctl) {
 			}
 			return
 		}
-		if typ == spawn.MsgCancel {
-			child.mu.Lock()
-			if child.cancel != nil {
-				child.cancel()
-			}
-			child.mu.Unlock()
-		}
 	}
 }
 
-// taskContext is the context a task runs under: cancelled by MsgCancel
-// or when the parent is gone.
+// taskContext is the context a task runs under: cancelled when the
+// parent is gone.
 func taskContext() (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(context.Background())
 	child.mu.Lock()

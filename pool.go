@@ -33,6 +33,13 @@ type PoolOptions struct {
 	// its error; if it fails in a replacement worker later, the pool stops
 	// and every pending and later call returns that error, once per call,
 	// with no respawning.
+	//
+	// A replacement worker that dies while it starts (it was killed, or
+	// the machine was short of processes or descriptors), as opposed to
+	// an Initializer that reports failure, is started again after a
+	// pause that doubles from 10 ms up to 1 s; only after 8 such failures
+	// in a row, with no worker started in between for 2 s or more, does
+	// the pool stop as above, with the last failure as the error.
 	Initializer Runner
 }
 
@@ -64,12 +71,21 @@ type Pool struct {
 	pending []*poolTask // queued, oldest first
 	idle    []*worker
 	workers map[*worker]struct{} // alive, busy or idle
-	live    int                  // workers alive or being started
-	state   poolState
-	broken  error         // with poolBroken: what every task gets
-	exited  chan struct{} // closed when no worker is left once the pool stopped
+	// starting are the workers spawned but not yet through their
+	// Initializer: Terminate kills them too.
+	starting   map[*worker]struct{}
+	live       int       // workers alive or being started
+	startFails int       // replacement starts failed since a worker last started
+	lastStart  time.Time // when a worker last started
+	state      poolState
+	broken     error         // with poolBroken: what every task gets
+	exited     chan struct{} // closed when no worker is left once the pool stopped
 
 	workerSeq atomic.Int64
+	// stop ends when the pool is terminated or done: a replacement being
+	// started or waiting to retry gives up.
+	stop context.Context
+	halt context.CancelFunc
 }
 
 // errZeroPool is what every method of a Pool not made by NewPool returns.
@@ -99,7 +115,8 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 	if opts.MaxTasksPerChild < 0 || opts.TaskTimeout < 0 {
 		return nil, newError("PoolOptions.MaxTasksPerChild and TaskTimeout must not be negative")
 	}
-	p := &Pool{opts: opts, n: n, workers: map[*worker]struct{}{}, exited: make(chan struct{})}
+	p := &Pool{opts: opts, n: n, workers: map[*worker]struct{}{}, starting: map[*worker]struct{}{}, exited: make(chan struct{})}
+	p.stop, p.halt = context.WithCancel(context.Background())
 	p.init = &task{kind: kindWorker, daemon: true, name: "PoolWorker"}
 	if opts.Initializer != nil {
 		proc := NewProcess(opts.Initializer)
@@ -123,22 +140,29 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ws[i], errs[i] = p.startWorker()
+			var initErr error
+			ws[i], initErr, errs[i] = p.startWorker(p.stop)
+			if initErr != nil {
+				errs[i] = initErr
+			}
 		}()
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		p.init.table.Close()
+		p.halt()
 		for _, w := range ws {
 			if w != nil {
 				w.kill()
 				w.c.reap()
+				w.seg.Close()
 			}
 		}
 		return nil, err
 	}
 	p.mu.Lock()
 	p.live = n
+	p.lastStart = time.Now()
 	for _, w := range ws {
 		p.workers[w] = struct{}{}
 		p.idle = append(p.idle, w)
@@ -157,6 +181,7 @@ func (p *Pool) checkExitedLocked() {
 		default:
 			close(p.exited)
 			p.init.table.Close()
+			p.halt()
 		}
 	}
 }
@@ -164,7 +189,9 @@ func (p *Pool) checkExitedLocked() {
 // Submit queues t on the pool: it is the Pool's side of Executor (the
 // Func methods call it; another Executor may forward tasks to it). done
 // is called exactly once, on any goroutine, possibly before Submit
-// returns. A task whose ctx is done before a worker takes it never runs.
+// returns. A task whose ctx is done before a worker starts it never
+// runs (done gets ctx.Err()); one whose ctx ends while it runs is
+// stopped: its worker is killed and replaced.
 func (p *Pool) Submit(ctx context.Context, t *Task, done func([]Result, error)) {
 	if ctx == nil {
 		done(nil, errNilContext)
@@ -193,7 +220,13 @@ func (p *Pool) Submit(ctx context.Context, t *Task, done func([]Result, error)) 
 			msg.items[i].entries = t.entries[i]
 		}
 	}
-	p.submit(&poolTask{ctx: ctx, t: msg, deliver: func(rs []itemResult, err error) {
+	// A task whose only end is a Cancel may wait in a busy worker's
+	// socket: the tally withdraws it if it is cancelled there.
+	prefetch := ctx.Done() == nil
+	if tc, ok := ctx.(*taskCtx); ok && tc.cancelOnly {
+		prefetch = true
+	}
+	p.submit(&poolTask{ctx: ctx, t: msg, prefetch: prefetch, deliver: func(rs []itemResult, err error) {
 		if err != nil {
 			done(nil, err)
 			return
@@ -219,8 +252,11 @@ func (p *Pool) Workers() int {
 	return p.n
 }
 
-// breakPool records a failed replacement worker: every pending and later
-// task fails with err, and no worker is started again.
+// breakPool records a replacement worker that cannot be had (its
+// Initializer failed, or starts failed maxStartFails times in a row):
+// every pending and later task fails with err, and no worker is started
+// again. The caller is the replacement's goroutine, whose slot in live it
+// gives up.
 func (p *Pool) breakPool(err error) {
 	p.mu.Lock()
 	if p.state < poolBroken {
@@ -313,6 +349,13 @@ func (p *Pool) Terminate() error {
 		w.exiting = true
 		w.kill()
 	}
+	// Workers still starting (a replacement whose Initializer runs) are
+	// killed too; a replacement about to start, or waiting to retry,
+	// sees stop end and gives up.
+	for w := range p.starting {
+		w.kill()
+	}
+	p.halt()
 	p.checkExitedLocked()
 	p.mu.Unlock()
 	for _, pt := range pending {

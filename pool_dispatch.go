@@ -5,6 +5,7 @@ package multiproc
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/multiproc-go/multiproc/internal/spawn"
@@ -15,6 +16,7 @@ import (
 type inflight struct {
 	pt     *poolTask
 	ticket uint32
+	stop   func() bool // stops the watch on pt.ctx (nil: none)
 }
 
 // poolTask is one task of the queue: a function and its items (one for
@@ -24,23 +26,32 @@ type poolTask struct {
 	t       *task
 	deliver func(rs []itemResult, err error) // called exactly once
 	msg     []byte                           // t encoded, once
+	// prefetch: pt may wait in a busy worker's socket (ApplyAsync: its
+	// only deadline is a Cancel, and the worker never idles between
+	// such tasks). Other tasks with a ctx that can end wait in the queue,
+	// for whichever worker frees first.
+	prefetch bool
+	// withdrawn (guarded by Pool.mu): its ctx ended before its worker
+	// started it, and the tally says the worker never will; the worker
+	// answers it with no results.
+	withdrawn bool
 }
 
-// prefetch is how many tasks a worker may hold at once when none of them
-// can be cancelled.
+// prefetch is how many tasks a worker may hold at once when all of them
+// may be prefetched.
 const prefetch = 4
 
 // canQueue reports whether pt may be sent to w now: w is idle, or both
-// w's tasks and pt are of the kind nobody cancels.
+// w's tasks and pt may be prefetched.
 func canQueue(w *worker, pt *poolTask) bool {
 	if len(w.inflight) == 0 {
 		return true
 	}
-	if len(w.inflight) >= prefetch || pt.ctx.Done() != nil {
+	if len(w.inflight) >= prefetch || !pt.prefetch {
 		return false
 	}
 	for _, q := range w.inflight {
-		if q.pt.ctx.Done() != nil {
+		if !q.pt.prefetch {
 			return false
 		}
 	}
@@ -50,29 +61,74 @@ func canQueue(w *worker, pt *poolTask) bool {
 // assignLocked adds pt to w's tasks, counted as sent; the caller holds
 // p.mu and then calls dispatch.
 func (p *Pool) assignLocked(w *worker, pt *poolTask) {
-	w.inflight = append(w.inflight, inflight{pt, w.sent.Add(1) - 1})
+	in := inflight{pt: pt, ticket: w.sent.Add(1) - 1}
+	// When nobody waits for the result any more, withdraw the task, or
+	// stop the work rather than let it clog the pool. An AsyncResult's
+	// Cancel runs cancelTask before it returns; other ctxs, soon after
+	// they end.
+	if tc, ok := pt.ctx.(*taskCtx); ok {
+		in.stop = tc.onCancel(func() { p.cancelTask(w, pt) })
+	} else if pt.ctx.Done() != nil {
+		in.stop = context.AfterFunc(pt.ctx, func() { p.cancelTask(w, pt) })
+	}
+	w.inflight = append(w.inflight, in)
 	if len(w.inflight) == 1 {
 		p.watchHeadLocked(w)
+	} else if pt.ctx.Err() != nil {
+		p.cancelLocked(w, pt) // ended before onCancel: nothing will call it
 	}
 }
 
-// watchHeadLocked arms the timeout and the context watch of the task w
-// runs now (its first), which may be killed for either.
+// cancelTask stops pt, one of w's tasks, whose ctx has ended: it is
+// withdrawn if w has not started it, or else w is killed once pt is the
+// task it runs.
+func (p *Pool) cancelTask(w *worker, pt *poolTask) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cancelLocked(w, pt)
+}
+
+// cancelLocked is cancelTask with p.mu held.
+func (p *Pool) cancelLocked(w *worker, pt *poolTask) {
+	i := slices.IndexFunc(w.inflight, func(in inflight) bool { return in.pt == pt })
+	if i < 0 || pt.withdrawn {
+		return
+	}
+	if w.tally.withdraw(w.inflight[i].ticket) {
+		pt.withdrawn = true
+		return
+	}
+	if i == 0 {
+		p.killLocked(w, pt, pt.ctx.Err())
+	}
+	// Otherwise w started pt after the task before it, whose answer is
+	// on its way: watchHeadLocked kills w when it comes.
+}
+
+// watchHeadLocked arms the timeout of the task w runs now (its first),
+// which may be killed for it, and kills w if that task's ctx has ended
+// and w has started it.
 func (p *Pool) watchHeadLocked(w *worker) {
 	if len(w.inflight) == 0 {
 		return
 	}
 	pt := w.inflight[0].pt
+	if pt.withdrawn {
+		return // answered at once, never run
+	}
+	if pt.ctx.Err() != nil {
+		if w.tally.withdraw(w.inflight[0].ticket) {
+			pt.withdrawn = true
+		} else {
+			p.killLocked(w, pt, pt.ctx.Err())
+		}
+		return
+	}
 	if d := p.opts.TaskTimeout; d > 0 {
 		w.timer = time.AfterFunc(d, func() {
 			p.killWorker(w, pt, errorf("task %s ran past TaskTimeout %v; its worker %s (pid %d) was killed: %w",
 				pt.t.fn, d, w.name, w.c.pid, context.DeadlineExceeded))
 		})
-	}
-	if pt.ctx.Done() != nil {
-		// Nobody waits for the result any more: stop the work rather than
-		// let it clog the pool.
-		w.stopWait = context.AfterFunc(pt.ctx, func() { p.killWorker(w, pt, pt.ctx.Err()) })
 	}
 }
 
@@ -125,6 +181,9 @@ func (p *Pool) finishRefused(w *worker, pt *poolTask, err error) {
 	p.mu.Lock()
 	for i, q := range w.inflight {
 		if q.pt == pt {
+			if q.stop != nil {
+				q.stop()
+			}
 			w.inflight = append(w.inflight[:i], w.inflight[i+1:]...)
 			break
 		}

@@ -5,24 +5,24 @@ package multiproc
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/multiproc-go/multiproc/internal/futex"
 	"github.com/multiproc-go/multiproc/internal/shm"
 	"github.com/multiproc-go/multiproc/internal/spawn"
 )
 
-// worker is one worker process. Its fields after tally are guarded by
-// Pool.mu (sent is also atomic, read by dispatch), except the send
-// fields, which sendMu guards.
+// worker is one worker process. Its fields from tally on (tally is set
+// nil, and seg closed, when the worker is gone) are guarded by Pool.mu
+// (sent is also atomic, read by dispatch), except the send fields, which
+// sendMu guards.
 type worker struct {
 	c     *childProc
 	name  string
-	tally *shm.Segment  // word 0: tasks the worker has started
+	seg   *shm.Segment  // the tally's
+	tally *tally        // which of its tasks it started, or the pool withdrew
 	sent  atomic.Uint32 // tasks assigned to it: the next one's ticket
 
 	// Sends go out in the order tasks were assigned (the worker answers
@@ -40,43 +40,64 @@ type worker struct {
 	killFor  *poolTask // the task it was killed for, and why
 	killWhy  error
 	exiting  bool // sent MsgExit, or killed: takes no more tasks
-	stopWait func() bool
 	timer    *time.Timer
 }
 
-// startWorker spawns a worker and waits for its Initializer's outcome.
-func (p *Pool) startWorker() (*worker, error) {
+// startWorker spawns a worker and waits for its Initializer's outcome:
+// the worker, or initErr if the Initializer itself failed (it reported an
+// error or panicked: the user's code refused, which a retry would not
+// change), or err if the worker could not start or died while starting
+// (killed, out of descriptors, ...), which a retry may cure. While it
+// starts, the worker is in p.starting, where Terminate finds and kills
+// it; ctx ending (Terminate) stops the start handshake.
+func (p *Pool) startWorker(ctx context.Context) (w *worker, initErr, err error) {
 	name := fmt.Sprintf("PoolWorker-%d", p.workerSeq.Add(1))
-	tally, err := shm.Create("tally", 64)
+	tally, err := shm.Create("tally", tallySize)
 	if err != nil {
-		return nil, own(err)
+		return nil, nil, own(err)
 	}
 	t := *p.init
 	t.name = name
 	t.tally, t.tallyFd = true, tally.Fd()
-	c, err := spawnChild(context.Background(), name, true, true, &t, nil)
+	c, err := spawnChild(ctx, name, true, true, &t, nil)
+	// The worker has its own descriptor of the tally now (or none): the
+	// parent keeps only the mapping, unmapped when the worker is gone.
+	tally.CloseFd()
 	if err != nil {
 		tally.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	// serve hands each result to the goroutine waiting for it.
 	c.ctl.Spin.Handoff = true
-	w := &worker{c: c, name: name, tally: tally}
+	w = &worker{c: c, name: name, seg: tally, tally: tallyOf(tally.Bytes())}
 	w.sendCond.L = &w.sendMu
-	runtime.AddCleanup(w, func(s *shm.Segment) { s.Close() }, tally)
+	p.mu.Lock()
+	if p.state == poolTerminated {
+		p.mu.Unlock()
+		w.kill()
+		c.reap()
+		tally.Close()
+		return nil, nil, errorf("%w: terminated while %s started", ErrPoolClosed, name)
+	}
+	p.starting[w] = struct{}{}
+	p.mu.Unlock()
 	rs, err := w.recv()
+	p.mu.Lock()
+	delete(p.starting, w)
+	p.mu.Unlock()
 	if err == nil && len(rs) == 1 && rs[0].status == resultOK {
-		return w, nil
+		return w, nil, nil
 	}
 	if err != nil {
 		c.stopBroken(err)
 	}
 	w.kill()
 	code := c.reap()
+	tally.Close()
 	if err == nil && len(rs) == 1 {
-		return nil, errorf("pool Initializer failed in %s: %w", name, &RemoteError{Text: string(rs[0].data), Panic: rs[0].status == resultPanic})
+		return nil, errorf("pool Initializer failed in %s: %w", name, &RemoteError{Text: string(rs[0].data), Panic: rs[0].status == resultPanic}), nil
 	}
-	return nil, errorf("pool worker %s died while starting: %w", name, &ExitError{Name: name, Pid: c.pid, ExitCode: code, Message: c.why})
+	return nil, nil, errorf("pool worker %s died while starting: %w", name, &ExitError{Name: name, Pid: c.pid, ExitCode: code, Message: c.why})
 }
 
 // recv reads the worker's next result message.
@@ -95,15 +116,15 @@ func (w *worker) recv() ([]itemResult, error) {
 
 func (w *worker) kill() { w.c.cmd.Process.Kill() }
 
-// started reports how many tasks the worker has started.
-func (w *worker) started() uint32 {
-	return atomic.LoadUint32(futex.Word(w.tally.Bytes(), 0))
-}
-
 // killWorker kills w for pt's sake, if w still runs pt.
 func (p *Pool) killWorker(w *worker, pt *poolTask, why error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.killLocked(w, pt, why)
+}
+
+// killLocked is killWorker with p.mu held.
+func (p *Pool) killLocked(w *worker, pt *poolTask, why error) {
 	if len(w.inflight) == 0 || w.inflight[0].pt != pt || w.killFor != nil {
 		return
 	}
@@ -115,10 +136,6 @@ func (w *worker) disarm() {
 	if w.timer != nil {
 		w.timer.Stop()
 		w.timer = nil
-	}
-	if w.stopWait != nil {
-		w.stopWait()
-		w.stopWait = nil
 	}
 }
 
@@ -139,8 +156,10 @@ func (p *Pool) serve(w *worker) {
 		if len(w.inflight) > 0 {
 			pt = w.inflight[0].pt
 		}
+		// A withdrawn task is answered with no results.
+		inStep := pt != nil && (len(rs) == len(pt.t.items) || len(rs) == 0 && pt.withdrawn)
 		p.mu.Unlock()
-		if pt == nil || len(rs) != len(pt.t.items) {
+		if !inStep {
 			// Out of step: replace it.
 			w.c.stopBroken(errorf("%w: %d results where %d were due", spawn.ErrCorrupt, len(rs), pendingItems(pt)))
 			break
@@ -156,10 +175,18 @@ func (p *Pool) finish(w *worker, pt *poolTask, rs []itemResult) {
 	p.mu.Lock()
 	w.disarm()
 	if len(w.inflight) > 0 && w.inflight[0].pt == pt {
+		if stop := w.inflight[0].stop; stop != nil {
+			stop()
+		}
 		w.inflight[0] = inflight{}
 		w.inflight = w.inflight[1:]
 	}
-	w.tasks++
+	var err error
+	if pt.withdrawn {
+		err = pt.ctx.Err()
+	} else {
+		w.tasks++
+	}
 	if max := p.opts.MaxTasksPerChild; max > 0 && w.tasks+len(w.inflight) >= max {
 		w.exiting = true
 	}
@@ -179,7 +206,11 @@ func (p *Pool) finish(w *worker, pt *poolTask, rs []itemResult) {
 	exit := w.exiting && len(w.inflight) == 0 && w.killFor == nil
 	p.watchHeadLocked(w)
 	p.mu.Unlock()
-	pt.deliver(rs, nil)
+	if err != nil {
+		pt.deliver(nil, err)
+	} else {
+		pt.deliver(rs, nil)
+	}
 	failSkipped(skipped)
 	if exit {
 		w.c.ctl.Send(spawn.MsgExit, nil, nil)
@@ -207,27 +238,35 @@ func (p *Pool) gone(w *worker, code int) {
 	// The worker ran its tasks in order: answered ones are gone from
 	// inflight; of the rest, the first it started (if any) died with it,
 	// and those it never started go back to the head of the queue.
-	started := w.started()
 	var failed []*poolTask
 	var fails []error
 	var requeue []*poolTask
 	for _, in := range w.inflight {
 		pt := in.pt
+		if in.stop != nil {
+			in.stop()
+		}
 		switch {
 		case w.killFor == pt:
 			failed, fails = append(failed, pt), append(fails, w.killWhy)
+		case pt.withdrawn:
+			failed, fails = append(failed, pt), append(fails, pt.ctx.Err())
 		case p.state == poolTerminated:
 			failed, fails = append(failed, pt), append(fails, errorf("%w: terminated while %s ran", ErrPoolClosed, pt.t.fn))
 		case p.state == poolBroken:
 			// No worker will start again to take it.
 			failed, fails = append(failed, pt), append(fails, p.broken)
-		case in.ticket >= started:
+		case !w.tally.started(in.ticket):
 			requeue = append(requeue, pt)
 		default:
 			failed, fails = append(failed, pt), append(fails, errorf("%w: %w (running %s)", ErrWorkerDied, exitErr, pt.t.fn))
 		}
 	}
 	w.inflight = nil
+	// Nothing reads the tally any more: cancelTask and killLocked find no
+	// task in inflight once it is cleared, under p.mu.
+	w.tally = nil
+	w.seg.Close()
 	p.pending = append(requeue, p.pending...)
 	p.live--
 	replace := p.state == poolOpen || (p.state == poolClosed && len(p.pending) > 0)
@@ -244,12 +283,58 @@ func (p *Pool) gone(w *worker, code int) {
 	}
 }
 
-// replace starts a worker in place of one that is gone.
+// Replacement starts that fail (the worker dies or cannot be spawned)
+// are retried after a pause that doubles from startBackoff up to
+// maxStartBackoff; after maxStartFails failures in a row, with no worker
+// started in between for startPatience or more, the pool breaks with the
+// last one's error. (The time keeps a burst of kills, which can fail
+// several replacements of a large pool at once, from breaking it.)
+const (
+	startBackoff    = 10 * time.Millisecond
+	maxStartBackoff = time.Second
+	maxStartFails   = 8
+	startPatience   = 2 * time.Second
+)
+
+// replace starts a worker in place of one that is gone. A replacement
+// whose Initializer fails breaks the pool at once; one that dies while it
+// starts (it was killed, or the machine is short of processes or
+// descriptors) is retried with backoff, as long as the pool still needs
+// it.
 func (p *Pool) replace() {
-	w, err := p.startWorker()
-	if err != nil {
-		p.breakPool(err)
-		return
+	var w *worker
+	for attempt := 0; ; attempt++ {
+		var initErr, err error
+		w, initErr, err = p.startWorker(p.stop)
+		if initErr != nil {
+			p.breakPool(initErr)
+			return
+		}
+		p.mu.Lock()
+		if err == nil {
+			p.startFails, p.lastStart = 0, time.Now()
+			p.mu.Unlock()
+			break
+		}
+		if p.state >= poolBroken || (p.state == poolClosed && len(p.pending) == 0) {
+			// Nobody needs the worker any more.
+			p.live--
+			p.checkExitedLocked()
+			p.mu.Unlock()
+			return
+		}
+		p.startFails++
+		fails := p.startFails
+		giveUp := fails >= maxStartFails && time.Since(p.lastStart) >= startPatience
+		p.mu.Unlock()
+		if giveUp {
+			p.breakPool(errorf("%d pool worker starts in a row failed, the last: %w", fails, err))
+			return
+		}
+		select {
+		case <-time.After(min(startBackoff<<attempt, maxStartBackoff)):
+		case <-p.stop.Done():
+		}
 	}
 	p.mu.Lock()
 	if p.state >= poolBroken {
@@ -257,6 +342,7 @@ func (p *Pool) replace() {
 		p.mu.Unlock()
 		w.kill()
 		w.c.reap()
+		w.seg.Close()
 		p.mu.Lock()
 		p.checkExitedLocked()
 		p.mu.Unlock()

@@ -120,8 +120,9 @@ func NewProcess(r Runner) *Process {
 // Start starts the child and returns once it has answered the start
 // handshake and received its task. A second Start fails with ErrStarted.
 // Start is StartContext with no deadline of its own: it waits at most
-// HelloTimeout (10 s, for a slow, loaded machine; a healthy child answers
-// in milliseconds) for the child's answer. If the child does not answer —
+// 10 s (for a slow, loaded machine; a healthy child answers in
+// milliseconds) for the child's answer; StartContext sets a bound of
+// one's own. If the child does not answer —
 // most often because the program's main does not call Main first — Start
 // kills it and returns an error matching ErrNoMain; a child that dies by a
 // signal before it answers is an *ExitError with that signal.

@@ -5,7 +5,6 @@ package multiproc
 import (
 	"encoding/binary"
 
-	"github.com/multiproc-go/multiproc/internal/futex"
 	"github.com/multiproc-go/multiproc/internal/handle"
 	"github.com/multiproc-go/multiproc/internal/shm"
 	"golang.org/x/sys/unix"
@@ -113,7 +112,11 @@ func parseTask(b []byte, fds []int) (*task, error) {
 		if err != nil {
 			return fail(err)
 		}
-		child.tally.Store(futex.Word(seg.Bytes(), 0)) // mapped for the rest of the worker's life
+		if seg.Size() < tallySize {
+			seg.Close()
+			return fail(newError("a pool worker's tally is too small"))
+		}
+		child.tally.Store(tallyOf(seg.Bytes())) // mapped for the rest of the worker's life
 	}
 	r := handle.NewReader(b[2:])
 	t.fn = r.String()

@@ -20,10 +20,10 @@ type Scalar interface {
 	~int8 | ~int16 | ~int32 | ~int64 | ~int | ~uint8 | ~uint16 | ~uint32 | ~uint64 | ~uint | ~uintptr | ~float32 | ~float64
 }
 
-// Layout of the segment behind a Value or Array: the lock word on its own
-// cache line, then (Array) the length, then the data.
+// Layout of the segment behind a Value or Array: the lock word at offset
+// 0 (the object's base, where xlock finds it) on its own cache line, then
+// (Array) the length, then the data.
 const (
-	offLock = 0
 	offLen  = 64
 	offData = 128
 )

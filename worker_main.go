@@ -3,8 +3,6 @@
 package multiproc
 
 import (
-	"sync/atomic"
-
 	"github.com/multiproc-go/multiproc/internal/spawn"
 )
 
@@ -19,15 +17,21 @@ func workerMain(ctl *spawn.Ctl, setup *task) int {
 		return 1
 	}
 	var buf []byte
-	for {
+	for ticket := uint32(0); ; ticket++ {
 		t, ok := recvTask(ctl)
 		if !ok {
 			finishChildren()
 			return 0
 		}
-		if w := child.tally.Load(); w != nil {
-			atomic.AddUint32(w, 1) // started: the pool may no longer rerun it
+		if tl := child.tally.Load(); tl != nil && !tl.claim(ticket) {
+			// Withdrawn by the pool (cancelled): answered with no results.
+			t.imports.Close()
+			if err := ctl.Send(spawn.MsgResult, appendResults(buf[:0], nil), nil); err != nil {
+				return 1
+			}
+			continue
 		}
+		// Claimed: the pool may no longer withdraw or rerun it.
 		rs := runTask(t)
 		buf = appendResults(buf[:0], rs)
 		if err := ctl.Send(spawn.MsgResult, buf, nil); err != nil {

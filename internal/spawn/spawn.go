@@ -47,9 +47,7 @@ const (
 	MsgHello  byte = 1 + iota // child → parent: protocol, pid
 	MsgTask                   // parent → child: what to run, with its handles' fds
 	MsgResult                 // child → parent: the outcome of one task
-	MsgCancel                 // parent → child: nobody waits for the running task any more
 	MsgExit                   // parent → worker: finish and exit
-	MsgFds                    // parent → worker: descriptors for the next task
 )
 
 type startReq struct {
