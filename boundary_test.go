@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -486,16 +487,26 @@ func childPids() []int {
 func TestStartAtDescriptorLimit(t *testing.T) {
 	ctx := testCtx(t, 120*time.Second)
 	cmd := exec.CommandContext(ctx, "/proc/self/exe", "-test.run=^$")
-	cmd.Env = append(os.Environ(), "MULTIPROC_TEST_FDLIMIT=1")
+	cmd.Env = append(os.Environ(), "MULTIPROC_TEST_FDLIMIT=1", fmt.Sprintf("MULTIPROC_TEST_FDLIMIT_ROUNDS=%d", *fdLimitRounds))
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "done") || strings.Contains(string(out), "bad file descriptor") {
 		t.Fatalf("%v\n%s", err, out)
 	}
 }
 
+// fdLimitRounds is how many rounds of 300 concurrent Starts
+// TestStartAtDescriptorLimit's helper runs. A round is about 6 s under
+// -race; two keep the suite within its budget, and -fdlimit.rounds=N tries
+// harder.
+var fdLimitRounds = flag.Int("fdlimit.rounds", 2, "rounds of 300 concurrent Starts in TestStartAtDescriptorLimit")
+
 // fdLimitHelper runs in a helper process: rounds of 300 concurrent Starts
 // under RLIMIT_NOFILE 100, printing the errors that are not EMFILE.
 func fdLimitHelper() int {
+	rounds, err := strconv.Atoi(os.Getenv("MULTIPROC_TEST_FDLIMIT_ROUNDS"))
+	if err != nil || rounds < 1 {
+		rounds = 2
+	}
 	lim := syscall.Rlimit{Cur: 100, Max: 100}
 	var old syscall.Rlimit
 	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old)
@@ -507,7 +518,7 @@ func fdLimitHelper() int {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Second)
 	defer cancel()
 	var mu sync.Mutex
-	for range 5 {
+	for range rounds {
 		var wg sync.WaitGroup
 		for range 300 {
 			wg.Add(1)
