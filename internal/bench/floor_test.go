@@ -122,8 +122,11 @@ var floorTarget = []string{"/bin/echo", "floor"}
 // (once per test binary), with an exec target, and finds every scenario's
 // floor in its output.
 func TestRunFloorQuick(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: the floor program takes 30 s or more")
+	// The floor program measures for 30–50 s whatever the test's size, on
+	// both CPUs: more than the whole suite's budget allows. CI runs it as a
+	// step of its own (MULTIPROC_TEST_FLOOR=1 in .ci/run).
+	if os.Getenv("MULTIPROC_TEST_FLOOR") != "1" {
+		t.Skip("the floor program takes 30 s or more: set MULTIPROC_TEST_FLOOR=1 to run it")
 	}
 	if _, err := FindCC(""); err != nil {
 		t.Skipf("no floor without a C compiler: %v", err)
