@@ -262,7 +262,7 @@ var ErrNotConnected = errors.New("multiproc: cluster: not connected to the NATS 
 // has not started, and stopped (its worker killed) if it runs.
 func (c *Cluster) Submit(ctx context.Context, t *multiproc.Task, done func([]multiproc.Result, error)) {
 	if t.Shared() {
-		done(nil, fmt.Errorf("%w: a cluster task of %s carries a *Value, *Array, *Queue, *Conn, lock or the like, which only a Pool on this machine can pass", multiproc.ErrShared, t.Func))
+		done(nil, fmt.Errorf("multiproc: cluster: %w: a task of %s carries a *Value, *Array, *Queue, *Conn, lock or the like, which only a Pool on this machine can pass", multiproc.ErrShared, t.Func))
 		return
 	}
 	if err := ctx.Err(); err != nil {
