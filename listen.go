@@ -102,7 +102,7 @@ type Listener struct {
 	rejected atomic.Int64
 	offered  atomic.Int32 // connections authenticated and waiting for Accept (Wait's readiness)
 
-	mu       sync.Mutex
+	mu       sync.Mutex                 // guards room through loopErr below
 	room     sync.Cond                  // on mu: signalled when pending drops or closed is closed
 	pending  int                        // connections held: handshakes and authenticated ones not yet accepted (≤ cfg.MaxPending)
 	inflight map[net.Conn]*list.Element // connections in their handshake, closed by Close; the Element is in oldest

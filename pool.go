@@ -67,7 +67,7 @@ type Pool struct {
 	n    int
 	init *task // the workers' setup task
 
-	mu      sync.Mutex
+	mu      sync.Mutex  // guards pending through exited below
 	pending []*poolTask // queued, oldest first
 	idle    []*worker
 	workers map[*worker]struct{} // alive, busy or idle
