@@ -50,6 +50,12 @@ func pipes(t *testing.T, n int) (rs, ws []*multiproc.Conn) {
 	return rs, ws
 }
 
+// onePipe is one pipe of pipes.
+func onePipe(t *testing.T) (r, w *multiproc.Conn) {
+	rs, ws := pipes(t, 1)
+	return rs[0], ws[0]
+}
+
 func asWaitables[T multiproc.Waitable](xs []T) []multiproc.Waitable {
 	out := make([]multiproc.Waitable, len(xs))
 	for i, x := range xs {
@@ -64,12 +70,7 @@ func TestWaitManyConns(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	rs, ws := pipes(t, 1000)
-	goR, goW, err := multiproc.Pipe(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer goR.Close()
-	defer goW.Close()
+	goR, goW := onePipe(t)
 	const k = 617
 	p := start(t, sendAfter.Process(sendAfterJob{Go: goR, Out: ws[k], Msg: "hello"}))
 	objs := asWaitables(rs)
@@ -179,12 +180,7 @@ func TestWaitWokenByClose(t *testing.T) {
 func TestWaitProcessAndListener(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	r, w, err := multiproc.Pipe(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	defer w.Close()
+	r, w := onePipe(t)
 	p := waitForWord.Process(r)
 	done := p.Done()
 	select {
@@ -256,12 +252,7 @@ func TestWaitProcessAndListener(t *testing.T) {
 func TestWaitKilledChild(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	r, w, err := multiproc.Pipe(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	defer w.Close()
+	r, _ := onePipe(t) // the child waits on it for ever: it is killed
 	p := start(t, waitForWord.Process(r))
 	rs, _ := pipes(t, 4)
 	done := make(chan []multiproc.Waitable, 1)
@@ -289,12 +280,7 @@ func TestWaitKilledChild(t *testing.T) {
 func TestWaitBadObjects(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	r, w, err := multiproc.Pipe(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	defer w.Close()
+	r, w := onePipe(t)
 	var nilConn *multiproc.Conn
 	for _, tc := range []struct {
 		name string
