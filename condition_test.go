@@ -259,3 +259,80 @@ func TestConditionInPoolTask(t *testing.T) {
 		t.Fatalf("the pool task's Wait: %d, %v", v, err)
 	}
 }
+
+type tokenJob struct {
+	C          *multiproc.Condition
+	Tokens     *multiproc.Value[int64] // put by the parent, one per Notify(1)
+	Taken      *multiproc.Value[int64]
+	Goroutines int
+	Total      int64
+}
+
+// takeTokens runs j.Goroutines consumers, each taking tokens one at a
+// time under the Condition's lock until j.Total were taken in all.
+func takeTokens(ctx context.Context, j tokenJob) error {
+	errs := make(chan error, j.Goroutines)
+	for range j.Goroutines {
+		go func() {
+			j.C.Lock()
+			defer j.C.Unlock()
+			for j.Taken.Load() < j.Total {
+				if j.Tokens.Load() == 0 {
+					if err := j.C.Wait(ctx); err != nil {
+						errs <- err
+						return
+					}
+					continue
+				}
+				j.Tokens.Add(-1)
+				if j.Taken.Add(1) == j.Total {
+					j.C.NotifyAll() // the others end their loop
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range j.Goroutines {
+		if err := <-errs; err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var condTakeTokens = multiproc.Register("test.condTakeTokens", func(ctx context.Context, j tokenJob) (int, error) {
+	return 0, takeTokens(ctx, j)
+})
+
+// Tokens handed out one at a time with Notify(1) to consumers in two
+// processes, several goroutines in each (some queued at this process's
+// gate while one sleeps in the kernel): every token is taken. A lost
+// wake-up leaves a token with every consumer asleep, until the deadline.
+func TestConditionNotifyOneManyGoroutines(t *testing.T) {
+	ctx := testCtx(t, 30*time.Second)
+	c := newCondition(t, nil)
+	tokens, _ := multiproc.NewValue[int64](0)
+	taken, _ := multiproc.NewValue[int64](0)
+	defer tokens.Close()
+	defer taken.Close()
+	const total = 300
+	j := tokenJob{C: c, Tokens: tokens, Taken: taken, Goroutines: 3, Total: total}
+	p := start(t, condTakeTokens.Process(j))
+	local := make(chan error, 1)
+	go func() { local <- takeTokens(ctx, j) }()
+	for range total {
+		c.Lock()
+		tokens.Add(1)
+		c.Notify(1)
+		c.Unlock()
+	}
+	if err := <-local; err != nil {
+		t.Fatalf("%v with %d of %d tokens taken", err, taken.Load(), total)
+	}
+	if err := p.Join(ctx); err != nil {
+		t.Fatalf("%v with %d of %d tokens taken", err, taken.Load(), total)
+	}
+	if taken.Load() != total || tokens.Load() != 0 {
+		t.Fatalf("%d tokens taken, %d left", taken.Load(), tokens.Load())
+	}
+}

@@ -32,7 +32,11 @@ var errTaskDone = newError("JoinableQueue.TaskDone called more times than items 
 // its item's task unfinished for good: Join then waits until its ctx
 // ends and returns ctx's error, as Python's join hangs. A supervisor that
 // knows the item was lost (it saw the consumer die) may call TaskDone in
-// its stead; Join returns once the count reaches zero.
+// its stead; Join returns once the count reaches zero. Likewise, a
+// producer killed inside Put, after counting its task and before its item
+// was stored, leaves one task counted that no consumer will finish (the
+// count goes up before the item is visible, so that a TaskDone can never
+// find it short).
 //
 // It travels to children and pool tasks as Queue does (a Func argument,
 // or an exported field of one) and is the same queue there, count

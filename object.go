@@ -13,8 +13,10 @@ import (
 	"github.com/multiproc-go/multiproc/internal/shm"
 )
 
-// object is what a Value, Array, Lock, Semaphore, Event and Barrier hold
-// of their shared segment in this process. base is the mapping's start,
+// object is what a Value, Array, Lock, Semaphore, Event, Barrier and
+// Condition hold of their shared segment in this process (and a
+// JoinableQueue of the segment of its count). How their calls wait is in
+// object_wait.go. base is the mapping's start,
 // nil in a zero value and once closed: every method loads it first, and
 // that one load is all a Load or Store pays for knowing it may go on.
 // A goroutine that loaded base just before another closed the object may

@@ -11,7 +11,7 @@ import (
 // shareable is implemented by the pointer of every type that travels to
 // another process as the same object (its descriptors passed with
 // SCM_RIGHTS) rather than as a copy: Value, Array, Lock, Semaphore,
-// Event, Barrier, Conn and Queue. The methods are unexported so that
+// Event, Barrier, Condition, Conn, Queue and JoinableQueue. The methods are unexported so that
 // they are no part of the public API; internal/handle reaches them
 // through the hooks set below.
 type shareable interface {

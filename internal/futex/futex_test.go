@@ -233,3 +233,63 @@ func TestSemaMax(t *testing.T) {
 		t.Fatalf("Release past the maximum: count %d", w[0])
 	}
 }
+
+func TestBarrierAbortReset(t *testing.T) {
+	w := words(2)
+	b := Barrier{W: &w[0], Parties: 3, Reset: &w[1], Pids: make([]uint64, 3)}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	errs := make(chan error, 3)
+	wait := func(n int) {
+		for range n {
+			go func() { errs <- b.Wait(ctx) }()
+		}
+		for b.Waiting() != n {
+			if ctx.Err() != nil {
+				t.Fatalf("Waiting = %d, want %d", b.Waiting(), n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// Reset with two waiters blocked: both see a broken round, not a
+	// passed one; the barrier is whole again after.
+	wait(2)
+	b.ResetBarrier()
+	for range 2 {
+		if err := <-errs; !errors.Is(err, ErrBroken) {
+			t.Fatalf("waiter across Reset = %v", err)
+		}
+	}
+	if b.Broken() || b.Waiting() != 0 {
+		t.Fatalf("after Reset: broken %v, waiting %d", b.Broken(), b.Waiting())
+	}
+	// A whole round passes after the Reset.
+	wait(2)
+	if err := b.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Abort breaks the waiters and every later Wait until Reset.
+	wait(1)
+	b.Abort()
+	if err := <-errs; !errors.Is(err, ErrBroken) {
+		t.Fatalf("waiter across Abort = %v", err)
+	}
+	if err := b.Wait(ctx); !errors.Is(err, ErrBroken) {
+		t.Fatalf("Wait after Abort = %v", err)
+	}
+	b.ResetBarrier()
+	wait(2)
+	if err := b.Wait(ctx); err != nil {
+		t.Fatalf("a round after Abort and Reset: %v", err)
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
