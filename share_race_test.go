@@ -93,15 +93,10 @@ func TestPassWhileClosing(t *testing.T) {
 		if f := <-opened; f != nil {
 			f.Close()
 		}
-		switch {
-		case err == nil && got == "right":
+		if passedRound(ctx, t, i, got, err, "the Conn's message or ErrClosed") {
 			passed++
-		case err != nil && errors.Is(err, multiproc.ErrClosed):
+		} else {
 			refused++
-		case ctx.Err() != nil:
-			t.Fatalf("round %d: %v", i, err)
-		default:
-			t.Fatalf("round %d: the task got %q, %v: want the Conn's message or ErrClosed", i, got, err)
 		}
 	}
 	t.Logf("%d passed, %d refused as closed", passed, refused)
@@ -154,16 +149,29 @@ func TestPassSharedWhileClosing(t *testing.T) {
 		for _, f := range <-opened {
 			f.Close()
 		}
-		switch {
-		case err == nil && got == "right":
+		if passedRound(ctx, t, i, got, err, "the objects or ErrClosed") {
 			passed++
-		case err != nil && errors.Is(err, multiproc.ErrClosed):
+		} else {
 			refused++
-		case ctx.Err() != nil:
-			t.Fatalf("round %d: %v", i, err)
-		default:
-			t.Fatalf("round %d: the task got %q, %v: want the objects or ErrClosed", i, got, err)
 		}
 	}
 	t.Logf("%d passed, %d refused as closed", passed, refused)
+}
+
+// passedRound judges one round of a pass racing a Close: the task got the
+// object ("right", true) or was refused as closed (false); anything else
+// fails the test.
+func passedRound(ctx context.Context, t *testing.T, i int, got string, err error, want string) bool {
+	t.Helper()
+	switch {
+	case err == nil && got == "right":
+		return true
+	case err != nil && errors.Is(err, multiproc.ErrClosed):
+		return false
+	case ctx.Err() != nil:
+		t.Fatalf("round %d: %v", i, err)
+	default:
+		t.Fatalf("round %d: the task got %q, %v: want %s", i, got, err, want)
+	}
+	return false
 }
