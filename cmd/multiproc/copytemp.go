@@ -99,7 +99,8 @@ func parseTempName(name string) (pid int, start uint64, ok bool) {
 		return 0, 0, false
 	}
 	for _, p := range parts {
-		if p == "" || len(p) > 19 || strings.TrimLeft(p, "0123456789") != "" {
+		// Only the canonical form tempName writes: digits, no leading zero.
+		if p == "" || len(p) > 19 || strings.TrimLeft(p, "0123456789") != "" || (len(p) > 1 && p[0] == '0') {
 			return 0, 0, false
 		}
 	}

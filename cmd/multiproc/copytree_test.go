@@ -625,7 +625,7 @@ func TestParseTempName(t *testing.T) {
 	if n := filepath.Base(tempName("/d/" + long)); len(n) > 255 {
 		t.Errorf("the temporary name of a 255-byte name has %d bytes", len(n))
 	}
-	for _, bad := range []string{"file", ".file.multiproc-", ".f.multiproc-1-2", ".f.multiproc-a-2-3", ".f.multiproc-0-2-3", "f.multiproc-1-2-3", ".f.multiproc-1-2-3-4", ".f.multiproc--1-2-3"} {
+	for _, bad := range []string{"file", ".file.multiproc-", ".f.multiproc-1-2", ".f.multiproc-a-2-3", ".f.multiproc-0-2-3", "f.multiproc-1-2-3", ".f.multiproc-1-2-3-4", ".f.multiproc--1-2-3", ".f.multiproc-01-2-3", ".f.multiproc-1-02-3"} {
 		if _, _, ok := parseTempName(bad); ok {
 			t.Errorf("%q parsed as a temporary name", bad)
 		}
@@ -636,6 +636,7 @@ func FuzzParseTempName(f *testing.F) {
 	f.Add(".file.multiproc-12-345-6")
 	f.Add(".multiproc-1-1-1")
 	f.Add(".a.multiproc-99999999999999999999-1-1")
+	f.Add(".multiproc-00000000000001-0-0") // leading zeros: tempName never writes them
 	f.Fuzz(func(t *testing.T, name string) {
 		pid, start, ok := parseTempName(name)
 		if ok && (pid <= 0 || !strings.Contains(name, fmt.Sprintf("%s%d-%d-", tempMark, pid, start))) {
