@@ -344,7 +344,8 @@ func (c *Conn) Close() error {
 	if c == nil || c.fd == nil {
 		return errZeroConn
 	}
-	c.fd.Close()  // a second Close finds it closed: fine
+	c.fd.Close() // a second Close finds it closed: fine
+	connEvents.Add(1)
 	wakeWaiters() // a Wait on c sees it closed
 	return nil
 }

@@ -99,7 +99,12 @@ func (c *Conn) readFrameContext(ctx context.Context, buf []byte) ([]byte, error)
 	c.rd.c, c.rd.ctx = c, ctx
 	b, err := c.fr.Next(&c.rd, c.max.Load(), buf)
 	c.rd.ctx = nil
-	c.held.Store(c.fr.Partial())
+	if partial := c.fr.Partial(); c.held.Swap(partial) != partial && partial {
+		// Bytes now wait here, where epoll cannot see them: a Wait must
+		// look at this Conn's held flag again (see connEvents).
+		connEvents.Add(1)
+		wakeWaiters()
+	}
 	// Whatever the error, fr has kept the part of a message read so far,
 	// so the stream stays in step: a receive cut short by its context goes
 	// on with the next one; an over-long or malformed header, or a message

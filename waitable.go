@@ -52,8 +52,10 @@ func Wait(ctx context.Context, objs ...Waitable) ([]Waitable, error) {
 	}
 	w := waitSet{objs: objs}
 	defer w.done()
-	if err := w.prepare(); err != nil {
-		return nil, err
+	if !w.reuse() {
+		if err := w.prepare(); err != nil {
+			return nil, err
+		}
 	}
 	if ready, err := w.scan(); ready != nil || err != nil {
 		return ready, err
@@ -90,8 +92,44 @@ type waitSet struct {
 	ready  []Waitable // scratch for look
 }
 
+// reuse takes a kept epoll set (spareSets) whose Conns are exactly objs,
+// in order, and that found none of them closed or holding part of a
+// message with nothing of the kind since (connEvents): objs were checked
+// when the set was made, so they need no look one by one. A server that
+// waits on the same thousand Conns in a loop pays for a look at each only
+// when one of them changed in a way epoll does not report.
+func (w *waitSet) reuse() bool {
+	if len(w.objs) == 0 {
+		return false
+	}
+	ev := connEvents.Load()
+	spareSets.Lock()
+	defer spareSets.Unlock()
+	for i := len(spareSets.list) - 1; i >= 0; i-- {
+		ep := spareSets.list[i]
+		if !ep.cleanAt(ev) || len(ep.key) != len(w.objs) || !sameConns(ep.key, w.objs) {
+			continue
+		}
+		spareSets.list = slices.Delete(spareSets.list, i, i+1)
+		w.ep, w.conns = ep, ep.key
+		return true
+	}
+	return false
+}
+
+// sameConns reports whether objs are the Conns of key, in order.
+func sameConns(key []*Conn, objs []Waitable) bool {
+	for i, o := range objs {
+		if c, ok := o.(*Conn); !ok || c != key[i] {
+			return false
+		}
+	}
+	return true
+}
+
 func (w *waitSet) prepare() error {
 	var seen map[Waitable]bool
+	w.conns = make([]*Conn, 0, len(w.objs))
 	for _, o := range w.objs {
 		if isNilWaitable(o) {
 			return errorf("%w: Wait on a nil object", ErrNotInitialized)
@@ -154,16 +192,44 @@ func (w *waitSet) look(msec int) ([]Waitable, error) {
 			}
 			w.ep = ep
 		}
-		polled, err := w.ep.wait(msec)
+		ep := w.ep
+		n, err := ep.wait(msec)
 		if err != nil {
 			return nil, err
 		}
-		for i, c := range w.ep.conns {
-			// The kernel's side came from epoll; what this process holds
-			// (part of a message read, or the Conn closed) is looked at here.
-			if polled[i] || c.held.Load() || c.fd.Closed() {
-				w.ready = append(w.ready, c)
+		// Read after the wait: an event counted later rings this Wait (or
+		// is seen by its next look), one counted before is seen here.
+		ev := connEvents.Load()
+		if ep.cleanAt(ev) {
+			// Nothing held or closed since the last full look: epoll's
+			// list is the whole answer, and this look costs what it
+			// reports, not what the set watches.
+			for _, e := range ep.events[:n] {
+				if e.Fd != ringData && int(e.Fd) < len(ep.conns) {
+					w.ready = append(w.ready, ep.conns[e.Fd])
+				}
 			}
+		} else {
+			clear(ep.polled)
+			for _, e := range ep.events[:n] {
+				if e.Fd != ringData && int(e.Fd) < len(ep.polled) {
+					ep.polled[e.Fd] = true
+				}
+			}
+			clean := true
+			for i, c := range ep.conns {
+				// The kernel's side came from epoll; what this process
+				// holds (part of a message read, or the Conn closed) is
+				// looked at here.
+				held, closed := c.held.Load(), c.fd.Closed()
+				if held || closed {
+					clean = false
+				}
+				if ep.polled[i] || held || closed {
+					w.ready = append(w.ready, c)
+				}
+			}
+			ep.clean, ep.cleanEv = clean, ev
 		}
 	}
 	for _, o := range w.others {
@@ -264,7 +330,24 @@ type epollSet struct {
 	conns  []*Conn // the Conns watched, each once; a Conn's events carry its index
 	events []unix.EpollEvent
 	polled []bool
+
+	// clean says that a look at connEvents == cleanEv found none of conns
+	// closed or holding part of a message.
+	clean   bool
+	cleanEv uint64
 }
+
+// cleanAt reports whether none of ep's Conns is closed or holds part of a
+// message, connEvents being ev.
+func (ep *epollSet) cleanAt(ev uint64) bool { return ep.clean && ep.cleanEv == ev }
+
+// connEvents counts what can make a Conn ready without epoll knowing: a
+// Conn closed in this process, or part of a message left held in one (a
+// receive cut short). Both are counted before they ring the blocked Waits
+// (wakeWaiters). A set that found none of its Conns closed or holding
+// anything while the count was ev need not look at them one by one while
+// it still is.
+var connEvents atomic.Uint64
 
 // ringData marks the eventfd's events (a Conn's are its index).
 const ringData = -1
@@ -313,22 +396,21 @@ func newEpollSet(key []*Conn) (*epollSet, error) {
 	return ep, nil
 }
 
-// wait waits up to msec for readiness and reports, per Conn, whether the
-// kernel says it is readable (or at its end); a ring is taken.
-func (ep *epollSet) wait(msec int) ([]bool, error) {
-	clear(ep.polled)
+// wait waits up to msec for readiness and returns how many of ep.events
+// it filled: the Conns the kernel says are readable (or at their end), by
+// index, and maybe the ring (ringData), which is taken.
+func (ep *epollSet) wait(msec int) (int, error) {
 	n, err := unix.EpollWait(ep.epfd, ep.events, msec)
 	if err != nil && err != unix.EINTR {
-		return nil, errorf("Wait: epoll_wait: %w", err)
+		return 0, errorf("Wait: epoll_wait: %w", err)
 	}
-	for _, e := range ep.events[:max(n, 0)] {
+	n = max(n, 0)
+	for _, e := range ep.events[:n] {
 		if e.Fd == ringData {
 			ep.waiter.drain()
-		} else if int(e.Fd) < len(ep.polled) {
-			ep.polled[e.Fd] = true
 		}
 	}
-	return ep.polled, nil
+	return n, nil
 }
 
 func (ep *epollSet) close() {
@@ -375,13 +457,16 @@ func getEpollSet(key []*Conn) (*epollSet, error) {
 }
 
 func putEpollSet(ep *epollSet) {
-	for _, c := range ep.conns {
-		if c.fd.Closed() {
-			ep.close()
-			return
+	if !ep.cleanAt(connEvents.Load()) {
+		for _, c := range ep.conns {
+			if c.fd.Closed() {
+				ep.close()
+				return
+			}
 		}
 	}
-	ep.waiter.drain() // a ring after the last look: the next Wait starts clean
+	// A ring after the last look stays: the next Wait on the set takes it
+	// at its first look, which costs less than a read here every time.
 	spareSets.Lock()
 	spareSets.list = append(spareSets.list, ep)
 	var old *epollSet

@@ -302,3 +302,62 @@ func TestWaitBadObjects(t *testing.T) {
 		t.Error("Wait(nil ctx) did not fail")
 	}
 }
+
+// Part of a message read by a receive cut short stays in the Conn, where
+// epoll cannot see it: a Wait on the same Conns as before (which reuses
+// what it learned of them) still returns that Conn, and stops returning
+// it once the message is received whole.
+func TestWaitHeldPartOfMessage(t *testing.T) {
+	ctx := testCtx(t, 20*time.Second)
+	c, raw := rawPair(t)
+	rs, _ := pipes(t, 3)
+	objs := []multiproc.Waitable{rs[0], c, rs[1], rs[2]}
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	for range 2 { // the second Wait reuses the first one's look
+		if got, err := multiproc.Wait(done, objs...); !errors.Is(err, context.Canceled) || got != nil {
+			t.Fatalf("Wait with nothing ready = %v, %v; want nil, Canceled", got, err)
+		}
+	}
+	msg := framed([]byte("hello, part by part"))
+	if _, err := raw.Write(msg[:7]); err != nil {
+		t.Fatal(err)
+	}
+	// Receive until the receive gives up with the 7 bytes read and held.
+	for {
+		if ctx.Err() != nil {
+			t.Fatal("Wait never returned the Conn holding part of a message")
+		}
+		short, cancelShort := context.WithTimeout(ctx, 20*time.Millisecond)
+		_, err := c.RecvBytesContext(short)
+		cancelShort()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("a receive of part of a message: %v; want DeadlineExceeded", err)
+		}
+		if ok, err := c.Poll(0); err != nil || !ok {
+			t.Fatalf("Poll with part of a message held = %v, %v", ok, err)
+		}
+		if got, err := multiproc.Wait(done, objs...); err == nil {
+			if len(got) != 1 || got[0] != multiproc.Waitable(c) {
+				t.Fatalf("Wait with part of a message held = %v; want [c]", got)
+			}
+			break
+		} else if !errors.Is(err, context.Canceled) {
+			t.Fatal(err)
+		}
+		// The 7 bytes were not all read yet: they are still in the kernel,
+		// and Wait would have returned c. Only a cut after reading them
+		// leaves them held; try again.
+	}
+	if _, err := raw.Write(msg[7:]); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := c.RecvBytesContext(ctx); err != nil || string(b) != "hello, part by part" {
+		t.Fatalf("the rest of the message: %q, %v", b, err)
+	}
+	for range 2 {
+		if got, err := multiproc.Wait(done, objs...); !errors.Is(err, context.Canceled) || got != nil {
+			t.Fatalf("Wait after the message was received = %v, %v; want nil, Canceled", got, err)
+		}
+	}
+}
