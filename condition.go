@@ -60,12 +60,16 @@ type Condition struct {
 // Layout of a Condition's segment: a lock of its own guarding the waiter
 // table (held for a few instructions, taken over from a dead holder as
 // any Lock), the word waiters sleep on (bumped by each Notify that marks
-// someone), the next ticket, the count of waiting slots, then the slots.
+// someone), the next ticket, the count of waiting slots, the count of
+// waiters that may sleep in the kernel (a Notify whose waiter spins makes
+// no system call), how many slots were ever used, then the slots.
 const (
 	offCondLock    = offWord0
 	offCondSeq     = offWord1
 	offCondTicket  = offWord1 + 4
 	offCondWaiting = offWord1 + 8
+	offCondSleep   = offWord1 + 12 // waiters that may sleep in the kernel on Seq
+	offCondHigh    = offWord1 + 16 // slots ever used: Notify looks at no more
 	offCondSlots   = 128
 	condSlots      = 512
 	condSlotSize   = 16 // pid, ticket, state, unused
@@ -205,7 +209,7 @@ func (c *Condition) Wait(ctx context.Context) error {
 	}
 	l.Unlock()
 
-	seq := condWord(p, offCondSeq)
+	seq, sleep := condWord(p, offCondSeq), condWord(p, offCondSleep)
 	notified := func() bool { return atomic.LoadUint32(&slot.state) == slotNotified }
 	if !c.spin.Spin(notified) {
 		t0 := time.Now()
@@ -214,6 +218,10 @@ func (c *Condition) Wait(ctx context.Context) error {
 			// leaves the gate at every Notify, so that the one picked
 			// (maybe queued at the gate) gets to look.
 			err = c.gated(ctx, kCondition, r, c.gate, func(wctx context.Context) error {
+				// Counted as a sleeper before seq is read: a Notify that
+				// bumps seq after this read sees the count and wakes.
+				atomic.AddUint32(sleep, 1)
+				defer atomic.AddUint32(sleep, ^uint32(0))
 				s := atomic.LoadUint32(seq)
 				if notified() {
 					return nil
@@ -252,6 +260,9 @@ func (c *Condition) register(p unsafe.Pointer) (*condSlot, error) {
 				} else {
 					continue
 				}
+			}
+			if high := condWord(p, offCondHigh); atomic.LoadUint32(high) <= uint32(i) {
+				atomic.StoreUint32(high, uint32(i+1))
 			}
 			t := condWord(p, offCondTicket)
 			s.pid = futex.Pid()
@@ -312,13 +323,14 @@ func (c *Condition) notify(n int) {
 	}
 	m := ilock(p)
 	next := atomic.LoadUint32(condWord(p, offCondTicket))
+	high := int(min(atomic.LoadUint32(condWord(p, offCondHigh)), condSlots))
 	picked := 0
 	for picked < n {
 		// The oldest waiting slot: the largest age next-ticket (tickets
 		// wrap; ages do not, with at most condSlots live).
 		var oldest *condSlot
 		var age uint32
-		for i := range condSlots {
+		for i := range high {
 			s := condSlotAt(p, i)
 			if atomic.LoadUint32(&s.state) != slotWaiting {
 				continue
@@ -343,7 +355,7 @@ func (c *Condition) notify(n int) {
 		atomic.AddUint32(seq, 1)
 	}
 	m.Unlock()
-	if picked > 0 {
+	if picked > 0 && atomic.LoadUint32(condWord(p, offCondSleep)) != 0 {
 		futex.WakeAll(seq)
 	}
 }

@@ -58,6 +58,37 @@ var (
 	})
 )
 
+// condTurn is participant Me of a ring of Of: it waits until V counts to
+// its turn (V % Of == Me), adds one and wakes every waiter, Rounds times.
+// With more participants than CPUs most of them sleep in the kernel at
+// each turn.
+type condTurnJob struct {
+	C              *multiproc.Condition
+	V              *multiproc.Value[int64]
+	Me, Of, Rounds int
+}
+
+var condTurn = multiproc.Register("test.condTurn", func(ctx context.Context, j condTurnJob) (int, error) {
+	return j.Rounds, takeTurns(ctx, j)
+})
+
+func takeTurns(ctx context.Context, j condTurnJob) error {
+	if err := j.C.LockContext(ctx); err != nil {
+		return err
+	}
+	defer j.C.Unlock()
+	for r := range j.Rounds {
+		for j.V.Load()%int64(j.Of) != int64(j.Me) {
+			if err := j.C.Wait(ctx); err != nil {
+				return fmt.Errorf("participant %d, round %d (V=%d): %w", j.Me, r, j.V.Load(), err)
+			}
+		}
+		j.V.Store(j.V.Load() + 1)
+		j.C.NotifyAll()
+	}
+	return nil
+}
+
 func newCondition(t *testing.T, l *multiproc.Lock) *multiproc.Condition {
 	t.Helper()
 	c, err := multiproc.NewCondition(l)
@@ -92,6 +123,37 @@ func TestConditionPingPongAcrossProcesses(t *testing.T) {
 	c.Unlock()
 	if err := p.Join(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Four processes take turns on one Condition, 300 turns each: each wakes
+// all the others at every turn and most of them sleep in the kernel in
+// between; the lock keeps every turn whole (V ends at exactly 4×300). A
+// wake-up lost between processes would only slow the ring down: every
+// kernel wait looks again after 50 ms (internal/futex's cancelCheck).
+func TestConditionTurnsAcrossProcesses(t *testing.T) {
+	ctx := testCtx(t, 60*time.Second)
+	c := newCondition(t, nil)
+	v, err := multiproc.NewValue[int64](0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	const of, rounds = 4, 300
+	var ps []*multiproc.Process
+	for me := 1; me < of; me++ {
+		ps = append(ps, start(t, condTurn.Process(condTurnJob{C: c, V: v, Me: me, Of: of, Rounds: rounds})))
+	}
+	if err := takeTurns(ctx, condTurnJob{C: c, V: v, Me: 0, Of: of, Rounds: rounds}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ps {
+		if err := p.Join(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := v.Load(); got != of*rounds {
+		t.Fatalf("V = %d after the ring; want %d", got, of*rounds)
 	}
 }
 
