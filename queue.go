@@ -48,12 +48,13 @@ type Queue[T any] struct {
 
 	r     *ring.Ring
 	codec *wire.Codec[T]
-	// One spare encoding buffer and one spare value, taken and given back
-	// with an atomic swap: cheaper than a sync.Pool, and the value spares
-	// Put and Get an allocation each (the codec keeps a *T it is given
-	// from living on the stack). Goroutines that find them taken allocate.
-	buf   atomic.Pointer[[]byte]
-	value atomic.Pointer[T]
+	// One spare encoding buffer and value, taken and given back with an
+	// atomic swap each: cheaper than a sync.Pool, and the value spares Put
+	// and Get an allocation each (the codec keeps a *T it is given from
+	// living on the stack). They travel together, as every atomic
+	// read-modify-write is a fence that waits for the stores to the ring
+	// before it. Goroutines that find the spare taken allocate.
+	spare atomic.Pointer[queueSpare[T]]
 }
 
 // NewQueue makes a queue of at most maxsize messages (maxsize <= 0:
@@ -79,45 +80,28 @@ func newQueue[T any](r *ring.Ring, codec *wire.Codec[T]) *Queue[T] {
 	return q
 }
 
-func (q *Queue[T]) takeBuf() *[]byte {
-	if b := q.buf.Swap(nil); b != nil {
-		return b
-	}
-	b := make([]byte, 0, 256)
-	return &b
+// queueSpare is a Queue's spare encoding buffer and value.
+type queueSpare[T any] struct {
+	buf []byte
+	v   T
 }
 
-// takeValue returns a zero T to encode from or decode into; giveValue
-// zeroes it (so it keeps nothing alive) and gives it back.
-func (q *Queue[T]) takeValue() *T {
-	if p := q.value.Swap(nil); p != nil {
-		return p
+// take returns the spare, or a new one if another goroutine has it.
+func (q *Queue[T]) take() *queueSpare[T] {
+	if s := q.spare.Swap(nil); s != nil {
+		return s
 	}
-	return new(T)
+	return &queueSpare[T]{buf: make([]byte, 0, 256)}
 }
 
-func (q *Queue[T]) giveValue(p *T) {
+// give zeroes s's value (so that it keeps nothing alive) and gives s back,
+// unless its buffer grew large (a big message's buffer is not kept alive
+// for the small ones).
+func (q *Queue[T]) give(s *queueSpare[T]) {
 	var zero T
-	*p = zero
-	q.value.CompareAndSwap(nil, p)
-}
-
-func (q *Queue[T]) encode(v *T) (*[]byte, error) {
-	b := q.takeBuf()
-	out, err := q.codec.Append((*b)[:0], v)
-	if err != nil {
-		q.release(b)
-		return nil, err
-	}
-	*b = out
-	return b, nil
-}
-
-// release gives b back as the spare buffer, unless it grew large (a big
-// message's buffer is not kept alive for the small ones).
-func (q *Queue[T]) release(b *[]byte) {
-	if cap(*b) <= 64<<10 {
-		q.buf.CompareAndSwap(nil, b)
+	s.v = zero
+	if cap(s.buf) <= 64<<10 {
+		q.spare.CompareAndSwap(nil, s)
 	}
 }
 
@@ -163,18 +147,18 @@ func (q *Queue[T]) put(v T, store func([]byte) error) error {
 	if q == nil || q.r == nil {
 		return kQueue.zero
 	}
-	p := q.takeValue()
-	*p = v
-	b, err := q.encode(p)
-	q.giveValue(p)
+	s := q.take()
+	s.v = v
+	out, err := q.codec.Append(s.buf[:0], &s.v)
 	if err != nil {
+		q.give(s)
 		return err
 	}
-	size := len(*b)
-	err = store(*b)
-	q.release(b)
+	s.buf = out
+	err = store(out)
+	q.give(s)
 	runtime.KeepAlive(q)
-	return queueErr(err, true, size)
+	return queueErr(err, true, len(out))
 }
 
 // Get removes and returns the oldest message, waiting while the queue is
@@ -200,19 +184,17 @@ func (q *Queue[T]) get(take func(dst []byte) ([]byte, error)) (T, error) {
 	if q == nil || q.r == nil {
 		return v, kQueue.zero
 	}
-	b := q.takeBuf()
-	msg, err := take((*b)[:0])
+	s := q.take()
+	msg, err := take(s.buf[:0])
 	runtime.KeepAlive(q)
 	if err != nil {
-		q.release(b)
+		q.give(s)
 		return v, queueErr(err, false, -1)
 	}
-	p := q.takeValue()
-	err = q.codec.Decode(msg, p)
-	v = *p
-	q.giveValue(p)
-	*b = msg
-	q.release(b)
+	s.buf = msg
+	err = q.codec.Decode(msg, &s.v)
+	v = s.v
+	q.give(s)
 	return v, err
 }
 

@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 )
 
 // ErrDone is returned by Enter when its done channel was closed (the object
@@ -21,16 +22,26 @@ import (
 var ErrDone = errors.New("gate closed")
 
 // Gate is a lock a waiting goroutine can give up on. Taking a free gate
-// and leaving one nobody waits for costs a sync.Mutex lock and unlock (a
-// channel, which the first version was, costs the runtime's channel lock
-// twice over, about a tenth of a Queue message's CPU time); waiters queue
-// in order, each on a channel of its own. A Gate is a handle: copies share
-// the lock. The zero Gate is not usable: make one with New.
+// and leaving one nobody waits for costs one compare-and-swap each: a
+// Queue message goes through two gates, and every atomic read-modify-write
+// is a fence that waits for the stores to shared memory before it (a
+// channel, the first version, cost the runtime's channel lock twice over;
+// a sync.Mutex around the state, the second, two such fences per call).
+// Waiters queue in order, each on a channel of its own. A Gate is a
+// handle: copies share the lock. The zero Gate is not usable: make one
+// with New.
 type Gate struct{ s *state }
 
+// Values of state.word.
+const (
+	free    = 0
+	held    = 1
+	waiting = 2 // held, and the waiters list may not be empty: Leave takes mu
+)
+
 type state struct {
-	mu      sync.Mutex // guards held and waiters
-	held    bool
+	word    atomic.Int32
+	mu      sync.Mutex      // guards waiters and the moves of word to and from waiting
 	waiters []chan struct{} // in arrival order; closed to hand the gate over
 }
 
@@ -41,11 +52,19 @@ func New() Gate { return Gate{&state{}} }
 // is closed (ErrDone; a nil done never is).
 func (g Gate) Enter(ctx context.Context, done <-chan struct{}) error {
 	s := g.s
-	s.mu.Lock()
-	if !s.held {
-		s.held = true
-		s.mu.Unlock()
+	if s.word.CompareAndSwap(free, held) {
 		return nil
+	}
+	s.mu.Lock()
+	for {
+		v := s.word.Load()
+		if v == free && s.word.CompareAndSwap(free, held) {
+			s.mu.Unlock()
+			return nil
+		}
+		if v == waiting || (v == held && s.word.CompareAndSwap(held, waiting)) {
+			break
+		}
 	}
 	ready := make(chan struct{})
 	s.waiters = append(s.waiters, ready)
@@ -74,6 +93,9 @@ func (g Gate) Enter(ctx context.Context, done <-chan struct{}) error {
 			break
 		}
 	}
+	if len(s.waiters) == 0 {
+		s.word.CompareAndSwap(waiting, held) // the holder's Leave is fast again
+	}
 	s.mu.Unlock()
 	return err
 }
@@ -89,14 +111,20 @@ func (g Gate) Unlock() { g.Leave() }
 // Leave frees g, handing it to the longest waiter if there is one.
 func (g Gate) Leave() {
 	s := g.s
+	if s.word.CompareAndSwap(held, free) {
+		return
+	}
 	s.mu.Lock()
 	if len(s.waiters) > 0 {
 		w := s.waiters[0]
 		s.waiters[0] = nil
 		s.waiters = s.waiters[1:]
+		if len(s.waiters) == 0 {
+			s.word.Store(held)
+		}
 		close(w) // still held: now by w's goroutine
 	} else {
-		s.held = false
+		s.word.Store(free)
 	}
 	s.mu.Unlock()
 }
