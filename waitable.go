@@ -44,8 +44,11 @@ type Waitable interface {
 // ErrSendOnly: Wait returns those at once.
 //
 // However many objects it waits on, a Wait holds at most one OS thread
-// (one poll(2) over the Conns' descriptors); Listeners and Processes cost
-// no thread. Waits of different goroutines are independent.
+// (one epoll_wait over the Conns' descriptors); Listeners and Processes
+// cost no thread. Waits of different goroutines are independent. A Wait
+// on the same Conns as an earlier one (a server's loop) reuses what that
+// one set up: it costs about what a Wait on a single Conn does, however
+// many it watches.
 func Wait(ctx context.Context, objs ...Waitable) ([]Waitable, error) {
 	if ctx == nil {
 		return nil, errNilContext
