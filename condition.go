@@ -27,9 +27,12 @@ var errCondNotLocked = newError("Condition.Wait without holding the Condition's 
 //
 // Wake-ups are never lost between processes: a Notify after a Wait
 // released the lock reaches that waiter. Notify(n) wakes the n oldest
-// waiters, in any process; a waiter whose process died (SIGKILL) while it
-// waited is skipped, so it neither swallows a Notify(1) nor holds up a
-// NotifyAll. A process killed while it holds the Condition's Lock does not
+// waiters, in any process. A waiter whose process died (SIGKILL) while it
+// waited neither swallows a Notify(1) nor holds up a NotifyAll: a
+// notification it can no longer take passes to the next waiter within
+// about 50 ms (Notify itself asks no process whether it is alive: that
+// is a system call, which costs as much as a wake-up on some machines).
+// A process killed while it holds the Condition's Lock does not
 // hang the others: the Lock is taken over, as Lock's doc says. As with
 // sync.Cond, a woken waiter should check its condition again in a loop:
 // another process may have changed the state before it got the lock.
@@ -213,7 +216,13 @@ func (c *Condition) Wait(ctx context.Context) error {
 	notified := func() bool { return atomic.LoadUint32(&slot.state) == slotNotified }
 	if !c.spin.Spin(notified) {
 		t0 := time.Now()
+		checked := t0
 		for !notified() {
+			if time.Since(checked) >= condOrphanCheck {
+				checked = time.Now()
+				c.redeliver(p)
+				continue
+			}
 			// One goroutine of this process sleeps in the kernel; it
 			// leaves the gate at every Notify, so that the one picked
 			// (maybe queued at the gate) gets to look.
@@ -226,7 +235,7 @@ func (c *Condition) Wait(ctx context.Context) error {
 				if notified() {
 					return nil
 				}
-				return futex.WaitCtx(wctx, seq, s)
+				return futex.WaitFor(wctx, seq, s, condOrphanCheck)
 			}, nil)
 			if err != nil {
 				break
@@ -296,7 +305,8 @@ func (c *Condition) unregister(p unsafe.Pointer, s *condSlot) bool {
 // Notify wakes the n oldest waiters (all there are, if fewer), in any
 // process. It may be called without holding the lock, as sync.Cond's
 // Signal; a waiter that starts waiting after it is not woken by it.
-// Waiters whose process died are skipped and their slots reclaimed.
+// A notification that picked a waiter whose process died passes to the
+// next waiter within about 50 ms.
 func (c *Condition) Notify(n int) {
 	c.notify(n)
 }
@@ -322,6 +332,20 @@ func (c *Condition) notify(n int) {
 		return
 	}
 	m := ilock(p)
+	picked := c.pick(p, n)
+	m.Unlock()
+	if picked > 0 && atomic.LoadUint32(condWord(p, offCondSleep)) != 0 {
+		futex.WakeAll(condWord(p, offCondSeq))
+	}
+}
+
+// pick marks the n oldest waiting slots notified (all there are, if
+// fewer), bumps the word they sleep on if it marked any, and returns how
+// many it marked; the table lock is held. It asks no process whether it
+// is alive (a system call each, the price of a whole wake-up on some
+// machines): a notification that a dead waiter can never take is passed
+// on later by redeliver.
+func (c *Condition) pick(p unsafe.Pointer, n int) int {
 	next := atomic.LoadUint32(condWord(p, offCondTicket))
 	high := int(min(atomic.LoadUint32(condWord(p, offCondHigh)), condSlots))
 	picked := 0
@@ -342,21 +366,44 @@ func (c *Condition) notify(n int) {
 		if oldest == nil {
 			break
 		}
-		if oldest.pid != futex.Pid() && unix.Kill(int(oldest.pid), 0) == unix.ESRCH {
-			c.free(p, oldest) // died waiting: not a waiter any more
-			continue
-		}
 		atomic.AddUint32(condWord(p, offCondWaiting), ^uint32(0))
 		atomic.StoreUint32(&oldest.state, slotNotified)
 		picked++
 	}
-	seq := condWord(p, offCondSeq)
 	if picked > 0 {
-		atomic.AddUint32(seq, 1)
+		atomic.AddUint32(condWord(p, offCondSeq), 1)
+	}
+	return picked
+}
+
+// condOrphanCheck is how often a waiter that sleeps looks for
+// notifications that went to waiters whose process died (SIGKILL) before
+// they took them: it frees those slots and passes each notification on
+// to the oldest waiter left, so that a dead waiter delays a Notify(1) by
+// about this much but never swallows it.
+const condOrphanCheck = 50 * time.Millisecond
+
+// redeliver passes on the notifications of dead waiters (see
+// condOrphanCheck). The system calls that ask whether a process is alive
+// are made only for slots notified and not yet taken: rarely any.
+func (c *Condition) redeliver(p unsafe.Pointer) {
+	m := ilock(p)
+	high := int(min(atomic.LoadUint32(condWord(p, offCondHigh)), condSlots))
+	orphans := 0
+	for i := range high {
+		s := condSlotAt(p, i)
+		if atomic.LoadUint32(&s.state) == slotNotified && s.pid != futex.Pid() && !futex.Alive(s.pid) {
+			c.free(p, s)
+			orphans++
+		}
+	}
+	picked := 0
+	if orphans > 0 {
+		picked = c.pick(p, orphans)
 	}
 	m.Unlock()
-	if picked > 0 && atomic.LoadUint32(condWord(p, offCondSleep)) != 0 {
-		futex.WakeAll(seq)
+	if picked > 0 {
+		futex.WakeAll(condWord(p, offCondSeq))
 	}
 }
 

@@ -18,6 +18,12 @@ func WaitCtx(ctx context.Context, addr *uint32, val uint32) error {
 	return waitCtx(ctx, addr, val, 0)
 }
 
+// WaitFor is WaitCtx whose kernel wait also ends after max, with nil: for
+// a waiter that has something to look at now and then.
+func WaitFor(ctx context.Context, addr *uint32, val uint32, max time.Duration) error {
+	return waitCtx(ctx, addr, val, max)
+}
+
 // waitCtx is WaitCtx whose kernel wait also ends after max (none if 0).
 func waitCtx(ctx context.Context, addr *uint32, val uint32, max time.Duration) error {
 	if err := ctx.Err(); err != nil {
