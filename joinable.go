@@ -52,11 +52,15 @@ type JoinableQueue[T any] struct {
 	gate gate.Gate
 }
 
-// Words of the count segment: the unfinished tasks, and the generation
-// that TaskDone bumps each time the count reaches zero (Join sleeps on it).
+// Words of the count segment: the unfinished tasks, the generation that
+// TaskDone bumps each time the count reaches zero (Join sleeps on it), and
+// how many joiners may sleep on it: a count that reaches zero with nobody
+// joining costs no system call (a consumer that keeps up with its producer
+// takes the count to zero at almost every item).
 const (
 	offUnfinished = offWord0
 	offJoinGen    = offWord1
+	offJoinSleep  = offWord1 + 4
 )
 
 // NewJoinableQueue makes a JoinableQueue of at most maxsize messages
@@ -84,18 +88,31 @@ func (j *JoinableQueue[T]) init(seg *shm.Segment) {
 	j.gate = gate.New()
 }
 
-// words returns the count and generation words, or the error of a zero
-// or closed JoinableQueue.
-func (j *JoinableQueue[T]) words() (count, gen *uint32, err error) {
+// joinWords are the words of a JoinableQueue's count segment.
+type joinWords struct{ count, gen, sleep *uint32 }
+
+// words returns the count segment's words, or the error of a zero or
+// closed JoinableQueue.
+func (j *JoinableQueue[T]) words() (joinWords, error) {
 	if j == nil || j.q == nil {
-		return nil, nil, kJoinable.zero
+		return joinWords{}, kJoinable.zero
 	}
 	p := j.base.Load()
 	if p == nil {
-		return nil, nil, kJoinable.closed
+		return joinWords{}, kJoinable.closed
 	}
 	mem := unsafe.Slice(p, 128)
-	return futex.Word(mem, offUnfinished), futex.Word(mem, offJoinGen), nil
+	return joinWords{futex.Word(mem, offUnfinished), futex.Word(mem, offJoinGen), futex.Word(mem, offJoinSleep)}, nil
+}
+
+// zeroed bumps the generation when the count reached zero and wakes the
+// joiners, if any may sleep (they count themselves before they look at
+// the generation: seq-cst atomics make one side see the other).
+func (w joinWords) zeroed() {
+	atomic.AddUint32(w.gen, 1)
+	if atomic.LoadUint32(w.sleep) != 0 {
+		futex.WakeAll(w.gen)
+	}
 }
 
 // Put adds v, waiting while the queue is full as Queue's Put; it counts
@@ -117,22 +134,22 @@ func (j *JoinableQueue[T]) TryPut(v T) error {
 // TaskDone can never find the count short, and takes it back if the
 // item did not go in.
 func (j *JoinableQueue[T]) put(store func() error) error {
-	count, gen, err := j.words()
+	w, err := j.words()
 	if err != nil {
 		return err
 	}
 	defer runtime.KeepAlive(j)
 	for {
-		c := atomic.LoadUint32(count)
+		c := atomic.LoadUint32(w.count)
 		if c == 1<<32-1 {
 			return errorf("%w: a JoinableQueue counts at most 2^32-1 unfinished tasks", ErrFull)
 		}
-		if atomic.CompareAndSwapUint32(count, c, c+1) {
+		if atomic.CompareAndSwapUint32(w.count, c, c+1) {
 			break
 		}
 	}
 	if err := store(); err != nil {
-		finish(count, gen)
+		w.finish()
 		return err
 	}
 	return nil
@@ -140,10 +157,9 @@ func (j *JoinableQueue[T]) put(store func() error) error {
 
 // finish takes one task off the count, which must be above zero, and
 // wakes the joiners if it reached zero.
-func finish(count, gen *uint32) {
-	if atomic.AddUint32(count, ^uint32(0)) == 0 {
-		atomic.AddUint32(gen, 1)
-		futex.WakeAll(gen)
+func (w joinWords) finish() {
+	if atomic.AddUint32(w.count, ^uint32(0)) == 0 {
+		w.zeroed()
 	}
 }
 
@@ -171,20 +187,19 @@ func (j *JoinableQueue[T]) TryGet() (T, error) {
 // process took it. It returns an error, changing nothing, when every item
 // put already had its TaskDone (Python's ValueError).
 func (j *JoinableQueue[T]) TaskDone() error {
-	count, gen, err := j.words()
+	w, err := j.words()
 	if err != nil {
 		return err
 	}
 	defer runtime.KeepAlive(j)
 	for {
-		c := atomic.LoadUint32(count)
+		c := atomic.LoadUint32(w.count)
 		if c == 0 {
 			return errTaskDone
 		}
-		if atomic.CompareAndSwapUint32(count, c, c-1) {
+		if atomic.CompareAndSwapUint32(w.count, c, c-1) {
 			if c == 1 {
-				atomic.AddUint32(gen, 1)
-				futex.WakeAll(gen)
+				w.zeroed()
 			}
 			return nil
 		}
@@ -199,20 +214,22 @@ func (j *JoinableQueue[T]) Join(ctx context.Context) error {
 	if ctx == nil {
 		return errNilContext
 	}
-	count, gen, err := j.words()
+	w, err := j.words()
 	if err != nil {
 		return err
 	}
 	defer runtime.KeepAlive(j)
-	g := atomic.LoadUint32(gen)
-	if atomic.LoadUint32(count) == 0 {
+	g := atomic.LoadUint32(w.gen)
+	if atomic.LoadUint32(w.count) == 0 {
 		return nil
 	}
 	// Every joiner of this process waits for the same thing: the one
 	// through the gate sleeps; the next finds the generation moved on.
 	return j.wait(ctx, kJoinable, j.gate, func(wctx context.Context) error {
-		for atomic.LoadUint32(gen) == g && atomic.LoadUint32(count) != 0 {
-			if err := futex.WaitCtx(wctx, gen, g); err != nil {
+		atomic.AddUint32(w.sleep, 1)
+		defer atomic.AddUint32(w.sleep, ^uint32(0))
+		for atomic.LoadUint32(w.gen) == g && atomic.LoadUint32(w.count) != 0 {
+			if err := futex.WaitCtx(wctx, w.gen, g); err != nil {
 				return err
 			}
 		}
@@ -224,11 +241,11 @@ func (j *JoinableQueue[T]) Join(ctx context.Context) error {
 // TaskDone yet, in every process, as of the call (Python keeps it private;
 // it helps a supervisor see what Join waits for).
 func (j *JoinableQueue[T]) Unfinished() int {
-	count, _, err := j.words()
+	w, err := j.words()
 	if err != nil {
 		panic(err)
 	}
-	n := int(atomic.LoadUint32(count))
+	n := int(atomic.LoadUint32(w.count))
 	runtime.KeepAlive(j)
 	return n
 }
