@@ -38,9 +38,14 @@ func init() {
 	os.Unsetenv(EnvWake) // ours, not the program's
 }
 
-// WakeEnv is the EnvWake=value pair for a child's environment, or "" while
-// the latency is not known yet.
+// WakeEnv is the EnvWake=value pair for a child's environment ("" on one
+// CPU, where nothing is measured). It waits for this process's
+// measurement (once, a few milliseconds, in the background from the first
+// wait on): a child started before it, such as the spare child a program
+// starts early, would otherwise measure again, and differently.
 func WakeEnv() string {
+	calibrate()
+	<-known
 	if v := measured.Load(); v > 0 {
 		return EnvWake + "=" + strconv.FormatInt(v, 10)
 	}
