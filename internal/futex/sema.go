@@ -88,21 +88,33 @@ func (s Sema) ReleaseBelow(max uint32) bool {
 // Value is the count of free units.
 func (s Sema) Value() uint32 { return load(s.Count) }
 
-// Event is a flag in one shared word that waiters sleep on until it is set.
+// Event is a flag in one shared word that waiters sleep on until it is
+// set. The word's bit 0 is the flag; bit 1 says that a waiter may sleep on
+// it, so that a Set with nobody asleep (a waiter that spins, or none)
+// makes no system call. A waiter sets the bit before its last look at the
+// flag and sleeps on the word it set; Set swaps the word to "set, no
+// sleepers" and wakes only if the bit was there: with seq-cst atomics
+// either the waiter sees the flag or Set sees the bit. A sleeper that gave
+// up leaves the bit: the next Set makes one needless wake-up call.
 type Event struct{ W *uint32 }
 
-// Set sets the flag and wakes every waiter.
+const (
+	eventSet      = 1
+	eventSleepers = 2
+)
+
+// Set sets the flag and wakes every waiter that may sleep.
 func (e Event) Set() {
-	if atomic.SwapUint32(e.W, 1) == 0 {
+	if atomic.SwapUint32(e.W, eventSet)&eventSleepers != 0 {
 		WakeAll(e.W)
 	}
 }
 
-// Clear resets the flag.
-func (e Event) Clear() { atomic.StoreUint32(e.W, 0) }
+// Clear resets the flag (the sleepers bit stays).
+func (e Event) Clear() { atomic.AndUint32(e.W, ^uint32(eventSet)) }
 
 // IsSet reports the flag.
-func (e Event) IsSet() bool { return load(e.W) != 0 }
+func (e Event) IsSet() bool { return load(e.W)&eventSet != 0 }
 
 // Wait blocks until the flag is set or ctx is done.
 func (e Event) Wait(ctx context.Context) (err error) {
@@ -115,13 +127,19 @@ func (e Event) Wait(ctx context.Context) (err error) {
 			eventSpin.Parked(time.Since(t0))
 		}
 	}()
-	for !e.IsSet() {
-		if err := WaitCtx(ctx, e.W, 0); err != nil {
+	for {
+		v := load(e.W)
+		if v&eventSet != 0 {
+			return nil
+		}
+		if v&eventSleepers == 0 && !cas(e.W, v, v|eventSleepers) {
+			continue
+		}
+		if err := WaitCtx(ctx, e.W, v|eventSleepers); err != nil {
 			if e.IsSet() {
 				return nil
 			}
 			return err
 		}
 	}
-	return nil
 }
