@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"encoding/hex"
+	"encoding/json"
 
 	"github.com/multiproc-go/multiproc"
 	"github.com/nats-io/nats.go"
@@ -44,6 +45,12 @@ type Cluster struct {
 	pending map[string]*call
 	closed  bool
 	hosts   map[string]HostStats
+	// The stream sequence of each stored task message whose calls still
+	// wait, so that the server's word that its deliveries ran out
+	// (onMaxDeliveries) fails them; and the messages of several tasks
+	// published but not yet stored, by subject (see onStored).
+	bySeq map[uint64]*storedMsg
+	multi map[string][]*call
 
 	// Tasks nobody can cancel (ApplyAsync's) wait here for the flusher,
 	// which sends those that pile up while it publishes as one message.
@@ -74,6 +81,15 @@ type call struct {
 	body    []byte // the encoded arguments
 	epoch   int
 	seq     uint64
+	sseq    uint64 // its message's stream sequence, once stored (see bySeq)
+}
+
+// storedMsg is a stored task message: its subject and its calls, of
+// which left still wait.
+type storedMsg struct {
+	subject string
+	calls   []*call
+	left    int
 }
 
 type localHost struct {
@@ -100,7 +116,7 @@ func Connect(ctx context.Context, opts Options) (*Cluster, error) {
 	c := &Cluster{
 		opts: opts, s: newSubjects(opts.Name, fingerprint()),
 		pending: map[string]*call{}, hosts: map[string]HostStats{}, quit: make(chan struct{}),
-		kick: make(chan struct{}, 1),
+		kick: make(chan struct{}, 1), bySeq: map[uint64]*storedMsg{}, multi: map[string][]*call{},
 	}
 	ok := false
 	defer func() {
@@ -151,7 +167,11 @@ func Connect(ctx context.Context, opts Options) (*Cluster, error) {
 			return nil, fmt.Errorf("multiproc: cluster: the payload store: %w", err)
 		}
 	}
-	for subj, h := range map[string]nats.MsgHandler{c.s.results + c.id: c.onResult, c.s.hosts: c.onHost} {
+	handlers := map[string]nats.MsgHandler{c.s.results + c.id: c.onResult, c.s.hosts: c.onHost, c.s.maxDeliveries: c.onMaxDeliveries}
+	if role == queueHead {
+		handlers[c.s.purge+"*"] = c.onPurge
+	}
+	for subj, h := range handlers {
 		sub, err := c.nc.Subscribe(subj, h)
 		if err != nil {
 			return nil, fmt.Errorf("multiproc: cluster: subscribing to %s: %w", subj, err)
@@ -353,6 +373,13 @@ func (c *Cluster) take(key string) *call {
 	c.mu.Lock()
 	cl := c.pending[key]
 	delete(c.pending, key)
+	if cl != nil && cl.sseq != 0 {
+		if sm := c.bySeq[cl.sseq]; sm != nil {
+			if sm.left--; sm.left <= 0 {
+				delete(c.bySeq, cl.sseq)
+			}
+		}
+	}
 	c.mu.Unlock()
 	if cl != nil && cl.stop != nil {
 		cl.stop()
@@ -385,7 +412,7 @@ func (c *Cluster) abandon(key string, err error) {
 	}
 	c.failed.Add(1)
 	cl.done(nil, err)
-	c.nc.Publish(c.s.cancel, []byte(key))
+	c.cancel(key)
 	go func() {
 		// Purge only once the server has stored it, or the purge could
 		// come first and the task be stored after it.
@@ -395,10 +422,83 @@ func (c *Cluster) abandon(key string, err error) {
 		case <-c.quit:
 			return // Close purges what is left
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		c.st.Purge(ctx, jetstream.WithPurgeSubject(cl.subject))
+		c.purge(key)
 	}()
+}
+
+// cancel tells the hosts to drop or stop the task key, or every task
+// whose key starts with it (a prefix, ending in "."), on this client's
+// own cancel subject: a client may cancel only its own tasks (see
+// clientPermissions and host.onCancel).
+func (c *Cluster) cancel(key string) {
+	c.nc.Publish(c.s.cancel+c.id, []byte(key))
+}
+
+// purge removes from the queue the task key of this client, or every
+// task whose key starts with it (a prefix, ending in "."), of any build.
+// On an embedded server only its head may purge (a purge's filter is not
+// something NATS permissions can restrict): a client of it asks the head
+// on its own purge subject, and the head purges only keys of the client
+// the subject names (onPurge). With a server of its own that has no head
+// (nobody answers), the client purges itself, with the rights that
+// server's admin gave it.
+func (c *Cluster) purge(key string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if c.emb == nil {
+		_, err := c.nc.RequestWithContext(ctx, c.s.purge+c.id, []byte(key))
+		if !errors.Is(err, nats.ErrNoResponders) {
+			return
+		}
+	}
+	c.st.Purge(ctx, jetstream.WithPurgeSubject(purgeFilter(c.s, key)))
+}
+
+// purgeFilter is the subject filter of the tasks key names (see purge).
+func purgeFilter(s subjects, key string) string {
+	f := s.allTasks + "*." + key
+	if strings.HasSuffix(key, ".") {
+		f += ">"
+	}
+	return f
+}
+
+// onPurge is the head's answer to a client's purge request (see purge):
+// it purges the key only if it is one of the client's own, as the
+// request's subject (which only that client may publish to) names it.
+func (c *Cluster) onPurge(m *nats.Msg) {
+	client := strings.TrimPrefix(m.Subject, c.s.purge)
+	key := string(m.Data)
+	if !ownKey(client, key) {
+		m.Respond([]byte("refused: not a key of " + client))
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.st.Purge(ctx, jetstream.WithPurgeSubject(purgeFilter(c.s, key))); err != nil {
+		m.Respond([]byte(err.Error()))
+		return
+	}
+	m.Respond(nil)
+}
+
+// ownKey reports whether key names tasks of client only: "<client>."
+// (all of them), "<client>.<epoch>." (an epoch's) or
+// "<client>.<epoch>.<seq>" (one message), with no wildcard.
+func ownKey(client, key string) bool {
+	if client == "" || len(key) > 256 || strings.ContainsAny(key, "*> \t\r\n") {
+		return false
+	}
+	parts := strings.Split(key, ".")
+	if len(parts) < 2 || len(parts) > 3 || parts[0] != client {
+		return false
+	}
+	for i, p := range parts {
+		if p == "" && i != len(parts)-1 {
+			return false
+		}
+	}
+	return len(parts) == 3 || parts[1] == ""
 }
 
 func (c *Cluster) onResult(m *nats.Msg) {
@@ -500,7 +600,13 @@ func (c *Cluster) flush(calls []*call) {
 			m.Header.Set(hdrTimeout, strconv.FormatInt(int64(c.opts.TaskTimeout), 10))
 		}
 		m.Data = encodeMulti(group)
+		c.mu.Lock()
+		c.multi[m.Subject] = group
+		c.mu.Unlock()
 		if _, err := c.js.PublishMsgAsync(m); err != nil {
+			c.mu.Lock()
+			delete(c.multi, m.Subject)
+			c.mu.Unlock()
 			for _, cl := range group {
 				c.finish(cl.key, nil, fmt.Errorf("multiproc: cluster: queueing task %s: %w", cl.fn, err))
 			}
@@ -526,17 +632,97 @@ func (c *Cluster) publishOne(cl *call) {
 	}
 }
 
-func (c *Cluster) onStored(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) {
+func (c *Cluster) onStored(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) {
 	c.mu.Lock()
+	if m.Header.Get(hdrMulti) != "" {
+		group := c.multi[m.Subject]
+		delete(c.multi, m.Subject)
+		c.trackLocked(ack, m.Subject, group)
+		c.mu.Unlock()
+		return
+	}
 	cl := c.pending[m.Header.Get(hdrID)]
+	if cl != nil {
+		c.trackLocked(ack, m.Subject, []*call{cl})
+	}
 	c.mu.Unlock()
 	if cl != nil {
 		close(cl.stored)
 	}
 }
 
+// trackLocked records the stream sequence of a stored message of calls,
+// those still waiting (see bySeq).
+func (c *Cluster) trackLocked(ack *jetstream.PubAck, subject string, calls []*call) {
+	if ack == nil || ack.Sequence == 0 {
+		return
+	}
+	sm := &storedMsg{subject: subject}
+	for _, cl := range calls {
+		if c.pending[cl.key] == cl {
+			cl.sseq = ack.Sequence
+			sm.calls = append(sm.calls, cl)
+		}
+	}
+	if sm.left = len(sm.calls); sm.left > 0 {
+		c.bySeq[ack.Sequence] = sm
+	}
+}
+
+// ErrDeliveriesExhausted: a task was handed to hosts
+// Options.MaxDeliveries times (or more) and none of them answered: each
+// died with it, or fell silent for longer than the AckWait. The call
+// fails with an error matching it instead of waiting for ever, whether
+// the last host said so (it answers the task with this error past
+// MaxDeliveries) or the server did (its max-deliveries advisory, when
+// hosts died on every delivery, the last ones included).
+var ErrDeliveriesExhausted = errors.New("multiproc: cluster: the task's deliveries ran out")
+
+// maxDeliveriesAdvisory is the part of the server's advisory
+// (io.nats.jetstream.advisory.v1.max_deliver) that onMaxDeliveries reads.
+type maxDeliveriesAdvisory struct {
+	Stream     string `json:"stream"`
+	Consumer   string `json:"consumer"`
+	StreamSeq  uint64 `json:"stream_seq"`
+	Deliveries uint64 `json:"deliveries"`
+}
+
+// onMaxDeliveries is the server's word that it gave up delivering a
+// stored task message: its calls fail with ErrDeliveriesExhausted, and
+// the message, which no host will be given again, is purged.
+func (c *Cluster) onMaxDeliveries(m *nats.Msg) {
+	var a maxDeliveriesAdvisory
+	if len(m.Data) > 4<<10 || json.Unmarshal(m.Data, &a) != nil || a.Stream != c.s.name || a.Consumer != c.s.consumer {
+		return
+	}
+	c.mu.Lock()
+	sm := c.bySeq[a.StreamSeq]
+	delete(c.bySeq, a.StreamSeq)
+	var calls []*call
+	if sm != nil {
+		for _, cl := range sm.calls {
+			if c.pending[cl.key] == cl && cl.sseq == a.StreamSeq {
+				cl.sseq = 0
+				calls = append(calls, cl)
+			}
+		}
+	}
+	c.mu.Unlock()
+	if len(calls) == 0 {
+		return
+	}
+	for _, cl := range calls {
+		c.finish(cl.key, nil, fmt.Errorf("%w: task %s was handed to hosts %d times and none answered (each died with it, or fell silent for longer than the AckWait %v)",
+			ErrDeliveriesExhausted, cl.fn, a.Deliveries, c.opts.AckWait))
+	}
+	go c.purge(strings.TrimPrefix(sm.subject, c.s.tasks))
+}
+
 func (c *Cluster) onPublishErr(_ jetstream.JetStream, m *nats.Msg, err error) {
 	if m.Header.Get(hdrMulti) != "" {
+		c.mu.Lock()
+		delete(c.multi, m.Subject)
+		c.mu.Unlock()
 		prefix := strings.TrimPrefix(m.Subject, c.s.tasks)
 		prefix = prefix[:strings.LastIndexByte(prefix, '.')+1]
 		members, _ := decodeMulti(m.Data)
@@ -570,6 +756,7 @@ func (c *Cluster) failAll(why error) {
 	}
 	calls := c.pending
 	c.pending = map[string]*call{}
+	c.bySeq = map[uint64]*storedMsg{}
 	c.stale = append(c.stale, c.epoch)
 	c.epoch++
 	c.mu.Unlock()
@@ -594,10 +781,8 @@ func (c *Cluster) purgeStale() {
 	go func() {
 		for _, e := range stale {
 			prefix := c.id + "." + strconv.Itoa(e) + "."
-			c.nc.Publish(c.s.cancel, []byte(prefix))
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			c.st.Purge(ctx, jetstream.WithPurgeSubject(c.s.tasks+prefix+">"))
-			cancel()
+			c.cancel(prefix)
+			c.purge(prefix)
 		}
 	}()
 }
@@ -673,13 +858,11 @@ func (c *Cluster) Close() error {
 			if cl.stop != nil {
 				cl.stop()
 			}
-			c.nc.Publish(c.s.cancel, []byte(cl.key))
+			c.cancel(cl.key)
 			cl.done(nil, fmt.Errorf("%w: the cluster client was closed while %s was queued or running", multiproc.ErrPoolClosed, cl.fn))
 		}
 		if c.submitted.Load() > 0 && c.st != nil && c.nc.IsConnected() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			c.st.Purge(ctx, jetstream.WithPurgeSubject(c.s.tasks+c.id+".>"))
-			cancel()
+			c.purge(c.id + ".")
 		}
 		c.shutdown()
 	})

@@ -53,10 +53,17 @@
 //     the network without a secret. Loopback without a Token stays the
 //     zero-setup default: then everyone on this machine is a member.
 //   - Clients may submit tasks under their own id only (the id is derived
-//     from the secret by the server), cancel tasks, ping hosts, read the
-//     queue's state, and subscribe to their own results and inbox only.
-//   - Hosts may pull tasks from the hosts' consumer and acknowledge them,
-//     heartbeat, answer pings, hear cancels and publish results. They
+//     from the secret by the server), cancel and purge their own tasks
+//     only, ping hosts, read the queue's state, hear the server's
+//     max-deliveries advisories, and subscribe to their own results and
+//     inbox only. A cancel travels on the client's own subject
+//     (Name.cancel.<client>), and hosts take from it only keys of that
+//     client; a purge is a request on the client's own subject
+//     (Name.purge.<client>) to the head, which purges only that client's
+//     keys: no member can purge the stream itself, whose filter NATS
+//     permissions cannot restrict.
+//   - Hosts may pull tasks from their build's consumer and acknowledge
+//     them, heartbeat, answer pings, hear cancels and publish results. They
 //     cannot submit tasks, read anyone's results or inbox.
 //   - Nobody but the head (the process that runs the server) creates,
 //     changes, purges whole or deletes the stream and the consumer; no
@@ -74,17 +81,20 @@
 // What is trusted: a host is trusted to compute, that is to run the
 // function it was given and answer honestly (as a Pool's worker is);
 // a host could also acknowledge (drop) tasks delivered to other hosts if
-// it guessed their acknowledgement subjects. Clients sharing a server
-// are trusted not to cancel each other's tasks: a cancel message and a
-// purge are not tied to their sender, so a member can make another
-// client's queued tasks be dropped (its caller then waits until its
-// deadline). Members that share the credentials share the queue.
+// it guessed their acknowledgement subjects. Members that share the
+// credentials share the queue and the payload store (whose blobs are
+// sealed, but which a member could empty).
 //
 // With a server of its own (Options.URL), the same rules need that
 // server's authorization: give each client and host user the
 // permissions above, with the inbox prefix "_MP.<id>" (see the
 // functions clientPermissions and hostPermissions in auth.go; the admin
-// creates the stream, or a client with stream-create rights does). A
+// creates the stream, or a client with stream-create rights does). There
+// is no head there: a client purges its tasks itself, so it needs
+// $JS.API.STREAM.PURGE.<Name>, which lets it purge anyone's (trust your
+// clients, or give them none: a cancelled queued task is then dropped
+// by the hosts that heard the cancel, and may run on a host that joins
+// later). A
 // server with no permissions trusts every connection with everything,
 // including reading the tasks' secrets.
 //
@@ -114,8 +124,12 @@
 // every AckWait/3 that it still works on the tasks it holds; a host that
 // dies or loses its network stops doing so, and after Options.AckWait
 // (30s by default) its tasks go to other hosts. A task that was handed out
-// Options.MaxDeliveries times (3) without an answer fails with a clear
-// error, never redelivered for ever. A task whose own worker process died
+// Options.MaxDeliveries times (3) without an answer fails with an error
+// matching ErrDeliveriesExhausted, never redelivered for ever, even for a
+// caller with no deadline: the host it is handed to next answers it so,
+// and if hosts die on those deliveries too, the server's max-deliveries
+// advisory fails the call (a caller needs no deadline to be sure of an
+// answer). A task whose own worker process died
 // (a crash inside the task) fails at once with an error matching
 // multiproc.ErrWorkerDied, as on a local Pool, and is not run again.
 // A client that dies without Close leaves its queued tasks behind: those

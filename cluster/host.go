@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/multiproc-go/multiproc"
@@ -148,7 +149,7 @@ func newHost(ctx context.Context, nc *nats.Conn, o *Options, name string) (*host
 // run serves until ctx ends, then hands back what it holds.
 func (h *host) run(ctx context.Context) {
 	var subs []*nats.Subscription
-	if sub, err := h.nc.Subscribe(h.s.cancel, h.onCancel); err == nil {
+	if sub, err := h.nc.Subscribe(h.s.cancel+"*", h.onCancel); err == nil {
 		subs = append(subs, sub)
 	}
 	if sub, err := h.nc.Subscribe(h.s.ping, func(m *nats.Msg) {
@@ -221,6 +222,9 @@ func (h *host) stats() HostStats {
 // caller's deadline, delivered too often, malformed) with an answer where
 // one is due. Its slot is released when it is answered.
 func (h *host) start(ctx context.Context, m jetstream.Msg) {
+	if testDieOnDelivery {
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	}
 	key, client, ok := h.parseSubject(m.Subject())
 	if !ok {
 		m.Term()
@@ -390,8 +394,15 @@ func (h *host) deliveries(m jetstream.Msg) uint64 {
 	return md.NumDelivered
 }
 
+// testDieOnDelivery, set by tests in a host process, makes the host
+// SIGKILL itself the moment a task is delivered to it: a host that dies
+// on every delivery, the last ones included.
+var testDieOnDelivery bool
+
+// tooManyDeliveries is the answer of a task delivered n times (see
+// ErrDeliveriesExhausted).
 func tooManyDeliveries(fn string, n uint64) []byte {
-	return append([]byte{resFailed}, fmt.Sprintf("multiproc: task %s was handed to a host %d times and none finished it (each host died or fell silent for longer than the AckWait); giving up", fn, n-1)...)
+	return append([]byte{resDeliveries}, fmt.Sprintf("multiproc: task %s was handed to a host %d times and none finished it (each host died or fell silent for longer than the AckWait); giving up", fn, n-1)...)
 }
 
 // startMulti runs a message of several tasks (see encodeMulti): nobody

@@ -24,9 +24,13 @@ const (
 // deadline and the purge of the queue have dealt with it.
 const cancelTTL = 10 * time.Minute
 
+// onCancel takes a cancel from the client its subject names (only that
+// client may publish there: see clientPermissions), for keys of that
+// client only: a client cannot cancel another's tasks.
 func (h *host) onCancel(m *nats.Msg) {
 	key := string(m.Data)
-	if key == "" || len(key) > 256 {
+	client := strings.TrimPrefix(m.Subject, h.s.cancel)
+	if !ownKey(client, key) {
 		return
 	}
 	prefix := strings.HasSuffix(key, ".")

@@ -140,12 +140,51 @@ func TestRemoteMaxDeliveries(t *testing.T) {
 	c, _ := remote(t, ctx, 2, 1)
 	log := filepath.Join(t.TempDir(), "runs")
 	_, err := killHost.Apply(ctx, c, counted{Path: log, N: 1})
-	if err == nil || !strings.Contains(err.Error(), "handed to a host 1 times") || strings.Count(err.Error(), "multiproc:") != 1 {
+	if !errors.Is(err, ErrDeliveriesExhausted) || !strings.Contains(err.Error(), "handed to a host 1 times") || strings.Count(err.Error(), "multiproc:") != 1 {
 		t.Fatalf("error = %v, want the delivery bound's", err)
 	}
 	if n := total(runs(t, log)); n != 1 {
 		t.Fatalf("the host-killing task ran %d times, want 1", n)
 	}
+}
+
+// A task whose host is SIGKILLed on every delivery, the last ones
+// included (so no host ever answers it with the delivery bound's error),
+// and whose caller has no deadline: the server's max-deliveries advisory
+// fails the call with ErrDeliveriesExhausted instead of leaving it
+// waiting for ever, and the task leaves the queue.
+func TestDeliveriesExhaustedNoDeadline(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	const ackWait = 500 * time.Millisecond
+	c := connect(t, ctx, Options{Listen: "127.0.0.1:0", Processes: -1, AckWait: ackWait, MaxDeliveries: 1})
+	// The server gives a task MaxDeliveries+2 tries (see consumerConfig):
+	// one host for each, each dying at its delivery.
+	var hs []*hostProc
+	for range 3 {
+		hs = append(hs, startHost(t, c.URL(), 1, ackWait, 1, envDie+"=1"))
+	}
+	waitFor(t, time.Minute, "the hosts to join", func() bool { return c.Workers() == 3 })
+	r := square.ApplyAsync(c, 7) // no deadline, no cancel
+	_, err := r.Get(ctx)
+	if !errors.Is(err, ErrDeliveriesExhausted) || strings.Count(err.Error(), "multiproc:") != 1 {
+		t.Fatalf("Get = %v, want ErrDeliveriesExhausted", err)
+	}
+	t.Log(err)
+	dead := 0
+	for _, h := range hs {
+		select {
+		case <-h.done:
+			dead++
+		default:
+		}
+	}
+	if dead == 0 {
+		t.Fatal("no host died: the task was never delivered")
+	}
+	waitFor(t, 30*time.Second, "the task to leave the queue", func() bool {
+		st, err := c.Stats(ctx)
+		return err == nil && st.Queued == 0 && st.Running == 0
+	})
 }
 
 // A crash inside a task on a remote host: ErrWorkerDied, not redelivered.
