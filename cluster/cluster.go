@@ -263,6 +263,15 @@ func (c *Cluster) Workers() int {
 	return min(max(n, 1), maxWorkers)
 }
 
+// MaxTaskBytes is how large a task's arguments may be to travel as one
+// message (the server's max payload, less room for headers): Map sizes
+// its chunks by it as well as by count, so that chunks of large items
+// travel as messages. A single item beyond it still works: it goes
+// through the payload store (see the package doc, "Large payloads").
+func (c *Cluster) MaxTaskBytes() int {
+	return int(c.nc.MaxPayload() - blobHeadroom)
+}
+
 // maxWorkers bounds Workers: heartbeats are claims, and a flood of them
 // must not make Map's chunks tiny or IMap's window huge.
 const maxWorkers = 1 << 12
