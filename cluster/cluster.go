@@ -302,23 +302,9 @@ func (c *Cluster) Submit(ctx context.Context, t *multiproc.Task, done func([]mul
 	if t.Batch {
 		want = 1
 	}
-	m := nats.NewMsg("")
-	m.Header.Set(hdrFunc, t.Func)
-	if t.Batch {
-		m.Header.Set(hdrBatch, "1")
-	}
-	if dl, ok := ctx.Deadline(); ok {
-		m.Header.Set(hdrDeadline, strconv.FormatInt(dl.UnixNano(), 10))
-	}
-	if ctx.Done() != nil {
-		m.Header.Set(hdrCtx, "1")
-	}
-	if c.opts.TaskTimeout > 0 {
-		m.Header.Set(hdrTimeout, strconv.FormatInt(int64(c.opts.TaskTimeout), 10))
-	}
-	m.Data = encodeArgs(t.Args)
-	cl := &call{fn: t.Func, want: want, done: done, stored: make(chan struct{}), batch: t.Batch, body: m.Data, secret: newSecret()}
-	cl.blob = int64(len(m.Data)) > c.nc.MaxPayload()-blobHeadroom
+	body := encodeArgs(t.Args)
+	cl := &call{fn: t.Func, want: want, done: done, stored: make(chan struct{}), batch: t.Batch, body: body, secret: newSecret()}
+	cl.blob = int64(len(body)) > c.nc.MaxPayload()-blobHeadroom
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -347,9 +333,7 @@ func (c *Cluster) Submit(ctx context.Context, t *multiproc.Task, done func([]mul
 		}
 		return
 	}
-	m.Subject = cl.subject
-	m.Header.Set(hdrID, cl.key)
-	m.Header.Set(hdrSecret, hex.EncodeToString(cl.secret))
+	m := c.taskMsg(ctx, cl)
 	if ctx.Done() != nil {
 		cl.stop = context.AfterFunc(ctx, func() { c.abandon(cl.key, ctx.Err()) })
 	}
@@ -359,6 +343,37 @@ func (c *Cluster) Submit(ctx context.Context, t *multiproc.Task, done func([]mul
 	}
 	if _, err := c.js.PublishMsgAsync(m); err != nil {
 		c.finish(cl.key, nil, fmt.Errorf("multiproc: cluster: queueing task %s: %w", t.Func, err))
+	}
+}
+
+// taskMsg is the message of one task, the only place its headers are
+// written (see the hdr constants): its function, key and secret, how it
+// is batched, and what bounds it: ctx's deadline, whether ctx can cancel
+// it, the task timeout.
+func (c *Cluster) taskMsg(ctx context.Context, cl *call) *nats.Msg {
+	m := nats.NewMsg(cl.subject)
+	m.Header.Set(hdrFunc, cl.fn)
+	m.Header.Set(hdrID, cl.key)
+	m.Header.Set(hdrSecret, hex.EncodeToString(cl.secret))
+	if cl.batch {
+		m.Header.Set(hdrBatch, "1")
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		m.Header.Set(hdrDeadline, strconv.FormatInt(dl.UnixNano(), 10))
+	}
+	if ctx.Done() != nil {
+		m.Header.Set(hdrCtx, "1")
+	}
+	c.setTimeout(m)
+	m.Data = cl.body
+	return m
+}
+
+// setTimeout sets the task timeout header of a task message (of one
+// task or several), if there is a timeout.
+func (c *Cluster) setTimeout(m *nats.Msg) {
+	if c.opts.TaskTimeout > 0 {
+		m.Header.Set(hdrTimeout, strconv.FormatInt(int64(c.opts.TaskTimeout), 10))
 	}
 }
 
@@ -605,9 +620,7 @@ func (c *Cluster) flush(calls []*call) {
 		}
 		m := nats.NewMsg(c.s.tasks + c.id + "." + strconv.Itoa(group[0].epoch) + ".m" + strconv.FormatUint(group[0].seq, 10))
 		m.Header.Set(hdrMulti, "1")
-		if c.opts.TaskTimeout > 0 {
-			m.Header.Set(hdrTimeout, strconv.FormatInt(int64(c.opts.TaskTimeout), 10))
-		}
+		c.setTimeout(m)
 		m.Data = encodeMulti(group)
 		c.mu.Lock()
 		c.multi[m.Subject] = group
@@ -625,17 +638,7 @@ func (c *Cluster) flush(calls []*call) {
 
 // publishOne publishes an outbox task as a message of its own.
 func (c *Cluster) publishOne(cl *call) {
-	m := nats.NewMsg(cl.subject)
-	m.Header.Set(hdrFunc, cl.fn)
-	m.Header.Set(hdrID, cl.key)
-	m.Header.Set(hdrSecret, hex.EncodeToString(cl.secret))
-	if cl.batch {
-		m.Header.Set(hdrBatch, "1")
-	}
-	if c.opts.TaskTimeout > 0 {
-		m.Header.Set(hdrTimeout, strconv.FormatInt(int64(c.opts.TaskTimeout), 10))
-	}
-	m.Data = cl.body
+	m := c.taskMsg(context.Background(), cl)
 	if _, err := c.js.PublishMsgAsync(m); err != nil {
 		c.finish(cl.key, nil, fmt.Errorf("multiproc: cluster: queueing task %s: %w", cl.fn, err))
 	}

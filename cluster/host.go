@@ -241,6 +241,13 @@ func (h *host) start(ctx context.Context, m jetstream.Msg) {
 		m.Ack()
 		h.release(1)
 	}
+	// fail answers the task with an error before running it.
+	fail := func(b []byte) {
+		h.failed.Add(1)
+		answer(b)
+		m.Ack()
+		h.release(1)
+	}
 	h.mu.Lock()
 	cancelled := h.isCancelledLocked(key)
 	h.mu.Unlock()
@@ -264,29 +271,20 @@ func (h *host) start(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 	if n := h.deliveries(m); n > uint64(h.opts.MaxDeliveries) {
-		h.failed.Add(1)
-		answer(tooManyDeliveries(fn, n))
-		m.Ack()
-		h.release(1)
+		fail(tooManyDeliveries(fn, n))
 		return
 	}
 	body := m.Data()
 	if n := hdr.Get(hdrBlob); n != "" && len(secret) == secretLen {
 		var err error
 		if body, err = h.loadBlob(ctx, m, key, secret, n); err != nil {
-			h.failed.Add(1)
-			answer(append([]byte{resFailed}, fmt.Sprintf("multiproc: cluster: reading the task's arguments: %v", err)...))
-			m.Ack()
-			h.release(1)
+			fail(append([]byte{resFailed}, fmt.Sprintf("multiproc: cluster: reading the task's arguments: %v", err)...))
 			return
 		}
 	}
 	args, err := decodeArgs(body)
 	if err != nil || fn == "" || len(secret) != secretLen {
-		h.failed.Add(1)
-		answer(append([]byte{resFailed}, "multiproc: cluster: malformed task"...))
-		m.Ack()
-		h.release(1)
+		fail(append([]byte{resFailed}, "multiproc: cluster: malformed task"...))
 		return
 	}
 	// A task its caller can never cancel, with no deadline or timeout,
@@ -316,30 +314,43 @@ func (h *host) start(ctx context.Context, m jetstream.Msg) {
 	h.pool.Submit(tctx, task, func(rs []multiproc.Result, err error) {
 		h.mu.Lock()
 		delete(h.held, key)
-		canceled := t.canceled
 		h.mu.Unlock()
-		stopping := ctx.Err() != nil
 		cancel()
-		switch {
-		case stopping && err != nil:
-			m.Nak() // stopped by the stop (pool closed, worker killed): for another host, now
-		case canceled:
-			h.dropped.Add(1)
-			m.Ack()
-		default:
-			if err != nil {
-				h.failed.Add(1)
-			} else {
-				h.done.Add(1)
-			}
-			// Answer first, then ack: a host dying between the two makes
-			// the task run again, and the caller keeps the first answer.
-			answer(encodeResults(rs, err))
+		if h.settle(ctx, t, rs, err, answer) {
+			m.Nak()
+		} else {
 			m.Ack()
 		}
 		h.answered()
 		h.inflight.Done()
 	})
+}
+
+// settle does what becomes of a task the pool ran, or of one member of
+// a message of several, and reports whether it is to be handed back
+// (the host is stopping and the stop ended it: Nak, so another host
+// runs it now). Otherwise it was dropped (its client cancelled it) or
+// answered with its outcome, and its message is to be acknowledged:
+// answer first, then ack, for a host dying between the two makes the
+// task run again, and the caller keeps the first answer.
+func (h *host) settle(ctx context.Context, t *heldTask, rs []multiproc.Result, err error, answer func([]byte)) (handBack bool) {
+	h.mu.Lock()
+	canceled := t.canceled
+	h.mu.Unlock()
+	switch {
+	case ctx.Err() != nil && err != nil:
+		return true
+	case canceled:
+		h.dropped.Add(1)
+	default:
+		if err != nil {
+			h.failed.Add(1)
+		} else {
+			h.done.Add(1)
+		}
+		answer(encodeResults(rs, err))
+	}
+	return false
 }
 
 // loadBlob reads a task's arguments from the payload store, telling the
@@ -442,21 +453,8 @@ func (h *host) startMulti(ctx context.Context, m jetstream.Msg, key, reply strin
 	left.Store(int64(len(members)))
 	// finishOne accounts for one member's outcome; the last one acks.
 	finishOne := func(mb *member, rs []multiproc.Result, err error) {
-		h.mu.Lock()
-		canceled := t.canceled
-		h.mu.Unlock()
-		switch {
-		case ctx.Err() != nil && err != nil:
+		if h.settle(ctx, t, rs, err, func(b []byte) { h.answer(reply, prefix+strconv.FormatUint(mb.seq, 10), mb.fn, mb.secret, b) }) {
 			nak.Store(true)
-		case canceled:
-			h.dropped.Add(1)
-		default:
-			if err != nil {
-				h.failed.Add(1)
-			} else {
-				h.done.Add(1)
-			}
-			h.answer(reply, prefix+strconv.FormatUint(mb.seq, 10), mb.fn, mb.secret, encodeResults(rs, err))
 		}
 		if left.Add(-1) > 0 {
 			return
