@@ -176,7 +176,13 @@ func Connect(ctx context.Context, opts Options) (*Cluster, error) {
 		if err != nil {
 			return nil, fmt.Errorf("multiproc: cluster: subscribing to %s: %w", subj, err)
 		}
-		sub.SetPendingLimits(-1, -1)
+		if subj == c.s.results+c.id || subj == c.s.hosts {
+			// Results must not be dropped; heartbeats are small and
+			// bounded in what they cost (addHostLocked). Purge requests
+			// keep the default bounds: a client that floods them loses
+			// its own.
+			sub.SetPendingLimits(-1, -1)
+		}
 		c.subs = append(c.subs, sub)
 	}
 	go c.flusher()
