@@ -52,8 +52,9 @@ type Cluster struct {
 	bySeq map[uint64]*storedMsg
 	multi map[string][]*call
 
-	// Tasks nobody can cancel (ApplyAsync's) wait here for the flusher,
-	// which sends those that pile up while it publishes as one message.
+	// Tasks with no deadline (ApplyAsync's, for one) wait here for the
+	// flusher, which sends those that pile up while it publishes as one
+	// message.
 	obMu   sync.Mutex
 	outbox []*call
 	kick   chan struct{}
@@ -79,6 +80,8 @@ type call struct {
 	secret  []byte // only the host the task is delivered to learns it
 	blob    bool   // its arguments are in the payload store
 	body    []byte // the encoded arguments
+	ctx     bool   // its caller may cancel it
+	multi   bool   // it travels in a message of several (under Cluster.mu)
 	epoch   int
 	seq     uint64
 	sseq    uint64 // its message's stream sequence, once stored (see bySeq)
@@ -294,7 +297,9 @@ var ErrNotConnected = errors.New("multiproc: cluster: not connected to the NATS 
 // or an error (see multiproc.Executor). A task carrying shared-memory
 // objects is refused: they cannot leave this machine. If ctx ends first,
 // done gets ctx.Err() at once, the task is removed from the queue if it
-// has not started, and stopped (its worker killed) if it runs.
+// has not started (or, if it travels with others, dropped by the hosts
+// that hear of it: see the package doc, "Delivery"), and stopped (its
+// worker killed) if it runs.
 func (c *Cluster) Submit(ctx context.Context, t *multiproc.Task, done func([]multiproc.Result, error)) {
 	if t.Shared() {
 		done(nil, fmt.Errorf("multiproc: cluster: %w: a task of %s carries a *Value, *Array, *Queue, *Conn, lock or the like, which only a Pool on this machine can pass", multiproc.ErrShared, t.Func))
@@ -309,7 +314,7 @@ func (c *Cluster) Submit(ctx context.Context, t *multiproc.Task, done func([]mul
 		want = 1
 	}
 	body := encodeArgs(t.Args)
-	cl := &call{fn: t.Func, want: want, done: done, stored: make(chan struct{}), batch: t.Batch, body: body, secret: newSecret()}
+	cl := &call{fn: t.Func, want: want, done: done, stored: make(chan struct{}), batch: t.Batch, body: body, secret: newSecret(), ctx: ctx.Done() != nil}
 	cl.blob = int64(len(body)) > c.nc.MaxPayload()-blobHeadroom
 	c.mu.Lock()
 	if c.closed {
@@ -328,8 +333,11 @@ func (c *Cluster) Submit(ctx context.Context, t *multiproc.Task, done func([]mul
 	c.pending[cl.key] = cl
 	c.mu.Unlock()
 	c.submitted.Add(1)
-	if ctx.Done() == nil && !cl.blob {
-		// Nobody can cancel it: it may travel with others (see flush).
+	if ctx.Done() != nil {
+		cl.stop = context.AfterFunc(ctx, func() { c.abandon(cl.key, ctx.Err()) })
+	}
+	if _, ok := ctx.Deadline(); !ok && !cl.blob {
+		// No deadline to carry: it may travel with others (see flush).
 		c.obMu.Lock()
 		c.outbox = append(c.outbox, cl)
 		c.obMu.Unlock()
@@ -340,9 +348,6 @@ func (c *Cluster) Submit(ctx context.Context, t *multiproc.Task, done func([]mul
 		return
 	}
 	m := c.taskMsg(ctx, cl)
-	if ctx.Done() != nil {
-		cl.stop = context.AfterFunc(ctx, func() { c.abandon(cl.key, ctx.Err()) })
-	}
 	if cl.blob {
 		go c.publishBlob(ctx, cl, m)
 		return
@@ -367,7 +372,7 @@ func (c *Cluster) taskMsg(ctx context.Context, cl *call) *nats.Msg {
 	if dl, ok := ctx.Deadline(); ok {
 		m.Header.Set(hdrDeadline, strconv.FormatInt(dl.UnixNano(), 10))
 	}
-	if ctx.Done() != nil {
+	if cl.ctx {
 		m.Header.Set(hdrCtx, "1")
 	}
 	c.setTimeout(m)
@@ -443,6 +448,14 @@ func (c *Cluster) abandon(key string, err error) {
 	c.failed.Add(1)
 	cl.done(nil, err)
 	c.cancel(key)
+	c.mu.Lock()
+	multi := cl.multi
+	c.mu.Unlock()
+	if multi {
+		// Its message holds others: the hosts drop it (see
+		// host.startMulti), or stop it if it runs.
+		return
+	}
 	go func() {
 		// Purge only once the server has stored it, or the purge could
 		// come first and the task be stored after it.
@@ -630,6 +643,9 @@ func (c *Cluster) flush(calls []*call) {
 		m.Data = encodeMulti(group)
 		c.mu.Lock()
 		c.multi[m.Subject] = group
+		for _, cl := range group {
+			cl.multi = true
+		}
 		c.mu.Unlock()
 		if _, err := c.js.PublishMsgAsync(m); err != nil {
 			c.mu.Lock()

@@ -25,10 +25,11 @@
 // work queue, a JetStream stream with work-queue retention named
 // Options.Name, on the subject Name.tasks.<build>.<client>.<epoch>.<seq>
 // (see "One program per queue" below). Tasks
-// nobody can cancel (ApplyAsync's) that pile up while the client publishes
-// travel several to a message, in chunks as Map's (about a quarter of the
-// pile per worker), and a host runs consecutive ones of one function in one
-// worker round trip. All hosts share one durable pull consumer; each pulls
+// with no deadline (ApplyAsync's, for one) that pile up while the client
+// publishes travel several to a message, in chunks as Map's (about a
+// quarter of the pile per worker), and a host runs consecutive ones of one
+// function in one worker round trip; a cancel still reaches each of them
+// on its own (see below). All hosts share one durable pull consumer; each pulls
 // as many messages as it has workers, plus as many as it gets through in
 // about 4ms (one while tasks are slow), so that short tasks keep its workers
 // busy and long ones spread by who is free. Results come
@@ -141,9 +142,13 @@
 // caller's ctx ends, its calls return ctx.Err() at once; each of its tasks
 // is purged from the queue (so a queued one never runs later, even on a
 // host that joins later), and a cancel message makes the host that holds
-// it drop it or kill its worker. The ctx's deadline also travels with the
-// task, and hosts drop tasks past it (this assumes the machines' clocks
-// roughly agree).
+// it drop it or kill its worker. A task that travels with others in one
+// message cannot be purged alone: the hosts that heard its cancel drop
+// it, or stop it if it runs (with the others of its worker round trip,
+// which then run again, each on its own); a host that joins later than
+// the cancel may still run it, for nobody. The ctx's deadline also
+// travels with the task, and hosts drop tasks past it (this assumes the
+// machines' clocks roughly agree).
 //
 // Map sends its input in chunks (one task each) sized from Workers(), the
 // worker processes of the hosts seen, like a local pool; IMap keeps

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -245,5 +246,60 @@ func TestEmbeddedIMapEndless(t *testing.T) {
 	})
 	if ran := total(runs(t, log)); ran < 50 || ran > 50+2*c.Workers() {
 		t.Fatalf("%d tasks ran for 50 results, window %d", ran, 2*c.Workers())
+	}
+}
+
+// Tasks that travel several to a message (a burst of ApplyAsync) can be
+// cancelled as those that travel alone: once they are cancelled, those
+// that had not started never run and a running one is stopped, though
+// they share a message (and a worker round trip) with others.
+func TestCancelTasksOfSeveral(t *testing.T) {
+	ctx := testCtx(t, time.Minute)
+	c := connect(t, ctx, Options{Processes: 1})
+	log := filepath.Join(t.TempDir(), "runs")
+	rs := make([]*multiproc.AsyncResult[int], 80)
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := g; i < len(rs); i += 4 {
+				rs[i] = slow.ApplyAsync(c, counted{Path: log, N: i, Ms: 25})
+			}
+		})
+	}
+	wg.Wait()
+	waitFor(t, 30*time.Second, "the first tasks to run", func() bool { return total(runs(t, log)) >= 2 })
+	c.mu.Lock()
+	multi := 0
+	for _, cl := range c.pending {
+		if cl.multi {
+			multi++
+		}
+	}
+	c.mu.Unlock()
+	for _, r := range rs {
+		r.Cancel()
+	}
+	before := total(runs(t, log))
+	for i, r := range rs {
+		v, err := r.Get(ctx)
+		if !errors.Is(err, context.Canceled) && (err != nil || v != 2*i) {
+			t.Fatalf("task %d: %d, %v", i, v, err)
+		}
+	}
+	if multi == 0 {
+		t.Fatal("no task travelled with others: the test tests nothing")
+	}
+	// Once the host is idle, count the runs: the cancelled tasks did not.
+	waitFor(t, 30*time.Second, "the host to be idle", func() bool {
+		st, err := c.Stats(ctx)
+		return err == nil && st.Running == 0 && st.Queued == 0
+	})
+	if after := total(runs(t, log)); after > before+2 {
+		t.Fatalf("%d runs when the tasks were cancelled, %d after: cancelled tasks ran (%d of them travelled with others)", before, after, multi)
+	} else {
+		t.Logf("%d tasks of %d travelled with others; %d runs at the cancel, %d after", multi, len(rs), before, after)
+	}
+	if v, err := square.Apply(ctx, c, 9); err != nil || v != 81 {
+		t.Fatalf("Apply after the cancels = %d, %v", v, err)
 	}
 }

@@ -111,6 +111,17 @@ type heldTask struct {
 	msg      jetstream.Msg
 	cancel   context.CancelFunc
 	canceled bool // by the client: no answer wanted
+	// A message of several tasks: each member by its key (see
+	// startMulti).
+	members map[string]*heldMember
+}
+
+// heldMember is one task of a held message of several: what stops its
+// run now (its own, or its group's), and whether its client cancelled
+// it. Guarded by host.mu.
+type heldMember struct {
+	stop     context.CancelFunc
+	canceled bool
 }
 
 // newHost connects the host's pieces: the queue (waiting for the server
@@ -316,7 +327,10 @@ func (h *host) start(ctx context.Context, m jetstream.Msg) {
 		delete(h.held, key)
 		h.mu.Unlock()
 		cancel()
-		if h.settle(ctx, t, rs, err, answer) {
+		h.mu.Lock()
+		canceled := t.canceled
+		h.mu.Unlock()
+		if h.settle(ctx, canceled, rs, err, answer) {
 			m.Nak()
 		} else {
 			m.Ack()
@@ -333,10 +347,7 @@ func (h *host) start(ctx context.Context, m jetstream.Msg) {
 // answered with its outcome, and its message is to be acknowledged:
 // answer first, then ack, for a host dying between the two makes the
 // task run again, and the caller keeps the first answer.
-func (h *host) settle(ctx context.Context, t *heldTask, rs []multiproc.Result, err error, answer func([]byte)) (handBack bool) {
-	h.mu.Lock()
-	canceled := t.canceled
-	h.mu.Unlock()
+func (h *host) settle(ctx context.Context, canceled bool, rs []multiproc.Result, err error, answer func([]byte)) (handBack bool) {
 	switch {
 	case ctx.Err() != nil && err != nil:
 		return true
@@ -416,10 +427,15 @@ func tooManyDeliveries(fn string, n uint64) []byte {
 	return append([]byte{resDeliveries}, fmt.Sprintf("multiproc: task %s was handed to a host %d times and none finished it (each host died or fell silent for longer than the AckWait); giving up", fn, n-1)...)
 }
 
-// startMulti runs a message of several tasks (see encodeMulti): nobody
-// can cancel them, so each runs under a context that never ends (unless
-// they have a TaskTimeout), and each is answered on its own; the message
-// is acknowledged once all are.
+// startMulti runs a message of several tasks (see encodeMulti), each
+// answered on its own; the message is acknowledged once all are. Each
+// may be cancelled by its client (its key on the cancel subject, see
+// onCancel): one cancelled before it starts never runs; one cancelled
+// while it runs is stopped (its worker killed), and if it ran in a group
+// with others, they run again, each on its own, as when a worker dies.
+// The runs' contexts end only by such a cancel or a TaskTimeout, not
+// when the host stops: Terminate stops them then, and they are handed
+// back.
 func (h *host) startMulti(ctx context.Context, m jetstream.Msg, key, reply string) {
 	members, err := decodeMulti(m.Data())
 	prefix := key[:strings.LastIndexByte(key, '.')+1]
@@ -443,17 +459,44 @@ func (h *host) startMulti(ctx context.Context, m jetstream.Msg, key, reply strin
 	if timeout > 0 {
 		tctx, cancel = context.WithCancel(ctx)
 	}
-	t := &heldTask{msg: m, cancel: cancel}
+	t := &heldTask{msg: m, cancel: cancel, members: make(map[string]*heldMember, len(members))}
+	memberKey := func(mb *member) string { return prefix + strconv.FormatUint(mb.seq, 10) }
 	h.mu.Lock()
 	h.held[key] = t
 	h.inflight.Add(1)
+	for i := range members {
+		k := memberKey(&members[i])
+		t.members[k] = &heldMember{canceled: h.isCancelledLocked(k)}
+	}
 	h.mu.Unlock()
+	// run gives a member's (or a group's) run a context its cancel
+	// ends, or reports that one of them was cancelled already.
+	run := func(group []member, timeout time.Duration) (context.Context, context.CancelFunc, bool) {
+		rctx, rcancel := context.WithCancel(tctx)
+		if timeout > 0 {
+			rctx, rcancel = context.WithTimeout(tctx, timeout)
+		}
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		for i := range group {
+			hm := t.members[memberKey(&group[i])]
+			if hm.canceled {
+				rcancel()
+				return nil, nil, false
+			}
+			hm.stop = rcancel
+		}
+		return rctx, rcancel, true
+	}
 	var left atomic.Int64
 	var nak atomic.Bool
 	left.Store(int64(len(members)))
 	// finishOne accounts for one member's outcome; the last one acks.
 	finishOne := func(mb *member, rs []multiproc.Result, err error) {
-		if h.settle(ctx, t, rs, err, func(b []byte) { h.answer(reply, prefix+strconv.FormatUint(mb.seq, 10), mb.fn, mb.secret, b) }) {
+		h.mu.Lock()
+		canceled := t.canceled || t.members[memberKey(mb)].canceled
+		h.mu.Unlock()
+		if h.settle(ctx, canceled, rs, err, func(b []byte) { h.answer(reply, memberKey(mb), mb.fn, mb.secret, b) }) {
 			nak.Store(true)
 		}
 		if left.Add(-1) > 0 {
@@ -472,9 +515,10 @@ func (h *host) startMulti(ctx context.Context, m jetstream.Msg, key, reply strin
 		h.inflight.Done()
 	}
 	runOne := func(mb *member) {
-		mctx, mcancel := tctx, context.CancelFunc(func() {})
-		if timeout > 0 {
-			mctx, mcancel = context.WithTimeout(tctx, timeout)
+		mctx, mcancel, ok := run([]member{*mb}, timeout)
+		if !ok {
+			finishOne(mb, nil, context.Canceled) // dropped: cancelled
+			return
 		}
 		h.pool.Submit(mctx, &multiproc.Task{Func: mb.fn, Args: mb.args, Batch: mb.batch}, func(rs []multiproc.Result, err error) {
 			mcancel()
@@ -497,11 +541,19 @@ func (h *host) startMulti(ctx context.Context, m jetstream.Msg, key, reply strin
 			runOne(&group[0])
 			continue
 		}
+		gctx, gcancel, ok := run(group, 0)
+		if !ok { // one was cancelled already: the others on their own
+			for k := range group {
+				runOne(&group[k])
+			}
+			continue
+		}
 		var args [][]byte
 		for _, mb := range group {
 			args = append(args, mb.args...)
 		}
-		h.pool.Submit(tctx, &multiproc.Task{Func: group[0].fn, Args: args}, func(rs []multiproc.Result, err error) {
+		h.pool.Submit(gctx, &multiproc.Task{Func: group[0].fn, Args: args}, func(rs []multiproc.Result, err error) {
+			gcancel()
 			if err == nil && len(rs) != len(args) {
 				err = fmt.Errorf("multiproc: cluster: the pool answered %d tasks with %d results", len(args), len(rs))
 			}

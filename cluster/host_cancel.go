@@ -42,9 +42,19 @@ func (h *host) onCancel(m *nats.Msg) {
 	// Stop what it names now, then remember it for what comes later,
 	// within bounds.
 	for k, t := range h.held {
-		if k == key || prefix && strings.HasPrefix(k, key) {
+		whole := k == key || prefix && strings.HasPrefix(k, key)
+		if whole {
 			t.canceled = true
 			t.cancel()
+		}
+		// The members of a message of several, one by its key or all.
+		for mk, hm := range t.members {
+			if whole || mk == key {
+				hm.canceled = true
+				if hm.stop != nil {
+					hm.stop()
+				}
+			}
 		}
 	}
 	exp := time.Now().Add(cancelTTL)

@@ -239,7 +239,7 @@ type member struct {
 	args   [][]byte
 }
 
-// encodeMulti encodes several tasks nobody can cancel as one message:
+// encodeMulti encodes several tasks with no deadline as one message:
 // a count, then per task its seq, function, batch flag, secret and
 // arguments.
 func encodeMulti(calls []*call) []byte {
