@@ -294,7 +294,10 @@ func TestCancelTasksOfSeveral(t *testing.T) {
 		st, err := c.Stats(ctx)
 		return err == nil && st.Running == 0 && st.Queued == 0
 	})
-	if after := total(runs(t, log)); after > before+2 {
+	// A few may start in the moment between the cancels (a group
+	// stopped by the first runs its others again, each on its own, until
+	// their own cancels arrive): not the dozens left.
+	if after := total(runs(t, log)); after > before+5 {
 		t.Fatalf("%d runs when the tasks were cancelled, %d after: cancelled tasks ran (%d of them travelled with others)", before, after, multi)
 	} else {
 		t.Logf("%d tasks of %d travelled with others; %d runs at the cancel, %d after", multi, len(rs), before, after)
