@@ -262,7 +262,7 @@ func TestCancelTasksOfSeveral(t *testing.T) {
 	for g := range 4 {
 		wg.Go(func() {
 			for i := g; i < len(rs); i += 4 {
-				rs[i] = slow.ApplyAsync(c, counted{Path: log, N: i, Ms: 25})
+				rs[i] = slow.ApplyAsync(c, counted{Path: log, N: i, Ms: 50})
 			}
 		})
 	}
@@ -278,6 +278,17 @@ func TestCancelTasksOfSeveral(t *testing.T) {
 	c.mu.Unlock()
 	for _, r := range rs {
 		r.Cancel()
+	}
+	// Cancel ends the ctx; the client publishes the cancels as it sees
+	// that (on goroutines of the ctx's AfterFunc): count the runs once
+	// they are all out.
+	waitFor(t, 30*time.Second, "the cancels to be sent", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.pending) == 0
+	})
+	if err := c.nc.FlushTimeout(10 * time.Second); err != nil {
+		t.Fatal(err)
 	}
 	before := total(runs(t, log))
 	for i, r := range rs {

@@ -112,7 +112,7 @@ func TestHostLogsReconnect(t *testing.T) {
 	}
 	ns.stop()
 	waitFor(t, 30*time.Second, "the host to log the loss", func() bool { return logged.has("lost the NATS server " + ns.url()) })
-	if logged.has("reconnected") {
+	if logged.has("reconnected to " + ns.url()) {
 		t.Fatal("the host logged a reconnection while the server was down")
 	}
 	ns = startNATS(t, ns.port, ns.dir)
