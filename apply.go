@@ -152,25 +152,43 @@ type mapChunk struct {
 	err      error
 }
 
+// taskLimiter is an Executor whose tasks should stay under a size (a
+// remote one, whose messages have a maximum): Map splits a chunk whose
+// encoded arguments exceed MaxTaskBytes() in halves, down to one item,
+// which goes whatever its size. 0 or less: no limit.
+type taskLimiter interface{ MaxTaskBytes() int }
+
+// argBytes is the size of a task's encoded arguments.
+func (t *Task) argBytes() int {
+	n := 0
+	for _, a := range t.Args {
+		n += len(a)
+	}
+	return n
+}
+
 // chunks encodes args[start:end] as tasks of at most size items: batch
 // tasks when A holds no shared objects; otherwise per-item tasks, split
-// further where one would carry more descriptors than a message can.
-func (f *Func[A, R]) chunks(args []A, start, end int, batch bool, emit func(t *Task, start, n int)) error {
+// further where one would carry more descriptors than a message can, or
+// more than limit bytes of arguments (when limit > 0).
+func (f *Func[A, R]) chunks(args []A, start, end int, batch bool, limit int, emit func(t *Task, start, n int)) error {
+	var t *Task
+	var err error
 	if batch {
-		t, err := f.newBatch(args[start:end])
-		if err != nil {
-			return err
-		}
-		emit(t, start, end-start)
-		return nil
+		t, err = f.newBatch(args[start:end])
+	} else {
+		t, err = f.newTask(args[start:end])
 	}
-	t, err := f.newTask(args[start:end])
-	if err != nil && end-start > 1 && errors.Is(err, errTooManyFds) {
+	over := err == nil && limit > 0 && end-start > 1 && t.argBytes() > limit
+	if over || err != nil && !batch && end-start > 1 && errors.Is(err, errTooManyFds) {
+		if over {
+			t.release()
+		}
 		mid := start + (end-start)/2
-		if err := f.chunks(args, start, mid, batch, emit); err != nil {
+		if err := f.chunks(args, start, mid, batch, limit, emit); err != nil {
 			return err
 		}
-		return f.chunks(args, mid, end, batch, emit)
+		return f.chunks(args, mid, end, batch, limit, emit)
 	}
 	if err != nil {
 		return err
@@ -226,13 +244,17 @@ func (f *Func[A, R]) startMap(ctx context.Context, e Executor, args []A) (collec
 		return nil, err
 	}
 	size := chunkSize(len(args), e.Workers())
+	limit := 0
+	if l, ok := e.(taskLimiter); ok {
+		limit = l.MaxTaskBytes()
+	}
 	// Arguments with no shared objects in them go as one []A per chunk.
 	batch := !handle.MayHold(reflect.TypeFor[A]())
 	var tasks []*Task
 	var chunks []*mapChunk
 	for start := 0; start < len(args); start += size {
 		end := min(start+size, len(args))
-		err := f.chunks(args, start, end, batch, func(t *Task, start, n int) {
+		err := f.chunks(args, start, end, batch, limit, func(t *Task, start, n int) {
 			tasks = append(tasks, t)
 			chunks = append(chunks, &mapChunk{start: start, n: n, batch: batch})
 		})

@@ -105,19 +105,22 @@ func (a *authenticator) Check(c server.ClientAuthentication) bool {
 	return true
 }
 
-// clientPermissions: submit tasks under its own id (of any build), cancel
-// (purge) tasks, read its own results and its own inbox, hear and ping
-// hosts, read the queue's state. Not: read tasks, create, change or
-// delete streams or consumers, pull tasks, answer them. s is made with
-// build "*".
+// clientPermissions: submit tasks under its own id (of any build),
+// cancel its own tasks (on its own cancel subject, which hosts check
+// against the keys) and ask the head to purge them (on its own purge
+// subject: see Cluster.purge), read its own results and its own inbox,
+// hear and ping hosts, hear the server's max-deliveries advisories, read
+// the queue's state. Not: read tasks, purge, create, change or delete
+// streams or consumers, pull tasks, answer them, cancel or purge another
+// client's tasks. s is made with build "*".
 func clientPermissions(s subjects, pub string) *server.Permissions {
 	return &server.Permissions{
 		Publish: &server.SubjectPermission{Allow: append([]string{
 			s.tasks + pub + ".>",
-			s.cancel,
+			s.cancel + pub,
+			s.purge + pub,
 			s.ping,
 			"$JS.API.STREAM.INFO." + s.name,
-			"$JS.API.STREAM.PURGE." + s.name,
 			"$JS.API.CONSUMER.INFO." + s.name + ".*",
 			"$JS.API.CONSUMER.LIST." + s.name,
 		}, blobPermissions(s)...)},
@@ -125,6 +128,7 @@ func clientPermissions(s subjects, pub string) *server.Permissions {
 			inboxPrefix(pub) + ".>",
 			s.results + pub,
 			s.hosts,
+			maxDeliveriesPrefix + s.name + ".*",
 		}},
 	}
 }
@@ -149,7 +153,7 @@ func hostPermissions(s subjects, pub string) *server.Permissions {
 		}, blobPermissions(s)...)},
 		Subscribe: &server.SubjectPermission{Allow: []string{
 			inboxPrefix(pub) + ".>",
-			s.cancel,
+			s.cancel + "*",
 			s.ping,
 		}},
 		// Answers to pings go to the pinger's inbox.

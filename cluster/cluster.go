@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"encoding/hex"
+	"encoding/json"
 
 	"github.com/multiproc-go/multiproc"
 	"github.com/nats-io/nats.go"
@@ -44,9 +45,16 @@ type Cluster struct {
 	pending map[string]*call
 	closed  bool
 	hosts   map[string]HostStats
+	// The stream sequence of each stored task message whose calls still
+	// wait, so that the server's word that its deliveries ran out
+	// (onMaxDeliveries) fails them; and the messages of several tasks
+	// published but not yet stored, by subject (see onStored).
+	bySeq map[uint64]*storedMsg
+	multi map[string][]*call
 
-	// Tasks nobody can cancel (ApplyAsync's) wait here for the flusher,
-	// which sends those that pile up while it publishes as one message.
+	// Tasks with no deadline (ApplyAsync's, for one) wait here for the
+	// flusher, which sends those that pile up while it publishes as one
+	// message.
 	obMu   sync.Mutex
 	outbox []*call
 	kick   chan struct{}
@@ -72,8 +80,19 @@ type call struct {
 	secret  []byte // only the host the task is delivered to learns it
 	blob    bool   // its arguments are in the payload store
 	body    []byte // the encoded arguments
+	ctx     bool   // its caller may cancel it
+	multi   bool   // it travels in a message of several (under Cluster.mu)
 	epoch   int
 	seq     uint64
+	sseq    uint64 // its message's stream sequence, once stored (see bySeq)
+}
+
+// storedMsg is a stored task message: its subject and its calls, of
+// which left still wait.
+type storedMsg struct {
+	subject string
+	calls   []*call
+	left    int
 }
 
 type localHost struct {
@@ -100,7 +119,7 @@ func Connect(ctx context.Context, opts Options) (*Cluster, error) {
 	c := &Cluster{
 		opts: opts, s: newSubjects(opts.Name, fingerprint()),
 		pending: map[string]*call{}, hosts: map[string]HostStats{}, quit: make(chan struct{}),
-		kick: make(chan struct{}, 1),
+		kick: make(chan struct{}, 1), bySeq: map[uint64]*storedMsg{}, multi: map[string][]*call{},
 	}
 	ok := false
 	defer func() {
@@ -151,12 +170,22 @@ func Connect(ctx context.Context, opts Options) (*Cluster, error) {
 			return nil, fmt.Errorf("multiproc: cluster: the payload store: %w", err)
 		}
 	}
-	for subj, h := range map[string]nats.MsgHandler{c.s.results + c.id: c.onResult, c.s.hosts: c.onHost} {
+	handlers := map[string]nats.MsgHandler{c.s.results + c.id: c.onResult, c.s.hosts: c.onHost, c.s.maxDeliveries: c.onMaxDeliveries}
+	if role == queueHead {
+		handlers[c.s.purge+"*"] = c.onPurge
+	}
+	for subj, h := range handlers {
 		sub, err := c.nc.Subscribe(subj, h)
 		if err != nil {
 			return nil, fmt.Errorf("multiproc: cluster: subscribing to %s: %w", subj, err)
 		}
-		sub.SetPendingLimits(-1, -1)
+		if subj == c.s.results+c.id || subj == c.s.hosts {
+			// Results must not be dropped; heartbeats are small and
+			// bounded in what they cost (addHostLocked). Purge requests
+			// keep the default bounds: a client that floods them loses
+			// its own.
+			sub.SetPendingLimits(-1, -1)
+		}
 		c.subs = append(c.subs, sub)
 	}
 	go c.flusher()
@@ -243,6 +272,15 @@ func (c *Cluster) Workers() int {
 	return min(max(n, 1), maxWorkers)
 }
 
+// MaxTaskBytes is how large a task's arguments may be to travel as one
+// message (the server's max payload, less room for headers): Map sizes
+// its chunks by it as well as by count, so that chunks of large items
+// travel as messages. A single item beyond it still works: it goes
+// through the payload store (see the package doc, "Large payloads").
+func (c *Cluster) MaxTaskBytes() int {
+	return int(c.nc.MaxPayload() - blobHeadroom)
+}
+
 // maxWorkers bounds Workers: heartbeats are claims, and a flood of them
 // must not make Map's chunks tiny or IMap's window huge.
 const maxWorkers = 1 << 12
@@ -259,7 +297,9 @@ var ErrNotConnected = errors.New("multiproc: cluster: not connected to the NATS 
 // or an error (see multiproc.Executor). A task carrying shared-memory
 // objects is refused: they cannot leave this machine. If ctx ends first,
 // done gets ctx.Err() at once, the task is removed from the queue if it
-// has not started, and stopped (its worker killed) if it runs.
+// has not started (or, if it travels with others, dropped by the hosts
+// that hear of it: see the package doc, "Delivery"), and stopped (its
+// worker killed) if it runs.
 func (c *Cluster) Submit(ctx context.Context, t *multiproc.Task, done func([]multiproc.Result, error)) {
 	if t.Shared() {
 		done(nil, fmt.Errorf("multiproc: cluster: %w: a task of %s carries a *Value, *Array, *Queue, *Conn, lock or the like, which only a Pool on this machine can pass", multiproc.ErrShared, t.Func))
@@ -273,23 +313,9 @@ func (c *Cluster) Submit(ctx context.Context, t *multiproc.Task, done func([]mul
 	if t.Batch {
 		want = 1
 	}
-	m := nats.NewMsg("")
-	m.Header.Set(hdrFunc, t.Func)
-	if t.Batch {
-		m.Header.Set(hdrBatch, "1")
-	}
-	if dl, ok := ctx.Deadline(); ok {
-		m.Header.Set(hdrDeadline, strconv.FormatInt(dl.UnixNano(), 10))
-	}
-	if ctx.Done() != nil {
-		m.Header.Set(hdrCtx, "1")
-	}
-	if c.opts.TaskTimeout > 0 {
-		m.Header.Set(hdrTimeout, strconv.FormatInt(int64(c.opts.TaskTimeout), 10))
-	}
-	m.Data = encodeArgs(t.Args)
-	cl := &call{fn: t.Func, want: want, done: done, stored: make(chan struct{}), batch: t.Batch, body: m.Data, secret: newSecret()}
-	cl.blob = int64(len(m.Data)) > c.nc.MaxPayload()-blobHeadroom
+	body := encodeArgs(t.Args)
+	cl := &call{fn: t.Func, want: want, done: done, stored: make(chan struct{}), batch: t.Batch, body: body, secret: newSecret(), ctx: ctx.Done() != nil}
+	cl.blob = int64(len(body)) > c.nc.MaxPayload()-blobHeadroom
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -307,8 +333,11 @@ func (c *Cluster) Submit(ctx context.Context, t *multiproc.Task, done func([]mul
 	c.pending[cl.key] = cl
 	c.mu.Unlock()
 	c.submitted.Add(1)
-	if ctx.Done() == nil && !cl.blob {
-		// Nobody can cancel it: it may travel with others (see flush).
+	if ctx.Done() != nil {
+		cl.stop = context.AfterFunc(ctx, func() { c.abandon(cl.key, ctx.Err()) })
+	}
+	if _, ok := ctx.Deadline(); !ok && !cl.blob {
+		// No deadline to carry: it may travel with others (see flush).
 		c.obMu.Lock()
 		c.outbox = append(c.outbox, cl)
 		c.obMu.Unlock()
@@ -318,18 +347,44 @@ func (c *Cluster) Submit(ctx context.Context, t *multiproc.Task, done func([]mul
 		}
 		return
 	}
-	m.Subject = cl.subject
-	m.Header.Set(hdrID, cl.key)
-	m.Header.Set(hdrSecret, hex.EncodeToString(cl.secret))
-	if ctx.Done() != nil {
-		cl.stop = context.AfterFunc(ctx, func() { c.abandon(cl.key, ctx.Err()) })
-	}
+	m := c.taskMsg(ctx, cl)
 	if cl.blob {
 		go c.publishBlob(ctx, cl, m)
 		return
 	}
 	if _, err := c.js.PublishMsgAsync(m); err != nil {
 		c.finish(cl.key, nil, fmt.Errorf("multiproc: cluster: queueing task %s: %w", t.Func, err))
+	}
+}
+
+// taskMsg is the message of one task, the only place its headers are
+// written (see the hdr constants): its function, key and secret, how it
+// is batched, and what bounds it: ctx's deadline, whether ctx can cancel
+// it, the task timeout.
+func (c *Cluster) taskMsg(ctx context.Context, cl *call) *nats.Msg {
+	m := nats.NewMsg(cl.subject)
+	m.Header.Set(hdrFunc, cl.fn)
+	m.Header.Set(hdrID, cl.key)
+	m.Header.Set(hdrSecret, hex.EncodeToString(cl.secret))
+	if cl.batch {
+		m.Header.Set(hdrBatch, "1")
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		m.Header.Set(hdrDeadline, strconv.FormatInt(dl.UnixNano(), 10))
+	}
+	if cl.ctx {
+		m.Header.Set(hdrCtx, "1")
+	}
+	c.setTimeout(m)
+	m.Data = cl.body
+	return m
+}
+
+// setTimeout sets the task timeout header of a task message (of one
+// task or several), if there is a timeout.
+func (c *Cluster) setTimeout(m *nats.Msg) {
+	if c.opts.TaskTimeout > 0 {
+		m.Header.Set(hdrTimeout, strconv.FormatInt(int64(c.opts.TaskTimeout), 10))
 	}
 }
 
@@ -353,6 +408,13 @@ func (c *Cluster) take(key string) *call {
 	c.mu.Lock()
 	cl := c.pending[key]
 	delete(c.pending, key)
+	if cl != nil && cl.sseq != 0 {
+		if sm := c.bySeq[cl.sseq]; sm != nil {
+			if sm.left--; sm.left <= 0 {
+				delete(c.bySeq, cl.sseq)
+			}
+		}
+	}
 	c.mu.Unlock()
 	if cl != nil && cl.stop != nil {
 		cl.stop()
@@ -385,7 +447,15 @@ func (c *Cluster) abandon(key string, err error) {
 	}
 	c.failed.Add(1)
 	cl.done(nil, err)
-	c.nc.Publish(c.s.cancel, []byte(key))
+	c.cancel(key)
+	c.mu.Lock()
+	multi := cl.multi
+	c.mu.Unlock()
+	if multi {
+		// Its message holds others: the hosts drop it (see
+		// host.startMulti), or stop it if it runs.
+		return
+	}
 	go func() {
 		// Purge only once the server has stored it, or the purge could
 		// come first and the task be stored after it.
@@ -395,10 +465,83 @@ func (c *Cluster) abandon(key string, err error) {
 		case <-c.quit:
 			return // Close purges what is left
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		c.st.Purge(ctx, jetstream.WithPurgeSubject(cl.subject))
+		c.purge(key)
 	}()
+}
+
+// cancel tells the hosts to drop or stop the task key, or every task
+// whose key starts with it (a prefix, ending in "."), on this client's
+// own cancel subject: a client may cancel only its own tasks (see
+// clientPermissions and host.onCancel).
+func (c *Cluster) cancel(key string) {
+	c.nc.Publish(c.s.cancel+c.id, []byte(key))
+}
+
+// purge removes from the queue the task key of this client, or every
+// task whose key starts with it (a prefix, ending in "."), of any build.
+// On an embedded server only its head may purge (a purge's filter is not
+// something NATS permissions can restrict): a client of it asks the head
+// on its own purge subject, and the head purges only keys of the client
+// the subject names (onPurge). With a server of its own that has no head
+// (nobody answers), the client purges itself, with the rights that
+// server's admin gave it.
+func (c *Cluster) purge(key string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if c.emb == nil {
+		_, err := c.nc.RequestWithContext(ctx, c.s.purge+c.id, []byte(key))
+		if !errors.Is(err, nats.ErrNoResponders) {
+			return
+		}
+	}
+	c.st.Purge(ctx, jetstream.WithPurgeSubject(purgeFilter(c.s, key)))
+}
+
+// purgeFilter is the subject filter of the tasks key names (see purge).
+func purgeFilter(s subjects, key string) string {
+	f := s.allTasks + "*." + key
+	if strings.HasSuffix(key, ".") {
+		f += ">"
+	}
+	return f
+}
+
+// onPurge is the head's answer to a client's purge request (see purge):
+// it purges the key only if it is one of the client's own, as the
+// request's subject (which only that client may publish to) names it.
+func (c *Cluster) onPurge(m *nats.Msg) {
+	client := strings.TrimPrefix(m.Subject, c.s.purge)
+	key := string(m.Data)
+	if !ownKey(client, key) {
+		m.Respond([]byte("refused: not a key of " + client))
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.st.Purge(ctx, jetstream.WithPurgeSubject(purgeFilter(c.s, key))); err != nil {
+		m.Respond([]byte(err.Error()))
+		return
+	}
+	m.Respond(nil)
+}
+
+// ownKey reports whether key names tasks of client only: "<client>."
+// (all of them), "<client>.<epoch>." (an epoch's) or
+// "<client>.<epoch>.<seq>" (one message), with no wildcard.
+func ownKey(client, key string) bool {
+	if client == "" || len(key) > 256 || strings.ContainsAny(key, "*> \t\r\n") {
+		return false
+	}
+	parts := strings.Split(key, ".")
+	if len(parts) < 2 || len(parts) > 3 || parts[0] != client {
+		return false
+	}
+	for i, p := range parts {
+		if p == "" && i != len(parts)-1 {
+			return false
+		}
+	}
+	return len(parts) == 3 || parts[1] == ""
 }
 
 func (c *Cluster) onResult(m *nats.Msg) {
@@ -496,11 +639,18 @@ func (c *Cluster) flush(calls []*call) {
 		}
 		m := nats.NewMsg(c.s.tasks + c.id + "." + strconv.Itoa(group[0].epoch) + ".m" + strconv.FormatUint(group[0].seq, 10))
 		m.Header.Set(hdrMulti, "1")
-		if c.opts.TaskTimeout > 0 {
-			m.Header.Set(hdrTimeout, strconv.FormatInt(int64(c.opts.TaskTimeout), 10))
-		}
+		c.setTimeout(m)
 		m.Data = encodeMulti(group)
+		c.mu.Lock()
+		c.multi[m.Subject] = group
+		for _, cl := range group {
+			cl.multi = true
+		}
+		c.mu.Unlock()
 		if _, err := c.js.PublishMsgAsync(m); err != nil {
+			c.mu.Lock()
+			delete(c.multi, m.Subject)
+			c.mu.Unlock()
 			for _, cl := range group {
 				c.finish(cl.key, nil, fmt.Errorf("multiproc: cluster: queueing task %s: %w", cl.fn, err))
 			}
@@ -510,33 +660,103 @@ func (c *Cluster) flush(calls []*call) {
 
 // publishOne publishes an outbox task as a message of its own.
 func (c *Cluster) publishOne(cl *call) {
-	m := nats.NewMsg(cl.subject)
-	m.Header.Set(hdrFunc, cl.fn)
-	m.Header.Set(hdrID, cl.key)
-	m.Header.Set(hdrSecret, hex.EncodeToString(cl.secret))
-	if cl.batch {
-		m.Header.Set(hdrBatch, "1")
-	}
-	if c.opts.TaskTimeout > 0 {
-		m.Header.Set(hdrTimeout, strconv.FormatInt(int64(c.opts.TaskTimeout), 10))
-	}
-	m.Data = cl.body
+	m := c.taskMsg(context.Background(), cl)
 	if _, err := c.js.PublishMsgAsync(m); err != nil {
 		c.finish(cl.key, nil, fmt.Errorf("multiproc: cluster: queueing task %s: %w", cl.fn, err))
 	}
 }
 
-func (c *Cluster) onStored(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) {
+func (c *Cluster) onStored(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) {
 	c.mu.Lock()
+	if m.Header.Get(hdrMulti) != "" {
+		group := c.multi[m.Subject]
+		delete(c.multi, m.Subject)
+		c.trackLocked(ack, m.Subject, group)
+		c.mu.Unlock()
+		return
+	}
 	cl := c.pending[m.Header.Get(hdrID)]
+	if cl != nil {
+		c.trackLocked(ack, m.Subject, []*call{cl})
+	}
 	c.mu.Unlock()
 	if cl != nil {
 		close(cl.stored)
 	}
 }
 
+// trackLocked records the stream sequence of a stored message of calls,
+// those still waiting (see bySeq).
+func (c *Cluster) trackLocked(ack *jetstream.PubAck, subject string, calls []*call) {
+	if ack == nil || ack.Sequence == 0 {
+		return
+	}
+	sm := &storedMsg{subject: subject}
+	for _, cl := range calls {
+		if c.pending[cl.key] == cl {
+			cl.sseq = ack.Sequence
+			sm.calls = append(sm.calls, cl)
+		}
+	}
+	if sm.left = len(sm.calls); sm.left > 0 {
+		c.bySeq[ack.Sequence] = sm
+	}
+}
+
+// ErrDeliveriesExhausted: a task was handed to hosts
+// Options.MaxDeliveries times (or more) and none of them answered: each
+// died with it, or fell silent for longer than the AckWait. The call
+// fails with an error matching it instead of waiting for ever, whether
+// the last host said so (it answers the task with this error past
+// MaxDeliveries) or the server did (its max-deliveries advisory, when
+// hosts died on every delivery, the last ones included).
+var ErrDeliveriesExhausted = errors.New("multiproc: cluster: the task's deliveries ran out")
+
+// maxDeliveriesAdvisory is the part of the server's advisory
+// (io.nats.jetstream.advisory.v1.max_deliver) that onMaxDeliveries reads.
+type maxDeliveriesAdvisory struct {
+	Stream     string `json:"stream"`
+	Consumer   string `json:"consumer"`
+	StreamSeq  uint64 `json:"stream_seq"`
+	Deliveries uint64 `json:"deliveries"`
+}
+
+// onMaxDeliveries is the server's word that it gave up delivering a
+// stored task message: its calls fail with ErrDeliveriesExhausted, and
+// the message, which no host will be given again, is purged.
+func (c *Cluster) onMaxDeliveries(m *nats.Msg) {
+	var a maxDeliveriesAdvisory
+	if len(m.Data) > 4<<10 || json.Unmarshal(m.Data, &a) != nil || a.Stream != c.s.name || a.Consumer != c.s.consumer {
+		return
+	}
+	c.mu.Lock()
+	sm := c.bySeq[a.StreamSeq]
+	delete(c.bySeq, a.StreamSeq)
+	var calls []*call
+	if sm != nil {
+		for _, cl := range sm.calls {
+			if c.pending[cl.key] == cl && cl.sseq == a.StreamSeq {
+				cl.sseq = 0
+				calls = append(calls, cl)
+			}
+		}
+	}
+	c.mu.Unlock()
+	if len(calls) == 0 {
+		return
+	}
+	for _, cl := range calls {
+		c.finish(cl.key, nil, fmt.Errorf("%w: task %s was handed to hosts %d times and none answered (each died with it, or fell silent for longer than the AckWait %v)",
+			ErrDeliveriesExhausted, cl.fn, a.Deliveries, c.opts.AckWait))
+	}
+	go c.purge(strings.TrimPrefix(sm.subject, c.s.tasks))
+}
+
 func (c *Cluster) onPublishErr(_ jetstream.JetStream, m *nats.Msg, err error) {
 	if m.Header.Get(hdrMulti) != "" {
+		c.mu.Lock()
+		delete(c.multi, m.Subject)
+		c.mu.Unlock()
 		prefix := strings.TrimPrefix(m.Subject, c.s.tasks)
 		prefix = prefix[:strings.LastIndexByte(prefix, '.')+1]
 		members, _ := decodeMulti(m.Data)
@@ -570,6 +790,7 @@ func (c *Cluster) failAll(why error) {
 	}
 	calls := c.pending
 	c.pending = map[string]*call{}
+	c.bySeq = map[uint64]*storedMsg{}
 	c.stale = append(c.stale, c.epoch)
 	c.epoch++
 	c.mu.Unlock()
@@ -594,10 +815,8 @@ func (c *Cluster) purgeStale() {
 	go func() {
 		for _, e := range stale {
 			prefix := c.id + "." + strconv.Itoa(e) + "."
-			c.nc.Publish(c.s.cancel, []byte(prefix))
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			c.st.Purge(ctx, jetstream.WithPurgeSubject(c.s.tasks+prefix+">"))
-			cancel()
+			c.cancel(prefix)
+			c.purge(prefix)
 		}
 	}()
 }
@@ -673,13 +892,11 @@ func (c *Cluster) Close() error {
 			if cl.stop != nil {
 				cl.stop()
 			}
-			c.nc.Publish(c.s.cancel, []byte(cl.key))
+			c.cancel(cl.key)
 			cl.done(nil, fmt.Errorf("%w: the cluster client was closed while %s was queued or running", multiproc.ErrPoolClosed, cl.fn))
 		}
 		if c.submitted.Load() > 0 && c.st != nil && c.nc.IsConnected() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			c.st.Purge(ctx, jetstream.WithPurgeSubject(c.s.tasks+c.id+".>"))
-			cancel()
+			c.purge(c.id + ".")
 		}
 		c.shutdown()
 	})

@@ -25,10 +25,11 @@
 // work queue, a JetStream stream with work-queue retention named
 // Options.Name, on the subject Name.tasks.<build>.<client>.<epoch>.<seq>
 // (see "One program per queue" below). Tasks
-// nobody can cancel (ApplyAsync's) that pile up while the client publishes
-// travel several to a message, in chunks as Map's (about a quarter of the
-// pile per worker), and a host runs consecutive ones of one function in one
-// worker round trip. All hosts share one durable pull consumer; each pulls
+// with no deadline (ApplyAsync's, for one) that pile up while the client
+// publishes travel several to a message, in chunks as Map's (about a
+// quarter of the pile per worker), and a host runs consecutive ones of one
+// function in one worker round trip; a cancel still reaches each of them
+// on its own (see below). All hosts share one durable pull consumer; each pulls
 // as many messages as it has workers, plus as many as it gets through in
 // about 4ms (one while tasks are slow), so that short tasks keep its workers
 // busy and long ones spread by who is free. Results come
@@ -53,10 +54,17 @@
 //     the network without a secret. Loopback without a Token stays the
 //     zero-setup default: then everyone on this machine is a member.
 //   - Clients may submit tasks under their own id only (the id is derived
-//     from the secret by the server), cancel tasks, ping hosts, read the
-//     queue's state, and subscribe to their own results and inbox only.
-//   - Hosts may pull tasks from the hosts' consumer and acknowledge them,
-//     heartbeat, answer pings, hear cancels and publish results. They
+//     from the secret by the server), cancel and purge their own tasks
+//     only, ping hosts, read the queue's state, hear the server's
+//     max-deliveries advisories, and subscribe to their own results and
+//     inbox only. A cancel travels on the client's own subject
+//     (Name.cancel.<client>), and hosts take from it only keys of that
+//     client; a purge is a request on the client's own subject
+//     (Name.purge.<client>) to the head, which purges only that client's
+//     keys: no member can purge the stream itself, whose filter NATS
+//     permissions cannot restrict.
+//   - Hosts may pull tasks from their build's consumer and acknowledge
+//     them, heartbeat, answer pings, hear cancels and publish results. They
 //     cannot submit tasks, read anyone's results or inbox.
 //   - Nobody but the head (the process that runs the server) creates,
 //     changes, purges whole or deletes the stream and the consumer; no
@@ -74,17 +82,20 @@
 // What is trusted: a host is trusted to compute, that is to run the
 // function it was given and answer honestly (as a Pool's worker is);
 // a host could also acknowledge (drop) tasks delivered to other hosts if
-// it guessed their acknowledgement subjects. Clients sharing a server
-// are trusted not to cancel each other's tasks: a cancel message and a
-// purge are not tied to their sender, so a member can make another
-// client's queued tasks be dropped (its caller then waits until its
-// deadline). Members that share the credentials share the queue.
+// it guessed their acknowledgement subjects. Members that share the
+// credentials share the queue and the payload store (whose blobs are
+// sealed, but which a member could empty).
 //
 // With a server of its own (Options.URL), the same rules need that
 // server's authorization: give each client and host user the
 // permissions above, with the inbox prefix "_MP.<id>" (see the
 // functions clientPermissions and hostPermissions in auth.go; the admin
-// creates the stream, or a client with stream-create rights does). A
+// creates the stream, or a client with stream-create rights does). There
+// is no head there: a client purges its tasks itself, so it needs
+// $JS.API.STREAM.PURGE.<Name>, which lets it purge anyone's (trust your
+// clients, or give them none: a cancelled queued task is then dropped
+// by the hosts that heard the cancel, and may run on a host that joins
+// later). A
 // server with no permissions trusts every connection with everything,
 // including reading the tasks' secrets.
 //
@@ -114,8 +125,12 @@
 // every AckWait/3 that it still works on the tasks it holds; a host that
 // dies or loses its network stops doing so, and after Options.AckWait
 // (30s by default) its tasks go to other hosts. A task that was handed out
-// Options.MaxDeliveries times (3) without an answer fails with a clear
-// error, never redelivered for ever. A task whose own worker process died
+// Options.MaxDeliveries times (3) without an answer fails with an error
+// matching ErrDeliveriesExhausted, never redelivered for ever, even for a
+// caller with no deadline: the host it is handed to next answers it so,
+// and if hosts die on those deliveries too, the server's max-deliveries
+// advisory fails the call (a caller needs no deadline to be sure of an
+// answer). A task whose own worker process died
 // (a crash inside the task) fails at once with an error matching
 // multiproc.ErrWorkerDied, as on a local Pool, and is not run again.
 // A client that dies without Close leaves its queued tasks behind: those
@@ -127,9 +142,13 @@
 // caller's ctx ends, its calls return ctx.Err() at once; each of its tasks
 // is purged from the queue (so a queued one never runs later, even on a
 // host that joins later), and a cancel message makes the host that holds
-// it drop it or kill its worker. The ctx's deadline also travels with the
-// task, and hosts drop tasks past it (this assumes the machines' clocks
-// roughly agree).
+// it drop it or kill its worker. A task that travels with others in one
+// message cannot be purged alone: the hosts that heard its cancel drop
+// it, or stop it if it runs (with the others of its worker round trip,
+// which then run again, each on its own); a host that joins later than
+// the cancel may still run it, for nobody. The ctx's deadline also
+// travels with the task, and hosts drop tasks past it (this assumes the
+// machines' clocks roughly agree).
 //
 // Map sends its input in chunks (one task each) sized from Workers(), the
 // worker processes of the hosts seen, like a local pool; IMap keeps

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -238,12 +239,89 @@ func TestEmbeddedIMapEndless(t *testing.T) {
 			break
 		}
 	}
-	// At most the window (2×Workers) beyond the 50 taken was sent.
+	// At most the window (2×Workers) beyond the 50 taken was sent. (An
+	// item may have run twice: the cancel of one that shared a worker
+	// round trip with others stops them all, and they run again.)
 	waitFor(t, time.Minute, "the hosts to finish what was sent", func() bool {
 		st, err := c.Stats(ctx)
 		return err == nil && st.Running == 0 && st.Queued == 0
 	})
-	if ran := total(runs(t, log)); ran < 50 || ran > 50+2*c.Workers() {
-		t.Fatalf("%d tasks ran for 50 results, window %d", ran, 2*c.Workers())
+	got := runs(t, log)
+	if sent := len(got); sent < 50 || sent > 50+2*c.Workers() {
+		t.Fatalf("%d items ran (%d runs) for 50 results, window %d", sent, total(got), 2*c.Workers())
+	}
+	for i := range 50 {
+		if got[i] == 0 {
+			t.Fatalf("item %d never ran: %v", i, got)
+		}
+	}
+}
+
+// Tasks that travel several to a message (a burst of ApplyAsync) can be
+// cancelled as those that travel alone: once they are cancelled, those
+// that had not started never run and a running one is stopped, though
+// they share a message (and a worker round trip) with others.
+func TestCancelTasksOfSeveral(t *testing.T) {
+	ctx := testCtx(t, time.Minute)
+	c := connect(t, ctx, Options{Processes: 1})
+	log := filepath.Join(t.TempDir(), "runs")
+	rs := make([]*multiproc.AsyncResult[int], 80)
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := g; i < len(rs); i += 4 {
+				rs[i] = slow.ApplyAsync(c, counted{Path: log, N: i, Ms: 50})
+			}
+		})
+	}
+	wg.Wait()
+	waitFor(t, 30*time.Second, "the first tasks to run", func() bool { return total(runs(t, log)) >= 2 })
+	c.mu.Lock()
+	multi := 0
+	for _, cl := range c.pending {
+		if cl.multi {
+			multi++
+		}
+	}
+	c.mu.Unlock()
+	for _, r := range rs {
+		r.Cancel()
+	}
+	// Cancel ends the ctx; the client publishes the cancels as it sees
+	// that (on goroutines of the ctx's AfterFunc): count the runs once
+	// they are all out.
+	waitFor(t, 30*time.Second, "the cancels to be sent", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.pending) == 0
+	})
+	if err := c.nc.FlushTimeout(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	before := total(runs(t, log))
+	for i, r := range rs {
+		v, err := r.Get(ctx)
+		if !errors.Is(err, context.Canceled) && (err != nil || v != 2*i) {
+			t.Fatalf("task %d: %d, %v", i, v, err)
+		}
+	}
+	if multi == 0 {
+		t.Fatal("no task travelled with others: the test tests nothing")
+	}
+	// Once the host is idle, count the runs: the cancelled tasks did not.
+	waitFor(t, 30*time.Second, "the host to be idle", func() bool {
+		st, err := c.Stats(ctx)
+		return err == nil && st.Running == 0 && st.Queued == 0
+	})
+	// A few may start in the moment between the cancels (a group
+	// stopped by the first runs its others again, each on its own, until
+	// their own cancels arrive): not the dozens left.
+	if after := total(runs(t, log)); after > before+5 {
+		t.Fatalf("%d runs when the tasks were cancelled, %d after: cancelled tasks ran (%d of them travelled with others)", before, after, multi)
+	} else {
+		t.Logf("%d tasks of %d travelled with others; %d runs at the cancel, %d after", multi, len(rs), before, after)
+	}
+	if v, err := square.Apply(ctx, c, 9); err != nil || v != 81 {
+		t.Fatalf("Apply after the cancels = %d, %v", v, err)
 	}
 }

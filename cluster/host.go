@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/multiproc-go/multiproc"
@@ -110,6 +111,17 @@ type heldTask struct {
 	msg      jetstream.Msg
 	cancel   context.CancelFunc
 	canceled bool // by the client: no answer wanted
+	// A message of several tasks: each member by its key (see
+	// startMulti).
+	members map[string]*heldMember
+}
+
+// heldMember is one task of a held message of several: what stops its
+// run now (its own, or its group's), and whether its client cancelled
+// it. Guarded by host.mu.
+type heldMember struct {
+	stop     context.CancelFunc
+	canceled bool
 }
 
 // newHost connects the host's pieces: the queue (waiting for the server
@@ -148,7 +160,7 @@ func newHost(ctx context.Context, nc *nats.Conn, o *Options, name string) (*host
 // run serves until ctx ends, then hands back what it holds.
 func (h *host) run(ctx context.Context) {
 	var subs []*nats.Subscription
-	if sub, err := h.nc.Subscribe(h.s.cancel, h.onCancel); err == nil {
+	if sub, err := h.nc.Subscribe(h.s.cancel+"*", h.onCancel); err == nil {
 		subs = append(subs, sub)
 	}
 	if sub, err := h.nc.Subscribe(h.s.ping, func(m *nats.Msg) {
@@ -221,6 +233,9 @@ func (h *host) stats() HostStats {
 // caller's deadline, delivered too often, malformed) with an answer where
 // one is due. Its slot is released when it is answered.
 func (h *host) start(ctx context.Context, m jetstream.Msg) {
+	if testDieOnDelivery {
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	}
 	key, client, ok := h.parseSubject(m.Subject())
 	if !ok {
 		m.Term()
@@ -234,6 +249,13 @@ func (h *host) start(ctx context.Context, m jetstream.Msg) {
 	answer := func(b []byte) { h.answer(reply, key, fn, secret, b) }
 	drop := func() {
 		h.dropped.Add(1)
+		m.Ack()
+		h.release(1)
+	}
+	// fail answers the task with an error before running it.
+	fail := func(b []byte) {
+		h.failed.Add(1)
+		answer(b)
 		m.Ack()
 		h.release(1)
 	}
@@ -260,29 +282,20 @@ func (h *host) start(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 	if n := h.deliveries(m); n > uint64(h.opts.MaxDeliveries) {
-		h.failed.Add(1)
-		answer(tooManyDeliveries(fn, n))
-		m.Ack()
-		h.release(1)
+		fail(tooManyDeliveries(fn, n))
 		return
 	}
 	body := m.Data()
 	if n := hdr.Get(hdrBlob); n != "" && len(secret) == secretLen {
 		var err error
 		if body, err = h.loadBlob(ctx, m, key, secret, n); err != nil {
-			h.failed.Add(1)
-			answer(append([]byte{resFailed}, fmt.Sprintf("multiproc: cluster: reading the task's arguments: %v", err)...))
-			m.Ack()
-			h.release(1)
+			fail(append([]byte{resFailed}, fmt.Sprintf("multiproc: cluster: reading the task's arguments: %v", err)...))
 			return
 		}
 	}
 	args, err := decodeArgs(body)
 	if err != nil || fn == "" || len(secret) != secretLen {
-		h.failed.Add(1)
-		answer(append([]byte{resFailed}, "multiproc: cluster: malformed task"...))
-		m.Ack()
-		h.release(1)
+		fail(append([]byte{resFailed}, "multiproc: cluster: malformed task"...))
 		return
 	}
 	// A task its caller can never cancel, with no deadline or timeout,
@@ -312,30 +325,43 @@ func (h *host) start(ctx context.Context, m jetstream.Msg) {
 	h.pool.Submit(tctx, task, func(rs []multiproc.Result, err error) {
 		h.mu.Lock()
 		delete(h.held, key)
+		h.mu.Unlock()
+		cancel()
+		h.mu.Lock()
 		canceled := t.canceled
 		h.mu.Unlock()
-		stopping := ctx.Err() != nil
-		cancel()
-		switch {
-		case stopping && err != nil:
-			m.Nak() // stopped by the stop (pool closed, worker killed): for another host, now
-		case canceled:
-			h.dropped.Add(1)
-			m.Ack()
-		default:
-			if err != nil {
-				h.failed.Add(1)
-			} else {
-				h.done.Add(1)
-			}
-			// Answer first, then ack: a host dying between the two makes
-			// the task run again, and the caller keeps the first answer.
-			answer(encodeResults(rs, err))
+		if h.settle(ctx, canceled, rs, err, answer) {
+			m.Nak()
+		} else {
 			m.Ack()
 		}
 		h.answered()
 		h.inflight.Done()
 	})
+}
+
+// settle does what becomes of a task the pool ran, or of one member of
+// a message of several, and reports whether it is to be handed back
+// (the host is stopping and the stop ended it: Nak, so another host
+// runs it now). Otherwise it was dropped (its client cancelled it) or
+// answered with its outcome, and its message is to be acknowledged:
+// answer first, then ack, for a host dying between the two makes the
+// task run again, and the caller keeps the first answer.
+func (h *host) settle(ctx context.Context, canceled bool, rs []multiproc.Result, err error, answer func([]byte)) (handBack bool) {
+	switch {
+	case ctx.Err() != nil && err != nil:
+		return true
+	case canceled:
+		h.dropped.Add(1)
+	default:
+		if err != nil {
+			h.failed.Add(1)
+		} else {
+			h.done.Add(1)
+		}
+		answer(encodeResults(rs, err))
+	}
+	return false
 }
 
 // loadBlob reads a task's arguments from the payload store, telling the
@@ -390,14 +416,26 @@ func (h *host) deliveries(m jetstream.Msg) uint64 {
 	return md.NumDelivered
 }
 
+// testDieOnDelivery, set by tests in a host process, makes the host
+// SIGKILL itself the moment a task is delivered to it: a host that dies
+// on every delivery, the last ones included.
+var testDieOnDelivery bool
+
+// tooManyDeliveries is the answer of a task delivered n times (see
+// ErrDeliveriesExhausted).
 func tooManyDeliveries(fn string, n uint64) []byte {
-	return append([]byte{resFailed}, fmt.Sprintf("multiproc: task %s was handed to a host %d times and none finished it (each host died or fell silent for longer than the AckWait); giving up", fn, n-1)...)
+	return append([]byte{resDeliveries}, fmt.Sprintf("multiproc: task %s was handed to a host %d times and none finished it (each host died or fell silent for longer than the AckWait); giving up", fn, n-1)...)
 }
 
-// startMulti runs a message of several tasks (see encodeMulti): nobody
-// can cancel them, so each runs under a context that never ends (unless
-// they have a TaskTimeout), and each is answered on its own; the message
-// is acknowledged once all are.
+// startMulti runs a message of several tasks (see encodeMulti), each
+// answered on its own; the message is acknowledged once all are. Each
+// may be cancelled by its client (its key on the cancel subject, see
+// onCancel): one cancelled before it starts never runs; one cancelled
+// while it runs is stopped (its worker killed), and if it ran in a group
+// with others, they run again, each on its own, as when a worker dies.
+// The runs' contexts end only by such a cancel or a TaskTimeout, not
+// when the host stops: Terminate stops them then, and they are handed
+// back.
 func (h *host) startMulti(ctx context.Context, m jetstream.Msg, key, reply string) {
 	members, err := decodeMulti(m.Data())
 	prefix := key[:strings.LastIndexByte(key, '.')+1]
@@ -421,31 +459,45 @@ func (h *host) startMulti(ctx context.Context, m jetstream.Msg, key, reply strin
 	if timeout > 0 {
 		tctx, cancel = context.WithCancel(ctx)
 	}
-	t := &heldTask{msg: m, cancel: cancel}
+	t := &heldTask{msg: m, cancel: cancel, members: make(map[string]*heldMember, len(members))}
+	memberKey := func(mb *member) string { return prefix + strconv.FormatUint(mb.seq, 10) }
 	h.mu.Lock()
 	h.held[key] = t
 	h.inflight.Add(1)
+	for i := range members {
+		k := memberKey(&members[i])
+		t.members[k] = &heldMember{canceled: h.isCancelledLocked(k)}
+	}
 	h.mu.Unlock()
+	// run gives a member's (or a group's) run a context its cancel
+	// ends, or reports that one of them was cancelled already.
+	run := func(group []member, timeout time.Duration) (context.Context, context.CancelFunc, bool) {
+		rctx, rcancel := context.WithCancel(tctx)
+		if timeout > 0 {
+			rctx, rcancel = context.WithTimeout(tctx, timeout)
+		}
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		for i := range group {
+			hm := t.members[memberKey(&group[i])]
+			if hm.canceled {
+				rcancel()
+				return nil, nil, false
+			}
+			hm.stop = rcancel
+		}
+		return rctx, rcancel, true
+	}
 	var left atomic.Int64
 	var nak atomic.Bool
 	left.Store(int64(len(members)))
 	// finishOne accounts for one member's outcome; the last one acks.
 	finishOne := func(mb *member, rs []multiproc.Result, err error) {
 		h.mu.Lock()
-		canceled := t.canceled
+		canceled := t.canceled || t.members[memberKey(mb)].canceled
 		h.mu.Unlock()
-		switch {
-		case ctx.Err() != nil && err != nil:
+		if h.settle(ctx, canceled, rs, err, func(b []byte) { h.answer(reply, memberKey(mb), mb.fn, mb.secret, b) }) {
 			nak.Store(true)
-		case canceled:
-			h.dropped.Add(1)
-		default:
-			if err != nil {
-				h.failed.Add(1)
-			} else {
-				h.done.Add(1)
-			}
-			h.answer(reply, prefix+strconv.FormatUint(mb.seq, 10), mb.fn, mb.secret, encodeResults(rs, err))
 		}
 		if left.Add(-1) > 0 {
 			return
@@ -463,9 +515,10 @@ func (h *host) startMulti(ctx context.Context, m jetstream.Msg, key, reply strin
 		h.inflight.Done()
 	}
 	runOne := func(mb *member) {
-		mctx, mcancel := tctx, context.CancelFunc(func() {})
-		if timeout > 0 {
-			mctx, mcancel = context.WithTimeout(tctx, timeout)
+		mctx, mcancel, ok := run([]member{*mb}, timeout)
+		if !ok {
+			finishOne(mb, nil, context.Canceled) // dropped: cancelled
+			return
 		}
 		h.pool.Submit(mctx, &multiproc.Task{Func: mb.fn, Args: mb.args, Batch: mb.batch}, func(rs []multiproc.Result, err error) {
 			mcancel()
@@ -488,11 +541,19 @@ func (h *host) startMulti(ctx context.Context, m jetstream.Msg, key, reply strin
 			runOne(&group[0])
 			continue
 		}
+		gctx, gcancel, ok := run(group, 0)
+		if !ok { // one was cancelled already: the others on their own
+			for k := range group {
+				runOne(&group[k])
+			}
+			continue
+		}
 		var args [][]byte
 		for _, mb := range group {
 			args = append(args, mb.args...)
 		}
-		h.pool.Submit(tctx, &multiproc.Task{Func: group[0].fn, Args: args}, func(rs []multiproc.Result, err error) {
+		h.pool.Submit(gctx, &multiproc.Task{Func: group[0].fn, Args: args}, func(rs []multiproc.Result, err error) {
+			gcancel()
 			if err == nil && len(rs) != len(args) {
 				err = fmt.Errorf("multiproc: cluster: the pool answered %d tasks with %d results", len(args), len(rs))
 			}

@@ -24,9 +24,13 @@ const (
 // deadline and the purge of the queue have dealt with it.
 const cancelTTL = 10 * time.Minute
 
+// onCancel takes a cancel from the client its subject names (only that
+// client may publish there: see clientPermissions), for keys of that
+// client only: a client cannot cancel another's tasks.
 func (h *host) onCancel(m *nats.Msg) {
 	key := string(m.Data)
-	if key == "" || len(key) > 256 {
+	client := strings.TrimPrefix(m.Subject, h.s.cancel)
+	if !ownKey(client, key) {
 		return
 	}
 	prefix := strings.HasSuffix(key, ".")
@@ -38,9 +42,19 @@ func (h *host) onCancel(m *nats.Msg) {
 	// Stop what it names now, then remember it for what comes later,
 	// within bounds.
 	for k, t := range h.held {
-		if k == key || prefix && strings.HasPrefix(k, key) {
+		whole := k == key || prefix && strings.HasPrefix(k, key)
+		if whole {
 			t.canceled = true
 			t.cancel()
+		}
+		// The members of a message of several, one by its key or all.
+		for mk, hm := range t.members {
+			if whole || mk == key {
+				hm.canceled = true
+				if hm.stop != nil {
+					hm.stop()
+				}
+			}
 		}
 	}
 	exp := time.Now().Add(cancelTTL)

@@ -26,6 +26,7 @@ const (
 	envURL   = "MPC_TEST_URL"
 	envArgs  = "MPC_TEST_OPTS"  // processes,ackwait,maxdeliveries
 	envBuild = "MPC_TEST_BUILD" // the host stands for another build (testBuild)
+	envDie   = "MPC_TEST_DIE"   // "1": the host SIGKILLs itself on every delivery (testDieOnDelivery)
 )
 
 func TestMain(m *testing.M) {
@@ -51,6 +52,7 @@ func hostMain() int {
 	var ack time.Duration
 	fmt.Sscanf(os.Getenv(envArgs), "%d,%d,%d", &procs, &ack, &maxd)
 	testBuild = os.Getenv(envBuild)
+	testDieOnDelivery = os.Getenv(envDie) == "1"
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	err := Serve(ctx, Options{URL: os.Getenv(envURL), Processes: procs, AckWait: ack, MaxDeliveries: maxd})

@@ -28,19 +28,22 @@ func blobsLeft(t *testing.T, ctx context.Context, c *Cluster) {
 	})
 }
 
-// Fault 4: payloads as large as a Pool's. A Map whose chunks and results
-// are beyond the server's max payload (lowered to 256 KiB here so that
-// the test stays cheap; `multiproc-cluster bench` runs 64 x 1 MiB on the
-// embedded server's 8 MiB) returns every result, through the payload
+// Fault 4: payloads as large as a Pool's. A Map of large items is sent
+// in chunks sized by bytes as well as by count, so that each travels as
+// a message (max payload lowered to 256 KiB here so that the test stays
+// cheap; `multiproc-cluster bench` runs 64 x 1 MiB on the embedded
+// server's 8 MiB): chunks of 2 by count (320 KiB) go one item each. An
+// item beyond the max payload, and its result, go through the payload
 // store, which is empty afterwards.
 func TestLargeMap(t *testing.T) {
 	lowerMaxPayload(t)
 	ctx := testCtx(t, 2*time.Minute)
 	c := connect(t, ctx, Options{Processes: 1})
-	xs := make([][]byte, 8) // chunks of 2 (4 per worker): 320 KiB
+	xs := make([][]byte, 8) // chunks of 2 by count (4 per worker)
 	for i := range xs {
 		xs[i] = bytes.Repeat([]byte{byte(i)}, 160<<10)
 	}
+	xs[7] = bytes.Repeat([]byte{7}, 300<<10) // beyond 256 KiB
 	got, err := echo.Map(ctx, c, xs)
 	if err != nil {
 		t.Fatal(err)
@@ -52,6 +55,9 @@ func TestLargeMap(t *testing.T) {
 		if !bytes.Equal(got[i], xs[i]) {
 			t.Fatalf("Map[%d]: %d bytes, not the argument back", i, len(got[i]))
 		}
+	}
+	if st, err := c.Stats(ctx); err != nil || st.Submitted != uint64(len(xs)) {
+		t.Fatalf("Stats = %+v, %v: want %d tasks of one item (chunks sized by bytes)", st, err, len(xs))
 	}
 	blobsLeft(t, ctx, c)
 }

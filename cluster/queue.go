@@ -16,6 +16,10 @@ import (
 // host never sees a task of another build.
 const consumerPrefix = "hosts-"
 
+// maxDeliveriesPrefix is the subject prefix of the server's advisories
+// that a consumer gave up on a message: "<prefix><stream>.<consumer>".
+const maxDeliveriesPrefix = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES."
+
 // maxBuilds bounds the consumers of a queue (the builds served at once).
 const maxBuilds = 64
 
@@ -26,9 +30,13 @@ type subjects struct {
 	tasks    string // prefix of this build's: tasks + "<client>.<epoch>.<seq>"
 	consumer string // this build's consumer
 	results  string // prefix of result subjects: results + "<client>"
-	cancel   string
+	cancel   string // prefix of cancel subjects: cancel + "<client>"
+	purge    string // prefix of purge requests: purge + "<client>" (see Cluster.purge)
 	hosts    string
 	ping     string
+	// The server's advisory that this build's consumer gave up on a
+	// message (see Cluster.onMaxDeliveries).
+	maxDeliveries string
 }
 
 func newSubjects(name, build string) subjects {
@@ -39,9 +47,12 @@ func newSubjects(name, build string) subjects {
 		tasks:    name + ".tasks." + build + ".",
 		consumer: consumerPrefix + build,
 		results:  name + ".results.",
-		cancel:   name + ".cancel",
+		cancel:   name + ".cancel.",
+		purge:    name + ".purge.",
 		hosts:    name + ".hosts",
 		ping:     name + ".hosts.ping",
+
+		maxDeliveries: maxDeliveriesPrefix + name + "." + consumerPrefix + build,
 	}
 }
 

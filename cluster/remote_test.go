@@ -5,10 +5,12 @@ import (
 	"errors"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/multiproc-go/multiproc"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 const testAckWait = 2 * time.Second
@@ -140,12 +142,126 @@ func TestRemoteMaxDeliveries(t *testing.T) {
 	c, _ := remote(t, ctx, 2, 1)
 	log := filepath.Join(t.TempDir(), "runs")
 	_, err := killHost.Apply(ctx, c, counted{Path: log, N: 1})
-	if err == nil || !strings.Contains(err.Error(), "handed to a host 1 times") || strings.Count(err.Error(), "multiproc:") != 1 {
+	if !errors.Is(err, ErrDeliveriesExhausted) || !strings.Contains(err.Error(), "handed to a host 1 times") || strings.Count(err.Error(), "multiproc:") != 1 {
 		t.Fatalf("error = %v, want the delivery bound's", err)
 	}
 	if n := total(runs(t, log)); n != 1 {
 		t.Fatalf("the host-killing task ran %d times, want 1", n)
 	}
+}
+
+// A task whose host is SIGKILLed on every delivery, the last ones
+// included (so no host ever answers it with the delivery bound's error),
+// and whose caller has no deadline: the server's max-deliveries advisory
+// fails the call with ErrDeliveriesExhausted instead of leaving it
+// waiting for ever, and the task leaves the queue.
+func TestDeliveriesExhaustedNoDeadline(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	const ackWait = 500 * time.Millisecond
+	c := connect(t, ctx, Options{Listen: "127.0.0.1:0", Processes: -1, AckWait: ackWait, MaxDeliveries: 1})
+	// The server gives a task MaxDeliveries+2 tries (see consumerConfig):
+	// one host for each, each dying at its delivery.
+	var hs []*hostProc
+	for range 3 {
+		hs = append(hs, startHost(t, c.URL(), 1, ackWait, 1, envDie+"=1"))
+	}
+	waitFor(t, time.Minute, "the hosts to join", func() bool { return c.Workers() == 3 })
+	r := square.ApplyAsync(c, 7) // no deadline, no cancel
+	_, err := r.Get(ctx)
+	if !errors.Is(err, ErrDeliveriesExhausted) || strings.Count(err.Error(), "multiproc:") != 1 {
+		t.Fatalf("Get = %v, want ErrDeliveriesExhausted", err)
+	}
+	t.Log(err)
+	dead := 0
+	for _, h := range hs {
+		select {
+		case <-h.done:
+			dead++
+		default:
+		}
+	}
+	if dead == 0 {
+		t.Fatal("no host died: the task was never delivered")
+	}
+	waitFor(t, 30*time.Second, "the task to leave the queue", func() bool {
+		st, err := c.Stats(ctx)
+		return err == nil && st.Queued == 0 && st.Running == 0
+	})
+}
+
+// The same for tasks that travel several to a message (a burst of
+// ApplyAsync): every one of them fails with ErrDeliveriesExhausted when
+// the server gives up on their message. The dying host here is a member
+// connection that pulls the messages and never answers, as a host killed
+// at each delivery looks to the server.
+func TestDeliveriesExhaustedMulti(t *testing.T) {
+	ctx := testCtx(t, time.Minute)
+	const ackWait = 500 * time.Millisecond
+	c := connect(t, ctx, Options{Listen: "127.0.0.1:0", Processes: -1, AckWait: ackWait, MaxDeliveries: 1})
+	// Submitted with a ctx nobody can cancel (the Func methods' always
+	// can: their AsyncResult's Cancel), from several goroutines at once,
+	// so that they pile up while the client publishes and travel several
+	// to a message. Their arguments are never read.
+	const n = 200
+	outcomes := make(chan error, n)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range n / 4 {
+				c.Submit(context.Background(), &multiproc.Task{Func: "cluster.square", Args: [][]byte{{1}}}, func(_ []multiproc.Result, err error) { outcomes <- err })
+			}
+		})
+	}
+	wg.Wait()
+	var errs asyncErrs
+	nc := joinAs(t, c, roleHost, &errs)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.Consumer(ctx, c.s.name, c.s.consumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pulled, multi := 0, 0
+	stop := make(chan struct{})
+	pulling := make(chan struct{})
+	go func() {
+		defer close(pulling)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			batch, err := cons.Fetch(64, jetstream.FetchMaxWait(200*time.Millisecond))
+			if err != nil {
+				continue
+			}
+			for m := range batch.Messages() {
+				pulled++
+				if m.Headers().Get(hdrMulti) != "" {
+					multi++
+				}
+			}
+		}
+	}()
+	for i := range n {
+		select {
+		case err := <-outcomes:
+			if !errors.Is(err, ErrDeliveriesExhausted) {
+				t.Fatalf("task %d: %v, want ErrDeliveriesExhausted", i, err)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%d tasks of %d still wait: %v", n-i, n, ctx.Err())
+		}
+	}
+	close(stop)
+	<-pulling
+	if multi == 0 {
+		t.Fatalf("pulled %d messages, none of several tasks", pulled)
+	}
+	t.Logf("%d deliveries, %d of messages of several tasks", pulled, multi)
 }
 
 // A crash inside a task on a remote host: ErrWorkerDied, not redelivered.

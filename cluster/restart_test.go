@@ -3,6 +3,10 @@ package cluster
 import (
 	"context"
 	"errors"
+	"log"
+	"os"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -55,4 +59,86 @@ func TestServerRestart(t *testing.T) {
 	}
 	t.Log("done")
 	t.Cleanup(func() { t.Log("cleanup start") })
+}
+
+// On a server of its own there is no head to ask: a cancelled queued
+// task is purged by its client itself (nobody answers the purge
+// request), and a host that joins later never runs it.
+func TestExternalCancelPurges(t *testing.T) {
+	ctx := testCtx(t, time.Minute)
+	ns := startNATS(t, 0, "")
+	c := connect(t, ctx, Options{URL: ns.url(), AckWait: testAckWait})
+	actx, cancel := context.WithCancel(ctx)
+	r := make(chan error, 1)
+	go func() {
+		_, err := square.Apply(actx, c, 3)
+		r <- err
+	}()
+	// No host yet, so no consumer: the stream's count is the queue's.
+	stored := func() uint64 {
+		info, err := c.st.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Msgs
+	}
+	waitFor(t, 30*time.Second, "the task to be queued", func() bool { return stored() == 1 })
+	cancel()
+	if err := <-r; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Apply = %v, want context.Canceled", err)
+	}
+	waitFor(t, 30*time.Second, "the queue to be purged", func() bool { return stored() == 0 })
+}
+
+// A host says in its log when its server goes away, and again when it
+// is back; then it serves again.
+func TestHostLogsReconnect(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	ns := startNATS(t, 0, "")
+	c := connect(t, ctx, Options{URL: ns.url(), AckWait: testAckWait})
+	var logged logLines
+	log.SetOutput(&logged)
+	t.Cleanup(func() { log.SetOutput(os.Stderr) })
+	hctx, stop := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() { served <- Serve(hctx, Options{URL: ns.url(), Processes: 1}) }()
+	t.Cleanup(func() {
+		stop()
+		<-served
+	})
+	waitFor(t, time.Minute, "the host to join", func() bool { return c.Workers() == 1 })
+	if v, err := square.Apply(ctx, c, 4); err != nil || v != 16 {
+		t.Fatalf("Apply = %d, %v", v, err)
+	}
+	ns.stop()
+	waitFor(t, 30*time.Second, "the host to log the loss", func() bool { return logged.has("lost the NATS server " + ns.url()) })
+	if logged.has("reconnected to " + ns.url()) {
+		t.Fatal("the host logged a reconnection while the server was down")
+	}
+	ns = startNATS(t, ns.port, ns.dir)
+	waitFor(t, 30*time.Second, "the host to log the reconnection", func() bool { return logged.has("reconnected to " + ns.url()) })
+	waitFor(t, time.Minute, "the host to serve again", func() bool {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		v, err := square.Apply(actx, c, 5)
+		return err == nil && v == 25
+	})
+}
+
+// logLines is a log output that a test can search.
+type logLines struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logLines) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logLines) has(s string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Contains(l.b.String(), s)
 }

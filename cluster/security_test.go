@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -198,5 +199,89 @@ func TestListenNeedsToken(t *testing.T) {
 	}
 	if _, err := Status(ctx, Options{URL: url, Token: "t0ken"}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Cancels and purges are tied to their sender: another member with the
+// client role (as an attacker who knows the protocol, the token and the
+// victim's task key) cannot cancel or purge a client's task, neither
+// queued nor running, whichever subject it tries; the task completes.
+func TestCancelOnlyOwn(t *testing.T) {
+	ctx := testCtx(t, time.Minute)
+	c := connect(t, ctx, Options{Listen: "127.0.0.1:0", Processes: -1, AckWait: testAckWait})
+	log := filepath.Join(t.TempDir(), "runs")
+	// A caller that may cancel: the task travels alone, under its own key.
+	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	type out struct {
+		v   int
+		err error
+	}
+	r := make(chan out, 1)
+	go func() {
+		v, err := slow.Apply(actx, c, counted{Path: log, N: 21, Ms: 800})
+		r <- out{v, err}
+	}()
+	var key string
+	waitFor(t, 30*time.Second, "the task to be queued", func() bool {
+		c.mu.Lock()
+		for k := range c.pending {
+			key = k
+		}
+		c.mu.Unlock()
+		st, err := c.Stats(ctx)
+		return key != "" && err == nil && st.Queued == 1
+	})
+
+	var errs asyncErrs
+	me := newIdentity(roleClient)
+	nc, err := nats.Connect(c.URL(), append(c.opts.natsOptions("attacker", me),
+		nats.MaxReconnects(0), nats.ErrorHandler(errs.handler))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := key[:strings.LastIndexByte(key, '.')+1]
+	attack := func() {
+		t.Helper()
+		for _, k := range []string{key, prefix, c.id + "."} {
+			nc.Publish(c.s.cancel+c.id, []byte(k))                        // the victim's cancel subject: refused
+			nc.Publish(c.s.cancel+me.pub, []byte(k))                      // its own, with the victim's key: ignored
+			nc.PublishRequest(c.s.purge+c.id, me.inbox()+".x", []byte(k)) // the victim's purge subject: refused
+			// Its own purge subject, the victim's key: the head refuses.
+			if m, err := nc.Request(c.s.purge+me.pub, []byte(k), 5*time.Second); err != nil || !strings.HasPrefix(string(m.Data), "refused") {
+				t.Errorf("purge request for the victim's key %q on the attacker's own subject: %v", k, err)
+			}
+		}
+		pctx, pcancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer pcancel()
+		if st, err := js.Stream(pctx, c.s.name); err == nil {
+			if err := st.Purge(pctx); err == nil {
+				t.Errorf("a client purged the whole stream")
+			}
+		}
+		nc.Flush()
+	}
+	attack()
+	waitFor(t, 10*time.Second, "the violations", func() bool {
+		return errs.has(c.s.cancel+c.id) && errs.has(c.s.purge+c.id) && errs.has("$JS.API.STREAM.PURGE")
+	})
+	if st, err := c.Stats(ctx); err != nil || st.Queued != 1 {
+		t.Fatalf("after the attack on the queued task: Stats = %+v, %v; want it still queued", st, err)
+	}
+	// Now running on a host: the cancels must not stop it.
+	startHost(t, c.URL(), 1, testAckWait, 0)
+	waitFor(t, 30*time.Second, "the task to start", func() bool { return runs(t, log)[21] == 1 })
+	attack()
+	o := <-r
+	if o.err != nil || o.v != 42 {
+		t.Fatalf("Apply = %d, %v; want 42: another client's cancel or purge reached it", o.v, o.err)
+	}
+	if got := runs(t, log); got[21] != 1 {
+		t.Fatalf("runs = %v, want the task run once", got)
 	}
 }

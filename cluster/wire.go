@@ -14,7 +14,8 @@ import (
 //
 //	N.tasks.<build>.<client>.<epoch>.<seq>  a task (JetStream, the work queue)
 //	N.results.<client>              its result (core NATS, to the caller)
-//	N.cancel                        keys (or key prefixes) of tasks to drop or stop
+//	N.cancel.<client>               keys (or key prefixes) of the client's tasks to drop or stop
+//	N.purge.<client>                a request to the head: purge the client's tasks of a key (prefix)
 //	N.hosts                         host heartbeats (JSON HostStats)
 //	N.hosts.ping                    a request every host answers with its heartbeat
 //
@@ -43,6 +44,7 @@ const (
 	resWorkerDied             // the worker process running it died
 	resTimeout                // it ran past its TaskTimeout
 	resFailed                 // any other failure, as text
+	resDeliveries             // handed out past MaxDeliveries (ErrDeliveriesExhausted), as text
 )
 
 // Item statuses inside a resItems result.
@@ -196,6 +198,8 @@ func decodeResults(b []byte, want int, fn, host string) ([]multiproc.Result, err
 		case resWorkerDied:
 			text = strings.TrimPrefix(text, strings.TrimPrefix(multiproc.ErrWorkerDied.Error(), "multiproc: ")+": ")
 			return nil, fmt.Errorf("%w on cluster host %s: %s", multiproc.ErrWorkerDied, host, text)
+		case resDeliveries:
+			return nil, fmt.Errorf("%w: %s (host %s)", ErrDeliveriesExhausted, text, host)
 		case resTimeout:
 			return nil, fmt.Errorf("multiproc: cluster task %s on host %s: %s: %w", fn, host, text, context.DeadlineExceeded)
 		default:
@@ -235,7 +239,7 @@ type member struct {
 	args   [][]byte
 }
 
-// encodeMulti encodes several tasks nobody can cancel as one message:
+// encodeMulti encodes several tasks with no deadline as one message:
 // a count, then per task its seq, function, batch flag, secret and
 // arguments.
 func encodeMulti(calls []*call) []byte {

@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/multiproc-go/multiproc"
@@ -73,6 +74,29 @@ func FuzzWire(f *testing.F) {
 		decodeResults(b, 2, "f", "h")
 		if _, err := unseal(calls[0].secret, 0, b); err == nil && !bytes.Equal(b, sealed) {
 			t.Fatal("unseal accepted bytes it did not seal")
+		}
+	})
+}
+
+// FuzzOwnKey: a cancel or purge request names tasks of its sender only.
+// Whatever key a member sends, ownKey accepts it only if it is one of
+// the sender's keys or key prefixes, and the purge filter made from it
+// then covers that client's task subjects only.
+func FuzzOwnKey(f *testing.F) {
+	for _, k := range []string{"abc.", "abc.0.", "abc.0.7", "abc.0.m7", "abc.>", "abc.*.1", "abd.0.1", "abc..1", "abc", "abc.0.1.2", "abc.0 .1"} {
+		f.Add("abc", k)
+	}
+	s := newSubjects("multiproc", "b1")
+	f.Fuzz(func(t *testing.T, client, key string) {
+		if !ownKey(client, key) {
+			return
+		}
+		if !strings.HasPrefix(key, client+".") || strings.ContainsAny(key, "*> \t\r\n") {
+			t.Fatalf("ownKey(%q, %q) accepted another's or a wildcard key", client, key)
+		}
+		f := purgeFilter(s, key)
+		if !strings.HasPrefix(f, s.allTasks+"*."+client+".") || strings.Count(f, "*") != 1 || strings.Count(f, ">") > 1 {
+			t.Fatalf("purge filter %q for %q reaches beyond client %q", f, key, client)
 		}
 	})
 }

@@ -117,12 +117,13 @@ func runDask(ctx context.Context, s sizes) row {
 		r.err = fmt.Errorf("dask: %w", err)
 		return r
 	}
-	var res struct{ Map, Async, Apply float64 }
+	var res struct{ Map, Async, Apply, Large float64 }
 	if err := json.Unmarshal(lastLine(out), &res); err != nil {
 		r.err = fmt.Errorf("dask output %q: %w", out, err)
 		return r
 	}
 	r.mapRate, r.asyncRate, r.applyLatency = res.Map, res.Async, time.Duration(res.Apply*float64(time.Second))
+	r.mapLarge = time.Duration(res.Large * float64(time.Second))
 	return r
 }
 
@@ -170,6 +171,9 @@ func print(rows []row) {
 		if dask != nil {
 			fmt.Printf("; vs Dask: Map %.0fx, ApplyAsync %.0fx, Apply %.0fx", r.mapRate/dask.mapRate, r.asyncRate/dask.asyncRate,
 				float64(dask.applyLatency)/float64(r.applyLatency))
+			if r.mapLarge > 0 && dask.mapLarge > 0 {
+				fmt.Printf(", Map 64 x 1 MiB %.1fx", float64(dask.mapLarge)/float64(r.mapLarge))
+			}
 		}
 		fmt.Println()
 	}

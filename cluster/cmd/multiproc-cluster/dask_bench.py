@@ -11,6 +11,10 @@ def inc(x):
     return x + 1
 
 
+def echo(b):
+    return b
+
+
 if __name__ == "__main__":
     n_map, n_async, n_apply = map(int, sys.argv[1:4])
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
@@ -28,5 +32,11 @@ if __name__ == "__main__":
         for i in range(n_apply):
             c.submit(inc, i, pure=False).result()
         d_apply = (time.perf_counter() - t) / n_apply
+        # The Map 64 x 1 MiB row: distinct bytes objects, echoed back.
+        xs = [bytes([i]) * (1 << 20) for i in range(64)]
+        t = time.perf_counter()
+        r = c.gather(c.map(echo, xs, pure=False))
+        d_large = time.perf_counter() - t
+        assert len(r) == 64 and all(r[i] == xs[i] for i in range(64))
     print(json.dumps({"map": n_map / d_map, "async": n_async / d_async,
-                      "apply": d_apply}))
+                      "apply": d_apply, "large": d_large}))
