@@ -40,9 +40,10 @@ DST is made if it does not exist (one SRC); if DST is a directory, the
 copy of SRC is DST/basename(SRC). A copy of a directory into itself is
 refused before anything is written.
 
-The files are spread over a pool of N processes: small files in batches,
-so that one task carries many files, and big files in ranges copied in
-parallel; one big file alone is cut into N ranges. Holes in sparse files
+The files are spread over N processes, this one and a pool of N-1
+(started only when there is more than one task): small files in
+batches, so that one task carries many files, and big files in ranges
+copied in parallel; one big file alone is cut into N ranges. Holes in sparse files
 stay holes. Like cp, the copy prints nothing when it succeeds; an error
 about one file is one line on stderr naming it, and the copy of the rest
 goes on (exit status 1).

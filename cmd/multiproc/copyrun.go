@@ -29,6 +29,7 @@ type treeTask struct {
 // exit status.
 func copyTree(ctx context.Context, srcs []string, dst string, o treeOptions) int {
 	start := time.Now()
+	tr := phaseTracer(start)
 	c := &treeCopy{opts: o, seen: map[[2]uint64]*fileRef{}, refs: map[string]*fileRef{}}
 	c.umask = uint32(unix.Umask(0))
 	unix.Umask(int(c.umask))
@@ -44,17 +45,9 @@ func copyTree(ctx context.Context, srcs []string, dst string, o treeOptions) int
 		}
 	}
 
-	// The workers start while the parent walks, and copy what the walk
-	// has found while it goes on.
-	type started struct {
-		p   *multiproc.Pool
-		err error
-	}
-	poolc := make(chan started, 1)
-	go func() {
-		p, err := multiproc.NewPool(multiproc.PoolOptions{Processes: o.jobs})
-		poolc <- started{p, err}
-	}()
+	// The parent copies too: it starts on the first batch the walk
+	// makes, while the pool's -j - 1 workers start, which then take their
+	// share of the tasks from the same queue.
 	var doneFiles, doneBytes atomic.Int64
 	var bar *treeBar
 	if o.bar && ctx.Err() == nil {
@@ -63,46 +56,74 @@ func copyTree(ctx context.Context, srcs []string, dst string, o treeOptions) int
 		c.errMu.Unlock()
 		bar = startTreeBar(start, &c.files, &c.bytes, &doneFiles, &doneBytes)
 	}
-
 	taskc := make(chan *treeTask, 1024)
 	c.submit = taskc
-	var pool *multiproc.Pool
-	var poolErr error
-	var tasks []*treeTask // every task the walk made, once dispatched is done
-	var wg sync.WaitGroup
-	dispatched := make(chan struct{})
-	go func() {
-		defer close(dispatched)
-		ps := <-poolc
-		pool, poolErr = ps.p, ps.err
+	var wg, poolWG sync.WaitGroup // the parent's consumer; the pool's
+	// consume runs the tasks of the queue until it is closed; after an
+	// interrupt it only drains it (copyTree removes what they left).
+	consume := func(pool *multiproc.Pool, wg *sync.WaitGroup) {
+		defer wg.Done()
 		for t := range taskc {
-			tasks = append(tasks, t)
-			if poolErr != nil || ctx.Err() != nil {
-				continue // never run: cleaned up below
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			if ctx.Err() == nil {
 				c.run(ctx, pool, t, &doneFiles, &doneBytes)
-			}()
+			}
 		}
-	}()
+	}
+	wg.Add(1)
+	go consume(nil, &wg)
+	// The pool starts once the walk has queued a second task: a tree of
+	// one batch is copied by the parent alone, without a process start.
+	var (
+		poolMu   sync.Mutex // guards pool and finished
+		pool     *multiproc.Pool
+		finished bool // the queue is drained: a pool that starts now is not used
+	)
+	if o.jobs > 1 {
+		c.startPool = func() {
+			p, err := multiproc.NewPool(multiproc.PoolOptions{Processes: o.jobs - 1})
+			tr("pool started")
+			if err != nil {
+				// The parent copies on alone.
+				return
+			}
+			poolMu.Lock()
+			defer poolMu.Unlock()
+			if finished {
+				p.Terminate()
+				return
+			}
+			pool = p
+			// Two tasks in flight a worker: the next one waits in its
+			// socket while it runs one, so that it never idles between
+			// them.
+			for range 2 * (o.jobs - 1) {
+				poolWG.Add(1) // before finished: before poolWG.Wait
+				go consume(p, &poolWG)
+			}
+		}
+	}
 	for _, t := range targets {
 		c.walk(ctx, t)
 	}
 	c.flushBatch()
+	tr("walk done")
 	close(taskc)
-	<-dispatched
 	wg.Wait()
+	poolMu.Lock()
+	finished = true
+	poolMu.Unlock()
+	poolWG.Wait()
+	tr("every task done")
 	if pool != nil {
 		pool.Terminate() // every worker is gone when it returns: no file is written after
 	}
+	tr("pool terminated")
 
 	ie, interrupted := context.Cause(ctx).(interruptError)
-	if interrupted || poolErr != nil {
+	if interrupted {
 		c.mu.Lock()
 		removed := 0
-		for _, t := range tasks {
+		for _, t := range c.tasks {
 			if t.finished || t.batch == nil {
 				continue
 			}
@@ -123,21 +144,21 @@ func copyTree(ctx context.Context, srcs []string, dst string, o treeOptions) int
 			bar.stop(false)
 		}
 		c.flushErrs()
-		if poolErr != nil {
-			c.fail("cannot start the copy processes: %v", poolErr)
-			return exitFail
-		}
 		fmt.Fprintf(os.Stderr, "multiproc copy: interrupted (%v): %d files copied complete, %d partial copies removed\n", ie, doneFiles.Load(), removed)
 		return exitSignalled(ie.sig)
 	}
 	links := c.makeLinks()
 	c.finishDirs()
+	tr("directories' modes and times set")
 	if bar != nil {
 		bar.stop(c.errs == 0)
 	}
 	c.flushErrs()
 	if o.verbose {
-		procs := max(1, min(o.jobs, len(tasks)))
+		procs := 1
+		if pool != nil {
+			procs = max(1, min(o.jobs, len(c.tasks)))
+		}
 		fmt.Println(treeResult{files: doneFiles.Load() + links, bytes: doneBytes.Load(), procs: procs, elapsed: time.Since(start)}.summary())
 	}
 	if c.errs > 0 {
@@ -146,10 +167,38 @@ func copyTree(ctx context.Context, srcs []string, dst string, o treeOptions) int
 	return exitOK
 }
 
-// run runs one task on the pool and takes in its result.
+// traceEnv names the environment variable that makes the tree copy print
+// when each of its phases ends, with this process's and its reaped
+// children's CPU times: for profiling (testdata/copybench.sh).
+const traceEnv = "MULTIPROC_COPY_TRACE"
+
+// phaseTracer returns the function that prints a phase's end on stderr
+// when traceEnv is set, and does nothing otherwise.
+func phaseTracer(start time.Time) func(phase string) {
+	if os.Getenv(traceEnv) == "" {
+		return func(string) {}
+	}
+	return func(phase string) {
+		var self, kids unix.Rusage
+		unix.Getrusage(unix.RUSAGE_SELF, &self)
+		unix.Getrusage(unix.RUSAGE_CHILDREN, &kids)
+		ms := func(t unix.Timeval) float64 { return float64(t.Nano()) / 1e6 }
+		fmt.Fprintf(os.Stderr, "multiproc copy: %8.1f ms  %-36s cpu ms: self user %.0f sys %.0f, reaped children user %.0f sys %.0f\n",
+			float64(time.Since(start).Microseconds())/1000, phase, ms(self.Utime), ms(self.Stime), ms(kids.Utime), ms(kids.Stime))
+	}
+}
+
+// run runs one task, in this process (pool nil) or on the pool, and
+// takes in its result.
 func (c *treeCopy) run(ctx context.Context, pool *multiproc.Pool, t *treeTask, doneFiles, doneBytes *atomic.Int64) {
 	if t.batch != nil {
-		r, err := await(ctx, copyBatchFunc.ApplyAsync(pool, *t.batch))
+		var r BatchResult
+		var err error
+		if pool == nil {
+			r, err = copyBatch(ctx, *t.batch)
+		} else {
+			r, err = await(ctx, copyBatchFunc.ApplyAsync(pool, *t.batch))
+		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if err != nil {
@@ -180,7 +229,13 @@ func (c *treeCopy) run(ctx context.Context, pool *multiproc.Pool, t *treeTask, d
 		t.finished = true
 		return
 	}
-	n, err := await(ctx, copySpanFunc.ApplyAsync(pool, *t.rng))
+	var n int64
+	var err error
+	if pool == nil {
+		n, err = copyRangeJob(ctx, *t.rng)
+	} else {
+		n, err = await(ctx, copySpanFunc.ApplyAsync(pool, *t.rng))
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil && ctx.Err() != nil {
@@ -272,7 +327,7 @@ func (c *treeCopy) submitBig(b *splitFile) {
 	c.big = append(c.big, b)
 	c.mu.Unlock()
 	for _, r := range b.ranges {
-		c.submit <- &treeTask{big: b, rng: &RangeJob{Src: b.job.Src, Tmp: b.job.Tmp, Dst: b.job.Dst, Offset: r.off, Length: r.n}}
+		c.send(&treeTask{big: b, rng: &RangeJob{Src: b.job.Src, Tmp: b.job.Tmp, Dst: b.job.Dst, Offset: r.off, Length: r.n}})
 	}
 }
 
@@ -292,8 +347,19 @@ func (c *treeCopy) addSmall(j FileJob) {
 // flushBatch submits the batch being filled, if any.
 func (c *treeCopy) flushBatch() {
 	if c.batch != nil {
-		c.submit <- &treeTask{batch: c.batch}
+		c.send(&treeTask{batch: c.batch})
 		c.batch, c.bbytes = nil, 0
+	}
+}
+
+// send queues a task. Only the walk sends.
+func (c *treeCopy) send(t *treeTask) {
+	c.mu.Lock()
+	c.tasks = append(c.tasks, t)
+	c.mu.Unlock()
+	c.submit <- t
+	if len(c.tasks) == 2 && c.startPool != nil {
+		go c.startPool()
 	}
 }
 
