@@ -61,11 +61,17 @@ func copyTree(ctx context.Context, srcs []string, dst string, o treeOptions) int
 	var wg, poolWG sync.WaitGroup // the parent's consumer; the pool's
 	// consume runs the tasks of the queue until it is closed; after an
 	// interrupt it only drains it (copyTree removes what they left).
+	var ranHere, ranPool atomic.Int64 // tasks, for the trace
 	consume := func(pool *multiproc.Pool, wg *sync.WaitGroup) {
 		defer wg.Done()
 		for t := range taskc {
 			if ctx.Err() == nil {
 				c.run(ctx, pool, t, &doneFiles, &doneBytes)
+				if pool == nil {
+					ranHere.Add(1)
+				} else {
+					ranPool.Add(1)
+				}
 			}
 		}
 	}
@@ -106,14 +112,14 @@ func copyTree(ctx context.Context, srcs []string, dst string, o treeOptions) int
 		c.walk(ctx, t)
 	}
 	c.flushBatch()
-	tr("walk done")
+	tr(fmt.Sprintf("walk done (%d tasks)", len(c.tasks)))
 	close(taskc)
 	wg.Wait()
 	poolMu.Lock()
 	finished = true
 	poolMu.Unlock()
 	poolWG.Wait()
-	tr("every task done")
+	tr(fmt.Sprintf("every task done (%d here, %d in the pool)", ranHere.Load(), ranPool.Load()))
 	if pool != nil {
 		pool.Terminate() // every worker is gone when it returns: no file is written after
 	}

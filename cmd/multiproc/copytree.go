@@ -166,11 +166,17 @@ func (d *dirCache) close() {
 
 // copyRangeJob runs in a worker: one range of a big file.
 func copyRangeJob(ctx context.Context, r RangeJob) (int64, error) {
-	src, err := os.Open(r.Src)
+	// O_NONBLOCK: see copyOneFile.
+	src, err := os.OpenFile(r.Src, os.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return 0, readError(r.Src, err)
 	}
 	defer src.Close()
+	if fi, err := src.Stat(); err != nil {
+		return 0, fmt.Errorf("cannot read %s: %v", r.Src, errText(err))
+	} else if !fi.Mode().IsRegular() {
+		return 0, fmt.Errorf("%s: no longer a regular file", r.Src)
+	}
 	dst, err := os.OpenFile(r.Tmp, os.O_WRONLY, 0)
 	if err != nil {
 		return 0, fmt.Errorf("cannot write %s: %v", r.Dst, errText(err))
@@ -194,8 +200,10 @@ func readError(src string, err error) error {
 func copyOneFile(ctx context.Context, dirs *dirCache, j FileJob, preserve, noClobber bool) (n int64, skipped bool, err error) {
 	// Raw descriptors: an os.File would try to add each to the poller
 	// and, for Fd, set it blocking again: three system calls more a file.
+	// O_NONBLOCK: a source replaced by a FIFO since the walk is refused
+	// below, not waited on for ever (it changes nothing for a file).
 	sdir, sname := dirAt(j.Src, &dirs.src, &dirs.sfd, &dirs.srcOK)
-	sfd, err := openatRetry(sdir, sname, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	sfd, err := openatRetry(sdir, sname, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return 0, false, readError(j.Src, err)
 	}
