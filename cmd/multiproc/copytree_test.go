@@ -779,15 +779,27 @@ func TestCopyTreeSourceChanged(t *testing.T) {
 			}
 			dst := filepath.Join(dir, "dst")
 			run := startCLI(t, "copy", "-r", "-j", "1", src, dst)
-			waitFor(t, run, func() bool {
-				_, err := os.Stat(filepath.Join(dst, "a", "z"))
-				return err == nil
-			})
+			// The copy runs in short bursts until the walk has seen x:
+			// stopped at once (it is still starting), then let go on for
+			// 100 µs at a time, each time stopped again before a look.
 			pid := run.cmd.Process.Pid
-			if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-				t.Fatalf("the copy ended before it could be stopped: %v", err)
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				if syscall.Kill(pid, syscall.SIGSTOP) != nil {
+					break // gone: the race is lost (below)
+				}
+				for procState(pid) != 'T' && !run.exited() && time.Now().Before(deadline) {
+					time.Sleep(20 * time.Microsecond)
+				}
+				if _, err := os.Stat(filepath.Join(dst, "a", "z")); err == nil || run.exited() {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the walk did not reach src/a/z within 30 s")
+				}
+				syscall.Kill(pid, syscall.SIGCONT)
+				time.Sleep(100 * time.Microsecond)
 			}
-			waitFor(t, run, func() bool { return procState(pid) == 'T' })
 			temps, _ := filepath.Glob(filepath.Join(dst, ".big.multiproc-*"))
 			if run.exited() || len(temps) == 0 {
 				syscall.Kill(pid, syscall.SIGCONT)
