@@ -16,8 +16,6 @@ import (
 	"time"
 
 	"github.com/multiproc-go/multiproc"
-	"github.com/vbauerster/mpb/v8"
-	"github.com/vbauerster/mpb/v8/decor"
 	"golang.org/x/sys/unix"
 )
 
@@ -629,9 +627,23 @@ func runCopiers(ctx context.Context, src, tmp, dst string, ranges []byteRange, s
 		go func() { results <- joined{p, p.Join(context.Background())} }()
 	}
 
-	var bar *progressBar
+	var bar *copyBar
 	if showBar {
-		bar = startProgressBar(filepath.Base(dst), start, ranges, progress)
+		var size int64
+		for _, r := range ranges {
+			size += r.n
+		}
+		name := filepath.Base(dst) + " "
+		bar = startCopyBar(start, func() string { return name },
+			func() int64 {
+				// The processes' counters in shared memory.
+				var sum int64
+				for i := range progress.Len() {
+					sum += progress.Load(i)
+				}
+				return sum
+			},
+			func() int64 { return size })
 	}
 
 	var firstErr error
@@ -707,79 +719,4 @@ func startError(errs []error) error {
 		hint = fmt.Sprintf(" (the limit on open files, ulimit -n, is %d: use a smaller -j)", lim.Cur)
 	}
 	return fmt.Errorf("%d of %d copy processes could not start: %s%s", failed, len(errs), msg, hint)
-}
-
-// progressBar shows the copy's progress on stderr, a terminal: it polls
-// the processes' shared counters every pollInterval.
-type progressBar struct {
-	p    *mpb.Progress
-	bar  *mpb.Bar
-	quit chan struct{}
-	done chan struct{}
-	sum  func() int64
-	size int64
-}
-
-func startProgressBar(name string, start time.Time, ranges []byteRange, progress *multiproc.Array[int64]) *progressBar {
-	var size int64
-	for _, r := range ranges {
-		size += r.n
-	}
-	p := mpb.New(mpb.WithOutput(os.Stderr), mpb.WithRefreshRate(pollInterval))
-	bar := p.New(size, mpb.BarStyle(),
-		mpb.PrependDecorators(
-			decor.Name(name, decor.WC{C: decor.DindentRight | decor.DextraSpace}),
-			decor.CountersKibiByte("% .1f / % .1f"),
-		),
-		mpb.AppendDecorators(
-			decor.Percentage(decor.WC{W: 6}),
-			decor.Name("  "),
-			// The average since the start, computed at every frame (mpb's
-			// AverageSpeed keeps showing 0 when the first update completes).
-			decor.Any(func(st decor.Statistics) string {
-				el := time.Since(start).Seconds()
-				if el <= 0 {
-					return ""
-				}
-				return fmt.Sprintf("% .1f", decor.FmtAsSpeed(decor.SizeB1000(float64(st.Current)/el)))
-			}, decor.WC{W: 11}),
-		),
-	)
-	b := &progressBar{p: p, bar: bar, quit: make(chan struct{}), done: make(chan struct{}), size: size}
-	b.sum = func() int64 {
-		var s int64
-		for i := range progress.Len() {
-			s += progress.Load(i)
-		}
-		return s
-	}
-	go func() {
-		defer close(b.done)
-		t := time.NewTicker(pollInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				bar.SetCurrent(b.sum())
-			case <-b.quit:
-				return
-			}
-		}
-	}()
-	return b
-}
-
-// stop stops polling, completes (ok) or aborts the bar, and waits until it
-// is drawn for the last time. An aborted bar stays on the screen where it
-// stopped.
-func (b *progressBar) stop(ok bool) {
-	close(b.quit)
-	<-b.done
-	if ok {
-		b.bar.SetCurrent(b.size)
-	} else {
-		b.bar.SetCurrent(b.sum())
-		b.bar.Abort(false)
-	}
-	b.p.Wait()
 }

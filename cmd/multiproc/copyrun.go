@@ -49,12 +49,14 @@ func copyTree(ctx context.Context, srcs []string, dst string, o treeOptions) int
 	// makes, while the pool's -j - 1 workers start, which then take their
 	// share of the tasks from the same queue.
 	var doneFiles, doneBytes atomic.Int64
-	var bar *treeBar
+	var bar *copyBar
 	if o.bar && ctx.Err() == nil {
 		c.errMu.Lock()
 		c.holdErr = true
 		c.errMu.Unlock()
-		bar = startTreeBar(start, &c.files, &c.bytes, &doneFiles, &doneBytes)
+		bar = startCopyBar(start,
+			func() string { return fmt.Sprintf("%d/%d files ", doneFiles.Load(), c.files.Load()) },
+			doneBytes.Load, c.bytes.Load)
 	}
 	taskc := make(chan *treeTask, 1024)
 	c.submit = taskc
@@ -453,32 +455,34 @@ func (c *treeCopy) finishDirs() {
 	}
 }
 
-// treeBar shows the tree copy's progress on stderr, a terminal: files and
-// bytes done of the whole tree.
-type treeBar struct {
-	p     *mpb.Progress
-	bar   *mpb.Bar
-	quit  chan struct{}
-	done  chan struct{}
-	bytes *atomic.Int64
-	total *atomic.Int64
+// copyBar shows a copy's progress on stderr, a terminal: bytes done of
+// the total, percentage and rate, after a label (the file's name, or the
+// files done of the tree's). It polls its sources every pollInterval; the
+// total may grow while it is shown (a tree's, while the walk goes on).
+type copyBar struct {
+	p       *mpb.Progress
+	bar     *mpb.Bar
+	quit    chan struct{}
+	done    chan struct{}
+	current func() int64 // bytes done
+	total   func() int64 // bytes to copy, as known so far
 }
 
-// startTreeBar starts the bar. The totals grow while the walk goes on.
-func startTreeBar(start time.Time, files, total, doneFiles, doneBytes *atomic.Int64) *treeBar {
+// startCopyBar starts the bar.
+func startCopyBar(start time.Time, label func() string, current, total func() int64) *copyBar {
 	p := mpb.New(mpb.WithOutput(os.Stderr), mpb.WithRefreshRate(pollInterval))
-	// Total 0: no completion when the bytes done catch up with the total
-	// found so far; stop completes it.
+	// Total 0: no completion when the bytes done catch up with a total
+	// that may still grow; stop completes it.
 	bar := p.New(0, mpb.BarStyle(),
 		mpb.PrependDecorators(
-			decor.Any(func(decor.Statistics) string {
-				return fmt.Sprintf("%d/%d files ", doneFiles.Load(), files.Load())
-			}),
+			decor.Any(func(decor.Statistics) string { return label() }),
 			decor.CountersKibiByte("% .1f / % .1f"),
 		),
 		mpb.AppendDecorators(
 			decor.Percentage(decor.WC{W: 6}),
 			decor.Name("  "),
+			// The average since the start, computed at every frame (mpb's
+			// AverageSpeed keeps showing 0 when the first update completes).
 			decor.Any(func(st decor.Statistics) string {
 				el := time.Since(start).Seconds()
 				if el <= 0 {
@@ -488,7 +492,12 @@ func startTreeBar(start time.Time, files, total, doneFiles, doneBytes *atomic.In
 			}, decor.WC{W: 11}),
 		),
 	)
-	b := &treeBar{p: p, bar: bar, quit: make(chan struct{}), done: make(chan struct{}), bytes: doneBytes, total: total}
+	b := &copyBar{p: p, bar: bar, quit: make(chan struct{}), done: make(chan struct{}), current: current, total: total}
+	update := func() {
+		bar.SetTotal(total(), false)
+		bar.SetCurrent(current())
+	}
+	update()
 	go func() {
 		defer close(b.done)
 		t := time.NewTicker(pollInterval)
@@ -496,8 +505,7 @@ func startTreeBar(start time.Time, files, total, doneFiles, doneBytes *atomic.In
 		for {
 			select {
 			case <-t.C:
-				bar.SetTotal(total.Load(), false)
-				bar.SetCurrent(doneBytes.Load())
+				update()
 			case <-b.quit:
 				return
 			}
@@ -506,16 +514,16 @@ func startTreeBar(start time.Time, files, total, doneFiles, doneBytes *atomic.In
 	return b
 }
 
-// stop stops polling and draws the bar a last time: complete (ok) or
-// where it stopped.
-func (b *treeBar) stop(ok bool) {
+// stop stops polling and draws the bar a last time, and waits until it
+// is drawn: complete (ok), or where it stopped, left on the screen.
+func (b *copyBar) stop(ok bool) {
 	close(b.quit)
 	<-b.done
 	if ok {
-		b.bar.SetCurrent(b.total.Load())
+		b.bar.SetCurrent(b.total())
 		b.bar.SetTotal(-1, true) // the current count is the total: complete
 	} else {
-		b.bar.SetCurrent(b.bytes.Load())
+		b.bar.SetCurrent(b.current())
 		b.bar.Abort(false)
 	}
 	b.p.Wait()
