@@ -98,11 +98,17 @@ var copyRangeFunc = multiproc.Register("multiproc.cmd.copyRange", copyRange)
 
 // copyRange is the body of a copy process. It returns the bytes copied.
 func copyRange(ctx context.Context, r CopyRange) (int64, error) {
-	src, err := os.Open(r.Src)
+	// O_NONBLOCK: a source replaced by a FIFO is refused, not waited on.
+	src, err := os.OpenFile(r.Src, os.O_RDONLY|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return 0, fmt.Errorf("cannot read %s: %v", r.Src, errText(err))
 	}
 	defer src.Close()
+	if fi, err := src.Stat(); err != nil {
+		return 0, fmt.Errorf("cannot read %s: %v", r.Src, errText(err))
+	} else if !fi.Mode().IsRegular() {
+		return 0, fmt.Errorf("%s: no longer a regular file", r.Src)
+	}
 	dst, err := os.OpenFile(r.Tmp, os.O_WRONLY, 0)
 	if err != nil {
 		return 0, fmt.Errorf("cannot write %s: %v", r.Dst, errText(err))
@@ -584,29 +590,39 @@ func splitRanges(size int64, jobs int) []byteRange {
 	return rs
 }
 
-// runCopiers starts one process per range and waits for them all. If one
-// fails, or ctx ends (a signal), it kills the others and returns once all
-// are gone.
+// runCopiers copies the first range in this process and starts one
+// process for each other range, and waits for them all. If one fails, or
+// ctx ends (a signal), it stops the others and returns once all are gone.
 func runCopiers(ctx context.Context, src, tmp, dst string, ranges []byteRange, showBar bool) error {
 	start := time.Now()
 	progress, err := multiproc.NewArray[int64](len(ranges))
 	if err != nil {
 		return err
 	}
-	// Start every process at once: their start-ups (about a millisecond
-	// each, more on a busy machine) overlap.
-	procs := make([]*multiproc.Process, len(ranges))
-	startErrs := make([]error, len(ranges))
+	// This process copies the first range itself, from the start, while
+	// the processes of the others start: -j N is this one and N-1 more.
+	own, stopOwn := context.WithCancel(ctx)
+	defer stopOwn()
+	ownDone := make(chan error, 1)
+	go func() {
+		_, err := copyRange(own, CopyRange{Src: src, Tmp: tmp, Dst: dst, Offset: ranges[0].off, Length: ranges[0].n, Slot: 0, Progress: progress})
+		ownDone <- err
+	}()
+	// Start every other process at once: their start-ups (about a
+	// millisecond each, more on a busy machine) overlap.
+	procs := make([]*multiproc.Process, len(ranges)-1)
+	startErrs := make([]error, len(ranges)) // [0], this process's, stays nil
 	var wg sync.WaitGroup
-	for i, r := range ranges {
-		p := copyRangeFunc.Process(CopyRange{Src: src, Tmp: tmp, Dst: dst, Offset: r.off, Length: r.n, Slot: i, Progress: progress})
-		p.Name = fmt.Sprintf("copy-%d", i+1)
+	for i, r := range ranges[1:] {
+		p := copyRangeFunc.Process(CopyRange{Src: src, Tmp: tmp, Dst: dst, Offset: r.off, Length: r.n, Slot: i + 1, Progress: progress})
+		p.Name = fmt.Sprintf("copy-%d", i+2)
 		p.Daemon = true // dies with this process, whatever kills it
 		procs[i] = p
-		wg.Go(func() { startErrs[i] = p.Start() })
+		wg.Go(func() { startErrs[i+1] = p.Start() })
 	}
 	wg.Wait()
 	killAll := func() {
+		stopOwn()
 		for _, p := range procs {
 			p.Kill() // ErrNotStarted for one that failed to start; nil for one that has exited
 		}
@@ -616,16 +632,18 @@ func runCopiers(ctx context.Context, src, tmp, dst string, ranges []byteRange, s
 		for _, p := range procs {
 			p.Join(context.Background())
 		}
+		<-ownDone
 		return err
 	}
 	type joined struct {
-		p   *multiproc.Process
+		p   *multiproc.Process // nil: this process's own range
 		err error
 	}
-	results := make(chan joined, len(procs))
+	results := make(chan joined, len(ranges))
 	for _, p := range procs {
 		go func() { results <- joined{p, p.Join(context.Background())} }()
 	}
+	go func() { results <- joined{nil, <-ownDone} }()
 
 	var bar *copyBar
 	if showBar {
@@ -649,25 +667,32 @@ func runCopiers(ctx context.Context, src, tmp, dst string, ranges []byteRange, s
 	var firstErr error
 	var interrupted syscall.Signal // the signal that ended the copy, or 0
 	sigDone := ctx.Done()
-	for range len(procs) {
+	onSignal := func() {
+		interrupted, sigDone = syscall.SIGINT, nil
+		if ie, ok := context.Cause(ctx).(interruptError); ok {
+			interrupted = ie.sig
+		}
+		if bar != nil {
+			// The terminal echoed ^C after the bar: back to the start
+			// of the line, so that the bar's last frame is drawn
+			// where it belongs (mpb moves up, not back).
+			os.Stderr.WriteString("\r")
+		}
+		killAll()
+	}
+	for range len(ranges) {
 		var r joined
 		select {
 		case r = <-results:
 		case <-sigDone:
-			interrupted, sigDone = syscall.SIGINT, nil
-			if ie, ok := context.Cause(ctx).(interruptError); ok {
-				interrupted = ie.sig
-			}
-			if bar != nil {
-				// The terminal echoed ^C after the bar: back to the start
-				// of the line, so that the bar's last frame is drawn
-				// where it belongs (mpb moves up, not back).
-				os.Stderr.WriteString("\r")
-			}
-			killAll()
+			onSignal()
 			r = <-results
 		}
 		if r.err == nil || interrupted != 0 || firstErr != nil {
+			continue
+		}
+		if r.p == nil && ctx.Err() != nil {
+			onSignal() // this process's range, stopped by the signal first
 			continue
 		}
 		var ee *multiproc.ExitError
