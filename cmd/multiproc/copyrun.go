@@ -122,13 +122,21 @@ func copyTree(ctx context.Context, srcs []string, dst string, o treeOptions) int
 	poolMu.Unlock()
 	poolWG.Wait()
 	tr(fmt.Sprintf("every task done (%d here, %d in the pool)", ranHere.Load(), ranPool.Load()))
-	if pool != nil {
-		pool.Terminate() // every worker is gone when it returns: no file is written after
-	}
-	tr("pool terminated")
+	// Every worker is gone when Terminate returns: no file is written
+	// after. Every task is done or stopped, so the links and directories
+	// are finished meanwhile, unless the copy was interrupted.
+	poolGone := make(chan struct{})
+	go func() {
+		defer close(poolGone)
+		if pool != nil {
+			pool.Terminate()
+			tr("pool terminated")
+		}
+	}()
 
 	ie, interrupted := context.Cause(ctx).(interruptError)
 	if interrupted {
+		<-poolGone
 		c.mu.Lock()
 		removed := 0
 		for _, t := range c.tasks {
@@ -158,6 +166,7 @@ func copyTree(ctx context.Context, srcs []string, dst string, o treeOptions) int
 	links := c.makeLinks()
 	c.finishDirs()
 	tr("directories' modes and times set")
+	<-poolGone
 	if bar != nil {
 		bar.stop(c.errs == 0)
 	}
@@ -442,7 +451,7 @@ func (c *treeCopy) finishDirs() {
 				c.fail("cannot keep the owner of %s: %v", d.dst, err)
 			}
 		}
-		if d.created || c.opts.preserve {
+		if (d.created && !d.modeSet) || c.opts.preserve {
 			if err := unix.Chmod(d.dst, c.finalMode(&d.st)); err != nil {
 				c.fail("cannot set the mode of %s: %v", d.dst, err)
 			}

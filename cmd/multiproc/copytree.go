@@ -48,7 +48,7 @@ import (
 
 const (
 	bigFileMin    = 32 << 20 // bytes: a file at least this big is split in ranges
-	rangeMax      = 64 << 20 // bytes: the most one range task copies
+	rangeMax      = 32 << 20 // bytes: the most one range task copies (the last task's length is time the other processes may idle)
 	batchMaxFiles = 64       // files in one batch task
 	batchMaxBytes = 8 << 20  // bytes in one batch task
 )
@@ -339,6 +339,7 @@ type treeDir struct {
 	dst     string
 	st      unix.Stat_t
 	created bool // made by this copy: its mode is set even without -p
+	modeSet bool // made with its final mode already
 }
 
 // splitFile is a file copied in ranges of one hidden file.
@@ -609,7 +610,14 @@ func (c *treeCopy) planEntry(src, dst string, st *unix.Stat_t) {
 // dst (removing the hidden files of dead copies from it). It reports
 // whether the walk goes into it.
 func (c *treeCopy) makeDir(src, dst string, st *unix.Stat_t) bool {
-	err := unix.Mkdir(dst, 0o700)
+	// Made 0700 while the copy writes into it; or, without -p, at once
+	// with its final mode if that lets the copy write into it (mkdir
+	// takes the umask off, as finalMode does): no chmod at the end.
+	mode, final := uint32(0o700), false
+	if m := c.finalMode(st); !c.opts.preserve && m&0o700 == 0o700 {
+		mode, final = m, true
+	}
+	err := unix.Mkdir(dst, mode)
 	created := err == nil
 	if err == unix.EEXIST {
 		var dt unix.Stat_t
@@ -622,7 +630,7 @@ func (c *treeCopy) makeDir(src, dst string, st *unix.Stat_t) bool {
 		c.fail("cannot create directory %s: %v", dst, err)
 		return false
 	}
-	c.dirs = append(c.dirs, treeDir{dst: dst, st: *st, created: created})
+	c.dirs = append(c.dirs, treeDir{dst: dst, st: *st, created: created, modeSet: created && final})
 	c.others++
 	return true
 }
