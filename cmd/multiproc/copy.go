@@ -96,25 +96,39 @@ type CopyRange struct {
 // copyRangeFunc runs in the child processes.
 var copyRangeFunc = multiproc.Register("multiproc.cmd.copyRange", copyRange)
 
-// copyRange is the body of a copy process. It returns the bytes copied.
+// copyRange is the body of a copy process (and of the parent's own range).
+// It returns the bytes copied.
 func copyRange(ctx context.Context, r CopyRange) (int64, error) {
-	// O_NONBLOCK: a source replaced by a FIFO is refused, not waited on.
-	src, err := os.OpenFile(r.Src, os.O_RDONLY|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return 0, fmt.Errorf("cannot read %s: %v", r.Src, errText(err))
+	return copyRangeOf(ctx, r.Src, r.Tmp, r.Dst, r.Offset, r.Length, true, func(n int64) { r.Progress.Store(r.Slot, n) })
+}
+
+// copyRangeOf copies bytes [off, off+n) of the file src into the same
+// range of tmp, which exists at its full size (dst, its final name, is for
+// the messages). A symbolic link src is followed only if follow. progress,
+// if not nil, gets the bytes done so far. It returns the bytes copied.
+func copyRangeOf(ctx context.Context, src, tmp, dst string, off, n int64, follow bool, progress func(int64)) (int64, error) {
+	// O_NONBLOCK: a source replaced by a FIFO is refused below, not
+	// waited on for ever (it changes nothing for a file).
+	flags := os.O_RDONLY | unix.O_NONBLOCK
+	if !follow {
+		flags |= unix.O_NOFOLLOW
 	}
-	defer src.Close()
-	if fi, err := src.Stat(); err != nil {
-		return 0, fmt.Errorf("cannot read %s: %v", r.Src, errText(err))
+	in, err := os.OpenFile(src, flags, 0)
+	if err != nil {
+		return 0, readError(src, err)
+	}
+	defer in.Close()
+	if fi, err := in.Stat(); err != nil {
+		return 0, fmt.Errorf("cannot read %s: %v", src, errText(err))
 	} else if !fi.Mode().IsRegular() {
-		return 0, fmt.Errorf("%s: no longer a regular file", r.Src)
+		return 0, fmt.Errorf("%s: no longer a regular file", src)
 	}
-	dst, err := os.OpenFile(r.Tmp, os.O_WRONLY, 0)
+	out, err := os.OpenFile(tmp, os.O_WRONLY, 0)
 	if err != nil {
-		return 0, fmt.Errorf("cannot write %s: %v", r.Dst, errText(err))
+		return 0, fmt.Errorf("cannot write %s: %v", dst, errText(err))
 	}
-	defer dst.Close()
-	return copySpan(ctx, int(src.Fd()), int(dst.Fd()), r.Offset, r.Offset+r.Length, true, r.Src, r.Dst, func(n int64) { r.Progress.Store(r.Slot, n) })
+	defer out.Close()
+	return copySpan(ctx, int(in.Fd()), int(out.Fd()), off, off+n, true, src, dst, progress)
 }
 
 // copySpan copies bytes [off, end) of the file sfd into the same range of

@@ -164,25 +164,10 @@ func (d *dirCache) close() {
 	*d = dirCache{}
 }
 
-// copyRangeJob runs in a worker: one range of a big file.
+// copyRangeJob runs in a worker (or in the parent): one range of a big
+// file of a tree, its name never followed.
 func copyRangeJob(ctx context.Context, r RangeJob) (int64, error) {
-	// O_NONBLOCK: see copyOneFile.
-	src, err := os.OpenFile(r.Src, os.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW, 0)
-	if err != nil {
-		return 0, readError(r.Src, err)
-	}
-	defer src.Close()
-	if fi, err := src.Stat(); err != nil {
-		return 0, fmt.Errorf("cannot read %s: %v", r.Src, errText(err))
-	} else if !fi.Mode().IsRegular() {
-		return 0, fmt.Errorf("%s: no longer a regular file", r.Src)
-	}
-	dst, err := os.OpenFile(r.Tmp, os.O_WRONLY, 0)
-	if err != nil {
-		return 0, fmt.Errorf("cannot write %s: %v", r.Dst, errText(err))
-	}
-	defer dst.Close()
-	return copySpan(ctx, int(src.Fd()), int(dst.Fd()), r.Offset, r.Offset+r.Length, true, r.Src, r.Dst, nil)
+	return copyRangeOf(ctx, r.Src, r.Tmp, r.Dst, r.Offset, r.Length, false, nil)
 }
 
 // readError is the line for a source that cannot be opened.
