@@ -14,7 +14,11 @@
 # times and their ratio. SMALL, BIG and BIGMB come from the environment
 # (defaults 5000, 3, 128). With OLD=another multiproc binary, that one runs
 # too, in the same alternation, for a before/after comparison on a busy
-# machine; JOBS=N passes -j N to both.
+# machine; JOBS=N passes -j N to both. WRAP is a command prefix for the
+# timed runs only: WRAP="chrt -f 10" (root) runs them ahead of the other
+# programs of a busy machine, an approximation of a quiet one (cp and
+# multiproc alike; it delays multiproc's worker, which waits for a CPU
+# until one of the parent's threads blocks, so it errs against multiproc).
 set -eu
 bin=${1:?usage: copybench.sh MULTIPROC [DIR] [RUNS]}
 dir=${2:-$(mktemp -d "${TMPDIR:-/tmp}/copybench.XXXXXX")}
@@ -56,6 +60,7 @@ now() { date +%s.%N; }
 median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 old=${OLD:-}
 jobs=${JOBS:+-j $JOBS}
+wrap=${WRAP:-}
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 cpt=""
 mpt=""
@@ -64,7 +69,7 @@ oldt=""
 mp() {
 	rm -rf "$dir/mp"
 	sync
-	t0=$(now); "$1" copy -r $jobs "$src" "$dir/mp"; t1=$(now)
+	t0=$(now); $wrap "$1" copy -r $jobs "$src" "$dir/mp"; t1=$(now)
 	diff -r --no-dereference "$src" "$dir/mp" >/dev/null || { echo "copybench: the copy by $1 differs from the source" >&2; exit 1; }
 	rm -rf "$dir/mp"
 	echo "$t1 - $t0" | bc
@@ -73,7 +78,7 @@ r=0
 while [ $r -lt "$runs" ]; do
 	rm -rf "$dir/cp"
 	sync
-	t0=$(now); cp -r "$src" "$dir/cp"; t1=$(now)
+	t0=$(now); $wrap cp -r "$src" "$dir/cp"; t1=$(now)
 	cpt="$cpt $(echo "$t1 - $t0" | bc)"
 	rm -rf "$dir/cp"
 	mpt="$mpt $(mp "$bin")"
@@ -88,7 +93,7 @@ apparent=$(du -sm --apparent-size "$src" | cut -f1)
 cpm=$(echo "$cpt" | tr ' ' '\n' | grep . | median)
 mpm=$(echo "$mpt" | tr ' ' '\n' | grep . | median)
 echo "tree: $files files ($small small of 1-32 KiB, $big of $bigmb MiB, 1 sparse of 1 GiB with 64 MiB data), $dirs directories, $links symbolic links; $data MiB on disk, $apparent MiB apparent"
-echo "where: $(df -T "$dir" | awk 'NR == 2 {print $2}') ($dir); cores: $(nproc); load before: $load0, after: $(cut -d' ' -f1-3 /proc/loadavg); runs: $runs, alternating"
+echo "where: $(df -T "$dir" | awk 'NR == 2 {print $2}') ($dir); cores: $(nproc); load before: $load0, after: $(cut -d' ' -f1-3 /proc/loadavg); runs: $runs, alternating${wrap:+, under $wrap}"
 echo "cp -r runs (s):        $cpt"
 echo "multiproc copy -r $jobs(s): $mpt"
 [ -z "$old" ] || echo "old ($old) (s): $oldt"
