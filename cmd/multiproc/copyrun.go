@@ -20,9 +20,8 @@ import (
 // finish it or, on an interrupt, to remove what it left.
 type treeTask struct {
 	batch    *CopyBatch // a batch of small files, or
-	rng      *RangeJob  // one range of big
-	big      *splitFile
-	finished bool // its result is in: its files are complete, or reported failed
+	big      *splitFile // a big file, its ranges claimed one at a time
+	finished bool       // a batch's result is in: its files are complete, or reported failed
 }
 
 // copyTree copies the sources into dst: the tree copy. It returns the
@@ -63,17 +62,42 @@ func copyTree(ctx context.Context, srcs []string, dst string, o treeOptions) int
 	var wg, poolWG sync.WaitGroup // the parent's consumer; the pool's
 	// consume runs the tasks of the queue until it is closed; after an
 	// interrupt it only drains it (copyTree removes what they left).
-	var ranHere, ranPool atomic.Int64 // tasks, for the trace
+	var ranHere, ranPool atomic.Int64 // tasks and ranges run here and in the pool
 	consume := func(pool *multiproc.Pool, wg *sync.WaitGroup) {
 		defer wg.Done()
-		for t := range taskc {
+		ran := &ranHere
+		if pool != nil {
+			ran = &ranPool
+		}
+		for {
+			var t *treeTask
+			var ok bool
+			select {
+			case t, ok = <-taskc:
+			default:
+				// Nothing queued: help with a big file, else wait.
+				if b, r, claimed := c.claimRange(); claimed && ctx.Err() == nil {
+					c.runRange(ctx, pool, b, r, &doneFiles, &doneBytes)
+					ran.Add(1)
+					continue
+				}
+				t, ok = <-taskc
+			}
+			if !ok {
+				// The walk is over: help with the big files' ranges left.
+				for ctx.Err() == nil {
+					b, r, claimed := c.claimRange()
+					if !claimed {
+						break
+					}
+					c.runRange(ctx, pool, b, r, &doneFiles, &doneBytes)
+					ran.Add(1)
+				}
+				return
+			}
 			if ctx.Err() == nil {
 				c.run(ctx, pool, t, &doneFiles, &doneBytes)
-				if pool == nil {
-					ranHere.Add(1)
-				} else {
-					ranPool.Add(1)
-				}
+				ran.Add(1)
 			}
 		}
 	}
@@ -172,9 +196,9 @@ func copyTree(ctx context.Context, srcs []string, dst string, o treeOptions) int
 	}
 	c.flushErrs()
 	if o.verbose {
-		procs := 1
-		if pool != nil {
-			procs = max(1, min(o.jobs, len(c.tasks)))
+		procs := 1 // this one, and the pool's workers if they took tasks
+		if pool != nil && ranPool.Load() > 0 {
+			procs = min(o.jobs, 1+int(ranPool.Load()))
 		}
 		fmt.Println(treeResult{files: doneFiles.Load() + links, bytes: doneBytes.Load(), procs: procs, elapsed: time.Since(start)}.summary())
 	}
@@ -246,20 +270,61 @@ func (c *treeCopy) run(ctx context.Context, pool *multiproc.Pool, t *treeTask, d
 		t.finished = true
 		return
 	}
+	for ctx.Err() == nil {
+		c.mu.Lock()
+		r, ok := c.claimRangeLocked(t.big)
+		c.mu.Unlock()
+		if !ok {
+			return
+		}
+		c.runRange(ctx, pool, t.big, r, doneFiles, doneBytes)
+	}
+}
+
+// claimRangeLocked claims the next range of b, if any is left. Once a
+// range failed, the ones left are not copied: they are done. c.mu is
+// held.
+func (c *treeCopy) claimRangeLocked(b *splitFile) (RangeJob, bool) {
+	if b.failed {
+		b.pending -= len(b.ranges) - b.next
+		b.next = len(b.ranges)
+	}
+	if b.next == len(b.ranges) {
+		return RangeJob{}, false
+	}
+	r := b.ranges[b.next]
+	b.next++
+	return RangeJob{Src: b.job.Src, Tmp: b.job.Tmp, Dst: b.job.Dst, Offset: r.off, Length: r.n}, true
+}
+
+// claimRange claims a range left of any big file: for a process that
+// found the queue empty.
+func (c *treeCopy) claimRange() (*splitFile, RangeJob, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, b := range c.big {
+		if r, ok := c.claimRangeLocked(b); ok {
+			return b, r, true
+		}
+	}
+	return nil, RangeJob{}, false
+}
+
+// runRange copies one range of b, in this process (pool nil) or on the
+// pool, and finishes b when it was the last.
+func (c *treeCopy) runRange(ctx context.Context, pool *multiproc.Pool, b *splitFile, r RangeJob, doneFiles, doneBytes *atomic.Int64) {
 	var n int64
 	var err error
 	if pool == nil {
-		n, err = copyRangeJob(ctx, *t.rng)
+		n, err = copyRangeJob(ctx, r)
 	} else {
-		n, err = await(ctx, copySpanFunc.ApplyAsync(pool, *t.rng))
+		n, err = await(ctx, copySpanFunc.ApplyAsync(pool, r))
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil && ctx.Err() != nil {
-		return
+		return // interrupted: b is pending, its hidden file removed by copyTree
 	}
-	t.finished = true
-	b := t.big
 	b.pending--
 	doneBytes.Add(n)
 	if err != nil && !b.failed {
@@ -343,9 +408,7 @@ func (c *treeCopy) submitBig(b *splitFile) {
 	b.pending = len(b.ranges)
 	c.big = append(c.big, b)
 	c.mu.Unlock()
-	for _, r := range b.ranges {
-		c.send(&treeTask{big: b, rng: &RangeJob{Src: b.job.Src, Tmp: b.job.Tmp, Dst: b.job.Dst, Offset: r.off, Length: r.n}})
-	}
+	c.send(&treeTask{big: b})
 }
 
 // addSmall adds a small file to the batch being filled, and submits the

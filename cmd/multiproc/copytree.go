@@ -327,13 +327,19 @@ type treeDir struct {
 	modeSet bool // made with its final mode already
 }
 
-// splitFile is a file copied in ranges of one hidden file.
+// splitFile is a big file, copied in ranges of one hidden file. It is one
+// task: the process that takes it copies its ranges one after the other,
+// and a process that finds the queue empty helps with the ranges left
+// (claimRange). Two processes writing one file at once gain little (a
+// buffered write holds the file's inode lock) and cost more CPU, so they
+// do it only when there is nothing else to do: at the end of the copy.
 type splitFile struct {
 	job     FileJob
 	size    int64
 	ranges  []byteRange
+	next    int // ranges[next:] are not claimed yet
 	failed  bool
-	pending int
+	pending int // ranges not done: claimed and running, or not claimed
 }
 
 // linkJob is a hard link to make at the end: dst, to the first copy of

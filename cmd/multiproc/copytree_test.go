@@ -744,10 +744,11 @@ func TestCopyOneFilePreserve(t *testing.T) {
 // it and why; the rest is copied, and the exit status is 1. The change is
 // made while the copy is stopped between the two: with -j 1 the parent
 // alone runs the tasks, in the order the walk queued them, and src/big's
-// ranges are queued (as src is read) before the batch of src/a/x. Once
-// dst/a/z exists the walk has seen x (a directory's files are planned
-// before its subdirectories are made); while big's hidden file is there,
-// its ranges are not all done, so x is not opened yet.
+// task (its ranges, one after the other) is queued as src is read, before
+// the batch of src/a/x. Once dst/a/z exists the walk has seen x (a
+// directory's files are planned before its subdirectories are made);
+// while big's hidden file is there, its ranges are not all done, so x is
+// not opened yet.
 func TestCopyTreeSourceChanged(t *testing.T) {
 	big := bigFile(t, mediumSize)
 	for _, c := range []struct {
