@@ -450,7 +450,7 @@ func copyFile(ctx context.Context, src, dst string, o fileOptions) (copyResult, 
 			return copyResult{}, fmt.Errorf("cannot create %s of %d bytes: %v", dst, size, errText(err))
 		}
 		ranges := splitRanges(size, o.jobs)
-		if err := runCopiers(ctx, src, tmp.Name(), dst, ranges, o.showBar); err != nil {
+		if err := runCopiers(ctx, in, tmp, src, dst, ranges, o.showBar); err != nil {
 			return copyResult{}, err
 		}
 		procs = len(ranges)
@@ -604,10 +604,12 @@ func splitRanges(size int64, jobs int) []byteRange {
 	return rs
 }
 
-// runCopiers copies the first range in this process and starts one
-// process for each other range, and waits for them all. If one fails, or
+// runCopiers copies the first range in this process, from in to out (src
+// and its temporary file, open), and starts one process for each other
+// range, and waits for them all. If one fails, or
 // ctx ends (a signal), it stops the others and returns once all are gone.
-func runCopiers(ctx context.Context, src, tmp, dst string, ranges []byteRange, showBar bool) error {
+func runCopiers(ctx context.Context, in, out *os.File, src, dst string, ranges []byteRange, showBar bool) error {
+	tmp := out.Name()
 	start := time.Now()
 	progress, err := multiproc.NewArray[int64](len(ranges))
 	if err != nil {
@@ -619,7 +621,9 @@ func runCopiers(ctx context.Context, src, tmp, dst string, ranges []byteRange, s
 	defer stopOwn()
 	ownDone := make(chan error, 1)
 	go func() {
-		_, err := copyRange(own, CopyRange{Src: src, Tmp: tmp, Dst: dst, Offset: ranges[0].off, Length: ranges[0].n, Slot: 0, Progress: progress})
+		// Through the descriptors copyFile holds: no file opened again.
+		r := ranges[0]
+		_, err := copySpan(own, int(in.Fd()), int(out.Fd()), r.off, r.off+r.n, true, src, dst, func(n int64) { progress.Store(0, n) })
 		ownDone <- err
 	}()
 	// Start every other process at once: their start-ups (about a

@@ -103,8 +103,9 @@ func copyTree(ctx context.Context, srcs []string, dst string, o treeOptions) int
 	}
 	wg.Add(1)
 	go consume(nil, &wg)
-	// The pool starts once the walk has queued a second task: a tree of
-	// one batch is copied by the parent alone, without a process start.
+	// The pool starts once the walk has queued a second task or a big
+	// file: a tree of one batch is copied by the parent alone, without a
+	// process start.
 	var (
 		poolMu   sync.Mutex // guards pool and finished
 		pool     *multiproc.Pool
@@ -438,8 +439,11 @@ func (c *treeCopy) send(t *treeTask) {
 	c.tasks = append(c.tasks, t)
 	c.mu.Unlock()
 	c.submit <- t
-	if len(c.tasks) == 2 && c.startPool != nil {
+	// The pool is worth its start at a second task, or at a big file
+	// (whose ranges an idle worker helps with).
+	if (len(c.tasks) == 2 || t.big != nil) && c.startPool != nil {
 		go c.startPool()
+		c.startPool = nil
 	}
 }
 

@@ -369,7 +369,7 @@ type treeCopy struct {
 	submit chan<- *treeTask // the queue of tasks
 	tasks  []*treeTask      // every task sent
 	// startPool starts the pool's workers and their consumers of the
-	// queue; send calls it once, at the second task.
+	// queue; send calls it once (and sets it nil).
 	startPool func()
 	links     []linkJob
 	seen      map[[2]uint64]*fileRef // hard links: (dev, ino) of the source → its first copy
