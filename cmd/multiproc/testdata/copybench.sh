@@ -16,9 +16,9 @@
 # too, in the same alternation, for a before/after comparison on a busy
 # machine; JOBS=N passes -j N to both. WRAP is a command prefix for the
 # timed runs only: WRAP="chrt -f 10" (root) runs them ahead of the other
-# programs of a busy machine, an approximation of a quiet one (cp and
-# multiproc alike; it delays multiproc's worker, which waits for a CPU
-# until one of the parent's threads blocks, so it errs against multiproc).
+# programs of a busy machine, cp and multiproc alike, an approximation of
+# a quiet one; WRAP="nice -n -20" another, which leaves the others time
+# slices. On a busy VM the two give very different ratios (README).
 set -eu
 bin=${1:?usage: copybench.sh MULTIPROC [DIR] [RUNS]}
 dir=${2:-$(mktemp -d "${TMPDIR:-/tmp}/copybench.XXXXXX")}
