@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -316,6 +317,7 @@ func runCopy(args []string) int {
 	}
 	// A copy starts all its processes at once: no spare process is wanted.
 	multiproc.SpareProcesses = false
+	raiseProcs()
 
 	ctx, stop := interruptContext(os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
@@ -338,6 +340,26 @@ func runCopy(args []string) int {
 		fmt.Println(res.summary())
 	}
 	return exitOK
+}
+
+// copyGoProcs is the least GOMAXPROCS of the copy's processes. Their
+// goroutines that copy are in system calls nearly all the time, and a Go
+// P stays with a goroutine in a system call until the runtime's monitor
+// takes it away: with as many Ps as CPUs, the goroutines that exchange
+// tasks and results with the workers wait for that (and the monitor then
+// wakes every 20 µs, a context switch each time). With Ps to spare they
+// run at once. Measured on the 2-core VM under nice -n -20 at load 2:
+// the bench tree in 0.24–0.25 s with 4 Ps, 0.24–0.30 s with 2.
+const copyGoProcs = 4
+
+// raiseProcs raises GOMAXPROCS to copyGoProcs in this process and, through
+// the environment, in the processes it starts, unless the user set it.
+func raiseProcs() {
+	if os.Getenv("GOMAXPROCS") != "" || runtime.GOMAXPROCS(0) >= copyGoProcs {
+		return
+	}
+	runtime.GOMAXPROCS(copyGoProcs)
+	os.Setenv("GOMAXPROCS", strconv.Itoa(copyGoProcs))
 }
 
 // oneFile reports whether src, the only source, is copied by copyFile
