@@ -435,39 +435,53 @@ func waitFor(t *testing.T, r *cliRun, cond func() bool) {
 
 // stopMidCopy waits until a copy process of the command run has the
 // temporary file of dir open (it is past its start and inside its copy),
-// stops it with SIGSTOP and returns its pid once it is stopped with the
-// file still open: from then on, that part of the copy cannot complete,
-// whatever the timing. ok is false if the command exited first. The
-// stopped process is killed when the test ends, if it is still there.
+// stopped with SIGSTOP, and returns its pid: from then on, that part of
+// the copy cannot complete, whatever the timing. Each child is stopped as
+// soon as it is seen, then let go on in short bursts, stopped again
+// before each look, so that its copy cannot run to its end between two
+// looks. ok is false if the command exited first. The stopped process is
+// killed when the test ends, if it is still there.
 func stopMidCopy(t *testing.T, run *cliRun, dir string) (pid int, ok bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
+	// stop stops kid and reports whether it is stopped (not gone).
+	stop := func(kid int) bool {
+		if syscall.Kill(kid, syscall.SIGSTOP) != nil {
+			return false
+		}
+		for time.Now().Before(deadline) {
+			switch procState(kid) {
+			case 'T':
+				return true
+			case 'R', 'S', 'D':
+				time.Sleep(20 * time.Microsecond)
+				continue
+			}
+			return false // gone, or a zombie: its copy is over
+		}
+		return false
+	}
+	seen := map[int]bool{}
 	for !run.exited() {
 		if time.Now().After(deadline) {
 			t.Fatal("no copy process was seen copying within 30 s")
 		}
 		for _, kid := range childrenOf(run.cmd.Process.Pid) {
-			if !holdsTemp(kid, dir) {
-				continue
+			if !seen[kid] {
+				seen[kid] = true
+				t.Cleanup(func() { syscall.Kill(kid, syscall.SIGKILL) })
 			}
-			syscall.Kill(kid, syscall.SIGSTOP)
-			t.Cleanup(func() { syscall.Kill(kid, syscall.SIGKILL) })
-			for time.Now().Before(deadline) {
-				switch procState(kid) {
-				case 'T':
-					if holdsTemp(kid, dir) {
-						return kid, true
-					}
-					syscall.Kill(kid, syscall.SIGCONT) // stopped after its copy: not the one
-				case 'R', 'S', 'D':
-					time.Sleep(100 * time.Microsecond)
-					continue
+			for stop(kid) {
+				if holdsTemp(kid, dir) {
+					return kid, true
 				}
-				break // gone, or a zombie: its copy is over
+				// A burst: from here to the SIGSTOP of the next stop.
+				syscall.Kill(kid, syscall.SIGCONT)
 			}
 		}
 		time.Sleep(100 * time.Microsecond)
 	}
+	t.Logf("copy processes seen: %v", seen)
 	return 0, false
 }
 

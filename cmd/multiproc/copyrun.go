@@ -20,15 +20,15 @@ import (
 // finish it or, on an interrupt, to remove what it left.
 type treeTask struct {
 	batch    *CopyBatch // a batch of small files, or
-	rng      *RangeJob  // one range of big
-	big      *splitFile
-	finished bool // its result is in: its files are complete, or reported failed
+	big      *splitFile // a big file, its ranges claimed one at a time
+	finished bool       // a batch's result is in: its files are complete, or reported failed
 }
 
 // copyTree copies the sources into dst: the tree copy. It returns the
 // exit status.
 func copyTree(ctx context.Context, srcs []string, dst string, o treeOptions) int {
 	start := time.Now()
+	tr := phaseTracer(start)
 	c := &treeCopy{opts: o, seen: map[[2]uint64]*fileRef{}, refs: map[string]*fileRef{}}
 	c.umask = uint32(unix.Umask(0))
 	unix.Umask(int(c.umask))
@@ -44,65 +44,127 @@ func copyTree(ctx context.Context, srcs []string, dst string, o treeOptions) int
 		}
 	}
 
-	// The workers start while the parent walks, and copy what the walk
-	// has found while it goes on.
-	type started struct {
-		p   *multiproc.Pool
-		err error
-	}
-	poolc := make(chan started, 1)
-	go func() {
-		p, err := multiproc.NewPool(multiproc.PoolOptions{Processes: o.jobs})
-		poolc <- started{p, err}
-	}()
+	// The parent copies too: it starts on the first batch the walk
+	// makes, while the pool's -j - 1 workers start, which then take their
+	// share of the tasks from the same queue.
 	var doneFiles, doneBytes atomic.Int64
-	var bar *treeBar
+	var bar *copyBar
 	if o.bar && ctx.Err() == nil {
 		c.errMu.Lock()
 		c.holdErr = true
 		c.errMu.Unlock()
-		bar = startTreeBar(start, &c.files, &c.bytes, &doneFiles, &doneBytes)
+		bar = startCopyBar(start,
+			func() string { return fmt.Sprintf("%d/%d files ", doneFiles.Load(), c.files.Load()) },
+			doneBytes.Load, c.bytes.Load)
 	}
-
 	taskc := make(chan *treeTask, 1024)
 	c.submit = taskc
-	var pool *multiproc.Pool
-	var poolErr error
-	var tasks []*treeTask // every task the walk made, once dispatched is done
-	var wg sync.WaitGroup
-	dispatched := make(chan struct{})
-	go func() {
-		defer close(dispatched)
-		ps := <-poolc
-		pool, poolErr = ps.p, ps.err
-		for t := range taskc {
-			tasks = append(tasks, t)
-			if poolErr != nil || ctx.Err() != nil {
-				continue // never run: cleaned up below
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				c.run(ctx, pool, t, &doneFiles, &doneBytes)
-			}()
+	var wg, poolWG sync.WaitGroup // the parent's consumer; the pool's
+	// consume runs the tasks of the queue until it is closed; after an
+	// interrupt it only drains it (copyTree removes what they left).
+	var ranHere, ranPool atomic.Int64 // tasks and ranges run here and in the pool
+	consume := func(pool *multiproc.Pool, wg *sync.WaitGroup) {
+		defer wg.Done()
+		ran := &ranHere
+		if pool != nil {
+			ran = &ranPool
 		}
-	}()
+		for {
+			var t *treeTask
+			var ok bool
+			select {
+			case t, ok = <-taskc:
+			default:
+				// Nothing queued: help with a big file, else wait.
+				if b, r, claimed := c.claimRange(); claimed && ctx.Err() == nil {
+					c.runRange(ctx, pool, b, r, &doneFiles, &doneBytes)
+					ran.Add(1)
+					continue
+				}
+				t, ok = <-taskc
+			}
+			if !ok {
+				// The walk is over: help with the big files' ranges left.
+				for ctx.Err() == nil {
+					b, r, claimed := c.claimRange()
+					if !claimed {
+						break
+					}
+					c.runRange(ctx, pool, b, r, &doneFiles, &doneBytes)
+					ran.Add(1)
+				}
+				return
+			}
+			if ctx.Err() == nil {
+				c.run(ctx, pool, t, &doneFiles, &doneBytes)
+				ran.Add(1)
+			}
+		}
+	}
+	wg.Add(1)
+	go consume(nil, &wg)
+	// The pool starts once the walk has queued a second task or a big
+	// file: a tree of one batch is copied by the parent alone, without a
+	// process start.
+	var (
+		poolMu   sync.Mutex // guards pool and finished
+		pool     *multiproc.Pool
+		finished bool // the queue is drained: a pool that starts now is not used
+	)
+	if o.jobs > 1 {
+		c.startPool = func() {
+			p, err := multiproc.NewPool(multiproc.PoolOptions{Processes: o.jobs - 1})
+			tr("pool started")
+			if err != nil {
+				// The parent copies on alone.
+				return
+			}
+			poolMu.Lock()
+			defer poolMu.Unlock()
+			if finished {
+				p.Terminate()
+				return
+			}
+			pool = p
+			// Two tasks in flight a worker: the next one waits in its
+			// socket while it runs one, so that it never idles between
+			// them.
+			for range 2 * (o.jobs - 1) {
+				poolWG.Add(1) // before finished: before poolWG.Wait
+				go consume(p, &poolWG)
+			}
+		}
+	}
 	for _, t := range targets {
 		c.walk(ctx, t)
 	}
 	c.flushBatch()
+	tr(fmt.Sprintf("walk done (%d tasks)", len(c.tasks)))
 	close(taskc)
-	<-dispatched
 	wg.Wait()
-	if pool != nil {
-		pool.Terminate() // every worker is gone when it returns: no file is written after
-	}
+	poolMu.Lock()
+	finished = true
+	poolMu.Unlock()
+	poolWG.Wait()
+	tr(fmt.Sprintf("every task done (%d here, %d in the pool)", ranHere.Load(), ranPool.Load()))
+	// Every worker is gone when Terminate returns: no file is written
+	// after. Every task is done or stopped, so the links and directories
+	// are finished meanwhile, unless the copy was interrupted.
+	poolGone := make(chan struct{})
+	go func() {
+		defer close(poolGone)
+		if pool != nil {
+			pool.Terminate()
+			tr("pool terminated")
+		}
+	}()
 
 	ie, interrupted := context.Cause(ctx).(interruptError)
-	if interrupted || poolErr != nil {
+	if interrupted {
+		<-poolGone
 		c.mu.Lock()
 		removed := 0
-		for _, t := range tasks {
+		for _, t := range c.tasks {
 			if t.finished || t.batch == nil {
 				continue
 			}
@@ -123,21 +185,22 @@ func copyTree(ctx context.Context, srcs []string, dst string, o treeOptions) int
 			bar.stop(false)
 		}
 		c.flushErrs()
-		if poolErr != nil {
-			c.fail("cannot start the copy processes: %v", poolErr)
-			return exitFail
-		}
 		fmt.Fprintf(os.Stderr, "multiproc copy: interrupted (%v): %d files copied complete, %d partial copies removed\n", ie, doneFiles.Load(), removed)
 		return exitSignalled(ie.sig)
 	}
 	links := c.makeLinks()
 	c.finishDirs()
+	tr("directories' modes and times set")
+	<-poolGone
 	if bar != nil {
 		bar.stop(c.errs == 0)
 	}
 	c.flushErrs()
 	if o.verbose {
-		procs := max(1, min(o.jobs, len(tasks)))
+		procs := 1 // this one, and the pool's workers if they took tasks
+		if pool != nil && ranPool.Load() > 0 {
+			procs = min(o.jobs, 1+int(ranPool.Load()))
+		}
 		fmt.Println(treeResult{files: doneFiles.Load() + links, bytes: doneBytes.Load(), procs: procs, elapsed: time.Since(start)}.summary())
 	}
 	if c.errs > 0 {
@@ -146,10 +209,38 @@ func copyTree(ctx context.Context, srcs []string, dst string, o treeOptions) int
 	return exitOK
 }
 
-// run runs one task on the pool and takes in its result.
+// traceEnv names the environment variable that makes the tree copy print
+// when each of its phases ends, with this process's and its reaped
+// children's CPU times: for profiling (testdata/copybench.sh).
+const traceEnv = "MULTIPROC_COPY_TRACE"
+
+// phaseTracer returns the function that prints a phase's end on stderr
+// when traceEnv is set, and does nothing otherwise.
+func phaseTracer(start time.Time) func(phase string) {
+	if os.Getenv(traceEnv) == "" {
+		return func(string) {}
+	}
+	return func(phase string) {
+		var self, kids unix.Rusage
+		unix.Getrusage(unix.RUSAGE_SELF, &self)
+		unix.Getrusage(unix.RUSAGE_CHILDREN, &kids)
+		ms := func(t unix.Timeval) float64 { return float64(t.Nano()) / 1e6 }
+		fmt.Fprintf(os.Stderr, "multiproc copy: %8.1f ms  %-36s cpu ms: self user %.0f sys %.0f, reaped children user %.0f sys %.0f\n",
+			float64(time.Since(start).Microseconds())/1000, phase, ms(self.Utime), ms(self.Stime), ms(kids.Utime), ms(kids.Stime))
+	}
+}
+
+// run runs one task, in this process (pool nil) or on the pool, and
+// takes in its result.
 func (c *treeCopy) run(ctx context.Context, pool *multiproc.Pool, t *treeTask, doneFiles, doneBytes *atomic.Int64) {
 	if t.batch != nil {
-		r, err := await(ctx, copyBatchFunc.ApplyAsync(pool, *t.batch))
+		var r BatchResult
+		var err error
+		if pool == nil {
+			r, err = copyBatch(ctx, *t.batch)
+		} else {
+			r, err = await(ctx, copyBatchFunc.ApplyAsync(pool, *t.batch))
+		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if err != nil {
@@ -180,14 +271,61 @@ func (c *treeCopy) run(ctx context.Context, pool *multiproc.Pool, t *treeTask, d
 		t.finished = true
 		return
 	}
-	n, err := await(ctx, copySpanFunc.ApplyAsync(pool, *t.rng))
+	for ctx.Err() == nil {
+		c.mu.Lock()
+		r, ok := c.claimRangeLocked(t.big)
+		c.mu.Unlock()
+		if !ok {
+			return
+		}
+		c.runRange(ctx, pool, t.big, r, doneFiles, doneBytes)
+	}
+}
+
+// claimRangeLocked claims the next range of b, if any is left. Once a
+// range failed, the ones left are not copied: they are done. c.mu is
+// held.
+func (c *treeCopy) claimRangeLocked(b *splitFile) (RangeJob, bool) {
+	if b.failed {
+		b.pending -= len(b.ranges) - b.next
+		b.next = len(b.ranges)
+	}
+	if b.next == len(b.ranges) {
+		return RangeJob{}, false
+	}
+	r := b.ranges[b.next]
+	b.next++
+	return RangeJob{Src: b.job.Src, Tmp: b.job.Tmp, Dst: b.job.Dst, Offset: r.off, Length: r.n}, true
+}
+
+// claimRange claims a range left of any big file: for a process that
+// found the queue empty.
+func (c *treeCopy) claimRange() (*splitFile, RangeJob, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, b := range c.big {
+		if r, ok := c.claimRangeLocked(b); ok {
+			return b, r, true
+		}
+	}
+	return nil, RangeJob{}, false
+}
+
+// runRange copies one range of b, in this process (pool nil) or on the
+// pool, and finishes b when it was the last.
+func (c *treeCopy) runRange(ctx context.Context, pool *multiproc.Pool, b *splitFile, r RangeJob, doneFiles, doneBytes *atomic.Int64) {
+	var n int64
+	var err error
+	if pool == nil {
+		n, err = copyRangeJob(ctx, r)
+	} else {
+		n, err = await(ctx, copySpanFunc.ApplyAsync(pool, r))
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil && ctx.Err() != nil {
-		return
+		return // interrupted: b is pending, its hidden file removed by copyTree
 	}
-	t.finished = true
-	b := t.big
 	b.pending--
 	doneBytes.Add(n)
 	if err != nil && !b.failed {
@@ -271,9 +409,7 @@ func (c *treeCopy) submitBig(b *splitFile) {
 	b.pending = len(b.ranges)
 	c.big = append(c.big, b)
 	c.mu.Unlock()
-	for _, r := range b.ranges {
-		c.submit <- &treeTask{big: b, rng: &RangeJob{Src: b.job.Src, Tmp: b.job.Tmp, Dst: b.job.Dst, Offset: r.off, Length: r.n}}
-	}
+	c.send(&treeTask{big: b})
 }
 
 // addSmall adds a small file to the batch being filled, and submits the
@@ -292,8 +428,22 @@ func (c *treeCopy) addSmall(j FileJob) {
 // flushBatch submits the batch being filled, if any.
 func (c *treeCopy) flushBatch() {
 	if c.batch != nil {
-		c.submit <- &treeTask{batch: c.batch}
+		c.send(&treeTask{batch: c.batch})
 		c.batch, c.bbytes = nil, 0
+	}
+}
+
+// send queues a task. Only the walk sends.
+func (c *treeCopy) send(t *treeTask) {
+	c.mu.Lock()
+	c.tasks = append(c.tasks, t)
+	c.mu.Unlock()
+	c.submit <- t
+	// The pool is worth its start at a second task, or at a big file
+	// (whose ranges an idle worker helps with).
+	if (len(c.tasks) == 2 || t.big != nil) && c.startPool != nil {
+		go c.startPool()
+		c.startPool = nil
 	}
 }
 
@@ -368,7 +518,7 @@ func (c *treeCopy) finishDirs() {
 				c.fail("cannot keep the owner of %s: %v", d.dst, err)
 			}
 		}
-		if d.created || c.opts.preserve {
+		if (d.created && !d.modeSet) || c.opts.preserve {
 			if err := unix.Chmod(d.dst, c.finalMode(&d.st)); err != nil {
 				c.fail("cannot set the mode of %s: %v", d.dst, err)
 			}
@@ -381,32 +531,34 @@ func (c *treeCopy) finishDirs() {
 	}
 }
 
-// treeBar shows the tree copy's progress on stderr, a terminal: files and
-// bytes done of the whole tree.
-type treeBar struct {
-	p     *mpb.Progress
-	bar   *mpb.Bar
-	quit  chan struct{}
-	done  chan struct{}
-	bytes *atomic.Int64
-	total *atomic.Int64
+// copyBar shows a copy's progress on stderr, a terminal: bytes done of
+// the total, percentage and rate, after a label (the file's name, or the
+// files done of the tree's). It polls its sources every pollInterval; the
+// total may grow while it is shown (a tree's, while the walk goes on).
+type copyBar struct {
+	p       *mpb.Progress
+	bar     *mpb.Bar
+	quit    chan struct{}
+	done    chan struct{}
+	current func() int64 // bytes done
+	total   func() int64 // bytes to copy, as known so far
 }
 
-// startTreeBar starts the bar. The totals grow while the walk goes on.
-func startTreeBar(start time.Time, files, total, doneFiles, doneBytes *atomic.Int64) *treeBar {
+// startCopyBar starts the bar.
+func startCopyBar(start time.Time, label func() string, current, total func() int64) *copyBar {
 	p := mpb.New(mpb.WithOutput(os.Stderr), mpb.WithRefreshRate(pollInterval))
-	// Total 0: no completion when the bytes done catch up with the total
-	// found so far; stop completes it.
+	// Total 0: no completion when the bytes done catch up with a total
+	// that may still grow; stop completes it.
 	bar := p.New(0, mpb.BarStyle(),
 		mpb.PrependDecorators(
-			decor.Any(func(decor.Statistics) string {
-				return fmt.Sprintf("%d/%d files ", doneFiles.Load(), files.Load())
-			}),
+			decor.Any(func(decor.Statistics) string { return label() }),
 			decor.CountersKibiByte("% .1f / % .1f"),
 		),
 		mpb.AppendDecorators(
 			decor.Percentage(decor.WC{W: 6}),
 			decor.Name("  "),
+			// The average since the start, computed at every frame (mpb's
+			// AverageSpeed keeps showing 0 when the first update completes).
 			decor.Any(func(st decor.Statistics) string {
 				el := time.Since(start).Seconds()
 				if el <= 0 {
@@ -416,7 +568,12 @@ func startTreeBar(start time.Time, files, total, doneFiles, doneBytes *atomic.In
 			}, decor.WC{W: 11}),
 		),
 	)
-	b := &treeBar{p: p, bar: bar, quit: make(chan struct{}), done: make(chan struct{}), bytes: doneBytes, total: total}
+	b := &copyBar{p: p, bar: bar, quit: make(chan struct{}), done: make(chan struct{}), current: current, total: total}
+	update := func() {
+		bar.SetTotal(total(), false)
+		bar.SetCurrent(current())
+	}
+	update()
 	go func() {
 		defer close(b.done)
 		t := time.NewTicker(pollInterval)
@@ -424,8 +581,7 @@ func startTreeBar(start time.Time, files, total, doneFiles, doneBytes *atomic.In
 		for {
 			select {
 			case <-t.C:
-				bar.SetTotal(total.Load(), false)
-				bar.SetCurrent(doneBytes.Load())
+				update()
 			case <-b.quit:
 				return
 			}
@@ -434,16 +590,16 @@ func startTreeBar(start time.Time, files, total, doneFiles, doneBytes *atomic.In
 	return b
 }
 
-// stop stops polling and draws the bar a last time: complete (ok) or
-// where it stopped.
-func (b *treeBar) stop(ok bool) {
+// stop stops polling and draws the bar a last time, and waits until it
+// is drawn: complete (ok), or where it stopped, left on the screen.
+func (b *copyBar) stop(ok bool) {
 	close(b.quit)
 	<-b.done
 	if ok {
-		b.bar.SetCurrent(b.total.Load())
+		b.bar.SetCurrent(b.total())
 		b.bar.SetTotal(-1, true) // the current count is the total: complete
 	} else {
-		b.bar.SetCurrent(b.bytes.Load())
+		b.bar.SetCurrent(b.current())
 		b.bar.Abort(false)
 	}
 	b.p.Wait()

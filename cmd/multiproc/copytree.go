@@ -22,26 +22,33 @@ import (
 // The parent walks the sources (lstat, never following a symbolic link
 // inside a tree), refusing a copy into itself before it writes anything.
 // It makes the directories, symbolic links and special files itself, as
-// it walks: they are metadata, one system call each. Regular files go to
-// a Pool of at most -j worker processes: small files in batches (a task
-// per many files, so the cost of a task is paid once per batch), a big
-// file as ranges of one temporary file that the parent made at its full
-// size, sparse. Every file is written under a hidden name (copytemp.go)
-// and renamed to its final name when complete. Hard links inside the tree
-// are made at the end, once the file they link to is complete; then the
-// directories get their final modes (and, with -p, owners and times),
-// deepest first, after their contents.
+// it walks: they are metadata, one system call each. Regular files become
+// tasks of one queue: small files in batches (a task per many files, so
+// the cost of a task is paid once per batch), a big file as ranges of one
+// temporary file that the parent made at its full size, sparse.
+//
+// -j N processes take the tasks from the queue: the parent itself, from
+// the first batch on, and a Pool of N-1 workers, started when the walk
+// has queued a second task (a small tree is copied before a process
+// could start; a big one is copied by the parent while they start).
+// Every file is written under a hidden name (copytemp.go) and renamed to
+// its final name when complete. Hard links inside the tree are made at
+// the end, once the file they link to is complete; then the directories
+// get their final modes (and, with -p, owners and times), deepest first,
+// after their contents.
 //
 // Errors are per file: one line on stderr each, the copy goes on, and the
-// exit status is 1. An interrupt (SIGINT, SIGTERM, SIGHUP) cancels the
-// pool's tasks (their workers are killed: a Pool's workers are in a
-// process group of their own, so Ctrl-C reaches the parent only, which
-// decides), then removes the hidden files of every task not known to be
-// complete; a file already renamed is complete.
+// exit status is 1. An interrupt (SIGINT, SIGTERM, SIGHUP) stops the
+// parent's own task between two files (or two chunks of a big one: the
+// file being written is removed) and kills the pool's workers (a Pool's
+// workers are in a process group of their own, so Ctrl-C reaches the
+// parent only, which decides); then the parent removes the hidden files
+// of every task not known to be complete. A file already renamed is
+// complete.
 
 const (
 	bigFileMin    = 32 << 20 // bytes: a file at least this big is split in ranges
-	rangeMax      = 64 << 20 // bytes: the most one range task copies
+	rangeMax      = 32 << 20 // bytes: the most one range task copies (the last task's length is time the other processes may idle)
 	batchMaxFiles = 64       // files in one batch task
 	batchMaxBytes = 8 << 20  // bytes in one batch task
 )
@@ -92,14 +99,17 @@ var (
 	copySpanFunc  = multiproc.Register("multiproc.cmd.copySpan", copyRangeJob)
 )
 
-// copyBatch runs in a worker: it copies each file of b in turn.
+// copyBatch runs in a worker (or in the parent, which copies too): it
+// copies each file of b in turn.
 func copyBatch(ctx context.Context, b CopyBatch) (BatchResult, error) {
 	var res BatchResult
+	var dirs dirCache
+	defer dirs.close()
 	for i, j := range b.Files {
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		n, skipped, err := copyOneFile(ctx, j, b.Preserve, b.NoClobber)
+		n, skipped, err := copyOneFile(ctx, &dirs, j, b.Preserve, b.NoClobber)
 		res.Bytes += n
 		if skipped {
 			res.Skipped++
@@ -112,19 +122,52 @@ func copyBatch(ctx context.Context, b CopyBatch) (BatchResult, error) {
 	return res, nil
 }
 
-// copyRangeJob runs in a worker: one range of a big file.
+// dirCache holds descriptors (O_PATH) of the source and destination
+// directories of the files being copied, so that each file's system
+// calls look up its name in its directory, not its whole path: a batch's
+// files mostly share their directories.
+type dirCache struct {
+	src, dst   string // the directories held, "" for none
+	sfd, dfd   int
+	srcOK, dOK bool
+}
+
+// dirAt returns a descriptor for path's directory (the one cached in
+// *name, *fd, *ok, opened if it is another) and path's name in it; or,
+// when the directory cannot be opened, AT_FDCWD and path itself.
+func dirAt(path string, name *string, fd *int, ok *bool) (int, string) {
+	dir, base := filepath.Split(path)
+	if dir == "" || base == "" {
+		return unix.AT_FDCWD, path
+	}
+	if dir != *name {
+		if *ok {
+			unix.Close(*fd)
+		}
+		*name = dir
+		nfd, err := openRetry(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		*fd, *ok = nfd, err == nil
+	}
+	if !*ok {
+		return unix.AT_FDCWD, path
+	}
+	return *fd, base
+}
+
+func (d *dirCache) close() {
+	if d.srcOK {
+		unix.Close(d.sfd)
+	}
+	if d.dOK {
+		unix.Close(d.dfd)
+	}
+	*d = dirCache{}
+}
+
+// copyRangeJob runs in a worker (or in the parent): one range of a big
+// file of a tree, its name never followed.
 func copyRangeJob(ctx context.Context, r RangeJob) (int64, error) {
-	src, err := os.Open(r.Src)
-	if err != nil {
-		return 0, readError(r.Src, err)
-	}
-	defer src.Close()
-	dst, err := os.OpenFile(r.Tmp, os.O_WRONLY, 0)
-	if err != nil {
-		return 0, fmt.Errorf("cannot write %s: %v", r.Dst, errText(err))
-	}
-	defer dst.Close()
-	return copySpan(ctx, int(src.Fd()), int(dst.Fd()), r.Offset, r.Offset+r.Length, true, r.Src, r.Dst, nil)
+	return copyRangeOf(ctx, r.Src, r.Tmp, r.Dst, r.Offset, r.Length, false, nil)
 }
 
 // readError is the line for a source that cannot be opened.
@@ -139,10 +182,13 @@ func readError(src string, err error) error {
 // to its final name. It returns the bytes copied, and whether the file
 // was left alone because its destination exists (noClobber). On failure
 // the hidden file is removed.
-func copyOneFile(ctx context.Context, j FileJob, preserve, noClobber bool) (n int64, skipped bool, err error) {
+func copyOneFile(ctx context.Context, dirs *dirCache, j FileJob, preserve, noClobber bool) (n int64, skipped bool, err error) {
 	// Raw descriptors: an os.File would try to add each to the poller
 	// and, for Fd, set it blocking again: three system calls more a file.
-	sfd, err := openRetry(j.Src, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	// O_NONBLOCK: a source replaced by a FIFO since the walk is refused
+	// below, not waited on for ever (it changes nothing for a file).
+	sdir, sname := dirAt(j.Src, &dirs.src, &dirs.sfd, &dirs.srcOK)
+	sfd, err := openatRetry(sdir, sname, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return 0, false, readError(j.Src, err)
 	}
@@ -158,7 +204,13 @@ func copyOneFile(ctx context.Context, j FileJob, preserve, noClobber bool) (n in
 	if preserve {
 		perm = 0o600 // the final mode is set once the owner is
 	}
-	dfd, err := openRetry(j.Tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, perm)
+	// The hidden name and the final one are in the same directory.
+	ddir, tmpName := dirAt(j.Tmp, &dirs.dst, &dirs.dfd, &dirs.dOK)
+	dstName := j.Dst
+	if ddir != unix.AT_FDCWD {
+		dstName = filepath.Base(j.Dst)
+	}
+	dfd, err := openatRetry(ddir, tmpName, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, perm)
 	if err != nil {
 		return 0, false, fmt.Errorf("cannot create %s: %v", j.Dst, err)
 	}
@@ -166,7 +218,7 @@ func copyOneFile(ctx context.Context, j FileJob, preserve, noClobber bool) (n in
 	defer func() {
 		if open {
 			unix.Close(dfd)
-			unix.Unlink(j.Tmp)
+			unix.Unlinkat(ddir, tmpName, 0)
 		}
 	}()
 	size := st.Size
@@ -188,12 +240,12 @@ func copyOneFile(ctx context.Context, j FileJob, preserve, noClobber bool) (n in
 	}
 	open = false
 	if err := unix.Close(dfd); err != nil {
-		unix.Unlink(j.Tmp)
+		unix.Unlinkat(ddir, tmpName, 0)
 		return n, false, fmt.Errorf("writing %s: %v", j.Dst, err)
 	}
-	placed, err := place(j.Tmp, j.Dst, noClobber)
+	placed, err := placeAt(ddir, tmpName, dstName, j.Dst, noClobber)
 	if err != nil {
-		unix.Unlink(j.Tmp)
+		unix.Unlinkat(ddir, tmpName, 0)
 		return n, false, err
 	}
 	return n, !placed, nil
@@ -201,8 +253,13 @@ func copyOneFile(ctx context.Context, j FileJob, preserve, noClobber bool) (n in
 
 // openRetry is open(2), again on EINTR.
 func openRetry(path string, flags int, mode uint32) (int, error) {
+	return openatRetry(unix.AT_FDCWD, path, flags, mode)
+}
+
+// openatRetry is openat(2), again on EINTR.
+func openatRetry(dir int, name string, flags int, mode uint32) (int, error) {
 	for {
-		fd, err := unix.Open(path, flags, mode)
+		fd, err := unix.Openat(dir, name, flags, mode)
 		if err != unix.EINTR {
 			return fd, err
 		}
@@ -230,28 +287,35 @@ func setAttrs(fd int, j FileJob) error {
 // place renames tmp to dst: atomically replacing dst, or, with noClobber,
 // only if dst does not exist (it then reports false and removes tmp).
 func place(tmp, dst string, noClobber bool) (bool, error) {
+	return placeAt(unix.AT_FDCWD, tmp, dst, dst, noClobber)
+}
+
+// placeAt is place for the names tmp and dst in directory dir (dstPath
+// is dst's path, for the messages). It renames with rename(2) itself:
+// os.Rename would first lstat dst, a path look-up more for every file.
+func placeAt(dir int, tmp, dst, dstPath string, noClobber bool) (bool, error) {
 	if !noClobber {
-		if err := os.Rename(tmp, dst); err != nil {
-			return false, fmt.Errorf("cannot create %s: %v", dst, errText(err))
+		if err := unix.Renameat(dir, tmp, dir, dst); err != nil {
+			return false, fmt.Errorf("cannot create %s: %v", dstPath, err)
 		}
 		return true, nil
 	}
-	err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, dst, unix.RENAME_NOREPLACE)
+	err := unix.Renameat2(dir, tmp, dir, dst, unix.RENAME_NOREPLACE)
 	if err == unix.EINVAL || err == unix.ENOSYS {
 		// No RENAME_NOREPLACE on this file system: link fails on an
 		// existing name as well.
-		if err = unix.Link(tmp, dst); err == nil {
-			os.Remove(tmp)
+		if err = unix.Linkat(dir, tmp, dir, dst, 0); err == nil {
+			unix.Unlinkat(dir, tmp, 0)
 		}
 	}
 	switch {
 	case err == nil:
 		return true, nil
 	case err == unix.EEXIST:
-		os.Remove(tmp)
+		unix.Unlinkat(dir, tmp, 0)
 		return false, nil
 	}
-	return false, fmt.Errorf("cannot create %s: %v", dst, err)
+	return false, fmt.Errorf("cannot create %s: %v", dstPath, err)
 }
 
 // treeDir is a directory the copy made or wrote into: its final mode (and
@@ -260,15 +324,22 @@ type treeDir struct {
 	dst     string
 	st      unix.Stat_t
 	created bool // made by this copy: its mode is set even without -p
+	modeSet bool // made with its final mode already
 }
 
-// splitFile is a file copied in ranges of one hidden file.
+// splitFile is a big file, copied in ranges of one hidden file. It is one
+// task: the process that takes it copies its ranges one after the other,
+// and a process that finds the queue empty helps with the ranges left
+// (claimRange). Two processes writing one file at once gain little (a
+// buffered write holds the file's inode lock) and cost more CPU, so they
+// do it only when there is nothing else to do: at the end of the copy.
 type splitFile struct {
 	job     FileJob
 	size    int64
 	ranges  []byteRange
+	next    int // ranges[next:] are not claimed yet
 	failed  bool
-	pending int
+	pending int // ranges not done: claimed and running, or not claimed
 }
 
 // linkJob is a hard link to make at the end: dst, to the first copy of
@@ -295,13 +366,17 @@ type treeCopy struct {
 	batch  *CopyBatch // the batch being filled
 	bbytes int64      // its bytes
 	big    []*splitFile
-	submit chan<- *treeTask // to the dispatcher
-	links  []linkJob
-	seen   map[[2]uint64]*fileRef // hard links: (dev, ino) of the source → its first copy
-	refs   map[string]*fileRef    // the same, by the first copy's name
-	files  atomic.Int64           // regular files to copy
-	bytes  atomic.Int64           // their bytes
-	others int64                  // directories, links, special files made
+	submit chan<- *treeTask // the queue of tasks
+	tasks  []*treeTask      // every task sent
+	// startPool starts the pool's workers and their consumers of the
+	// queue; send calls it once (and sets it nil).
+	startPool func()
+	links     []linkJob
+	seen      map[[2]uint64]*fileRef // hard links: (dev, ino) of the source → its first copy
+	refs      map[string]*fileRef    // the same, by the first copy's name
+	files     atomic.Int64           // regular files to copy
+	bytes     atomic.Int64           // their bytes
+	others    int64                  // directories, links, special files made
 }
 
 // fileRef is the first copy of a file with several links: which job, and
@@ -453,55 +528,72 @@ func isInside(src, target string) (bool, error) {
 
 // walk plans the copy of t, making the directories, symbolic links and
 // special files as it goes. It walks with a stack of its own: the tree's
-// depth does not deepen this goroutine's stack.
+// depth does not deepen this goroutine's stack. A directory's files are
+// planned as its entries are read, so that a batch holds files of one
+// directory (a worker then opens each directory once a batch), its
+// subdirectories after them.
 func (c *treeCopy) walk(ctx context.Context, t copyTarget) {
-	type item struct {
+	type dirItem struct {
 		src, dst string
 		st       unix.Stat_t
 	}
-	stack := []item{{t.src, t.dst, t.st}}
+	if t.st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		c.planEntry(t.src, t.dst, &t.st)
+		return
+	}
+	stack := []dirItem{{t.src, t.dst, t.st}}
 	for len(stack) > 0 {
 		if ctx.Err() != nil {
 			return
 		}
 		it := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		switch it.st.Mode & unix.S_IFMT {
-		case unix.S_IFDIR:
-			if !c.makeDir(it.src, it.dst, &it.st) {
-				continue
-			}
-			f, err := os.Open(it.src)
-			if err != nil {
-				c.fail("cannot read directory %s: %v", it.src, errText(err))
-				continue
-			}
-			for {
-				names, err := f.Readdirnames(1024)
-				for _, name := range names {
-					s := filepath.Join(it.src, name)
-					var st unix.Stat_t
-					if err := unix.Lstat(s, &st); err != nil {
-						c.fail("cannot read %s: %v", s, err)
-						continue
-					}
-					stack = append(stack, item{s, filepath.Join(it.dst, name), st})
-				}
-				if err != nil {
-					if !errors.Is(err, io.EOF) {
-						c.fail("cannot read directory %s: %v", it.src, errText(err))
-					}
-					break
-				}
-			}
-			f.Close()
-		case unix.S_IFREG:
-			c.planFile(it.src, it.dst, &it.st)
-		case unix.S_IFLNK:
-			c.makeSymlink(it.src, it.dst, &it.st)
-		default:
-			c.makeSpecial(it.src, it.dst, &it.st)
+		if !c.makeDir(it.src, it.dst, &it.st) {
+			continue
 		}
+		f, err := os.Open(it.src)
+		if err != nil {
+			c.fail("cannot read directory %s: %v", it.src, errText(err))
+			continue
+		}
+		dfd := int(f.Fd())
+		for ctx.Err() == nil {
+			names, err := f.Readdirnames(1024)
+			for _, name := range names {
+				s := filepath.Join(it.src, name)
+				var st unix.Stat_t
+				// Looked up in the directory: not the whole path again.
+				if err := unix.Fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+					c.fail("cannot read %s: %v", s, err)
+					continue
+				}
+				d := filepath.Join(it.dst, name)
+				if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+					stack = append(stack, dirItem{s, d, st})
+					continue
+				}
+				c.planEntry(s, d, &st)
+			}
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					c.fail("cannot read directory %s: %v", it.src, errText(err))
+				}
+				break
+			}
+		}
+		f.Close()
+	}
+}
+
+// planEntry plans the copy of one entry that is not a directory.
+func (c *treeCopy) planEntry(src, dst string, st *unix.Stat_t) {
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		c.planFile(src, dst, st)
+	case unix.S_IFLNK:
+		c.makeSymlink(src, dst, st)
+	default:
+		c.makeSpecial(src, dst, st)
 	}
 }
 
@@ -509,7 +601,14 @@ func (c *treeCopy) walk(ctx context.Context, t copyTarget) {
 // dst (removing the hidden files of dead copies from it). It reports
 // whether the walk goes into it.
 func (c *treeCopy) makeDir(src, dst string, st *unix.Stat_t) bool {
-	err := unix.Mkdir(dst, 0o700)
+	// Made 0700 while the copy writes into it; or, without -p, at once
+	// with its final mode if that lets the copy write into it (mkdir
+	// takes the umask off, as finalMode does): no chmod at the end.
+	mode, final := uint32(0o700), false
+	if m := c.finalMode(st); !c.opts.preserve && m&0o700 == 0o700 {
+		mode, final = m, true
+	}
+	err := unix.Mkdir(dst, mode)
 	created := err == nil
 	if err == unix.EEXIST {
 		var dt unix.Stat_t
@@ -522,7 +621,7 @@ func (c *treeCopy) makeDir(src, dst string, st *unix.Stat_t) bool {
 		c.fail("cannot create directory %s: %v", dst, err)
 		return false
 	}
-	c.dirs = append(c.dirs, treeDir{dst: dst, st: *st, created: created})
+	c.dirs = append(c.dirs, treeDir{dst: dst, st: *st, created: created, modeSet: created && final})
 	c.others++
 	return true
 }

@@ -738,3 +738,98 @@ func TestCopyOneFilePreserve(t *testing.T) {
 		}
 	}
 }
+
+// TestCopyTreeSourceChanged: a file removed between the walk and its copy
+// (or replaced by a FIFO, which must not be waited on) is one line naming
+// it and why; the rest is copied, and the exit status is 1. The change is
+// made while the copy is stopped between the two: with -j 1 the parent
+// alone runs the tasks, in the order the walk queued them, and src/big's
+// task (its ranges, one after the other) is queued as src is read, before
+// the batch of src/a/x. Once dst/a/z exists the walk has seen x (a
+// directory's files are planned before its subdirectories are made);
+// while big's hidden file is there, its ranges are not all done, so x is
+// not opened yet.
+func TestCopyTreeSourceChanged(t *testing.T) {
+	big := bigFile(t, mediumSize)
+	for _, c := range []struct {
+		name         string
+		change       func(path string) error
+		before, want string // the line: before the path, after it
+	}{
+		{"removed", os.Remove, "cannot read ", ": it vanished while copying (no such file or directory)"},
+		{"replaced by a FIFO", func(p string) error {
+			if err := os.Remove(p); err != nil {
+				return err
+			}
+			return unix.Mkfifo(p, 0o644)
+		}, "", ": no longer a regular file"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			src := filepath.Join(dir, "src")
+			if err := os.MkdirAll(filepath.Join(src, "a", "z"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Link(big.path, filepath.Join(src, "big")); err != nil {
+				t.Skipf("cannot link the big file into the tree: %v", err)
+			}
+			for _, name := range []string{"x", "y"} {
+				if err := os.WriteFile(filepath.Join(src, "a", name), []byte(name), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			dst := filepath.Join(dir, "dst")
+			run := startCLI(t, "copy", "-r", "-j", "1", src, dst)
+			// The copy runs in short bursts until the walk has seen x:
+			// stopped at once (it is still starting), then let go on for
+			// 100 µs at a time, each time stopped again before a look.
+			pid := run.cmd.Process.Pid
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				if syscall.Kill(pid, syscall.SIGSTOP) != nil {
+					break // gone: the race is lost (below)
+				}
+				for procState(pid) != 'T' && !run.exited() && time.Now().Before(deadline) {
+					time.Sleep(20 * time.Microsecond)
+				}
+				if _, err := os.Stat(filepath.Join(dst, "a", "z")); err == nil || run.exited() {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the walk did not reach src/a/z within 30 s")
+				}
+				syscall.Kill(pid, syscall.SIGCONT)
+				time.Sleep(100 * time.Microsecond)
+			}
+			temps, _ := filepath.Glob(filepath.Join(dst, ".big.multiproc-*"))
+			if run.exited() || len(temps) == 0 {
+				syscall.Kill(pid, syscall.SIGCONT)
+				run.wait(t)
+				t.Skip("the race was lost: big was copied before the copy could be stopped")
+			}
+			if err := c.change(filepath.Join(src, "a", "x")); err != nil {
+				t.Fatal(err)
+			}
+			if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+				t.Fatal(err)
+			}
+			if code := run.wait(t); code != 1 {
+				t.Fatalf("exit code %d, want 1\nstderr: %s", code, run.stderr.String())
+			}
+			want := "multiproc copy: " + c.before + filepath.Join(src, "a", "x") + c.want + "\n"
+			if got := run.stderr.String(); got != want {
+				t.Errorf("stderr %q, want %q", got, want)
+			}
+			// Its contents are the other tests' concern: a sum of 100 MiB
+			// costs more than this test.
+			if st, err := os.Stat(filepath.Join(dst, "big")); err != nil || st.Size() != big.size {
+				t.Errorf("big in the copy: %v, want %d bytes", err, big.size)
+			}
+			if got, err := os.ReadFile(filepath.Join(dst, "a", "y")); err != nil || string(got) != "y" {
+				t.Errorf("a/y holds %q (%v), want %q", got, err, "y")
+			}
+			onlyFiles(t, dst, "a", "big")
+			onlyFiles(t, filepath.Join(dst, "a"), "y", "z")
+		})
+	}
+}

@@ -12,7 +12,13 @@
 # RUNS times (default 3) into fresh destinations (removed between runs,
 # outside the timing) and prints the table: tree shape, the median wall
 # times and their ratio. SMALL, BIG and BIGMB come from the environment
-# (defaults 5000, 3, 128).
+# (defaults 5000, 3, 128). With OLD=another multiproc binary, that one runs
+# too, in the same alternation, for a before/after comparison on a busy
+# machine; JOBS=N passes -j N to both. WRAP is a command prefix for the
+# timed runs only: WRAP="chrt -f 10" (root) runs them ahead of the other
+# programs of a busy machine, cp and multiproc alike, an approximation of
+# a quiet one; WRAP="nice -n -20" another, which leaves the others time
+# slices. On a busy VM the two give very different ratios (README).
 set -eu
 bin=${1:?usage: copybench.sh MULTIPROC [DIR] [RUNS]}
 dir=${2:-$(mktemp -d "${TMPDIR:-/tmp}/copybench.XXXXXX")}
@@ -52,20 +58,31 @@ find "$src" -type f -exec cat {} + >/dev/null
 
 now() { date +%s.%N; }
 median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+old=${OLD:-}
+jobs=${JOBS:+-j $JOBS}
+wrap=${WRAP:-}
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
 cpt=""
 mpt=""
+oldt=""
+# mp BIN: one timed run of BIN copy -r, checked; prints the seconds.
+mp() {
+	rm -rf "$dir/mp"
+	sync
+	t0=$(now); $wrap "$1" copy -r $jobs "$src" "$dir/mp"; t1=$(now)
+	diff -r --no-dereference "$src" "$dir/mp" >/dev/null || { echo "copybench: the copy by $1 differs from the source" >&2; exit 1; }
+	rm -rf "$dir/mp"
+	echo "$t1 - $t0" | bc
+}
 r=0
 while [ $r -lt "$runs" ]; do
-	rm -rf "$dir/cp" "$dir/mp"
-	sync
-	t0=$(now); cp -r "$src" "$dir/cp"; t1=$(now)
-	cpt="$cpt $(echo "$t1 - $t0" | bc)"
 	rm -rf "$dir/cp"
 	sync
-	t0=$(now); "$bin" copy -r "$src" "$dir/mp"; t1=$(now)
-	mpt="$mpt $(echo "$t1 - $t0" | bc)"
-	diff -r --no-dereference "$src" "$dir/mp" >/dev/null || { echo "copybench: the copy differs from the source" >&2; exit 1; }
-	rm -rf "$dir/mp"
+	t0=$(now); $wrap cp -r "$src" "$dir/cp"; t1=$(now)
+	cpt="$cpt $(echo "$t1 - $t0" | bc)"
+	rm -rf "$dir/cp"
+	mpt="$mpt $(mp "$bin")"
+	[ -z "$old" ] || oldt="$oldt $(mp "$old")"
 	r=$((r + 1))
 done
 files=$(find "$src" -type f | wc -l)
@@ -76,8 +93,13 @@ apparent=$(du -sm --apparent-size "$src" | cut -f1)
 cpm=$(echo "$cpt" | tr ' ' '\n' | grep . | median)
 mpm=$(echo "$mpt" | tr ' ' '\n' | grep . | median)
 echo "tree: $files files ($small small of 1-32 KiB, $big of $bigmb MiB, 1 sparse of 1 GiB with 64 MiB data), $dirs directories, $links symbolic links; $data MiB on disk, $apparent MiB apparent"
-echo "cores: $(nproc); load: $(cut -d' ' -f1-3 /proc/loadavg); runs: $runs, alternating"
+echo "where: $(df -T "$dir" | awk 'NR == 2 {print $2}') ($dir); cores: $(nproc); load before: $load0, after: $(cut -d' ' -f1-3 /proc/loadavg); runs: $runs, alternating${wrap:+, under $wrap}"
 echo "cp -r runs (s):        $cpt"
-echo "multiproc copy -r (s): $mpt"
+echo "multiproc copy -r $jobs(s): $mpt"
+[ -z "$old" ] || echo "old ($old) (s): $oldt"
 printf '%-22s %10s %10s %8s\n' "" "cp -r" "multiproc" "ratio"
 printf '%-22s %9.3fs %9.3fs %8.2f\n' "median wall time" "$cpm" "$mpm" "$(echo "scale=4; $mpm / $cpm" | bc)"
+if [ -n "$old" ]; then
+	oldm=$(echo "$oldt" | tr ' ' '\n' | grep . | median)
+	printf '%-22s %9.3fs %9.3fs %8.2f\n' "old binary" "$cpm" "$oldm" "$(echo "scale=4; $oldm / $cpm" | bc)"
+fi
