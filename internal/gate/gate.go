@@ -100,3 +100,16 @@ func (g Gate) Leave() {
 	}
 	s.mu.Unlock()
 }
+
+// TryEnter takes g if it is free and reports whether it did; it never
+// waits.
+func (g Gate) TryEnter() bool {
+	s := g.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.held {
+		return false
+	}
+	s.held = true
+	return true
+}
