@@ -29,7 +29,7 @@ import (
 // never reused before the pool has its answer.
 type tally [tallySlots]uint64
 
-const tallySlots = 8
+const tallySlots = 16
 
 // tallySize is the size of a tally.
 const tallySize = tallySlots * 8
@@ -37,7 +37,7 @@ const tallySize = tallySlots * 8
 // A worker's segment holds its tally at offset 0 and its task slots
 // (internal/slot) at slotsOff: workerSegSize bytes in all.
 const (
-	slotsOff      = 64
+	slotsOff      = (tallySize + 63) &^ 63 // the slots' cache lines are their own
 	workerSegSize = slotsOff + slot.Size
 )
 

@@ -44,7 +44,7 @@ type poolTask struct {
 
 // prefetch is how many tasks a worker may hold at once when all of them
 // may be prefetched.
-const prefetch = 4
+const prefetch = slot.Count
 
 // canQueue reports whether pt may be sent to w now: w is idle, or both
 // w's tasks and pt may be prefetched.
