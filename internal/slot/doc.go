@@ -68,11 +68,8 @@
 // Both sides wait with Await: spin as the side's wait.Spinner says (a
 // budget learned from this machine's wake-up costs, none on one CPU or
 // when the CPUs are oversubscribed), then arm the bell, look again and
-// sleep. Post wakes a sleeping worker at once. Answer wakes a sleeping
-// pool only when the worker is about to run dry (at most Lull tasks
-// behind the answered one): with more queued, the pool sleeps on and
-// wakes once for several results, which it collects and refills
-// together, instead of paying a wake-up per result.
+// sleep. Post wakes a sleeping worker, Answer a sleeping pool, at once:
+// a bell's waker makes a system call only when its sleepers bit is set.
 //
 // # Threads
 //

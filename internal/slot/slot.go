@@ -107,22 +107,17 @@ func (s *Slots) Post(ticket uint32, task []byte) {
 // Answer is the worker's side: it puts the result of ticket in its slot,
 // inline if res is not nil, or as "on the control channel" if it is nil
 // (the caller has sent it there already), and publishes it with one
-// atomic store. It wakes the pool if it sleeps and the worker is about to
-// run dry: while more than Lull tasks wait behind this one, a sleeping
-// pool is left to sleep, so that it wakes once for several results
-// rather than once each (it refills the slots as it collects them).
+// atomic store, waking the pool if it sleeps. (Leaving a sleeping pool
+// asleep while more tasks wait behind this one, to wake it once for
+// several results, was tried: it made no difference that showed through
+// a loaded machine's noise, and it would hold a quick task's result back
+// behind a slow one queued after it.)
 func (s *Slots) Answer(ticket uint32, res []byte) {
 	b := s.slot(ticket)
 	put(b, 8, res)
 	atomic.StoreUint32(s.answered, ticket+1)
-	if atomic.LoadUint32(s.posted)-(ticket+1) <= Lull {
-		s.resultBell.Wake()
-	}
+	s.resultBell.Wake()
 }
-
-// Lull is how many tasks may still wait in the slots when Answer leaves
-// a sleeping pool asleep.
-const Lull = 1
 
 // put writes a length and kind at b[at:] and the bytes of p, if any.
 func put(b []byte, at int, p []byte) {
