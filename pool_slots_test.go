@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -195,4 +196,66 @@ func TestPoolCollectorWorkerKilled(t *testing.T) {
 			t.Fatalf("round %d: Apply of a task that kills its worker = %v", round, err)
 		}
 	}
+}
+
+// pidJob records its worker's pid in Pids[Slot], then waits for its
+// context (the worker is killed, or its parent dies).
+type pidJob struct {
+	Pids *multiproc.Array[int64]
+	Slot int
+}
+
+var (
+	pidWait = multiproc.Register("test.pidWait", func(ctx context.Context, j pidJob) (int, error) {
+		j.Pids.Store(j.Slot, int64(os.Getpid()))
+		<-ctx.Done()
+		return 0, nil
+	})
+	// poolParent starts a Pool(2) in a child process: one worker runs a
+	// task that never ends, the other idles asleep on its task slots'
+	// bell; their pids go in Pids[0] and Pids[1]. Then it waits to be
+	// killed.
+	poolParent = multiproc.Register("test.poolParent", func(ctx context.Context, pids *multiproc.Array[int64]) (int, error) {
+		p, err := multiproc.NewPool(multiproc.PoolOptions{Processes: 2})
+		if err != nil {
+			return 0, err
+		}
+		pidWait.ApplyAsync(p, pidJob{Pids: pids, Slot: 0})
+		for pids.Load(0) == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		// A ctx that can end keeps the task out of the busy worker.
+		c, cancel := context.WithCancel(ctx)
+		defer cancel()
+		pid, err := whoAmI.Apply(c, p, 0)
+		if err != nil {
+			return 0, err
+		}
+		pids.Store(1, int64(pid))
+		<-ctx.Done()
+		return 0, nil
+	})
+)
+
+// A pool's parent SIGKILLed: its workers die, the one running a task and
+// the one asleep on its task slots' bell alike (daemons: the parent-death
+// signal; the worker's channel reader also sees the end).
+func TestPoolWorkersDieWithKilledParent(t *testing.T) {
+	pids, err := multiproc.NewArray[int64](2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pids.Close()
+	proc := poolParent.Process(pids)
+	if err := proc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer proc.Join(testCtx(t, 10*time.Second))
+	waitFor(t, 30*time.Second, "the pool's two workers in the child", func() bool { return pids.Load(1) != 0 })
+	busy, idle := int(pids.Load(0)), int(pids.Load(1))
+	if busy == idle || gone(busy) || gone(idle) {
+		t.Fatalf("workers %d and %d", busy, idle)
+	}
+	proc.Kill()
+	waitFor(t, 10*time.Second, "both workers to die with their parent", func() bool { return gone(busy) && gone(idle) })
 }
