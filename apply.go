@@ -83,10 +83,13 @@ func submit(ctx context.Context, e Executor, t *Task, done func([]Result, error)
 
 // async submits f(arg) under a ctx of its own, derived from ctx, which
 // the AsyncResult's Cancel ends.
-func (f *Func[A, R]) async(ctx context.Context, e Executor, arg A) *AsyncResult[R] {
+// waited: the caller Gets the result at once (Apply).
+func (f *Func[A, R]) async(ctx context.Context, e Executor, arg A, waited bool) *AsyncResult[R] {
 	tc := newTaskCtx(ctx)
+	tc.waited = waited
 	ctx = tc
 	r := newAsync[R](tc.cancel)
+	r.tc = tc
 	var zero R
 	if isNil(e) {
 		r.set(zero, errNilExecutor)
@@ -117,7 +120,7 @@ func (f *Func[A, R]) async(ctx context.Context, e Executor, arg A) *AsyncResult[
 // (which only a Pool can pass) reach the worker as the same objects, even
 // if the caller closes its own handles before the task starts.
 func (f *Func[A, R]) ApplyAsync(e Executor, arg A) *AsyncResult[R] {
-	return f.async(context.Background(), e, arg)
+	return f.async(context.Background(), e, arg, false)
 }
 
 // Apply runs f(arg) on a worker of the executor and returns its result. If
@@ -129,7 +132,7 @@ func (f *Func[A, R]) Apply(ctx context.Context, e Executor, arg A) (R, error) {
 		var zero R
 		return zero, errNilContext
 	}
-	return f.async(ctx, e, arg).Get(ctx)
+	return f.async(ctx, e, arg, true).Get(ctx)
 }
 
 // chunkSize is Python's default for map: about len/(4×workers), rounded up.

@@ -18,7 +18,8 @@ type AsyncResult[R any] struct {
 	noCopy noCopy // no copies after first use (go vet's copylocks)
 
 	done   chan struct{}
-	cancel func() // ends the ctx the task was submitted with
+	cancel func()   // ends the ctx the task was submitted with
+	tc     *taskCtx // that ctx, for a call that has one (help)
 
 	mu       sync.Mutex // guards finished, and val and err until done closes
 	finished bool
@@ -78,6 +79,13 @@ func (r *AsyncResult[R]) Get(ctx context.Context) (R, error) {
 		var zero R
 		return zero, errNilContext
 	}
+	// A Pool may let the caller collect the result itself, on this
+	// goroutine, rather than have another goroutine hand it over.
+	if r.tc != nil {
+		if help := r.tc.helper(); help != nil {
+			help(ctx, r.Ready)
+		}
+	}
 	// A result often comes within microseconds of the call: look for it
 	// as the waiting policy says before parking. A goroutine that parks
 	// here makes the one that delivers the result wake a thread for it,
@@ -126,12 +134,31 @@ type taskCtx struct {
 	// a Pool may queue its task in a busy worker, from which it can still
 	// withdraw it.
 	cancelOnly bool
+	// waited: the caller waits for the result at once (Apply), so an
+	// executor may let it collect the result itself: it sets help,
+	// which Get calls before it waits.
+	waited     bool
 	stopParent func() bool
 
-	mu    sync.Mutex // guards err and hooks; done closes when err is set
+	mu    sync.Mutex // guards err, hooks and help; done closes when err is set
 	done  chan struct{}
 	err   error
 	hooks map[*func()]struct{}
+	help  func(ctx context.Context, ready func() bool) // returns once ready, or when it cannot help
+}
+
+// setHelp records how Get may collect the result itself.
+func (c *taskCtx) setHelp(f func(ctx context.Context, ready func() bool)) {
+	c.mu.Lock()
+	c.help = f
+	c.mu.Unlock()
+}
+
+// helper returns what setHelp recorded, or nil.
+func (c *taskCtx) helper() func(ctx context.Context, ready func() bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.help
 }
 
 // newTaskCtx returns a taskCtx that ends with parent, or when cancelled.

@@ -68,7 +68,9 @@ var (
 		return 1, nil
 	})
 	// fdFlood sends well-formed messages nobody expects that carry
-	// descriptors they do not announce.
+	// descriptors they do not announce, then waits for its context (a
+	// pool task that returned would answer in its task slot, which the
+	// control stream does not carry).
 	fdFlood = multiproc.Register("test.fdFlood", func(ctx context.Context, n int) (int, error) {
 		fds := make([]int, 200)
 		for i := range fds {
@@ -80,6 +82,7 @@ var (
 				return 0, err
 			}
 		}
+		<-ctx.Done()
 		return 1, nil
 	})
 	// procInfo reports what the child sees of itself, also on stdout.
@@ -163,6 +166,8 @@ func TestPoolWorkerFloodsFds(t *testing.T) {
 // A worker that breaks its control stream but stays alive is killed and
 // replaced; its task fails with ErrWorkerDied; the pool serves on, and
 // Close and Join work (before: Get timed out, later tasks and Join hung).
+// The task lives on after it broke the stream: one that returned would
+// have its result in its task slot, which the stream does not carry.
 func TestPoolWorkerBreaksItsStream(t *testing.T) {
 	for _, c := range []struct {
 		name string
@@ -175,7 +180,7 @@ func TestPoolWorkerBreaksItsStream(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer p.Terminate()
-			broken := c.fn.ApplyAsync(p, false)
+			broken := c.fn.ApplyAsync(p, true)
 			queued := double.ApplyAsync(p, 21)
 			if _, err := broken.Get(ctx); !errors.Is(err, multiproc.ErrWorkerDied) || !strings.Contains(err.Error(), "control stream") {
 				t.Fatalf("the task that broke its stream = %v", err)

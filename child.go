@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/multiproc-go/multiproc/internal/slot"
 	"github.com/multiproc-go/multiproc/internal/spawn"
 	"golang.org/x/sys/unix"
 )
@@ -22,6 +23,10 @@ var child struct {
 	// withdraw a task the worker has not started, and if the worker dies,
 	// the pool knows which of the tasks it was sent it ever started.
 	tally atomic.Pointer[tally]
+	// slots are a pool worker's task slots (internal/slot), in the same
+	// segment as its tally: where it finds its tasks and leaves its
+	// results, small ones inline.
+	slots atomic.Pointer[slot.Slots]
 
 	mu     sync.Mutex         // guards cancel, gone and daemon
 	cancel context.CancelFunc // the running task's

@@ -12,6 +12,7 @@ import (
 
 	"github.com/multiproc-go/multiproc/internal/handle"
 	"github.com/multiproc-go/multiproc/internal/spawn"
+	"github.com/multiproc-go/multiproc/internal/wait"
 )
 
 // PoolOptions configure a Pool. The zero value is a pool of
@@ -82,6 +83,9 @@ type Pool struct {
 	exited     chan struct{} // closed when no worker is left once the pool stopped
 
 	workerSeq atomic.Int64
+	// The waiting policies of those who wait for results (pool_slots.go):
+	// callers collecting their own, and the collector goroutines.
+	resultSpin, collectSpin wait.Spinner
 	// stop ends when the pool is terminated or done: a replacement being
 	// started or waiting to retry gives up.
 	stop context.Context
@@ -223,10 +227,11 @@ func (p *Pool) Submit(ctx context.Context, t *Task, done func([]Result, error)) 
 	// A task whose only end is a Cancel may wait in a busy worker's
 	// socket: the tally withdraws it if it is cancelled there.
 	prefetch := ctx.Done() == nil
-	if tc, ok := ctx.(*taskCtx); ok && tc.cancelOnly {
+	tc, _ := ctx.(*taskCtx)
+	if tc != nil && tc.cancelOnly {
 		prefetch = true
 	}
-	p.submit(&poolTask{ctx: ctx, t: msg, prefetch: prefetch, deliver: func(rs []itemResult, err error) {
+	p.submit(&poolTask{ctx: ctx, t: msg, prefetch: prefetch, waited: tc != nil && tc.waited, deliver: func(rs []itemResult, err error) {
 		if err != nil {
 			done(nil, err)
 			return

@@ -5,10 +5,13 @@ package multiproc
 import (
 	"sync/atomic"
 	"unsafe"
+
+	"github.com/multiproc-go/multiproc/internal/slot"
 )
 
-// tally is memory a pool and one of its workers share (a segment the
-// pool creates per worker), in which they settle, task by task, whether
+// tally is memory a pool and one of its workers share (the start of the
+// segment the pool creates per worker, whose rest is the worker's task
+// slots), in which they settle, task by task, whether
 // the worker runs it or the pool has withdrawn it. Each task has a
 // ticket, its place in the order the pool sent the worker's tasks (the
 // worker counts the tasks it receives the same way), and the ticket's
@@ -26,10 +29,17 @@ import (
 // never reused before the pool has its answer.
 type tally [tallySlots]uint64
 
-const tallySlots = 8
+const tallySlots = 16
 
-// tallySize is the size of the segment behind a tally.
+// tallySize is the size of a tally.
 const tallySize = tallySlots * 8
+
+// A worker's segment holds its tally at offset 0 and its task slots
+// (internal/slot) at slotsOff: workerSegSize bytes in all.
+const (
+	slotsOff      = (tallySize + 63) &^ 63 // the slots' cache lines are their own
+	workerSegSize = slotsOff + slot.Size
+)
 
 // tallyOf is the tally in the mapping b (at least tallySize bytes,
 // 8-aligned).

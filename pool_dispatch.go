@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/multiproc-go/multiproc/internal/slot"
 	"github.com/multiproc-go/multiproc/internal/spawn"
 )
 
@@ -35,11 +36,15 @@ type poolTask struct {
 	// started it, and the tally says the worker never will; the worker
 	// answers it with no results.
 	withdrawn bool
+	// waited: its caller waits for the result at once (Apply), through
+	// its taskCtx: if submit gives it to a worker at once, the caller
+	// collects the result itself (awaitResult).
+	waited bool
 }
 
 // prefetch is how many tasks a worker may hold at once when all of them
 // may be prefetched.
-const prefetch = 4
+const prefetch = slot.Count
 
 // canQueue reports whether pt may be sent to w now: w is idle, or both
 // w's tasks and pt may be prefetched.
@@ -132,9 +137,12 @@ func (p *Pool) watchHeadLocked(w *worker) {
 	}
 }
 
-// dispatch sends w its task pt. It runs on whichever goroutine freed the
-// worker or brought the task: no hand-off to a scheduler goroutine.
-func (p *Pool) dispatch(w *worker, pt *poolTask) {
+// dispatch sends w its task pt: in its slot, or on the control channel
+// if it is too large or carries descriptors. It runs on whichever
+// goroutine freed the worker or brought the task: no hand-off to a
+// scheduler goroutine. Unless the caller collects the result itself
+// (mine), w's collector goroutine is kicked.
+func (p *Pool) dispatch(w *worker, pt *poolTask, mine bool) {
 	p.mu.Lock()
 	ticket, found := uint32(0), false
 	for _, q := range w.inflight {
@@ -157,10 +165,18 @@ func (p *Pool) dispatch(w *worker, pt *poolTask) {
 		w.sendMu.Unlock()
 		return
 	}
-	err := w.c.ctl.Send(spawn.MsgTask, pt.msg, pt.t.fds())
+	var err error
+	if fds := pt.t.fds(); len(fds) == 0 && slot.Fits(len(pt.msg)) {
+		w.slots.Post(ticket, pt.msg)
+	} else if err = w.c.ctl.Send(spawn.MsgTask, pt.msg, fds); err == nil {
+		w.slots.Post(ticket, nil) // the worker takes it from the channel
+	}
 	w.sendNext++
 	w.sendCond.Broadcast()
 	w.sendMu.Unlock()
+	if !mine {
+		w.kickCollector()
+	}
 	if errors.Is(err, spawn.ErrTooManyFds) {
 		// Refused before anything was written: the worker never sees it.
 		// Nothing after it may be in flight to it either, so retire the
@@ -174,6 +190,17 @@ func (p *Pool) dispatch(w *worker, pt *poolTask) {
 	// Any other error means the worker is gone (EPIPE, or its socket
 	// already closed): serve sees it, and the task, which it never
 	// started, goes back to the queue.
+}
+
+// dispatchNow is dispatch from submit, on the caller's goroutine: a
+// caller who waits for the result at once collects it itself.
+func (p *Pool) dispatchNow(w *worker, pt *poolTask) {
+	if pt.waited {
+		pt.ctx.(*taskCtx).setHelp(func(ctx context.Context, ready func() bool) {
+			p.awaitResult(ctx, w, ready)
+		})
+	}
+	p.dispatch(w, pt, pt.waited)
 }
 
 // finishRefused fails a task the worker never received.
@@ -249,7 +276,7 @@ func (p *Pool) submit(pt *poolTask) {
 			p.idle = p.idle[:n-1]
 			p.assignLocked(w, pt)
 			p.mu.Unlock()
-			p.dispatch(w, pt)
+			p.dispatchNow(w, pt)
 			return
 		}
 		// A busy worker may take it in advance if nothing in it can be
@@ -264,7 +291,7 @@ func (p *Pool) submit(pt *poolTask) {
 		if best != nil {
 			p.assignLocked(best, pt)
 			p.mu.Unlock()
-			p.dispatch(best, pt)
+			p.dispatchNow(best, pt)
 			return
 		}
 	}

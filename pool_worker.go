@@ -10,20 +10,47 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/multiproc-go/multiproc/internal/gate"
 	"github.com/multiproc-go/multiproc/internal/shm"
+	"github.com/multiproc-go/multiproc/internal/slot"
 	"github.com/multiproc-go/multiproc/internal/spawn"
 )
 
 // worker is one worker process. Its fields from tally on (tally is set
 // nil, and seg closed, when the worker is gone) are guarded by Pool.mu
 // (sent is also atomic, read by dispatch), except the send fields, which
-// sendMu guards.
+// sendMu guards, and the collecting ones, which colMu guards.
 type worker struct {
 	c     *childProc
 	name  string
-	seg   *shm.Segment  // the tally's
+	seg   *shm.Segment  // its tally, then its task slots
 	tally *tally        // which of its tasks it started, or the pool withdrew
 	sent  atomic.Uint32 // tasks assigned to it: the next one's ticket
+
+	// slots are its task slots (internal/slot; see pool_slots.go): where
+	// dispatch posts its tasks and collect finds its results. Only the
+	// holder of waiter reads results from them, and only dispatch, under
+	// sendMu before sendDone, posts: gone takes waiter and sets sendDone
+	// for good before it unmaps them.
+	slots *slot.Slots
+	// waiter is held by the one goroutine that collects w's results and
+	// sleeps on its result bell: a caller waiting for its own result
+	// (Apply), or w's collector goroutine.
+	waiter gate.Gate
+	kick   chan struct{} // wakes w's collector goroutine (capacity 1)
+	ended  chan struct{} // closed when w is gone: its collector returns
+	dead   atomic.Bool   // its control channel ended: nothing more will be answered
+	// sockRes are results that came on the control channel (too large
+	// for a slot), in order, for the slots that say so; sockN counts them
+	// for waiters that cannot take sockMu.
+	sockMu  sync.Mutex
+	sockRes [][]byte
+	sockN   atomic.Int32
+	// colMu is held while results are taken from the slots and their
+	// tasks finished, in ticket order.
+	colMu     sync.Mutex
+	collected atomic.Uint32 // results taken (written under colMu)
+	corrupt   error         // what the worker broke, once it did (under colMu)
 
 	// Sends go out in the order tasks were assigned (the worker answers
 	// in the order it receives), whichever goroutines dispatch them.
@@ -52,7 +79,7 @@ type worker struct {
 // it; ctx ending (Terminate) stops the start handshake.
 func (p *Pool) startWorker(ctx context.Context) (w *worker, initErr, err error) {
 	name := fmt.Sprintf("PoolWorker-%d", p.workerSeq.Add(1))
-	tally, err := shm.Create("tally", tallySize)
+	tally, err := shm.Create("poolworker", workerSegSize)
 	if err != nil {
 		return nil, nil, own(err)
 	}
@@ -67,9 +94,15 @@ func (p *Pool) startWorker(ctx context.Context) (w *worker, initErr, err error) 
 		tally.Close()
 		return nil, nil, err
 	}
-	// serve hands each result to the goroutine waiting for it.
-	c.ctl.Spin.Handoff = true
-	w = &worker{c: c, name: name, seg: tally, tally: tallyOf(tally.Bytes())}
+	slots, err := slot.New(tally.Bytes()[slotsOff:])
+	if err != nil {
+		c.cmd.Process.Kill()
+		c.reap()
+		tally.Close()
+		return nil, nil, own(err)
+	}
+	w = &worker{c: c, name: name, seg: tally, tally: tallyOf(tally.Bytes()), slots: slots,
+		waiter: gate.New(), kick: make(chan struct{}, 1), ended: make(chan struct{})}
 	w.sendCond.L = &w.sendMu
 	p.mu.Lock()
 	if p.state == poolTerminated {
@@ -139,34 +172,46 @@ func (w *worker) disarm() {
 	}
 }
 
-// serve reads w's results until it exits, delivering each and giving the
-// worker its next task; then it accounts for the worker's end. A worker
+// serve reads w's control channel until it ends: results too large for
+// a slot, which it queues for collect, and the end, when w has exited
+// (or broke its stream). Then it accounts for the worker's end. A worker
 // whose control stream ends or breaks while it lives on (a task wrote to
 // or closed its fd 3) can never answer again: it is killed, so that its
 // task fails and a replacement takes over, rather than wedge the pool.
 func (p *Pool) serve(w *worker) {
+	go p.collector(w)
 	for {
-		rs, err := w.recv()
+		typ, payload, fds, err := w.c.ctl.Recv()
+		unixCloseAll(fds)
 		if err != nil {
 			w.c.stopBroken(err)
 			break
 		}
-		p.mu.Lock()
-		var pt *poolTask
-		if len(w.inflight) > 0 {
-			pt = w.inflight[0].pt
+		if typ != spawn.MsgResult {
+			continue
 		}
-		// A withdrawn task is answered with no results.
-		inStep := pt != nil && (len(rs) == len(pt.t.items) || len(rs) == 0 && pt.withdrawn)
-		p.mu.Unlock()
-		if !inStep {
-			// Out of step: replace it.
-			w.c.stopBroken(errorf("%w: %d results where %d were due", spawn.ErrCorrupt, len(rs), pendingItems(pt)))
+		w.sockMu.Lock()
+		over := len(w.sockRes) >= slot.Count // more than could be in flight
+		if !over {
+			w.sockRes = append(w.sockRes, payload)
+			w.sockN.Add(1)
+		}
+		w.sockMu.Unlock()
+		if over {
+			w.c.stopBroken(errorf("%w: more results on the control channel than tasks in flight", spawn.ErrCorrupt))
 			break
 		}
-		p.finish(w, pt, rs)
+		w.slots.ResultBell().Ring()
 	}
-	p.gone(w, w.c.reap())
+	w.dead.Store(true)
+	w.slots.ResultBell().Ring() // a waiter looks again, and finds w dead
+	code := w.c.reap()
+	w.colMu.Lock()
+	if w.corrupt != nil && w.c.why == "" {
+		w.c.why = "multiproc killed it: " + textOf(w.corrupt)
+	}
+	w.colMu.Unlock()
+	p.gone(w, code)
 }
 
 // finish delivers the outcome of pt, w's first task, and gives w more
@@ -216,7 +261,7 @@ func (p *Pool) finish(w *worker, pt *poolTask, rs []itemResult) {
 		w.c.ctl.Send(spawn.MsgExit, nil, nil)
 	}
 	for _, next := range sends {
-		p.dispatch(w, next)
+		p.dispatch(w, next, false)
 	}
 }
 
@@ -229,6 +274,12 @@ func (p *Pool) gone(w *worker, code int) {
 	w.sendDone = true
 	w.sendCond.Broadcast()
 	w.sendMu.Unlock()
+	// Take the slots from whoever collects (it sees w dead and leaves),
+	// for good, and take what w answered before it died: those tasks
+	// are done.
+	close(w.ended)
+	w.waiter.Take()
+	p.collect(w)
 	p.mu.Lock()
 	w.disarm()
 	delete(p.workers, w)
@@ -365,6 +416,6 @@ func (p *Pool) replace() {
 		w.c.ctl.Send(spawn.MsgExit, nil, nil)
 	}
 	for _, next := range sends {
-		p.dispatch(w, next)
+		p.dispatch(w, next, false)
 	}
 }

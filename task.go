@@ -7,6 +7,7 @@ import (
 
 	"github.com/multiproc-go/multiproc/internal/handle"
 	"github.com/multiproc-go/multiproc/internal/shm"
+	"github.com/multiproc-go/multiproc/internal/slot"
 	"golang.org/x/sys/unix"
 )
 
@@ -23,7 +24,7 @@ const (
 	flagDaemon = 1 << iota
 	flagStdio  // the first two fds are the stdout and stderr to use (a spare's)
 	flagBatch  // one item: a []A run item by item, answered with one batch result
-	flagTally  // the first fd (after stdio) is a pool worker's tally segment
+	flagTally  // the first fd (after stdio) is a pool worker's segment: its tally and task slots
 )
 
 type task struct {
@@ -112,11 +113,18 @@ func parseTask(b []byte, fds []int) (*task, error) {
 		if err != nil {
 			return fail(err)
 		}
-		if seg.Size() < tallySize {
+		if seg.Size() < workerSegSize {
 			seg.Close()
-			return fail(newError("a pool worker's tally is too small"))
+			return fail(newError("a pool worker's segment is too small"))
 		}
-		child.tally.Store(tallyOf(seg.Bytes())) // mapped for the rest of the worker's life
+		slots, err := slot.New(seg.Bytes()[slotsOff:])
+		if err != nil {
+			seg.Close()
+			return fail(err)
+		}
+		// Mapped for the rest of the worker's life.
+		child.tally.Store(tallyOf(seg.Bytes()))
+		child.slots.Store(slots)
 	}
 	r := handle.NewReader(b[2:])
 	t.fn = r.String()

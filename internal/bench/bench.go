@@ -398,3 +398,15 @@ func timeBetween(ctx context.Context, start *multiproc.Barrier, ps []*multiproc.
 	}
 	return d, nil
 }
+
+// endToEnd times a whole steady-state measurement as a user's program
+// sees it: the shared objects made, the processes started, the work, the
+// processes joined (the -e2e rows). The steady-state figure measure
+// returns, timed between the barriers, is dropped.
+func endToEnd(measure func() (time.Duration, error)) (time.Duration, error) {
+	t0 := time.Now()
+	if _, err := measure(); err != nil {
+		return 0, err
+	}
+	return time.Since(t0), nil
+}

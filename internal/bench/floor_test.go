@@ -55,6 +55,8 @@ func TestFloorMapping(t *testing.T) {
 		"pipe-1mib":      {"socketpair one-way 1MiB msgs", median("socketpair one-way 1MiB msgs")},
 		"queue-1p1c":     {"SPSC shm ring 64B (spin+futex, batched)", median("SPSC shm ring 64B (spin+futex, batched)")},
 		"value-lock":     {"pshared mutex counter 2x200k", median("pshared mutex counter 2x200k")},
+		"value-lock-e2e": {"pshared mutex counter 2x200k", median("pshared mutex counter 2x200k")},
+		"queue-1p1c-e2e": {"SPSC shm ring 64B (spin+futex, batched)", median("SPSC shm ring 64B (spin+futex, batched)")},
 		"value-add":      {"atomic fetch_add counter 2x200k", median("atomic fetch_add counter 2x200k")},
 		"array-fill":     {"child sums shared double[1e6] (fork+sum+wait)", median("child sums shared double[1e6] (fork+sum+wait)")},
 		"pool-apply":     {"futex ping-pong RTT", median("futex ping-pong RTT")},

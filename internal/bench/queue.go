@@ -54,6 +54,14 @@ func measureQueue2P2C(ctx context.Context, n, _ int) (time.Duration, error) {
 	return measureQueue(ctx, n, 2)
 }
 
+func measureQueue1P1CE2E(ctx context.Context, n, _ int) (time.Duration, error) {
+	return endToEnd(func() (time.Duration, error) { return measureQueue(ctx, n, 1) })
+}
+
+func measureQueue2P2CE2E(ctx context.Context, n, _ int) (time.Duration, error) {
+	return endToEnd(func() (time.Duration, error) { return measureQueue(ctx, n, 2) })
+}
+
 // measureQueue: k producers put n messages in all through an unbounded
 // Queue[int64], k consumers get them.
 func measureQueue(ctx context.Context, n, k int) (time.Duration, error) {

@@ -55,6 +55,10 @@ func measureValueAdd(ctx context.Context, n, _ int) (time.Duration, error) {
 	return measureCounter(ctx, n, true)
 }
 
+func measureValueLockE2E(ctx context.Context, n, _ int) (time.Duration, error) {
+	return endToEnd(func() (time.Duration, error) { return measureCounter(ctx, n, false) })
+}
+
 // measureCounter: n increments in all, n/2 by each of 2 processes.
 func measureCounter(ctx context.Context, n int, atomic bool) (time.Duration, error) {
 	n = max(2, n/2*2)

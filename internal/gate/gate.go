@@ -128,3 +128,7 @@ func (g Gate) Leave() {
 	}
 	s.mu.Unlock()
 }
+
+// TryEnter takes g if it is free and reports whether it did; it never
+// waits.
+func (g Gate) TryEnter() bool { return g.s.word.CompareAndSwap(free, held) }

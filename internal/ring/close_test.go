@@ -5,9 +5,10 @@ package ring
 import (
 	"context"
 	"flag"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/multiproc-go/multiproc/internal/futex"
 )
 
 var cancelCloseRounds = flag.Int("ring.cancelclose", 0, "rounds of TestCancelWhileClose (0: 300, 30 under -short)")
@@ -36,7 +37,7 @@ func TestCancelWhileClose(t *testing.T) {
 		got := make(chan error, 1)
 		go func() { _, err := r.Get(ctx, nil); got <- err }()
 		// Parked: the sleepers bit is set just before the futex sleep.
-		for atomic.LoadUint32(r.cons.bell)&sleepersBit == 0 {
+		for !(futex.Bell{W: r.cons.bell}).Sleepers() {
 			if deadline.Err() != nil {
 				t.Fatal("Get never parked")
 			}

@@ -16,6 +16,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/multiproc-go/multiproc/internal/parked"
+
+	"github.com/multiproc-go/multiproc/internal/futex"
 )
 
 func mkRing(t testing.TB, maxMsgs, ringBytes int) *Ring {
@@ -621,18 +623,18 @@ func TestDeadSleeper(t *testing.T) {
 	r := mkRing(t, 0, 0)
 	ctx := testCtx(t, 20*time.Second)
 	c := spawn(t, ctx, r, nil, "consume")
-	for atomic.LoadUint32(r.cons.bell)&sleepersBit == 0 {
+	for !(futex.Bell{W: r.cons.bell}).Sleepers() {
 		if ctx.Err() != nil {
 			t.Fatal("the child never slept")
 		}
 		time.Sleep(time.Millisecond)
 	}
 	c.kill(t)
-	if atomic.LoadUint32(r.cons.bell)&sleepersBit == 0 {
+	if !(futex.Bell{W: r.cons.bell}).Sleepers() {
 		t.Fatal("sleepers bit vanished with its process")
 	}
 	r.TryPut([]byte("x"))
-	if atomic.LoadUint32(r.cons.bell)&sleepersBit != 0 {
+	if (futex.Bell{W: r.cons.bell}).Sleepers() {
 		t.Fatal("sleepers bit still set after a Put")
 	}
 	if b, err := r.TryGet(nil); err != nil || string(b) != "x" {

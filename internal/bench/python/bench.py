@@ -39,10 +39,13 @@ PLAN = {
     "pipe-1mib": ("MB/s", True, (500, 1 << 20, 0), (100, 1 << 20, 0)),
     "queue-1p1c": ("msgs/s", True, (200000, 1, 0), (50000, 1, 0)),
     "queue-2p2c": ("msgs/s", True, (200000, 1, 0), (50000, 1, 0)),
+    "queue-1p1c-e2e": ("msgs/s", True, (200000, 1, 0), (50000, 1, 0)),
+    "queue-2p2c-e2e": ("msgs/s", True, (200000, 1, 0), (50000, 1, 0)),
     "joinable-queue": ("msgs/s", True, (100000, 1, 0), (20000, 1, 0)),
     "event-rt": ("µs", False, (5000, 1, 0), (2000, 1, 0)),
     "condition-rt": ("µs", False, (5000, 1, 0), (2000, 1, 0)),
     "value-lock": ("ops/s", True, (1000000, 1, 0), (200000, 1, 0)),
+    "value-lock-e2e": ("ops/s", True, (1000000, 1, 0), (200000, 1, 0)),
     "value-add": ("ops/s", True, (1000000, 1, 0), (200000, 1, 0)),
     "array-fill": ("ms", False, (10, 1 << 20, 0), (3, 1 << 20, 0)),
     "pool-map": ("tasks/s", True, (3, 200000, 0), (1, 200000, 0)),
@@ -251,6 +254,16 @@ def measure_queue(n, k):
 
 def measure_queue_1p1c(n, batch):
     return measure_queue(n, 1)
+
+
+def end_to_end(measure):
+    """The -e2e rows: a whole steady-state measurement timed as a user's
+    program sees it (objects made, processes started, work, joins)."""
+    def run(n, batch):
+        t0 = time.perf_counter()
+        measure(n, batch)
+        return time.perf_counter() - t0
+    return run
 
 
 def measure_queue_2p2c(n, batch):
@@ -699,10 +712,13 @@ MEASURE = {
     "pipe-1mib": measure_pipe_1mib,
     "queue-1p1c": measure_queue_1p1c,
     "queue-2p2c": measure_queue_2p2c,
+    "queue-1p1c-e2e": end_to_end(measure_queue_1p1c),
+    "queue-2p2c-e2e": end_to_end(measure_queue_2p2c),
     "joinable-queue": measure_joinable,
     "event-rt": measure_event_rt,
     "condition-rt": measure_condition_rt,
     "value-lock": measure_counter,
+    "value-lock-e2e": end_to_end(measure_counter),
     "value-add": measure_counter,
     "array-fill": measure_array_fill,
     "pool-map": measure_pool_map,
