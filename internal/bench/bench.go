@@ -73,6 +73,25 @@ type Target struct {
 	// Against names python's scenario to compare with, when it is not the
 	// one of the same name.
 	Against string
+	// Within, if set, is a second bound of the same run: ours at most
+	// Within.Times as slow as our own figure of scenario Within.Of.
+	Within *Within
+}
+
+// Within bounds a scenario by another of ours in the same run: "≤ 2×
+// event-rt" is Within{Of: "event-rt", Times: 2}.
+type Within struct {
+	Of    string
+	Times float64
+}
+
+// Slower returns how many times slower (worse) ours is than other, both
+// of the same unit: above 1, ours is worse.
+func Slower(ours, other Result) float64 {
+	if ours.HigherIsBetter {
+		return other.Median / ours.Median
+	}
+	return ours.Median / other.Median
 }
 
 // Met reports whether ratio (ours over python's, as Ratio returns it)

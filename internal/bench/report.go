@@ -72,10 +72,15 @@ type Comparison struct {
 	Python float64 `json:"python"`
 	// Ratio is how many times better ours is (ours/python's for a rate,
 	// python's/ours for a time): above 1, ours is better.
-	Ratio        float64 `json:"ratio"`
-	Target       float64 `json:"target,omitempty"` // the ratio internal/bench/TARGETS.md asks for
-	TargetText   string  `json:"target_text,omitempty"`
-	TargetMet    *bool   `json:"target_met,omitempty"`
+	Ratio      float64 `json:"ratio"`
+	Target     float64 `json:"target,omitempty"` // the ratio internal/bench/TARGETS.md asks for
+	TargetText string  `json:"target_text,omitempty"`
+	TargetMet  *bool   `json:"target_met,omitempty"`
+	// WithinOf and WithinTimes are the target's bound by another scenario
+	// of ours (Target.Within), when it has one and both ran: how many
+	// times slower ours was than that one. TargetMet includes it.
+	WithinOf     string  `json:"within_of,omitempty"`
+	WithinTimes  float64 `json:"within_times,omitempty"`
 	PythonRemark string  `json:"python_remark,omitempty"`
 }
 
@@ -322,6 +327,9 @@ func pythonCells(rep *Report, s *Scenario, pyRes map[string]Result, comp map[str
 				verdict = "MISSED"
 			}
 			targetCol = fmt.Sprintf("%s: %s", c.TargetText, verdict)
+			if c.WithinOf != "" {
+				targetCol += fmt.Sprintf(" (%s× %s)", Format(c.WithinTimes), c.WithinOf)
+			}
 		}
 	}
 	return pyCol + "\t" + cpuCol + "\t" + ratioCol + "\t" + targetCol
@@ -410,6 +418,12 @@ func (rep *Report) Compare(scenarios []*Scenario, ours map[string]Result, py *Py
 		c := Comparison{Name: s.Name, Unit: s.Unit, Go: o.Median, Python: p.Median, Ratio: Ratio(o, p), PythonRemark: p.Note}
 		if s.Target != nil {
 			met := s.Target.Met(c.Ratio)
+			if w := s.Target.Within; w != nil {
+				if other, ok := ours[w.Of]; ok && other.Median > 0 && o.Median > 0 {
+					c.WithinOf, c.WithinTimes = w.Of, Slower(o, other)
+					met = met && c.WithinTimes <= w.Times*(1+1e-9)
+				}
+			}
 			c.Target, c.TargetText, c.TargetMet = s.Target.Factor, s.Target.Text, &met
 		}
 		rep.Comparison = append(rep.Comparison, c)

@@ -216,3 +216,39 @@ func TestRunPythonFails(t *testing.T) {
 		t.Error("RunPython with /bin/true: no error")
 	}
 }
+
+// A target with a bound by another scenario of the same run is met only
+// when both hold: condition-rt 6× better than python3 but 3× event-rt
+// misses "≤ 0.2× python (and ≤ 2× event-rt)".
+func TestTargetWithin(t *testing.T) {
+	cond, ok := Lookup("condition-rt")
+	if !ok || cond.Target == nil || cond.Target.Within == nil || cond.Target.Within.Of != "event-rt" {
+		t.Fatal("condition-rt has no bound by event-rt")
+	}
+	us := func(name string, v float64) Result { return Result{Name: name, Unit: "µs", Median: v} }
+	py := &PythonReport{Results: []Result{us("condition-rt", 180)}}
+	for _, c := range []struct {
+		event float64
+		met   bool
+	}{{10, false}, {15, true}, {0, true}} {
+		ours := map[string]Result{"condition-rt": us("condition-rt", 30)}
+		if c.event > 0 {
+			ours["event-rt"] = us("event-rt", c.event)
+		}
+		var rep Report
+		rep.Compare([]*Scenario{cond}, ours, py)
+		if len(rep.Comparison) != 1 || rep.Comparison[0].TargetMet == nil {
+			t.Fatalf("event-rt %v: no verdict: %+v", c.event, rep.Comparison)
+		}
+		got := rep.Comparison[0]
+		if *got.TargetMet != c.met {
+			t.Errorf("condition-rt 30 µs (python 180), event-rt %v µs: met = %v, want %v", c.event, *got.TargetMet, c.met)
+		}
+		if c.event > 0 && got.WithinTimes != 30/c.event {
+			t.Errorf("event-rt %v: %v× event-rt, want %v", c.event, got.WithinTimes, 30/c.event)
+		}
+	}
+	if s := Slower(Result{Median: 2, HigherIsBetter: true}, Result{Median: 4, HigherIsBetter: true}); s != 2 {
+		t.Errorf("a rate of 2 against 4: %v× slower, want 2", s)
+	}
+}
