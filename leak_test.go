@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +22,22 @@ func openFds(t *testing.T) int {
 		t.Skip("no /proc/self/fd")
 	}
 	return len(ents)
+}
+
+// fdList names this process's open descriptors and what each is, for a
+// test's error message.
+func fdList(t *testing.T) string {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return err.Error()
+	}
+	var b strings.Builder
+	for _, e := range ents {
+		l, _ := os.Readlink("/proc/self/fd/" + e.Name())
+		fmt.Fprintf(&b, " %s=%s", e.Name(), l)
+	}
+	return b.String()
 }
 
 // TestNoLeakedDescriptors runs a round of everything that opens
