@@ -562,43 +562,51 @@ func openPty(t *testing.T) (master, tty *os.File) {
 	return m, s
 }
 
-func TestCopyProgressBarOnTerminal(t *testing.T) {
-	src := bigFile(t, largeSize)
+// runOnTerminal runs the command with stderr on a new pseudo-terminal
+// (60 s at most) and returns what it printed to stdout and to the
+// terminal; a failing command fails the test.
+func runOnTerminal(t *testing.T, args ...string) (stdout, screen string) {
+	t.Helper()
 	master, tty := openPty(t)
 	defer master.Close()
-	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binPath, "copy", "-v", "-j", "2", src.path, filepath.Join(dir, "dst"))
-	var stdout bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, tty
+	cmd := exec.CommandContext(ctx, binPath, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, tty
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	tty.Close()
-	screen := make(chan string, 1)
+	scr := make(chan string, 1)
 	go func() {
 		b, _ := io.ReadAll(master) // ends with EIO once no process holds the terminal
-		screen <- string(b)
+		scr <- string(b)
 	}()
 	if err := cmd.Wait(); err != nil {
-		t.Fatalf("copy: %v", err)
+		t.Fatalf("%v: %v", args, err)
 	}
-	var out string
 	select {
-	case out = <-screen:
+	case screen = <-scr:
 	case <-time.After(10 * time.Second):
 		master.SetReadDeadline(time.Now())
-		out = <-screen
+		screen = <-scr
 	}
+	return out.String(), screen
+}
+
+func TestCopyProgressBarOnTerminal(t *testing.T) {
+	src := bigFile(t, largeSize)
+	dir := t.TempDir()
+	stdout, out := runOnTerminal(t, "copy", "-v", "-j", "2", src.path, filepath.Join(dir, "dst"))
 	t.Logf("terminal output: %q", out)
 	for _, want := range []string{"dst", "100 %", "MiB", "[", "=]", "/s"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the terminal output lacks %q: %q", want, out)
 		}
 	}
-	if !strings.HasPrefix(stdout.String(), fmt.Sprintf("copied %d bytes in ", src.size)) {
-		t.Errorf("stdout %q", stdout.String())
+	if !strings.HasPrefix(stdout, fmt.Sprintf("copied %d bytes in ", src.size)) {
+		t.Errorf("stdout %q", stdout)
 	}
 	if fileSum(t, filepath.Join(dir, "dst")) != src.sum {
 		t.Fatal("the copy differs from the source")

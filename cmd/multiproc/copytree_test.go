@@ -666,39 +666,14 @@ func TestCopyTreeProgressBar(t *testing.T) {
 	if err := os.Link(bigFile(t, mediumSize).path, filepath.Join(src, "big")); err != nil {
 		t.Fatal(err)
 	}
-	master, tty := openPty(t)
-	defer master.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binPath, "copy", "-r", "-v", "-j", "2", src, filepath.Join(dir, "dst"))
-	var stdout bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, tty
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	tty.Close()
-	screen := make(chan string, 1)
-	go func() {
-		b, _ := io.ReadAll(master) // ends with EIO once no process holds the terminal
-		screen <- string(b)
-	}()
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("copy: %v", err)
-	}
-	var out string
-	select {
-	case out = <-screen:
-	case <-time.After(10 * time.Second):
-		master.SetReadDeadline(time.Now())
-		out = <-screen
-	}
+	stdout, out := runOnTerminal(t, "copy", "-r", "-v", "-j", "2", src, filepath.Join(dir, "dst"))
 	// The last frame: every file, every byte.
 	last := out[strings.LastIndex(strings.TrimRight(out, "\r\n"), "\n")+1:]
 	if want := regexp.MustCompile(`301/301 files 100\.\d MiB / 100\.\d MiB \[=+\]\s+100 %`); !want.MatchString(last) {
 		t.Errorf("the last frame %q does not match %v\nterminal output: %q", last, want, out)
 	}
-	if !strings.HasPrefix(stdout.String(), "copied 301 files, ") {
-		t.Errorf("stdout %q", stdout.String())
+	if !strings.HasPrefix(stdout, "copied 301 files, ") {
+		t.Errorf("stdout %q", stdout)
 	}
 	compareTrees(t, src, filepath.Join(dir, "dst"), false)
 }
