@@ -430,6 +430,31 @@ func (d *decoder) arrayOf(items []any, depth int) (any, int64, error) {
 	return makeArray(ks), cost, nil
 }
 
+// memoIndex reads the memo index argument of a PUT or GET opcode: a
+// decimal line (PUT, GET), one byte (BINPUT, BINGET) or four little-endian
+// bytes (LONG_BINPUT, LONG_BINGET).
+func (d *decoder) memoIndex(op byte) (uint64, error) {
+	switch op {
+	case 'p', 'g':
+		b, err := d.line()
+		if err != nil {
+			return 0, err
+		}
+		return d.decimalIndex(b)
+	case 'q', 'h':
+		b, err := d.need(1)
+		if err != nil {
+			return 0, err
+		}
+		return uint64(b[0]), nil
+	}
+	b, err := d.need(4)
+	if err != nil {
+		return 0, err
+	}
+	return uint64(binary.LittleEndian.Uint32(b)), nil
+}
+
 func (d *decoder) memoPut(idx uint64) error {
 	if idx > uint64(len(d.data)) {
 		return d.errf(ErrLimit, "memo index %d in a %d-byte pickle", idx, len(d.data))
@@ -665,45 +690,17 @@ func (d *decoder) run() (any, error) {
 			if err = d.addAll(s, items); err == nil {
 				err = d.push(s)
 			}
-		case 'p': // PUT
-			var b []byte
-			if b, err = d.line(); err != nil {
-				break
-			}
+		case 'p', 'q', 'r': // PUT, BINPUT, LONG_BINPUT
 			var idx uint64
-			if idx, err = d.decimalIndex(b); err == nil {
+			if idx, err = d.memoIndex(op); err == nil {
 				err = d.memoPut(idx)
-			}
-		case 'q': // BINPUT
-			var b []byte
-			if b, err = d.need(1); err == nil {
-				err = d.memoPut(uint64(b[0]))
-			}
-		case 'r': // LONG_BINPUT
-			var b []byte
-			if b, err = d.need(4); err == nil {
-				err = d.memoPut(uint64(binary.LittleEndian.Uint32(b)))
 			}
 		case 0x94: // MEMOIZE
 			err = d.memoPut(uint64(d.memoN))
-		case 'g': // GET
-			var b []byte
-			if b, err = d.line(); err != nil {
-				break
-			}
+		case 'g', 'h', 'j': // GET, BINGET, LONG_BINGET
 			var idx uint64
-			if idx, err = d.decimalIndex(b); err == nil {
+			if idx, err = d.memoIndex(op); err == nil {
 				err = d.memoGet(idx)
-			}
-		case 'h': // BINGET
-			var b []byte
-			if b, err = d.need(1); err == nil {
-				err = d.memoGet(uint64(b[0]))
-			}
-		case 'j': // LONG_BINGET
-			var b []byte
-			if b, err = d.need(4); err == nil {
-				err = d.memoGet(uint64(binary.LittleEndian.Uint32(b)))
 			}
 		case 0x80: // PROTO
 			var b []byte
