@@ -252,6 +252,56 @@ func (c *Conn) RecvBytesContext(ctx context.Context) ([]byte, error) {
 	return b, nil
 }
 
+// RecvBytesInto receives one message into buf and returns its length:
+// buf[:n] holds it. It is Python's Connection.recv_bytes_into (an offset
+// is a slice, buf[off:]). A program that receives many large messages
+// reuses one buffer this way, where RecvBytes gives each message a new
+// one (the caller keeps it). A message longer than buf is received all
+// the same and nothing of it is lost: the error is a *BufferTooShortError
+// holding the whole message, as Python's BufferTooShort does. The other
+// errors, and the wait, are RecvBytes's; RecvBytesIntoContext bounds the
+// wait. buf is not written after the call returns, whatever it returns.
+func (c *Conn) RecvBytesInto(buf []byte) (int, error) {
+	return c.RecvBytesIntoContext(context.Background(), buf)
+}
+
+// RecvBytesIntoContext is RecvBytesInto, giving up when ctx ends; the
+// error then matches ctx.Err(), and the part of a message read so far is
+// kept (in a buffer of the Conn's, not buf) for the next receive.
+func (c *Conn) RecvBytesIntoContext(ctx context.Context, buf []byte) (int, error) {
+	if ctx == nil {
+		return 0, errNilContext
+	}
+	if err := c.check(false); err != nil {
+		return 0, err
+	}
+	if err := c.rmu.Enter(ctx, nil); err != nil {
+		return 0, ctxErr(ctx, "receive")
+	}
+	defer c.rmu.Leave()
+	// The full slice expression: the frame reader fills a buffer up to its
+	// capacity, and the caller lent only its length.
+	b, err := c.readFrameContext(ctx, buf[:len(buf):len(buf)])
+	if err != nil {
+		// A message cut short stays in the frame reader; it must not go on
+		// in the caller's buffer in a later call.
+		c.fr.Unshare()
+		return 0, err
+	}
+	if len(b) > 0 && len(buf) > 0 && &b[0] == &buf[0] {
+		return len(b), nil
+	}
+	// The message did not fit, or an earlier receive began it in another
+	// buffer (perhaps Recv's, which it keeps unless the error takes it).
+	if len(b) > len(buf) {
+		if cap(b) > 0 && cap(c.rbuf) > 0 && &b[:1][0] == &c.rbuf[:1][0] {
+			c.rbuf = nil
+		}
+		return 0, &BufferTooShortError{Message: b, Len: len(buf)}
+	}
+	return copy(buf, b), nil
+}
+
 // Send sends a Go value: anything the package's codec takes (numbers,
 // strings, slices, maps, structs by their exported fields, pointers, and
 // interface values of types registered with RegisterType; as encoding/gob

@@ -122,6 +122,20 @@ func (e *ExitError) Signal() syscall.Signal {
 	return 0
 }
 
+// BufferTooShortError is Python's multiprocessing.BufferTooShort: the
+// buffer given to Conn.RecvBytesInto was shorter than the message. The
+// message was received all the same, and Message holds it whole.
+type BufferTooShortError struct {
+	Message []byte // the message, received in a buffer of its own
+	Len     int    // the length of the buffer that was too short
+}
+
+func (e *BufferTooShortError) Error() string { return prefix + e.bare() }
+
+func (e *BufferTooShortError) bare() string {
+	return fmt.Sprintf("RecvBytesInto: the message of %d bytes is longer than the %d-byte buffer (it is in the error's Message)", len(e.Message), e.Len)
+}
+
 // RemoteError is a function's error as it came back from a child process:
 // only its text crosses the process boundary.
 type RemoteError struct {

@@ -19,8 +19,9 @@ type Small struct {
 }
 
 type sinkArg struct {
-	C *multiproc.Conn
-	N int // messages to receive before the acknowledgement
+	C    *multiproc.Conn
+	N    int // messages to receive before the acknowledgement
+	Size int // their size: the one buffer the sink receives them into
 }
 
 var (
@@ -45,19 +46,22 @@ var (
 			}
 		}
 	})
-	// sink says it is ready, receives N messages and acknowledges them.
+	// sink says it is ready, receives N messages into one buffer
+	// (RecvBytesInto, as a program receiving a stream of large messages
+	// would) and acknowledges them.
 	sink = multiproc.Register("bench.sink", func(ctx context.Context, a sinkArg) (int64, error) {
 		defer a.C.Close()
 		if err := a.C.SendBytes([]byte("ready")); err != nil {
 			return 0, err
 		}
+		buf := make([]byte, a.Size)
 		var total int64
 		for range a.N {
-			b, err := a.C.RecvBytes()
+			n, err := a.C.RecvBytesInto(buf)
 			if err != nil {
 				return total, err
 			}
-			total += int64(len(b))
+			total += int64(n)
 		}
 		return total, a.C.SendBytes([]byte("done"))
 	})
@@ -176,7 +180,7 @@ func roundTripStruct(c *multiproc.Conn, msg Small) error {
 }
 
 func measurePipe1MiB(ctx context.Context, n, size int) (time.Duration, error) {
-	return withChild(ctx, func(c *multiproc.Conn) *multiproc.Process { return sink.Process(sinkArg{C: c, N: n}) },
+	return withChild(ctx, func(c *multiproc.Conn) *multiproc.Process { return sink.Process(sinkArg{C: c, N: n, Size: size}) },
 		func(c *multiproc.Conn) (time.Duration, error) {
 			if _, err := c.RecvBytes(); err != nil { // ready
 				return 0, err

@@ -164,6 +164,15 @@ func (fr *FrameReader) Reset() {
 	*fr = FrameReader{}
 }
 
+// Unshare moves a partly read message's payload into a buffer of the
+// reader's own, so that a buffer the caller lent to Next is not written
+// by a later call that resumes the message.
+func (fr *FrameReader) Unshare() {
+	if fr.buf != nil && cap(fr.buf) > 0 {
+		fr.buf = append(make([]byte, 0, len(fr.buf)), fr.buf...)
+	}
+}
+
 // Next reads the rest of the message begun by an earlier call that
 // failed, or a new one, and returns its payload. The payload goes into
 // buf when it fits and the message is new (a resumed one goes on in the

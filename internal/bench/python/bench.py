@@ -140,11 +140,12 @@ def echo_obj(conn, other):
         pass
 
 
-def sink(conn, other, n):
+def sink(conn, other, n, size):
     other.close()
+    buf = bytearray(size)  # one buffer for every message, as the Go sink
     conn.send_bytes(b"ready")
     for _ in range(n):
-        conn.recv_bytes()
+        conn.recv_bytes_into(buf)
     conn.send_bytes(b"done")
 
 
@@ -207,7 +208,7 @@ def measure_pipe_1mib(n, batch):
         c.recv_bytes()
         return time.perf_counter() - t0
 
-    return with_child(sink, (n,), body)
+    return with_child(sink, (n, batch), body)
 
 
 # --- queue ---------------------------------------------------------------
