@@ -22,11 +22,26 @@ import (
 // Close.
 var ErrClosed = errors.New("multiproc: signal waiter closed")
 
-// wakeSig wakes a Waiter's thread out of its signalfd read when its context
-// ends or os/signal hands it a signal. SIGURG is the Go runtime's own
-// preemption signal, so every Go program already copes with a spurious
-// one; it is blocked on the Waiter's thread only while Wait waits.
-const wakeSig = unix.SIGURG
+// wakeSignal picks the signal that wakes a Waiter's thread out of its
+// signalfd read when its context ends or os/signal hands it a signal: the
+// highest real-time signal the Waiter does not wait for (SIGRTMAX, 64,
+// unless it does), or 0 if it waits for all of them. The Waiter keeps it
+// blocked on its thread while it is open and sends it only to that
+// thread, so the Go runtime never sees it and nothing else is disturbed: a
+// real-time signal sent to the process by someone else is still taken by
+// another thread (the runtime's handler, os/signal), and one the kernel
+// lets the read take first is only a spurious wake-up. Real-time signals
+// queue, so a wake-up is never lost to one already pending. (SIGURG, the
+// runtime's preemption signal, would have to be unblocked between Waits,
+// two more system calls a Wait; see Wait.)
+func wakeSignal(sigs *unix.Sigset_t) syscall.Signal {
+	for n := syscall.Signal(sigRTMax); n > sigRTMin; n-- {
+		if !sigismember(sigs, n) {
+			return n
+		}
+	}
+	return 0
+}
 
 // Waiter is the fast way to wait for signals in Go: it takes them on one
 // OS thread, blocked there and read from a signalfd(2) (as a C program
@@ -39,9 +54,13 @@ const wakeSig = unix.SIGURG
 //
 //   - NewWaiter wires the calling goroutine to its OS thread
 //     (runtime.LockOSThread) until Close, and blocks the Waiter's signals
-//     on that thread. Wait and Close must be called from that goroutine
-//     (they fail otherwise); the goroutine may do anything else in
-//     between.
+//     on that thread, with one real-time signal of its own that wakes
+//     Wait when its context ends (SIGRTMAX, or the highest real-time
+//     signal the Waiter does not wait for; a Waiter cannot wait for all
+//     of them). Wait and Close must be called from that goroutine (they
+//     fail otherwise); the goroutine may do anything else in between,
+//     except unblock those signals on its thread (pthread_sigmask(2) by
+//     hand): a Wait would then miss what is sent to the thread.
 //   - The fast path is a signal sent to that thread, with KillThread(pid,
 //     w.Tid(), sig): tgkill(2). It stays pending on the thread until Wait
 //     takes it, so unlike Pause a signal sent before Wait is not lost (a
@@ -74,11 +93,12 @@ const wakeSig = unix.SIGURG
 //     open (os/exec, multiproc) starts with the Go runtime's own signal
 //     mask and handlers, and must make its own Waiter, and send its tid to
 //     whoever signals it.
-//   - Forking on the Waiter's goroutine (os/exec's Start, for one) makes
-//     the runtime reset the thread's signal mask; Wait blocks the signals
-//     again each time it is called, so a signal sent to the thread
-//     between such a fork and the next Wait is handled as a signal sent to
-//     the process, which a Waiter also receives.
+//   - Forking on the Waiter's goroutine (os/exec's Start, for one) keeps
+//     the thread's signal mask: the runtime blocks every signal around the
+//     fork and restores the mask it saved (checked with Go 1.26, and by
+//     the tests). So Wait makes no system call but the read: no mask is
+//     set on each Wait (a system call costs 1–4 µs on a VM, about a tenth
+//     of a round trip between processes).
 //
 // Signals that cannot be waited for (NewWaiter refuses them): SIGKILL and
 // SIGSTOP (cannot be caught); SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP and
@@ -95,10 +115,11 @@ const wakeSig = unix.SIGURG
 // os/signal registration stays: close every Waiter.
 type Waiter struct {
 	pid, tid int
-	sfd      int           // a signalfd for waitSet, read by Wait on the thread
-	sigs     unix.Sigset_t // the Waiter's signals
-	waitSet  unix.Sigset_t // sigs and wakeSig
-	newly    unix.Sigset_t // sigs that NewWaiter blocked (were not blocked before)
+	sfd      int            // a signalfd for waitSet, read by Wait on the thread
+	sigs     unix.Sigset_t  // the Waiter's signals
+	wake     syscall.Signal // its wake-up signal (wakeSignal)
+	waitSet  unix.Sigset_t  // sigs and wake: blocked on the thread until Close
+	newly    unix.Sigset_t  // those of waitSet that NewWaiter blocked (were not blocked before)
 	nums     []syscall.Signal
 
 	// pending holds, one bit per signal number, the signals os/signal
@@ -165,7 +186,10 @@ func NewWaiter(sigs ...syscall.Signal) (*Waiter, error) {
 		osSigs = append(osSigs, s)
 	}
 	w.waitSet = w.sigs
-	sigaddset(&w.waitSet, wakeSig)
+	if w.wake = wakeSignal(&w.sigs); w.wake == 0 {
+		return nil, fmt.Errorf("multiproc: NewWaiter: a Waiter cannot wait for every real-time signal: it needs one to wake itself: %w", syscall.EINVAL)
+	}
+	sigaddset(&w.waitSet, w.wake)
 	sfd, err := unix.Signalfd(-1, &w.waitSet, unix.SFD_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("multiproc: NewWaiter: signalfd: %w", err)
@@ -175,12 +199,12 @@ func NewWaiter(sigs ...syscall.Signal) (*Waiter, error) {
 	runtime.LockOSThread()
 	w.tid = unix.Gettid()
 	var old unix.Sigset_t
-	if err := unix.PthreadSigmask(unix.SIG_BLOCK, &w.sigs, &old); err != nil {
+	if err := unix.PthreadSigmask(unix.SIG_BLOCK, &w.waitSet, &old); err != nil {
 		unix.Close(w.sfd)
 		runtime.UnlockOSThread()
 		return nil, fmt.Errorf("multiproc: NewWaiter: blocking the signals: %w", err)
 	}
-	for _, s := range w.nums {
+	for _, s := range append(w.nums, w.wake) {
 		if !sigismember(&old, s) {
 			sigaddset(&w.newly, s)
 		}
@@ -204,7 +228,7 @@ func (w *Waiter) forward() {
 		case s := <-w.notify:
 			n := s.(syscall.Signal)
 			w.pending.Or(1 << (uint(n) - 1))
-			unix.Tgkill(w.pid, w.tid, wakeSig) // the thread may be gone with its goroutine: nothing to wake then
+			unix.Tgkill(w.pid, w.tid, w.wake) // the thread may be gone with its goroutine: nothing to wake then
 		case <-w.stop:
 			return
 		}
@@ -249,13 +273,9 @@ func (w *Waiter) Wait(ctx context.Context) (os.Signal, error) {
 	if w.closed {
 		return nil, ErrClosed
 	}
-	// The signals again (a fork on this thread resets the mask), and the
-	// wake-up signal, so that a wake-up sent from now on stays pending
-	// until the signalfd read takes it: none is lost.
-	if err := unix.PthreadSigmask(unix.SIG_BLOCK, &w.waitSet, nil); err != nil {
-		return nil, fmt.Errorf("multiproc: Waiter.Wait: blocking the signals: %w", err)
-	}
-	defer unblock(wakeSig)
+	// The signals and the wake-up signal stay blocked on this thread from
+	// NewWaiter to Close, so a wake-up sent at any time stays pending until
+	// the signalfd read takes it: none is lost.
 	w.watch(ctx)
 	var info [128]byte // struct signalfd_siginfo
 	for {
@@ -280,7 +300,7 @@ func (w *Waiter) Wait(ctx context.Context) (os.Signal, error) {
 		if err != nil {
 			return nil, fmt.Errorf("multiproc: Waiter.Wait: reading the signalfd: %w", err)
 		}
-		if s := syscall.Signal(*(*uint32)(unsafe.Pointer(&info[0]))); s != wakeSig { // ssi_signo
+		if s := syscall.Signal(*(*uint32)(unsafe.Pointer(&info[0]))); s != w.wake { // ssi_signo
 			return s, nil
 		}
 		// The wake-up: ctx ended, or os/signal handed a signal over.
@@ -299,7 +319,7 @@ func (w *Waiter) watch(ctx context.Context) {
 	}
 	w.unwatch()
 	w.watched = ctx
-	w.stopWatched = context.AfterFunc(ctx, func() { unix.Tgkill(w.pid, w.tid, wakeSig) })
+	w.stopWatched = context.AfterFunc(ctx, func() { unix.Tgkill(w.pid, w.tid, w.wake) })
 }
 
 func (w *Waiter) unwatch() {
@@ -307,12 +327,6 @@ func (w *Waiter) unwatch() {
 		w.stopWatched()
 	}
 	w.watched, w.stopWatched = nil, nil
-}
-
-func unblock(sig syscall.Signal) {
-	var set unix.Sigset_t
-	sigaddset(&set, sig)
-	unix.PthreadSigmask(unix.SIG_UNBLOCK, &set, nil)
 }
 
 // Close ends the Waiter: it stops taking signals sent to the process
@@ -334,13 +348,12 @@ func (w *Waiter) Close() error {
 	<-w.fwdDone
 	// Take what is pending on the thread, so that unblocking does not hand
 	// it to the runtime's default action (a pending SIGTERM would end the
-	// program). Re-block first: a fork since the last Wait may have
-	// unblocked them.
-	unix.PthreadSigmask(unix.SIG_BLOCK, &w.sigs, nil)
+	// program). Block first, in case the caller unblocked them.
+	unix.PthreadSigmask(unix.SIG_BLOCK, &w.waitSet, nil)
 	var info [128]byte
 	var zero unix.Timespec
 	for {
-		_, _, errno := unix.Syscall6(unix.SYS_RT_SIGTIMEDWAIT, uintptr(unsafe.Pointer(&w.sigs)),
+		_, _, errno := unix.Syscall6(unix.SYS_RT_SIGTIMEDWAIT, uintptr(unsafe.Pointer(&w.waitSet)),
 			uintptr(unsafe.Pointer(&info)), uintptr(unsafe.Pointer(&zero)), 8, 0, 0)
 		if errno != 0 && errno != unix.EINTR {
 			break // EAGAIN: nothing left

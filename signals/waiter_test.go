@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -339,5 +340,93 @@ func TestWaiterCloseDropsPending(t *testing.T) {
 	}
 	if !ws.Signaled() || ws.Signal() != syscall.SIGTERM {
 		t.Errorf("helper ended with %v, want killed by SIGTERM after Close", ws)
+	}
+}
+
+// blocked reports whether sig is blocked on thread tid of this process,
+// from /proc (SigBlk).
+func blocked(t *testing.T, tid int, sig syscall.Signal) bool {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/task/" + strconv.Itoa(tid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if hex, ok := strings.CutPrefix(line, "SigBlk:"); ok {
+			mask, err := strconv.ParseUint(strings.TrimSpace(hex), 16, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return mask&(1<<(uint(sig)-1)) != 0
+		}
+	}
+	t.Fatal("no SigBlk line in the thread's status")
+	return false
+}
+
+// TestWaiterWakeSignal: the Waiter's signals and its wake-up signal
+// (SIGRTMAX) stay blocked on its thread from NewWaiter to Close, a fork on
+// the goroutine included, since Wait no longer blocks them each time; a
+// Waiter that waits for SIGRTMAX wakes with another real-time signal; one
+// that would wait for every real-time signal is refused.
+func TestWaiterWakeSignal(t *testing.T) {
+	const rtmax = syscall.Signal(64)
+	w, err := signals.NewWaiter(syscall.SIGUSR1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tid := w.Tid()
+	for _, s := range []syscall.Signal{syscall.SIGUSR1, rtmax} {
+		if !blocked(t, tid, s) {
+			t.Errorf("signal %d not blocked on the Waiter's thread", s)
+		}
+	}
+	if err := exec.Command(os.Args[0], "-test.run=^$").Run(); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []syscall.Signal{syscall.SIGUSR1, rtmax} {
+		if !blocked(t, tid, s) {
+			t.Errorf("signal %d unblocked on the Waiter's thread by a fork: Wait would miss it (the Go runtime changed)", s)
+		}
+	}
+	if err := signals.KillThread(os.Getpid(), tid, syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	wantSignal(t, w, syscall.SIGUSR1)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []syscall.Signal{syscall.SIGUSR1, rtmax} {
+		if blocked(t, tid, s) {
+			t.Errorf("signal %d still blocked on the thread after Close", s)
+		}
+	}
+
+	// Waiting for SIGRTMAX itself: the context still wakes Wait, and
+	// SIGRTMAX sent to the thread is a signal, not a wake-up.
+	w, err = signals.NewWaiter(syscall.SIGUSR1, rtmax)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if s, err := w.Wait(ctx); s != nil || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Wait(50ms) of a Waiter for SIGRTMAX = %v, %v; want DeadlineExceeded", s, err)
+	}
+	if err := signals.KillThread(os.Getpid(), w.Tid(), rtmax); err != nil {
+		t.Fatal(err)
+	}
+	wantSignal(t, w, rtmax)
+
+	var all []syscall.Signal
+	for n := syscall.Signal(35); n <= rtmax; n++ {
+		all = append(all, n)
+	}
+	if w, err := signals.NewWaiter(all...); !errors.Is(err, syscall.EINVAL) {
+		if err == nil {
+			w.Close()
+		}
+		t.Errorf("NewWaiter(every real-time signal) = %v; want EINVAL", err)
 	}
 }
