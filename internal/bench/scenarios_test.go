@@ -252,3 +252,33 @@ func TestTargetWithin(t *testing.T) {
 		t.Errorf("a rate of 2 against 4: %v× slower, want 2", s)
 	}
 }
+
+// TestFloorTargetCounts: a python target that asks for more than the C
+// floor of the same run gives way to the floor's target; one within the
+// floor keeps its own verdict.
+func TestFloorTargetCounts(t *testing.T) {
+	s, ok := Lookup("pipe-rt-struct")
+	if !ok || s.Target == nil || s.FloorRef == nil || s.FloorRef.Max == 0 {
+		t.Fatal("pipe-rt-struct has no python target and floor target")
+	}
+	us := func(v float64) Result { return Result{Name: s.Name, Unit: "µs", Median: v} }
+	for _, c := range []struct {
+		ours, python, floor float64
+		met, beyond         bool
+	}{
+		{27, 64, 33, true, true},    // python/3.33 = 19 µs < the floor's 33: the floor's ≤ 1.5× counts, met
+		{60, 64, 33, false, true},   // the same, the floor's target missed too (1.8×)
+		{70, 200, 33, false, false}, // 200/3.33 = 60 µs is within reach: the python target stands, missed
+		{20, 200, 33, true, false},  // met on its own
+	} {
+		rep := Report{Floor: &FloorSection{Results: []FloorMetric{{Name: s.FloorRef.Metric, Unit: "us", Better: "lower", Median: c.floor}}}}
+		rep.Compare([]*Scenario{s}, map[string]Result{s.Name: us(c.ours)}, &PythonReport{Results: []Result{us(c.python)}})
+		if len(rep.Comparison) != 1 || rep.Comparison[0].TargetMet == nil {
+			t.Fatalf("%+v: no verdict: %+v", c, rep.Comparison)
+		}
+		got := rep.Comparison[0]
+		if *got.TargetMet != c.met || got.BeyondFloor != c.beyond {
+			t.Errorf("ours %v µs, python %v, floor %v: met %v, beyond the floor %v; want %v, %v", c.ours, c.python, c.floor, *got.TargetMet, got.BeyondFloor, c.met, c.beyond)
+		}
+	}
+}
