@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -114,4 +115,30 @@ func TestConnRecvBytesInto(t *testing.T) {
 	if _, err = c.RecvBytesIntoContext(ctx, buf); !errors.Is(err, io.EOF) {
 		t.Fatalf("RecvBytesInto after the peer closed = %v; want io.EOF", err)
 	}
+}
+
+// RecvBytesInto receives each message into the same buffer; a message
+// longer than the buffer comes back whole in a *BufferTooShortError.
+func ExampleConn_RecvBytesInto() {
+	a, b, err := multiproc.Pipe(true)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer a.Close()
+	defer b.Close()
+	a.SendBytes([]byte("short"))
+	a.SendBytes([]byte("a message longer than the buffer"))
+
+	buf := make([]byte, 16)
+	n, err := b.RecvBytesInto(buf)
+	fmt.Printf("%q %v\n", buf[:n], err)
+	_, err = b.RecvBytesInto(buf)
+	var short *multiproc.BufferTooShortError
+	if errors.As(err, &short) {
+		fmt.Printf("%d bytes did not fit in %d: %q\n", len(short.Message), short.Len, short.Message)
+	}
+	// Output:
+	// "short" <nil>
+	// 32 bytes did not fit in 16: "a message longer than the buffer"
 }

@@ -47,6 +47,7 @@
 //	pool.map / imap / imap_unordered             f.Map(ctx, pool, args) / f.IMap / f.IMapUnordered (iter.Seq2)
 //	pool.close(), pool.join(), pool.terminate()  pool.Close(), pool.Join(ctx), pool.Terminate()
 //	Pipe(duplex), c.send/recv, send_bytes/recv_bytes, poll   Pipe(duplex), c.Send/Recv, SendBytes/RecvBytes, Poll
+//	c.recv_bytes_into(buf), BufferTooShort       c.RecvBytesInto(buf), *BufferTooShortError (errors.As)
 //	Queue(maxsize), put/get(block, timeout)      NewQueue[T](maxsize), Put(ctx, v)/Get(ctx), TryPut/TryGet
 //	q.qsize(), q.full(), q.empty(), q.close()    q.Len(), q.Full(), q.Empty(), q.Close()
 //	queue.Full, queue.Empty exceptions           ErrFull, ErrEmpty (errors.Is)
