@@ -112,6 +112,13 @@ func (s *Segment) Grow(size int) error {
 		return nil
 	}
 	if err := unix.Ftruncate(s.fd, int64(size)); err != nil {
+		// Another holder may have grown the file past size since this one
+		// last mapped it; the seal against shrinking then refuses the
+		// smaller size (EPERM). The file is big enough: map it.
+		var st unix.Stat_t
+		if err == unix.EPERM && unix.Fstat(s.fd, &st) == nil && st.Size >= int64(size) {
+			return s.Remap()
+		}
 		return fmt.Errorf("growing a shared segment to %d bytes: %w", size, err)
 	}
 	return s.Remap()

@@ -99,3 +99,34 @@ func TestRetire(t *testing.T) {
 }
 
 var sink byte
+
+// TestGrowPastAnotherHolder: a holder that grows the segment to less than
+// another holder already grew it to (its own mapping is older) maps the
+// bigger file instead of failing on the seal against shrinking (a race
+// TestDictKill met: two writers growing a Dict's segment).
+func TestGrowPastAnotherHolder(t *testing.T) {
+	s, err := Create("test", PageSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	fd, err := unix.FcntlInt(uintptr(s.Fd()), unix.F_DUPFD_CLOEXEC, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := Open(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	if err := s.Grow(4 * PageSize); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Grow(2 * PageSize); err != nil || o.Size() != 4*PageSize {
+		t.Fatalf("Grow to 2 pages of a file another holder grew to 4 = %v, size %d; want nil, 4 pages", err, o.Size())
+	}
+	// Shrinking is still refused where it would really shrink.
+	if err := unix.Ftruncate(o.Fd(), int64(PageSize)); err != unix.EPERM {
+		t.Fatalf("ftruncate to shrink = %v, want EPERM (the seal)", err)
+	}
+}
