@@ -231,25 +231,40 @@ func (c *Conn) RecvBytes() ([]byte, error) {
 // matches ctx.Err(), and the part of a message read so far is kept for
 // the next receive.
 func (c *Conn) RecvBytesContext(ctx context.Context) ([]byte, error) {
-	if ctx == nil {
-		return nil, errNilContext
-	}
-	if err := c.check(false); err != nil {
+	if err := c.enterRecv(ctx); err != nil {
 		return nil, err
-	}
-	if err := c.rmu.Enter(ctx, nil); err != nil {
-		return nil, ctxErr(ctx, "receive")
 	}
 	defer c.rmu.Leave()
 	b, err := c.readFrameContext(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
+	c.giveRbuf(b)
+	return b, nil
+}
+
+// enterRecv checks a byte receive's arguments and takes rmu; the caller
+// leaves it.
+func (c *Conn) enterRecv(ctx context.Context) error {
+	if ctx == nil {
+		return errNilContext
+	}
+	if err := c.check(false); err != nil {
+		return err
+	}
+	if err := c.rmu.Enter(ctx, nil); err != nil {
+		return ctxErr(ctx, "receive")
+	}
+	return nil
+}
+
+// giveRbuf forgets Recv's buffer when b, a message handed to the caller,
+// is in it (a Recv cut short began the message there). The caller holds
+// rmu.
+func (c *Conn) giveRbuf(b []byte) {
 	if cap(b) > 0 && cap(c.rbuf) > 0 && &b[:1][0] == &c.rbuf[:1][0] {
-		// A Recv began this message in its buffer: the caller has it now.
 		c.rbuf = nil
 	}
-	return b, nil
 }
 
 // RecvBytesInto receives one message into buf and returns its length:
@@ -269,14 +284,8 @@ func (c *Conn) RecvBytesInto(buf []byte) (int, error) {
 // error then matches ctx.Err(), and the part of a message read so far is
 // kept (in a buffer of the Conn's, not buf) for the next receive.
 func (c *Conn) RecvBytesIntoContext(ctx context.Context, buf []byte) (int, error) {
-	if ctx == nil {
-		return 0, errNilContext
-	}
-	if err := c.check(false); err != nil {
+	if err := c.enterRecv(ctx); err != nil {
 		return 0, err
-	}
-	if err := c.rmu.Enter(ctx, nil); err != nil {
-		return 0, ctxErr(ctx, "receive")
 	}
 	defer c.rmu.Leave()
 	// The full slice expression: the frame reader fills a buffer up to its
@@ -294,9 +303,7 @@ func (c *Conn) RecvBytesIntoContext(ctx context.Context, buf []byte) (int, error
 	// The message did not fit, or an earlier receive began it in another
 	// buffer (perhaps Recv's, which it keeps unless the error takes it).
 	if len(b) > len(buf) {
-		if cap(b) > 0 && cap(c.rbuf) > 0 && &b[:1][0] == &c.rbuf[:1][0] {
-			c.rbuf = nil
-		}
+		c.giveRbuf(b)
 		return 0, &BufferTooShortError{Message: b, Len: len(buf)}
 	}
 	return copy(buf, b), nil
