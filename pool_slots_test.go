@@ -198,16 +198,18 @@ func TestPoolCollectorWorkerKilled(t *testing.T) {
 	}
 }
 
-// pidJob records its worker's pid in Pids[Slot], then waits for its
-// context (the worker is killed, or its parent dies).
+// pidJob records its worker's pid in Pids[Slot], sets Started, then
+// waits for its context (the worker is killed, or its parent dies).
 type pidJob struct {
-	Pids *multiproc.Array[int64]
-	Slot int
+	Pids    *multiproc.Array[int64]
+	Slot    int
+	Started *multiproc.Event
 }
 
 var (
 	pidWait = multiproc.Register("test.pidWait", func(ctx context.Context, j pidJob) (int, error) {
 		j.Pids.Store(j.Slot, int64(os.Getpid()))
+		j.Started.Set()
 		<-ctx.Done()
 		return 0, nil
 	})
@@ -220,13 +222,17 @@ var (
 		if err != nil {
 			return 0, err
 		}
-		pidWait.ApplyAsync(p, pidJob{Pids: pids, Slot: 0})
-		for pids.Load(0) == 0 {
-			time.Sleep(time.Millisecond)
+		started, err := multiproc.NewEvent()
+		if err != nil {
+			return 0, err
 		}
+		pidWait.ApplyAsync(p, pidJob{Pids: pids, Slot: 0, Started: started})
 		// A ctx that can end keeps the task out of the busy worker.
-		c, cancel := context.WithCancel(ctx)
+		c, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
+		if err := started.Wait(c); err != nil {
+			return 0, err
+		}
 		pid, err := whoAmI.Apply(c, p, 0)
 		if err != nil {
 			return 0, err
