@@ -9,25 +9,34 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func TestCreateOpenShare(t *testing.T) {
-	s, err := Create("test", 100)
+// twoHolders makes a segment of size bytes and opens it a second time,
+// through a duplicate of its descriptor, as another process would; both
+// are closed at the end of the test.
+func twoHolders(t *testing.T, size int) (s, o *Segment) {
+	t.Helper()
+	s, err := Create("test", size)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
-	if s.Size() != PageSize {
-		t.Fatalf("size %d, want one page", s.Size())
-	}
-	s.Bytes()[7] = 42
+	t.Cleanup(func() { s.Close() })
 	fd, err := unix.FcntlInt(uintptr(s.Fd()), unix.F_DUPFD_CLOEXEC, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, err := Open(fd)
+	o, err = Open(fd)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer o.Close()
+	t.Cleanup(func() { o.Close() })
+	return s, o
+}
+
+func TestCreateOpenShare(t *testing.T) {
+	s, o := twoHolders(t, 100)
+	if s.Size() != PageSize || o.Size() != PageSize {
+		t.Fatalf("sizes %d and %d, want one page", s.Size(), o.Size())
+	}
+	s.Bytes()[7] = 42
 	if o.Bytes()[7] != 42 {
 		t.Fatal("a second mapping does not see the first one's write")
 	}
@@ -105,20 +114,7 @@ var sink byte
 // bigger file instead of failing on the seal against shrinking (a race
 // TestDictKill met: two writers growing a Dict's segment).
 func TestGrowPastAnotherHolder(t *testing.T) {
-	s, err := Create("test", PageSize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	fd, err := unix.FcntlInt(uintptr(s.Fd()), unix.F_DUPFD_CLOEXEC, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o, err := Open(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer o.Close()
+	s, o := twoHolders(t, PageSize)
 	if err := s.Grow(4 * PageSize); err != nil {
 		t.Fatal(err)
 	}
