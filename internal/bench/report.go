@@ -451,19 +451,24 @@ func floorTargetCounts(comps []Comparison, floors []FloorComparison, scenarios [
 	for _, s := range scenarios {
 		higher[s.Name] = s.HigherIsBetter
 	}
+	byName := map[string]FloorComparison{}
+	for _, f := range floors {
+		byName[f.Name] = f
+	}
 	for i := range comps {
 		c := &comps[i]
+		// A target with a second bound by another row (Within) keeps its
+		// verdict: the floor says nothing of that bound.
 		if c.TargetMet == nil || *c.TargetMet || c.Target <= 0 || c.WithinOf != "" {
 			continue
 		}
-		for _, f := range floors {
-			if f.Name != c.Name || f.TargetMet == nil || !(f.Floor > 0) {
-				continue
-			}
-			if higher[c.Name] && c.Python*c.Target > f.Floor || !higher[c.Name] && c.Python/c.Target < f.Floor {
-				met := *f.TargetMet
-				c.BeyondFloor, c.TargetMet = true, &met
-			}
+		f, ok := byName[c.Name]
+		if !ok || f.TargetMet == nil || !(f.Floor > 0) {
+			continue
+		}
+		if higher[c.Name] && c.Python*c.Target > f.Floor || !higher[c.Name] && c.Python/c.Target < f.Floor {
+			met := *f.TargetMet
+			c.BeyondFloor, c.TargetMet = true, &met
 		}
 	}
 }
