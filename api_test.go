@@ -47,6 +47,7 @@ func TestNilContext(t *testing.T) {
 	_, getErr := whoAmI.ApplyAsync(pool, 0).Get(nilCtx)
 	_, qGetErr := q.Get(nilCtx)
 	_, recvBytesErr := c1.RecvBytesContext(nilCtx)
+	_, recvIntoErr := c1.RecvBytesIntoContext(nilCtx, make([]byte, 8))
 	_, pollErr := c1.PollContext(nilCtx)
 	_, acceptErr := ln.Accept(nilCtx)
 	_, dialErr := multiproc.Dial(nilCtx, "tcp", ln.Addr().String(), []byte("k"))
@@ -62,7 +63,8 @@ func TestNilContext(t *testing.T) {
 		"Semaphore.Acquire": s.Acquire(nilCtx), "Event.Wait": e.Wait(nilCtx), "Barrier.Wait": b.Wait(nilCtx),
 		"Conn.SendContext": c1.SendContext(nilCtx, 1), "Conn.RecvContext": c1.RecvContext(nilCtx, &recvInt),
 		"Conn.SendBytesContext": c1.SendBytesContext(nilCtx, nil), "Conn.RecvBytesContext": recvBytesErr,
-		"Conn.PollContext": pollErr, "Listener.Accept": acceptErr, "Dial": dialErr,
+		"Conn.RecvBytesIntoContext": recvIntoErr,
+		"Conn.PollContext":          pollErr, "Listener.Accept": acceptErr, "Dial": dialErr,
 	} {
 		if err == nil || !strings.Contains(err.Error(), "nil Context") {
 			t.Errorf("%s(nil): %v", what, err)

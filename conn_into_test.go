@@ -115,6 +115,12 @@ func TestConnRecvBytesInto(t *testing.T) {
 	if _, err = c.RecvBytesIntoContext(ctx, buf); !errors.Is(err, io.EOF) {
 		t.Fatalf("RecvBytesInto after the peer closed = %v; want io.EOF", err)
 	}
+
+	// This end closed: ErrClosed.
+	c.Close()
+	if _, err = c.RecvBytesInto(buf); !errors.Is(err, multiproc.ErrClosed) {
+		t.Fatalf("RecvBytesInto after Close = %v; want ErrClosed", err)
+	}
 }
 
 // RecvBytesInto receives each message into the same buffer; a message

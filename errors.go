@@ -130,6 +130,8 @@ type BufferTooShortError struct {
 	Len     int    // the length of the buffer that was too short
 }
 
+// Error says how long the message and the buffer were; it starts with
+// "multiproc:".
 func (e *BufferTooShortError) Error() string { return prefix + e.bare() }
 
 func (e *BufferTooShortError) bare() string {
