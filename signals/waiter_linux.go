@@ -204,10 +204,8 @@ func NewWaiter(sigs ...syscall.Signal) (*Waiter, error) {
 		runtime.UnlockOSThread()
 		return nil, fmt.Errorf("multiproc: NewWaiter: blocking the signals: %w", err)
 	}
-	for _, s := range append(w.nums, w.wake) {
-		if !sigismember(&old, s) {
-			sigaddset(&w.newly, s)
-		}
+	for i := range w.newly.Val {
+		w.newly.Val[i] = w.waitSet.Val[i] &^ old.Val[i]
 	}
 
 	// Signals sent to the process reach os/signal: hand them over.
