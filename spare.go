@@ -172,6 +172,12 @@ func startSpare() (*spare, error) {
 	if err != nil {
 		return nil, err
 	}
+	if dir2, _ := os.Getwd(); dir2 != dir || !slices.Equal(s.env, os.Environ()) {
+		// The environment changed while launch read it (a t.Setenv ending
+		// in another goroutine): which one the child got is unknown, so
+		// this spare is never current and the next Start discards it.
+		s.env = nil
+	}
 	if err := spawn.AwaitHello(context.Background(), c.ctl, c.pid); err != nil {
 		return nil, c.handshakeFailed("a spare process", err)
 	}
