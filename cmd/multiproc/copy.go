@@ -119,9 +119,10 @@ func copyRangeOf(ctx context.Context, src, tmp, dst string, off, n int64, follow
 		return 0, readError(src, err)
 	}
 	defer in.Close()
-	if fi, err := in.Stat(); err != nil {
-		return 0, fmt.Errorf("cannot read %s: %v", src, errText(err))
-	} else if !fi.Mode().IsRegular() {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(in.Fd()), &st); err != nil {
+		return 0, fmt.Errorf("cannot read %s: %v", src, err)
+	} else if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return 0, fmt.Errorf("%s: no longer a regular file", src)
 	}
 	out, err := os.OpenFile(tmp, os.O_WRONLY, 0)
@@ -129,7 +130,10 @@ func copyRangeOf(ctx context.Context, src, tmp, dst string, off, n int64, follow
 		return 0, fmt.Errorf("cannot write %s: %v", dst, errText(err))
 	}
 	defer out.Close()
-	return copySpan(ctx, int(in.Fd()), int(out.Fd()), off, off+n, true, src, dst, progress)
+	// Holes are looked for only in a file with fewer blocks than bytes,
+	// as cp does: in a dense file, SEEK_HOLE would walk the page cache
+	// from off to the end of the file for each range, for nothing.
+	return copySpan(ctx, int(in.Fd()), int(out.Fd()), off, off+n, isSparse(&st), src, dst, progress)
 }
 
 // copySpan copies bytes [off, end) of the file sfd into the same range of
@@ -197,6 +201,12 @@ func copySpan(ctx context.Context, sfd, dfd int, off, end int64, holes bool, src
 		}
 	}
 	return off - begin, nil
+}
+
+// isSparse reports whether a file may have holes: it takes fewer blocks
+// than its size needs (cp's test).
+func isSparse(st *unix.Stat_t) bool {
+	return st.Blocks*512 < st.Size
 }
 
 // dataExtent returns the first extent of data of the file fd at or after
@@ -645,7 +655,12 @@ func runCopiers(ctx context.Context, in, out *os.File, src, dst string, ranges [
 	go func() {
 		// Through the descriptors copyFile holds: no file opened again.
 		r := ranges[0]
-		_, err := copySpan(own, int(in.Fd()), int(out.Fd()), r.off, r.off+r.n, true, src, dst, func(n int64) { progress.Store(0, n) })
+		holes := true
+		var st unix.Stat_t
+		if unix.Fstat(int(in.Fd()), &st) == nil {
+			holes = isSparse(&st)
+		}
+		_, err := copySpan(own, int(in.Fd()), int(out.Fd()), r.off, r.off+r.n, holes, src, dst, func(n int64) { progress.Store(0, n) })
 		ownDone <- err
 	}()
 	// Start every other process at once: their start-ups (about a

@@ -223,7 +223,7 @@ func copyOneFile(ctx context.Context, dirs *dirCache, j FileJob, preserve, noClo
 	}()
 	size := st.Size
 	if size > 0 {
-		sparse := st.Blocks*512 < size // fewer blocks than bytes: holes
+		sparse := isSparse(&st)
 		if sparse {
 			if err := unix.Ftruncate(dfd, size); err != nil {
 				return 0, false, fmt.Errorf("writing %s: %v", j.Dst, err)
