@@ -30,6 +30,8 @@ func copyTree(ctx context.Context, srcs []string, dst string, o treeOptions) int
 	start := time.Now()
 	tr := phaseTracer(start)
 	c := &treeCopy{opts: o, seen: map[[2]uint64]*fileRef{}, refs: map[string]*fileRef{}}
+	c.moreBig = sync.NewCond(&c.mu)
+	c.extraReady = make(chan struct{}, 1)
 	c.umask = uint32(unix.Umask(0))
 	unix.Umask(int(c.umask))
 	targets, ok := c.planTargets(srcs, dst)
@@ -69,36 +71,62 @@ func copyTree(ctx context.Context, srcs []string, dst string, o treeOptions) int
 		if pool != nil {
 			ran = &ranPool
 		}
+		runTask := func(t *treeTask) {
+			if ctx.Err() == nil {
+				c.run(ctx, pool, t, &doneFiles, &doneBytes)
+				ran.Add(1)
+			}
+			c.taskDone()
+		}
 		for {
+			// The rest of a batch that reached its bytes goes first.
+			if t := c.popExtra(); t != nil {
+				runTask(t)
+				continue
+			}
 			var t *treeTask
 			var ok bool
 			select {
 			case t, ok = <-taskc:
 			default:
-				// Nothing queued: help with a big file, else wait.
-				if b, r, claimed := c.claimRange(); claimed && ctx.Err() == nil {
+				// Nothing queued: copy a big file no process has
+				// started, else wait.
+				if b, r, claimed := c.claimRange(false); claimed && ctx.Err() == nil {
 					c.runRange(ctx, pool, b, r, &doneFiles, &doneBytes)
 					ran.Add(1)
+					ran.Add(c.copyBig(ctx, pool, b, &doneFiles, &doneBytes))
 					continue
 				}
-				t, ok = <-taskc
+				select {
+				case t, ok = <-taskc:
+				case <-c.extraReady:
+					continue
+				}
 			}
 			if !ok {
-				// The walk is over: help with the big files' ranges left.
+				// The walk is over and the queue drained: take the rests
+				// of batches and help with the big files' ranges left, for
+				// as long as a task still running may hand one back.
 				for ctx.Err() == nil {
-					b, r, claimed := c.claimRange()
+					if t := c.popExtra(); t != nil {
+						runTask(t)
+						continue
+					}
+					b, r, claimed := c.claimRange(true)
 					if !claimed {
+						if c.awaitWork(ctx) {
+							continue
+						}
 						break
 					}
 					c.runRange(ctx, pool, b, r, &doneFiles, &doneBytes)
 					ran.Add(1)
+					// Its ranges left are this process's to copy now.
+					ran.Add(c.copyBig(ctx, pool, b, &doneFiles, &doneBytes))
 				}
 				return
 			}
-			if ctx.Err() == nil {
-				c.run(ctx, pool, t, &doneFiles, &doneBytes)
-				ran.Add(1)
-			}
+			runTask(t)
 		}
 	}
 	wg.Add(1)
@@ -139,7 +167,10 @@ func copyTree(ctx context.Context, srcs []string, dst string, o treeOptions) int
 		c.walk(ctx, t)
 	}
 	c.flushBatch()
-	tr(fmt.Sprintf("walk done (%d tasks)", len(c.tasks)))
+	c.mu.Lock()
+	walked := len(c.tasks)
+	c.mu.Unlock()
+	tr(fmt.Sprintf("walk done (%d tasks)", walked))
 	close(taskc)
 	wg.Wait()
 	poolMu.Lock()
@@ -168,8 +199,8 @@ func copyTree(ctx context.Context, srcs []string, dst string, o treeOptions) int
 			if t.finished || t.batch == nil {
 				continue
 			}
-			for _, j := range t.batch.Files {
-				if os.Remove(j.Tmp) == nil {
+			for i := range t.batch.files() {
+				if os.Remove(t.batch.tmp(i)) == nil {
 					removed++
 				}
 			}
@@ -180,6 +211,7 @@ func copyTree(ctx context.Context, srcs []string, dst string, o treeOptions) int
 			}
 		}
 		c.mu.Unlock()
+		c.placeStages() // what is left in the new trees is complete
 		if bar != nil {
 			os.Stderr.WriteString("\r")
 			bar.stop(false)
@@ -190,7 +222,8 @@ func copyTree(ctx context.Context, srcs []string, dst string, o treeOptions) int
 	}
 	links := c.makeLinks()
 	c.finishDirs()
-	tr("directories' modes and times set")
+	c.placeStages()
+	tr("directories' modes and times set, new trees in place")
 	<-poolGone
 	if bar != nil {
 		bar.stop(c.errs == 0)
@@ -234,52 +267,170 @@ func phaseTracer(start time.Time) func(phase string) {
 // takes in its result.
 func (c *treeCopy) run(ctx context.Context, pool *multiproc.Pool, t *treeTask, doneFiles, doneBytes *atomic.Int64) {
 	if t.batch != nil {
+		b := t.batch
 		var r BatchResult
 		var err error
 		if pool == nil {
-			r, err = copyBatch(ctx, *t.batch)
+			r, err = copyBatch(ctx, *b)
 		} else {
-			r, err = await(ctx, copyBatchFunc.ApplyAsync(pool, *t.batch))
+			r, err = await(ctx, copyBatchFunc.ApplyAsync(pool, *b))
 		}
 		c.mu.Lock()
-		defer c.mu.Unlock()
 		if err != nil {
+			defer c.mu.Unlock()
 			if ctx.Err() != nil {
 				return // interrupted: cleaned up by copyTree
 			}
-			for _, j := range t.batch.Files {
-				os.Remove(j.Tmp)
-				c.failFileLocked(j.Dst)
-				c.fail("cannot copy %s: %v", j.Src, workerError(err))
+			for i := range b.files() {
+				os.Remove(b.tmp(i))
+				c.failFileLocked(b.dst(i))
+				c.fail("cannot copy %s: %v", b.src(i), workerError(err))
 			}
 			t.finished = true
 			return
 		}
+		n := b.files()
 		failed := make(map[int32]bool, len(r.Failed))
 		for k, i := range r.Failed {
-			if i < 0 || int(i) >= len(t.batch.Files) {
+			if i < 0 || int(i) >= n {
 				continue
 			}
 			failed[i] = true
-			c.failFileLocked(t.batch.Files[i].Dst)
+			c.failFileLocked(b.dst(int(i)))
 			if k < len(r.Errs) {
 				c.fail("%s", r.Errs[k])
 			}
 		}
-		doneFiles.Add(int64(len(t.batch.Files) - len(failed) - int(r.Skipped)))
+		// A worker's answer is checked like any input: a file handed back
+		// is one of the batch's names it went through, once, and neither
+		// failed nor copied; the rest it did not go through is queued
+		// again.
+		var deferred []int32
+		var rest *CopyBatch
+		tried := n
+		if b.Names != nil {
+			if r.Rest > 0 && int(r.Rest) < n {
+				tried = int(r.Rest)
+				rb := *b
+				rb.Names = b.Names[tried:]
+				rb.Seq = b.Seq + uint64(tried)
+				rest = &rb
+			}
+			seen := make(map[int32]bool, len(r.Deferred))
+			for _, d := range r.Deferred {
+				if d >= 0 && int(d) < tried && !failed[d] && !seen[d] {
+					seen[d] = true
+					deferred = append(deferred, d)
+				}
+			}
+		}
+		doneFiles.Add(int64(tried - len(failed) - int(r.Skipped) - len(deferred)))
 		doneBytes.Add(r.Bytes)
 		t.finished = true
+		c.mu.Unlock()
+		if rest != nil {
+			// In as many parts as processes: the one that ran the batch
+			// takes a part, the others (if idle) take the rest at once.
+			parts := min(c.opts.jobs, len(rest.Names))
+			for k := range parts {
+				lo, hi := k*len(rest.Names)/parts, (k+1)*len(rest.Names)/parts
+				part := *rest
+				part.Names = rest.Names[lo:hi:hi]
+				part.Seq = rest.Seq + uint64(lo)
+				c.requeue(&treeTask{batch: &part})
+			}
+		}
+		if len(deferred) > 0 {
+			c.takeDeferred(ctx, pool, b, deferred, doneFiles, doneBytes)
+		}
 		return
 	}
+	c.copyBig(ctx, pool, t.big, doneFiles, doneBytes)
+}
+
+// copyBig copies the ranges of b left, one after the other, and returns
+// how many.
+func (c *treeCopy) copyBig(ctx context.Context, pool *multiproc.Pool, b *splitFile, doneFiles, doneBytes *atomic.Int64) int64 {
+	var n int64
 	for ctx.Err() == nil {
 		c.mu.Lock()
-		r, ok := c.claimRangeLocked(t.big)
+		r, ok := c.claimRangeLocked(b)
 		c.mu.Unlock()
 		if !ok {
-			return
+			break
 		}
-		c.runRange(ctx, pool, t.big, r, doneFiles, doneBytes)
+		c.runRange(ctx, pool, b, r, doneFiles, doneBytes)
+		n++
 	}
+	return n
+}
+
+// taskDone counts a task of the queue as done: run, or drained after an
+// interrupt, with the files it handed back.
+func (c *treeCopy) taskDone() {
+	c.mu.Lock()
+	c.pending--
+	c.mu.Unlock()
+	c.moreBig.Broadcast()
+}
+
+// awaitWork waits, once the queue is drained, until there is a rest of a
+// batch to take or a big file has a range this process may claim (true),
+// or no task is left that could make one and no big file is being copied
+// (false).
+func (c *treeCopy) awaitWork(ctx context.Context) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for len(c.extra) == 0 && !c.claimableLocked() && ctx.Err() == nil {
+		busy := c.pending > 0
+		for _, b := range c.big {
+			busy = busy || b.pending > 0
+		}
+		if !busy {
+			return false
+		}
+		c.moreBig.Wait()
+	}
+	return ctx.Err() == nil
+}
+
+// requeue queues the rest of a batch that reached batchMaxBytes.
+func (c *treeCopy) requeue(t *treeTask) {
+	c.mu.Lock()
+	c.tasks = append(c.tasks, t)
+	c.extra = append(c.extra, t)
+	c.pending++
+	c.mu.Unlock()
+	c.moreBig.Broadcast()
+	select {
+	case c.extraReady <- struct{}{}:
+	default:
+	}
+	c.maybeStartPool() // a second task: worth a worker
+}
+
+// popExtra takes a requeued rest of a batch, if any.
+func (c *treeCopy) popExtra() *treeTask {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.extra) == 0 {
+		return nil
+	}
+	t := c.extra[0]
+	c.extra[0] = nil
+	c.extra = c.extra[1:]
+	return t
+}
+
+// claimableLocked reports whether claimRange(true) would claim a range.
+// c.mu is held.
+func (c *treeCopy) claimableLocked() bool {
+	for _, b := range c.big {
+		if b.next < len(b.ranges) && !b.failed && (b.next == 0 || b.shareable()) {
+			return true
+		}
+	}
+	return false
 }
 
 // claimRangeLocked claims the next range of b, if any is left. Once a
@@ -298,14 +449,29 @@ func (c *treeCopy) claimRangeLocked(b *splitFile) (RangeJob, bool) {
 	return RangeJob{Src: b.job.Src, Tmp: b.job.Tmp, Dst: b.job.Dst, Offset: r.off, Length: r.n}, true
 }
 
-// claimRange claims a range left of any big file: for a process that
-// found the queue empty.
-func (c *treeCopy) claimRange() (*splitFile, RangeJob, bool) {
+// claimRange claims a range of a big file, for a process that found the
+// queue empty: the first range of a file no process has started (the
+// caller then copies the rest of it, copyBig), else, if shared, a range
+// of a file that another process copies slowly (shareable). It reports
+// false when there is none.
+func (c *treeCopy) claimRange(shared bool) (*splitFile, RangeJob, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, b := range c.big {
-		if r, ok := c.claimRangeLocked(b); ok {
-			return b, r, true
+		if b.next == 0 {
+			if r, ok := c.claimRangeLocked(b); ok {
+				return b, r, true
+			}
+		}
+	}
+	if !shared {
+		return nil, RangeJob{}, false
+	}
+	for _, b := range c.big {
+		if b.shareable() {
+			if r, ok := c.claimRangeLocked(b); ok {
+				return b, r, true
+			}
 		}
 	}
 	return nil, RangeJob{}, false
@@ -316,17 +482,22 @@ func (c *treeCopy) claimRange() (*splitFile, RangeJob, bool) {
 func (c *treeCopy) runRange(ctx context.Context, pool *multiproc.Pool, b *splitFile, r RangeJob, doneFiles, doneBytes *atomic.Int64) {
 	var n int64
 	var err error
+	t0 := time.Now()
 	if pool == nil {
 		n, err = copyRangeJob(ctx, r)
 	} else {
 		n, err = await(ctx, copySpanFunc.ApplyAsync(pool, r))
 	}
+	took := time.Since(t0)
+	defer c.moreBig.Broadcast() // a range fewer: awaitBig looks again
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil && ctx.Err() != nil {
 		return // interrupted: b is pending, its hidden file removed by copyTree
 	}
 	b.pending--
+	b.copied += n
+	b.took += took
 	doneBytes.Add(n)
 	if err != nil && !b.failed {
 		b.failed = true
@@ -383,16 +554,24 @@ func (c *treeCopy) flushErrs() {
 	c.errOut, c.holdErr = nil, false
 }
 
-// submitBig makes the hidden file of a big file, sparse at its full
-// size, and submits its ranges.
+// submitBig queues a big file: its hidden file made, it is a task.
 func (c *treeCopy) submitBig(b *splitFile) {
+	if c.prepareBig(b) {
+		c.send(&treeTask{big: b})
+	}
+}
+
+// prepareBig makes the hidden file of a big file, sparse at its full
+// size, and cuts the file in ranges. It reports false, the error said,
+// if the file cannot be made.
+func (c *treeCopy) prepareBig(b *splitFile) bool {
 	f, err := os.OpenFile(b.job.Tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		c.mu.Lock()
 		c.failFileLocked(b.job.Dst)
 		c.mu.Unlock()
 		c.fail("cannot create %s: %v", b.job.Dst, errText(err))
-		return
+		return false
 	}
 	err = f.Truncate(b.size)
 	f.Close()
@@ -402,21 +581,82 @@ func (c *treeCopy) submitBig(b *splitFile) {
 		c.failFileLocked(b.job.Dst)
 		c.mu.Unlock()
 		c.fail("cannot create %s of %d bytes: %v", b.job.Dst, b.size, errText(err))
-		return
+		return false
 	}
 	b.ranges = splitRanges(b.size, max(c.opts.jobs, int((b.size+rangeMax-1)/rangeMax)))
 	c.mu.Lock()
 	b.pending = len(b.ranges)
 	c.big = append(c.big, b)
 	c.mu.Unlock()
-	c.send(&treeTask{big: b})
+	c.moreBig.Broadcast()
+	return true
+}
+
+// takeDeferred copies the files that a Names batch handed back, on the
+// consumer that took the batch's result. A later name of a file already
+// met becomes a hard link, made at the end; the first name of a file with
+// several is copied as a batch of one; big files are split in ranges,
+// all of them made ready first, so that an idle process takes one this
+// consumer has not started.
+func (c *treeCopy) takeDeferred(ctx context.Context, pool *multiproc.Pool, b *CopyBatch, ds []int32, doneFiles, doneBytes *atomic.Int64) {
+	var big []*splitFile
+	for _, d := range ds {
+		if ctx.Err() != nil {
+			return
+		}
+		src, dst := b.src(int(d)), b.dst(int(d))
+		var st unix.Stat_t
+		if err := unix.Lstat(src, &st); err != nil {
+			c.fail("%v", readError(src, err))
+			continue
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFREG {
+			c.fail("%s: no longer a regular file", src)
+			continue
+		}
+		if c.linkedCopy(src, dst, &st) {
+			c.files.Add(-1) // the walk counted a file: it is a link
+			if c.opts.bar {
+				c.bytes.Add(-st.Size)
+			}
+			continue
+		}
+		j := c.fileJob(src, dst, &st)
+		if st.Size >= bigFileMin {
+			bf := &splitFile{job: j, size: st.Size}
+			if c.prepareBig(bf) {
+				big = append(big, bf)
+			}
+			continue
+		}
+		t := &treeTask{batch: &CopyBatch{Files: []FileJob{j}, Preserve: c.opts.preserve, NoClobber: c.opts.noClobber}}
+		c.mu.Lock()
+		c.tasks = append(c.tasks, t)
+		c.mu.Unlock()
+		c.run(ctx, pool, t, doneFiles, doneBytes)
+	}
+	if len(big) > 0 {
+		c.maybeStartPool()
+	}
+	for _, bf := range big {
+		c.mu.Lock()
+		r, ok := RangeJob{}, false
+		if bf.next == 0 { // not taken by an idle process meanwhile
+			r, ok = c.claimRangeLocked(bf)
+		}
+		c.mu.Unlock()
+		if ok {
+			c.runRange(ctx, pool, bf, r, doneFiles, doneBytes)
+			c.copyBig(ctx, pool, bf, doneFiles, doneBytes)
+		}
+	}
 }
 
 // addSmall adds a small file to the batch being filled, and submits the
 // batch when it is full: batchMaxFiles files or batchMaxBytes bytes.
 func (c *treeCopy) addSmall(j FileJob) {
 	if c.batch == nil {
-		c.batch = &CopyBatch{Preserve: c.opts.preserve, NoClobber: c.opts.noClobber}
+		c.batch = &CopyBatch{Files: make([]FileJob, 0, batchMaxFiles), Preserve: c.opts.preserve, NoClobber: c.opts.noClobber}
 	}
 	c.batch.Files = append(c.batch.Files, j)
 	c.bbytes += j.Size
@@ -433,17 +673,32 @@ func (c *treeCopy) flushBatch() {
 	}
 }
 
+// sendNames submits a Names batch, its hidden names numbered.
+func (c *treeCopy) sendNames(b *CopyBatch) {
+	b.Writer = tempWriter()
+	b.Seq = tempSeqs(len(b.Names))
+	c.send(&treeTask{batch: b})
+}
+
 // send queues a task. Only the walk sends.
 func (c *treeCopy) send(t *treeTask) {
 	c.mu.Lock()
 	c.tasks = append(c.tasks, t)
+	n := len(c.tasks)
+	c.pending++
 	c.mu.Unlock()
 	c.submit <- t
 	// The pool is worth its start at a second task, or at a big file
 	// (whose ranges an idle worker helps with).
-	if (len(c.tasks) == 2 || t.big != nil) && c.startPool != nil {
-		go c.startPool()
-		c.startPool = nil
+	if n >= 2 || t.big != nil {
+		c.maybeStartPool()
+	}
+}
+
+// maybeStartPool starts the pool, once, if there is one to start.
+func (c *treeCopy) maybeStartPool() {
+	if c.startPool != nil {
+		c.poolOnce.Do(func() { go c.startPool() })
 	}
 }
 

@@ -20,9 +20,11 @@ import (
 //	.NAME.multiproc-PID-START-SEQ
 //
 // PID is the copying (parent) process, START its start time in clock ticks
-// since boot (field 22 of /proc/PID/stat), SEQ a counter. A copy that is
-// interrupted removes its own; a copy that is SIGKILLed cannot, and leaves
-// them. The next copy into the same directory removes every such file
+// since boot (field 22 of /proc/PID/stat), SEQ a counter. A directory the
+// tree copy makes where none was is named so too while its tree is copied
+// (makeDir), and the files inside it under their final names. A copy that
+// is interrupted removes its own files in flight and puts its directories
+// in place; a copy that is SIGKILLed cannot, and leaves them. The next copy into the same directory removes every such file
 // whose writer is dead: no process PID, or one that started at another
 // time (the pid was recycled). A live copy's files are never touched,
 // since PID and START together name one process for the life of the
@@ -39,6 +41,7 @@ var (
 	selfStartOnce sync.Once
 	selfPid       int    // this process's pid (os.Getpid is a system call)
 	selfStart     uint64 // this process's start time, in clock ticks since boot
+	selfWriter    string // "PID-START"
 	tempSeq       atomic.Uint64
 )
 
@@ -73,15 +76,32 @@ func procStart(pid int) (uint64, bool) {
 
 // tempName returns a fresh hidden name for the file dst, in dst's directory.
 func tempName(dst string) string {
+	dir, base := filepath.Split(dst)
+	return dir + tempBase(base, tempWriter(), tempSeq.Add(1))
+}
+
+// tempSeqs reserves n numbers for hidden names and returns the first.
+func tempSeqs(n int) uint64 {
+	return tempSeq.Add(uint64(n)) - uint64(n) + 1
+}
+
+// tempWriter is the PID-START part of this process's hidden names.
+func tempWriter() string {
 	selfStartOnce.Do(func() {
 		selfPid = os.Getpid()
 		selfStart, _ = procStart(selfPid)
+		selfWriter = strconv.Itoa(selfPid) + "-" + strconv.FormatUint(selfStart, 10)
 	})
-	dir, base := filepath.Split(dst)
+	return selfWriter
+}
+
+// tempBase is the hidden name of a file named base, written by writer
+// (tempWriter: a pool worker writes under its parent's) with number seq.
+func tempBase(base, writer string, seq uint64) string {
 	if len(base) > maxTempBase {
 		base = base[:maxTempBase]
 	}
-	return dir + "." + base + tempMark + strconv.Itoa(selfPid) + "-" + strconv.FormatUint(selfStart, 10) + "-" + strconv.FormatUint(tempSeq.Add(1), 10)
+	return "." + base + tempMark + writer + "-" + strconv.FormatUint(seq, 10)
 }
 
 // parseTempName returns the writer's pid and start time of a hidden name
@@ -123,8 +143,8 @@ func writerDead(pid int, start uint64) bool {
 	return !alive || st != start
 }
 
-// removeStaleTemps removes, from directory dir, the hidden files of copies
-// whose copier is dead. It returns how many it removed; a directory it
+// removeStaleTemps removes, from directory dir, the hidden files (and
+// directories, with what they hold) of copies whose copier is dead. It returns how many it removed; a directory it
 // cannot read is left alone (the copy into it reports its own errors).
 func removeStaleTemps(dir string) int {
 	f, err := os.Open(dir)
@@ -143,7 +163,10 @@ func removeStaleTemps(dir string) int {
 			if !ok || !writerDead(pid, start) {
 				continue
 			}
-			if err := os.Remove(filepath.Join(dir, name)); err == nil {
+			// A new tree's hidden directory (makeDir) goes with all it
+			// holds: the name is ours, and its writer is dead.
+			p := filepath.Join(dir, name)
+			if err := os.Remove(p); err == nil || os.RemoveAll(p) == nil {
 				removed++
 			}
 		}

@@ -233,6 +233,20 @@ func noTemps(t *testing.T, root string) {
 	})
 }
 
+// writing returns the directory a tree copy into dst writes into: dst
+// once it is in place, before that the hidden directory of the new tree
+// (makeDir), or "" while there is neither.
+func writing(dst string) string {
+	if _, err := os.Stat(dst); err == nil {
+		return dst
+	}
+	ms, _ := filepath.Glob(filepath.Join(filepath.Dir(dst), "."+filepath.Base(dst)+tempMark+"*"))
+	if len(ms) == 1 {
+		return ms[0]
+	}
+	return ""
+}
+
 func TestCopyTree(t *testing.T) {
 	for _, preserve := range []bool{true, false} {
 		t.Run(fmt.Sprintf("p=%v", preserve), func(t *testing.T) {
@@ -513,15 +527,15 @@ func TestCopyTreeInterrupted(t *testing.T) {
 	for i := range 3 {
 		dst := filepath.Join(dir, fmt.Sprintf("dst%d", i))
 		run := startCLI(t, "copy", "-r", "-j", "2", src, dst)
-		// The first run as soon as the copy has begun (the destination
-		// exists: it is still walking); the others once files are being
-		// completed, at a random moment after that.
+		// The first run as soon as the copy has begun (the new tree's
+		// hidden directory exists: it is still walking); the others once
+		// files are being completed, at a random moment after that.
 		waitFor(t, run, func() bool {
-			if i == 0 {
-				_, err := os.Stat(dst)
-				return err == nil
+			w := writing(dst)
+			if i == 0 || w == "" {
+				return w != ""
 			}
-			ms, _ := filepath.Glob(filepath.Join(dst, "d*", "f*"))
+			ms, _ := filepath.Glob(filepath.Join(w, "d*", "f*"))
 			return len(ms) > 0
 		})
 		if i > 0 {
@@ -541,7 +555,9 @@ func TestCopyTreeInterrupted(t *testing.T) {
 		default:
 			t.Fatalf("exit code %d\nstderr: %s", code, run.stderr.String())
 		}
-		noTemps(t, dst)
+		// The new tree is in place, under its final name, and no hidden
+		// file or directory is left anywhere.
+		noTemps(t, dir)
 		got := scanTree(t, dst)
 		complete := 0
 		for name, e := range got {
@@ -556,6 +572,74 @@ func TestCopyTreeInterrupted(t *testing.T) {
 		t.Logf("run %d: exit %d, %d files complete", i, code, complete)
 		noProcessesLeft(t)
 	}
+}
+
+// TestCopyTreeDirOfBigishFiles: one directory of files below the size
+// that splits a file, but more than a batch's bytes together, is one
+// Names batch at the walk; the process that copies it hands back what is
+// left once it has copied batchMaxBytes, and the rest is shared out as
+// several tasks (the trace counts them), each file copied once, whole.
+func TestCopyTreeDirOfBigishFiles(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	for i := range 12 {
+		writeFile(t, filepath.Join(src, fmt.Sprintf("f%02d", i)), bytes.Repeat([]byte{byte(i)}, 1<<20+i), 0o644)
+	}
+	t.Setenv(traceEnv, "1")
+	r := runCLI(t, 0, "copy", "-r", "-j", "2", src, filepath.Join(dir, "dst"))
+	compareTrees(t, src, filepath.Join(dir, "dst"), false)
+	var here, pool int
+	if i := strings.Index(r.stderr, "every task done ("); i < 0 {
+		t.Fatalf("no trace of the tasks in %q", r.stderr)
+	} else {
+		fmt.Sscanf(r.stderr[i:], "every task done (%d here, %d in the pool)", &here, &pool)
+	}
+	// 12 MiB in batches of 8 MiB: the batch, then its rest in parts.
+	if here+pool < 2 {
+		t.Errorf("%d tasks (%d here, %d in the pool): the batch was not cut at %d bytes\n%s", here+pool, here, pool, batchMaxBytes, r.stderr)
+	}
+}
+
+// TestCopyTreeKilled: a tree copy SIGKILLed mid-way leaves its new tree
+// under a hidden name, never part of a tree under the final one; the next
+// copy into the same directory removes it, with all it holds, and copies
+// the tree whole.
+func TestCopyTreeKilled(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	manySmall(t, src, 600)
+	dst := filepath.Join(dir, "dst")
+	run := startCLI(t, "copy", "-r", "-j", "2", src, dst)
+	waitFor(t, run, func() bool {
+		w := writing(dst)
+		if w == "" || w == dst {
+			return w == dst
+		}
+		ms, _ := filepath.Glob(filepath.Join(w, "d*", "f*"))
+		return len(ms) > 0
+	})
+	run.cmd.Process.Kill()
+	<-run.done // killed: no exit status to check
+	noProcessesLeft(t)
+	if _, err := os.Lstat(dst); err == nil {
+		if got, want := len(scanTree(t, dst)), len(scanTree(t, src)); got != want {
+			t.Fatalf("the killed copy left %d of the %d names of the tree under its final name", got, want)
+		}
+		t.Skip("the copy ended before SIGKILL")
+	}
+	hidden := writing(dst)
+	if hidden == "" {
+		t.Fatal("the killed copy left neither its tree nor a hidden one")
+	}
+	if ms, _ := filepath.Glob(filepath.Join(hidden, "d*", "f*")); len(ms) == 0 {
+		t.Fatalf("the hidden tree %s holds no file", hidden)
+	}
+	runCLI(t, 0, "copy", "-r", src, dst)
+	if _, err := os.Lstat(hidden); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("%s is left after the next copy (%v)", hidden, err)
+	}
+	noTemps(t, dir)
+	compareTrees(t, src, dst, false)
 }
 
 // TestCopyRemovesDeadCopiersTemps: the temporary files of a copy that was
@@ -597,6 +681,10 @@ func TestCopyRemovesDeadCopiersTemps(t *testing.T) {
 	for _, n := range []string{alive, recycled, gone, other} {
 		writeFile(t, filepath.Join(dir, n), []byte("partial"), 0o600)
 	}
+	// A dead copier's new tree (a hidden directory) goes with what it
+	// holds.
+	goneTree := fmt.Sprintf(".t.multiproc-%d-%d-4", dead.Process.Pid, start)
+	writeFile(t, filepath.Join(dir, goneTree, "sub", "f"), []byte("partial"), 0o600)
 	writeFile(t, filepath.Join(dir, "small"), []byte("small\n"), 0o644)
 	runCLI(t, 0, "copy", filepath.Join(dir, "small"), filepath.Join(dir, "small2"))
 	onlyFiles(t, dir, other, alive, "small", "small2")
@@ -760,6 +848,7 @@ func TestCopyTreeSourceChanged(t *testing.T) {
 			// 100 µs at a time, each time stopped again before a look.
 			pid := run.cmd.Process.Pid
 			deadline := time.Now().Add(30 * time.Second)
+			var temps []string
 			for {
 				if syscall.Kill(pid, syscall.SIGSTOP) != nil {
 					break // gone: the race is lost (below)
@@ -767,8 +856,16 @@ func TestCopyTreeSourceChanged(t *testing.T) {
 				for procState(pid) != 'T' && !run.exited() && time.Now().Before(deadline) {
 					time.Sleep(20 * time.Microsecond)
 				}
-				if _, err := os.Stat(filepath.Join(dst, "a", "z")); err == nil || run.exited() {
+				if run.exited() {
 					break
+				}
+				// The new tree is under its hidden name until the end.
+				if w := writing(dst); w != "" {
+					_, err := os.Stat(filepath.Join(w, "a", "z"))
+					temps, _ = filepath.Glob(filepath.Join(w, ".big.multiproc-*"))
+					if err == nil && len(temps) > 0 {
+						break
+					}
 				}
 				if time.Now().After(deadline) {
 					t.Fatal("the walk did not reach src/a/z within 30 s")
@@ -776,7 +873,6 @@ func TestCopyTreeSourceChanged(t *testing.T) {
 				syscall.Kill(pid, syscall.SIGCONT)
 				time.Sleep(100 * time.Microsecond)
 			}
-			temps, _ := filepath.Glob(filepath.Join(dst, ".big.multiproc-*"))
 			if run.exited() || len(temps) == 0 {
 				syscall.Kill(pid, syscall.SIGCONT)
 				run.wait(t)
