@@ -32,6 +32,8 @@ func copyTree(ctx context.Context, srcs []string, dst string, o treeOptions) int
 	c := &treeCopy{opts: o, seen: map[[2]uint64]*fileRef{}, refs: map[string]*fileRef{}}
 	c.moreBig = sync.NewCond(&c.mu)
 	c.extraReady = make(chan struct{}, 1)
+	// An interrupt wakes the processes waiting for work at the end.
+	defer context.AfterFunc(ctx, c.moreBig.Broadcast)()
 	c.umask = uint32(unix.Umask(0))
 	unix.Umask(int(c.umask))
 	targets, ok := c.planTargets(srcs, dst)

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -598,6 +599,105 @@ func TestCopyTreeDirOfBigishFiles(t *testing.T) {
 	if here+pool < 2 {
 		t.Errorf("%d tasks (%d here, %d in the pool): the batch was not cut at %d bytes\n%s", here+pool, here, pool, batchMaxBytes, r.stderr)
 	}
+}
+
+// TestCopyTreeWorkerKilled: a pool worker SIGKILLed mid-copy (as by the
+// OOM killer) fails the files of the batches it held, one line each, and
+// no other: the pool replaces it, the rest is copied, every file in the
+// copy is complete, nothing is left behind, and the exit status is 1.
+func TestCopyTreeWorkerKilled(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	const n = 2000
+	manySmall(t, src, n)
+	dst := filepath.Join(dir, "dst")
+	run := startCLI(t, "copy", "-r", "-j", "2", src, dst)
+	// Killed while provably mid-file: stopped with a file of the new tree
+	// open for writing (in bursts, as stopMidCopy does).
+	deadline := time.Now().Add(30 * time.Second)
+	killed := false
+	for !killed && !run.exited() {
+		if time.Now().After(deadline) {
+			t.Fatal("no worker was seen writing within 30 s")
+		}
+		w := writing(dst)
+		for _, kid := range childrenOf(run.cmd.Process.Pid) {
+			if w == "" || syscall.Kill(kid, syscall.SIGSTOP) != nil {
+				continue
+			}
+			for procState(kid) != 'T' && procState(kid) != 0 && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Microsecond)
+			}
+			if writesUnder(kid, w) {
+				syscall.Kill(kid, syscall.SIGKILL)
+				killed = true
+				break
+			}
+			syscall.Kill(kid, syscall.SIGCONT)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	if !killed {
+		run.wait(t)
+		t.Skip("the copy ended before its worker was seen writing")
+	}
+	code := run.wait(t)
+	failed := map[string]bool{}
+	if stderr := strings.TrimSuffix(run.stderr.String(), "\n"); stderr != "" {
+		for _, l := range strings.Split(stderr, "\n") {
+			rest, ok := strings.CutPrefix(l, "multiproc copy: cannot copy "+src+"/")
+			if !ok {
+				t.Errorf("stderr line %q", l)
+				continue
+			}
+			failed[rest[:strings.IndexByte(rest, ':')]] = true
+		}
+	}
+	if (code == 1) != (len(failed) > 0) || code > 1 {
+		t.Fatalf("exit code %d with %d files failed\nstderr: %s", code, len(failed), run.stderr.String())
+	}
+	want, got := scanTree(t, src), scanTree(t, dst)
+	copied := 0
+	for name, e := range want {
+		if !e.mode.IsRegular() {
+			continue
+		}
+		g, ok := got[name]
+		switch {
+		case ok && failed[name]:
+			t.Errorf("%s is said failed, yet it is in the copy", name)
+		case ok && g.sum != e.sum:
+			t.Errorf("%s is in the copy but not complete", name)
+		case ok:
+			copied++
+		case !failed[name]:
+			t.Errorf("%s is neither copied nor said failed", name)
+		}
+	}
+	t.Logf("exit %d: %d files copied, %d failed with the worker", code, copied, len(failed))
+	noTemps(t, dir)
+	noProcessesLeft(t)
+}
+
+// writesUnder reports whether process pid holds a file under dir open
+// for writing.
+func writesUnder(pid int, dir string) bool {
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	for _, fd := range fds {
+		target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+		if err != nil || !strings.HasPrefix(target, dir+"/") {
+			continue
+		}
+		info, _ := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, fd.Name()))
+		for _, line := range strings.Split(string(info), "\n") {
+			if v, ok := strings.CutPrefix(line, "flags:"); ok {
+				if flags, err := strconv.ParseUint(strings.TrimSpace(v), 8, 64); err == nil && flags&unix.O_ACCMODE == unix.O_WRONLY {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // TestCopyTreeKilled: a tree copy SIGKILLed mid-way leaves its new tree
