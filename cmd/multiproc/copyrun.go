@@ -1,11 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -459,11 +461,15 @@ func (c *treeCopy) claimRangeLocked(b *splitFile) (RangeJob, bool) {
 func (c *treeCopy) claimRange(shared bool) (*splitFile, RangeJob, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	var first *splitFile // the unstarted file with the most data
 	for _, b := range c.big {
-		if b.next == 0 {
-			if r, ok := c.claimRangeLocked(b); ok {
-				return b, r, true
-			}
+		if b.next == 0 && !b.failed && len(b.ranges) > 0 && (first == nil || b.data > first.data) {
+			first = b
+		}
+	}
+	if first != nil {
+		if r, ok := c.claimRangeLocked(first); ok {
+			return first, r, true
 		}
 	}
 	if !shared {
@@ -625,7 +631,7 @@ func (c *treeCopy) takeDeferred(ctx context.Context, pool *multiproc.Pool, b *Co
 		}
 		j := c.fileJob(src, dst, &st)
 		if st.Size >= bigFileMin {
-			bf := &splitFile{job: j, size: st.Size}
+			bf := &splitFile{job: j, size: st.Size, data: dataBytes(&st)}
 			if c.prepareBig(bf) {
 				big = append(big, bf)
 			}
@@ -640,6 +646,9 @@ func (c *treeCopy) takeDeferred(ctx context.Context, pool *multiproc.Pool, b *Co
 	if len(big) > 0 {
 		c.maybeStartPool()
 	}
+	// The most data first: what is left when the other processes run out
+	// of work is then the least (claimRange takes them so too).
+	slices.SortStableFunc(big, func(a, b *splitFile) int { return cmp.Compare(b.data, a.data) })
 	for _, bf := range big {
 		c.mu.Lock()
 		r, ok := RangeJob{}, false

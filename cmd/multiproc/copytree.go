@@ -503,6 +503,7 @@ type treeDir struct {
 type splitFile struct {
 	job     FileJob
 	size    int64
+	data    int64 // bytes of data: less than size in a sparse file
 	ranges  []byteRange
 	next    int // ranges[next:] are not claimed yet
 	failed  bool
@@ -521,6 +522,12 @@ type splitFile struct {
 // A copy slower than shareBelow waits for a device (a cold cache, a disk,
 // a network file system), whose queue two readers at once do use.
 const shareBelow = 1 << 30
+
+// dataBytes is how much data a file holds: its size, or, sparse, the
+// blocks it takes.
+func dataBytes(st *unix.Stat_t) int64 {
+	return min(st.Size, st.Blocks*512)
+}
 
 // shareable reports whether b's ranges are copied slowly enough to be
 // shared (shareBelow), as measured on at least 4 MiB of data.
@@ -946,7 +953,7 @@ func (c *treeCopy) planFile(src, dst string, st *unix.Stat_t) {
 	c.bytes.Add(st.Size)
 	j := c.fileJob(src, dst, st)
 	if st.Size >= bigFileMin {
-		c.submitBig(&splitFile{job: j, size: st.Size})
+		c.submitBig(&splitFile{job: j, size: st.Size, data: dataBytes(st)})
 		return
 	}
 	c.addSmall(j)
