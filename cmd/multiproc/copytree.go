@@ -498,8 +498,7 @@ type treeDir struct {
 // one task: the process that takes it copies its ranges one after the
 // other, and a process that finds the queue empty takes a big file no
 // process has started (claimRange). Two processes write one file at once
-// only where that pays: at the end, when nothing else is left, and only
-// if its ranges copy slowly (shareable).
+// only at the end, when nothing else is left (see claimRange).
 type splitFile struct {
 	job     FileJob
 	size    int64
@@ -508,31 +507,12 @@ type splitFile struct {
 	next    int // ranges[next:] are not claimed yet
 	failed  bool
 	pending int // ranges not done: claimed and running, or not claimed
-
-	copied int64         // bytes of data the ranges done copied
-	took   time.Duration // the time they took
 }
-
-// shareBelow is the rate (bytes a second) under which a big file's ranges
-// are shared between processes at the end of a copy. Where a write holds
-// the file's lock, as in the page cache of tmpfs, ext4 or xfs, a second
-// process writing the same file gains nothing and its wait costs CPU: the
-// bench tree's four big files alone took 100 ms with them shared, 73 ms
-// without (cp: 105 ms), on tmpfs. There one process copies about 4 GB/s.
-// A copy slower than shareBelow waits for a device (a cold cache, a disk,
-// a network file system), whose queue two readers at once do use.
-const shareBelow = 1 << 30
 
 // dataBytes is how much data a file holds: its size, or, sparse, the
 // blocks it takes.
 func dataBytes(st *unix.Stat_t) int64 {
 	return min(st.Size, st.Blocks*512)
-}
-
-// shareable reports whether b's ranges are copied slowly enough to be
-// shared (shareBelow), as measured on at least 4 MiB of data.
-func (b *splitFile) shareable() bool {
-	return b.copied >= 4<<20 && b.took > 0 && float64(b.copied)/b.took.Seconds() < shareBelow
 }
 
 // linkJob is a hard link to make at the end: dst, to the first copy of
@@ -564,7 +544,7 @@ type treeCopy struct {
 	tasks  []*treeTask      // every task sent
 	// pending counts the tasks sent and not done (taskDone); moreBig is
 	// signalled when it falls or a big file is added, for the processes
-	// waiting at the end for ranges to help with (awaitBig).
+	// waiting at the end for work (awaitWork).
 	pending int
 	moreBig *sync.Cond
 	// extra holds the rests of Names batches that reached batchMaxBytes,
