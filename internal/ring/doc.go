@@ -68,6 +68,26 @@
 // is written only under prodLock), so a queue that once carried 64 MiB does
 // not pin that memory until it is closed.
 //
+// # Reading the other side's word
+//
+// The head word is written by every Get and the tail word by every Put: a
+// producer that read head on every Put (and a consumer tail on every Get)
+// would move that cache line between the CPUs twice a message, which at
+// 2.2M messages a second was the queue's whole cost on a 2-CPU VM. So each
+// handle keeps, per side, the word it last committed and the other side's
+// word as it last read it (side.last, side.seen), and reads the other
+// side's word only when its copy says full (or no room) or empty. The
+// copy is exact or behind, never ahead: the other side's word only grows,
+// and a word behind shows less room or fewer messages, never more, so a
+// stale copy can only send the handle to read the word again. It is
+// trusted only while this side's word is still the one the handle last
+// committed: another handle of the same side (another process) having
+// committed since, the copy may be behind by more than a count's wrap, or
+// (consumers) behind head itself, and the word is read. A crash changes
+// nothing here: the copies are process-local, and a dead process's commit
+// is seen as another handle's. (queue-1p1c: 2.2M to about 4M messages a
+// second.)
+//
 // # Waking
 //
 // A consumer that finds the queue empty spins as its side's wait.Spinner says

@@ -107,7 +107,14 @@ func (r *Ring) tryPut(msg []byte) error {
 		return err
 	}
 	t := load64(r.tail)
-	h := load64(r.head)
+	// The consumers' head word is the line they write on every Get: read
+	// it only when the head this process saw last says there may be no
+	// room (see seen).
+	h := r.prod.seen
+	if !r.prod.ok || t != r.prod.last || queued(h, t) >= r.limit || used(h, t)+need > m.cap() {
+		h = load64(r.head)
+		r.prod.seen = h
+	}
 	if queued(h, t) >= r.limit {
 		r.prodLock.Unlock()
 		return ErrFull
@@ -130,7 +137,8 @@ func (r *Ring) tryPut(msg []byte) error {
 	} else {
 		m.write((idx+frameHdr)&m.mask, msg)
 	}
-	store64(r.tail, pack(cnt+1, pos+need)) // the commit
+	r.prod.last, r.prod.ok = pack(cnt+1, pos+need), true
+	store64(r.tail, r.prod.last) // the commit
 	r.prodLock.Unlock()
 	wake(&r.cons)
 	return nil
@@ -146,7 +154,13 @@ func (r *Ring) tryGet(dst []byte) ([]byte, error) {
 		return dst, err
 	}
 	h := load64(r.head)
-	t := load64(r.tail)
+	// The producers' tail word is the line they write on every Put: read
+	// it only when the tail this process saw last shows nothing more.
+	t := r.cons.seen
+	if !r.cons.ok || h != r.cons.last || queued(h, t) == 0 {
+		t = load64(r.tail)
+		r.cons.seen = t
+	}
 	if queued(h, t) == 0 {
 		r.consLock.Unlock()
 		return dst, ErrEmpty
@@ -166,7 +180,8 @@ func (r *Ring) tryGet(dst []byte) ([]byte, error) {
 	if testHook != nil {
 		testHook(hookGetCopied, dst)
 	}
-	store64(r.head, pack(cnt+1, pos+frameLen(n))) // the commit
+	r.cons.last, r.cons.ok = pack(cnt+1, pos+frameLen(n)), true
+	store64(r.head, r.cons.last) // the commit
 	r.consLock.Unlock()
 	wake(&r.prod)
 	if n >= trimMin {

@@ -63,6 +63,20 @@ type side struct {
 	op   gate.Gate // held around the critical section in this process
 	wait gate.Gate // held by the one goroutine of this process that sleeps
 	spin wait.Spinner
+
+	// Under op and the side's lock: last is the word this process last
+	// committed on its side (tail for producers, head for consumers), seen
+	// the other side's word as it last read it. While this side's word is
+	// still last, no other process of this side has committed since, so
+	// seen is exact or behind: the other side's word only grows, and a
+	// word behind shows less room (producers) or fewer messages
+	// (consumers), never more. So each side reads the other's word, the
+	// cache line the other writes on every message, only when seen says
+	// full or empty, not on every message. (When another process of this
+	// side did commit, seen may be more than a count's wrap behind, and
+	// the word is read; and before this process's first commit, ok false.)
+	last, seen uint64
+	ok         bool
 }
 
 // Create makes a new queue. maxMsgs <= 0: bounded only by memory.

@@ -650,3 +650,73 @@ func waitParked(t *testing.T, ctx context.Context, frame string, n int) {
 		t.Fatal(err)
 	}
 }
+
+// TestSeenWordsSeveralHandles: each handle reads the other side's word
+// only when the copy it saw last says full or empty (side.seen), which is
+// exact only while no other handle of its side has committed since. Two
+// producer and two consumer handles on one queue (as four processes would
+// have), in a random interleaving of TryPut and TryGet, must answer as a
+// FIFO model does: ErrFull exactly when the queue holds maxMsgs, ErrEmpty
+// exactly when it is empty, every message once and in order; with no
+// limit, through wrap-arounds and growth.
+func TestSeenWordsSeveralHandles(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		maxMsgs  int
+		maxBytes int
+	}{{"limit 5", 5, 40}, {"no limit, growing", 0, 700}} {
+		t.Run(c.name, func(t *testing.T) {
+			r := mkRing(t, c.maxMsgs, 4096)
+			hs := []*Ring{r}
+			for range 3 {
+				fd, err := unix.Dup(r.Fd())
+				if err != nil {
+					t.Fatal(err)
+				}
+				h, err := Open(fd)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { h.Close() })
+				hs = append(hs, h)
+			}
+			prods, conss := hs[:2], hs[2:]
+			rng := rand.New(rand.NewPCG(1, 2))
+			var model [][]byte
+			seq := 0
+			for i := range 20000 {
+				if rng.IntN(2) == 0 {
+					p := prods[rng.IntN(2)]
+					msg := bytes.Repeat([]byte{byte(seq)}, 1+rng.IntN(c.maxBytes))
+					msg = append(fmt.Appendf(nil, "%d:", seq), msg...)
+					err := p.TryPut(msg)
+					full := c.maxMsgs > 0 && len(model) == c.maxMsgs
+					switch {
+					case full && err != ErrFull:
+						t.Fatalf("op %d: TryPut on a full queue: %v, want ErrFull", i, err)
+					case !full && err != nil:
+						t.Fatalf("op %d: TryPut with %d queued: %v", i, len(model), err)
+					case err == nil:
+						model = append(model, msg)
+						seq++
+					}
+					continue
+				}
+				got, err := conss[rng.IntN(2)].TryGet(nil)
+				if len(model) == 0 {
+					if err != ErrEmpty {
+						t.Fatalf("op %d: TryGet on an empty queue: %q, %v, want ErrEmpty", i, got, err)
+					}
+					continue
+				}
+				if err != nil || !bytes.Equal(got, model[0]) {
+					t.Fatalf("op %d: TryGet: %.20q, %v, want %.20q", i, got, err, model[0])
+				}
+				model = model[1:]
+			}
+			if seq < 1000 {
+				t.Fatalf("only %d messages went through", seq)
+			}
+		})
+	}
+}
