@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"reflect"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"unsafe"
@@ -134,6 +135,15 @@ type Waiter struct {
 	// of Waits with one context registers it once, not once a wait.
 	watched     context.Context
 	stopWatched func() bool
+
+	// A context's wake-up runs on a goroutine of its own and may come at
+	// any time, even as Close runs (stopWatched then reports it started):
+	// it sends under wakeMu, and Close sets wakeOff under wakeMu before it
+	// takes what is pending. So no wake-up reaches the thread after Close,
+	// where a later Waiter on the same thread that waits for that signal
+	// would take it for a real one.
+	wakeMu  sync.Mutex
+	wakeOff bool
 }
 
 // waitable reports why sig cannot be waited for, or "".
@@ -317,7 +327,13 @@ func (w *Waiter) watch(ctx context.Context) {
 	}
 	w.unwatch()
 	w.watched = ctx
-	w.stopWatched = context.AfterFunc(ctx, func() { unix.Tgkill(w.pid, w.tid, w.wake) })
+	w.stopWatched = context.AfterFunc(ctx, func() {
+		w.wakeMu.Lock()
+		defer w.wakeMu.Unlock()
+		if !w.wakeOff {
+			unix.Tgkill(w.pid, w.tid, w.wake)
+		}
+	})
 }
 
 func (w *Waiter) unwatch() {
@@ -341,6 +357,9 @@ func (w *Waiter) Close() error {
 	}
 	w.closed = true
 	w.unwatch()
+	w.wakeMu.Lock()
+	w.wakeOff = true // a context's wake-up sent from now on would outlive the Waiter
+	w.wakeMu.Unlock()
 	signal.Stop(w.notify)
 	close(w.stop)
 	<-w.fwdDone

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -428,5 +429,44 @@ func TestWaiterWakeSignal(t *testing.T) {
 			w.Close()
 		}
 		t.Errorf("NewWaiter(every real-time signal) = %v; want EINVAL", err)
+	}
+}
+
+// TestWaiterNoWakeAfterClose: a context that ends as its Wait returns
+// sends the Waiter's wake-up signal from a goroutine of its own, which may
+// run late: after Close, when a new Waiter on the same thread waits for
+// that very signal and would take it for a real one. Close stops them.
+// With one P the late goroutine runs only when the next Wait blocks: the
+// interleaving that went wrong, forced.
+func TestWaiterNoWakeAfterClose(t *testing.T) {
+	const rtmax = syscall.Signal(64)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	for i := range 50 {
+		w, err := signals.NewWaiter(syscall.SIGUSR1) // its wake-up: SIGRTMAX
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		if err := signals.KillThread(os.Getpid(), w.Tid(), syscall.SIGUSR1); err != nil {
+			t.Fatal(err)
+		}
+		if s, err := w.Wait(ctx); s != syscall.SIGUSR1 || err != nil {
+			t.Fatalf("round %d: Wait = %v, %v; want SIGUSR1", i, s, err)
+		}
+		cancel() // its wake-up, on a goroutine that cannot run yet
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		w2, err := signals.NewWaiter(syscall.SIGUSR1, rtmax)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dctx, dcancel := context.WithTimeout(context.Background(), time.Millisecond)
+		s, err := w2.Wait(dctx)
+		dcancel()
+		w2.Close()
+		if s != nil || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("round %d: a new Waiter for SIGRTMAX got %v, %v: the closed Waiter's wake-up", i, s, err)
+		}
 	}
 }
