@@ -96,9 +96,7 @@ func copyTree(ctx context.Context, srcs []string, dst string, o treeOptions) int
 				// Nothing queued: copy a big file no process has
 				// started, else wait.
 				if b, r, claimed := c.claimRange(false); claimed && ctx.Err() == nil {
-					c.runRange(ctx, pool, b, r, &doneFiles, &doneBytes)
-					ran.Add(1)
-					ran.Add(c.copyBig(ctx, pool, b, &doneFiles, &doneBytes))
+					ran.Add(c.copyClaimed(ctx, pool, b, r, &doneFiles, &doneBytes))
 					continue
 				}
 				select {
@@ -123,10 +121,7 @@ func copyTree(ctx context.Context, srcs []string, dst string, o treeOptions) int
 						}
 						break
 					}
-					c.runRange(ctx, pool, b, r, &doneFiles, &doneBytes)
-					ran.Add(1)
-					// Its ranges left are this process's to copy now.
-					ran.Add(c.copyBig(ctx, pool, b, &doneFiles, &doneBytes))
+					ran.Add(c.copyClaimed(ctx, pool, b, r, &doneFiles, &doneBytes))
 				}
 				return
 			}
@@ -369,6 +364,14 @@ func (c *treeCopy) copyBig(ctx context.Context, pool *multiproc.Pool, b *splitFi
 	return n
 }
 
+// copyClaimed copies range r of b, just claimed, then the ranges of b
+// left: the file is this process's to finish. It returns how many ranges
+// it copied.
+func (c *treeCopy) copyClaimed(ctx context.Context, pool *multiproc.Pool, b *splitFile, r RangeJob, doneFiles, doneBytes *atomic.Int64) int64 {
+	c.runRange(ctx, pool, b, r, doneFiles, doneBytes)
+	return 1 + c.copyBig(ctx, pool, b, doneFiles, doneBytes)
+}
+
 // taskDone counts a task of the queue as done: run, or drained after an
 // interrupt, with the files it handed back.
 func (c *treeCopy) taskDone() {
@@ -400,10 +403,9 @@ func (c *treeCopy) awaitWork(ctx context.Context) bool {
 
 // requeue queues the rest of a batch that reached batchMaxBytes.
 func (c *treeCopy) requeue(t *treeTask) {
+	c.track(t, true) // pending before it can be taken and done
 	c.mu.Lock()
-	c.tasks = append(c.tasks, t)
 	c.extra = append(c.extra, t)
-	c.pending++
 	c.mu.Unlock()
 	c.moreBig.Broadcast()
 	select {
@@ -639,9 +641,7 @@ func (c *treeCopy) takeDeferred(ctx context.Context, pool *multiproc.Pool, b *Co
 			continue
 		}
 		t := &treeTask{batch: &CopyBatch{Files: []FileJob{j}, Preserve: c.opts.preserve, NoClobber: c.opts.noClobber}}
-		c.mu.Lock()
-		c.tasks = append(c.tasks, t)
-		c.mu.Unlock()
+		c.track(t, false)
 		c.run(ctx, pool, t, doneFiles, doneBytes)
 	}
 	if len(big) > 0 {
@@ -658,8 +658,7 @@ func (c *treeCopy) takeDeferred(ctx context.Context, pool *multiproc.Pool, b *Co
 		}
 		c.mu.Unlock()
 		if ok {
-			c.runRange(ctx, pool, bf, r, doneFiles, doneBytes)
-			c.copyBig(ctx, pool, bf, doneFiles, doneBytes)
+			c.copyClaimed(ctx, pool, bf, r, doneFiles, doneBytes)
 		}
 	}
 }
@@ -694,17 +693,26 @@ func (c *treeCopy) sendNames(b *CopyBatch) {
 
 // send queues a task. Only the walk sends.
 func (c *treeCopy) send(t *treeTask) {
-	c.mu.Lock()
-	c.tasks = append(c.tasks, t)
-	n := len(c.tasks)
-	c.pending++
-	c.mu.Unlock()
+	n := c.track(t, true)
 	c.submit <- t
 	// The pool is worth its start at a second task, or at a big file
 	// (whose ranges an idle worker helps with).
 	if n >= 2 || t.big != nil {
 		c.maybeStartPool()
 	}
+}
+
+// track records t among the tasks (for the cleanup after an interrupt)
+// and, if it is queued, among those pending (taskDone). It returns how
+// many tasks there are.
+func (c *treeCopy) track(t *treeTask, queued bool) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tasks = append(c.tasks, t)
+	if queued {
+		c.pending++
+	}
+	return len(c.tasks)
 }
 
 // maybeStartPool starts the pool, once, if there is one to start.

@@ -248,18 +248,11 @@ func copyNamed(ctx context.Context, b *CopyBatch, i, sdir, ddir int, name string
 			return 0, true, false, nil // cp -n: an existing file is left alone, silently
 		}
 	}
-	sfd, err := openatRetry(sdir, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	sfd, st, err := openSource(sdir, name, func() string { return b.src(i) })
 	if err != nil {
-		return 0, false, false, readError(b.src(i), err)
+		return 0, false, false, err
 	}
 	defer unix.Close(sfd)
-	var st unix.Stat_t
-	if err := unix.Fstat(sfd, &st); err != nil {
-		return 0, false, false, fmt.Errorf("cannot read %s: %v", b.src(i), err)
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return 0, false, false, fmt.Errorf("%s: no longer a regular file", b.src(i))
-	}
 	if st.Size >= bigFileMin || st.Nlink > 1 {
 		return 0, false, true, nil
 	}
@@ -337,23 +330,12 @@ func readError(src string, err error) error {
 // was left alone because its destination exists (noClobber). On failure
 // the hidden file is removed.
 func copyOneFile(ctx context.Context, dirs *dirCache, j FileJob, preserve, noClobber bool) (n int64, skipped bool, err error) {
-	// Raw descriptors: an os.File would try to add each to the poller
-	// and, for Fd, set it blocking again: three system calls more a file.
-	// O_NONBLOCK: a source replaced by a FIFO since the walk is refused
-	// below, not waited on for ever (it changes nothing for a file).
 	sdir, sname := dirAt(j.Src, &dirs.src, &dirs.sfd, &dirs.srcOK)
-	sfd, err := openatRetry(sdir, sname, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	sfd, st, err := openSource(sdir, sname, func() string { return j.Src })
 	if err != nil {
-		return 0, false, readError(j.Src, err)
+		return 0, false, err
 	}
 	defer unix.Close(sfd)
-	var st unix.Stat_t
-	if err := unix.Fstat(sfd, &st); err != nil {
-		return 0, false, fmt.Errorf("cannot read %s: %v", j.Src, err)
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return 0, false, fmt.Errorf("%s: no longer a regular file", j.Src)
-	}
 	// The hidden name and the final one are in the same directory.
 	ddir, tmpName := dirAt(j.Tmp, &dirs.dst, &dirs.dfd, &dirs.dOK)
 	dstName := j.Dst
@@ -361,6 +343,33 @@ func copyOneFile(ctx context.Context, dirs *dirCache, j FileJob, preserve, noClo
 		dstName = filepath.Base(j.Dst)
 	}
 	return writeCopy(ctx, sfd, &st, ddir, tmpName, dstName, j, preserve, noClobber)
+}
+
+// openSource opens the source file name in the directory dir, never
+// following a symbolic link, and stats it: it must be a regular file.
+// path names it in the errors (made only for one). A raw descriptor: an
+// os.File would try to add each to the poller and, for Fd, set it
+// blocking again, three system calls more a file. O_NONBLOCK: a source
+// replaced by a FIFO since the walk is refused, not waited on for ever
+// (it changes nothing for a file).
+func openSource(dir int, name string, path func() string) (int, unix.Stat_t, error) {
+	var st unix.Stat_t
+	sfd, err := openatRetry(dir, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, st, readError(path(), err)
+	}
+	err = unix.Fstat(sfd, &st)
+	switch {
+	case err != nil:
+		err = fmt.Errorf("cannot read %s: %v", path(), err)
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		err = fmt.Errorf("%s: no longer a regular file", path())
+	}
+	if err != nil {
+		unix.Close(sfd)
+		return -1, st, err
+	}
+	return sfd, st, nil
 }
 
 // writeCopy copies the open regular file sfd (its stat st) to tmpName in
