@@ -321,7 +321,7 @@ func TestCopyInterrupted(t *testing.T) {
 			if c.midCopy {
 				// A copy process stopped inside its copy: the copy cannot
 				// complete before the signal.
-				if _, ok := stopMidCopy(t, run, dir); !ok {
+				if _, ok := stopMidCopy(t, run, tempIn(dir)); !ok {
 					t.Fatalf("the copy ended before a copy process was seen copying: %v\nstderr: %s", run.err, run.stderr.String())
 				}
 			} else {
@@ -433,15 +433,15 @@ func waitFor(t *testing.T, r *cliRun, cond func() bool) {
 	}
 }
 
-// stopMidCopy waits until a copy process of the command run has the
-// temporary file of dir open (it is past its start and inside its copy),
-// stopped with SIGSTOP, and returns its pid: from then on, that part of
+// stopMidCopy waits until a copy process of the command run has a file
+// that writes accepts open for writing only (it is past its start and
+// inside its copy), stopped with SIGSTOP, and returns its pid: from then on, that part of
 // the copy cannot complete, whatever the timing. Each child is stopped as
 // soon as it is seen, then let go on in short bursts, stopped again
 // before each look, so that its copy cannot run to its end between two
 // looks. ok is false if the command exited first. The stopped process is
 // killed when the test ends, if it is still there.
-func stopMidCopy(t *testing.T, run *cliRun, dir string) (pid int, ok bool) {
+func stopMidCopy(t *testing.T, run *cliRun, writes func(path string) bool) (pid int, ok bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	// stop stops kid and reports whether it is stopped (not gone).
@@ -472,7 +472,7 @@ func stopMidCopy(t *testing.T, run *cliRun, dir string) (pid int, ok bool) {
 				t.Cleanup(func() { syscall.Kill(kid, syscall.SIGKILL) })
 			}
 			for stop(kid) {
-				if holdsTemp(kid, dir) {
+				if writesTo(kid, writes) {
 					return kid, true
 				}
 				// A burst: from here to the SIGSTOP of the next stop.
@@ -485,15 +485,22 @@ func stopMidCopy(t *testing.T, run *cliRun, dir string) (pid int, ok bool) {
 	return 0, false
 }
 
-// holdsTemp reports whether process pid has the copy's temporary file in
-// dir open for writing only: as a copy process opens it in its task. The
-// parent's descriptor (read-write) does not count: a child between fork
-// and exec still has it.
-func holdsTemp(pid int, dir string) bool {
+// tempIn matches the copy's temporary files in dir.
+func tempIn(dir string) func(path string) bool {
+	return func(p string) bool {
+		return filepath.Dir(p) == dir && strings.Contains(filepath.Base(p), ".multiproc-")
+	}
+}
+
+// writesTo reports whether process pid has a file that match accepts open
+// for writing only: as a copy process opens it in its task. A read-write
+// descriptor does not count: the parent's of a big file's temporary file,
+// which a child between fork and exec still has.
+func writesTo(pid int, match func(path string) bool) bool {
 	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	for _, fd := range fds {
 		target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
-		if err != nil || filepath.Dir(target) != dir || !strings.Contains(filepath.Base(target), ".multiproc-") {
+		if err != nil || !match(target) {
 			continue
 		}
 		info, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, fd.Name()))
@@ -689,7 +696,7 @@ func TestCopyChildKilled(t *testing.T) {
 	src := bigFile(t, largeSize)
 	dir := t.TempDir()
 	run := startCLI(t, "copy", "-j", "2", src.path, filepath.Join(dir, "dst"))
-	pid, ok := stopMidCopy(t, run, dir)
+	pid, ok := stopMidCopy(t, run, tempIn(dir))
 	if !ok {
 		t.Fatalf("the copy ended before a copy process was seen copying: %v\nstderr: %s", run.err, run.stderr.String())
 	}

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -613,7 +612,9 @@ func TestCopyTreeWorkerKilled(t *testing.T) {
 	dst := filepath.Join(dir, "dst")
 	run := startCLI(t, "copy", "-r", "-j", "2", src, dst)
 	// Killed while provably mid-file: stopped with a file of the new tree
-	// open for writing (in bursts, as stopMidCopy does).
+	// (still under its hidden name) open for writing. Not stopMidCopy:
+	// the worker runs 100 µs between two looks, or the parent, never
+	// stopped, would copy the whole tree meanwhile.
 	deadline := time.Now().Add(30 * time.Second)
 	killed := false
 	for !killed && !run.exited() {
@@ -626,16 +627,16 @@ func TestCopyTreeWorkerKilled(t *testing.T) {
 				continue
 			}
 			for procState(kid) != 'T' && procState(kid) != 0 && time.Now().Before(deadline) {
-				time.Sleep(20 * time.Microsecond)
+				time.Sleep(20 * time.Microsecond) // /proc has no event to wait on
 			}
-			if writesUnder(kid, w) {
+			if writesTo(kid, func(p string) bool { return strings.HasPrefix(p, w+"/") }) {
 				syscall.Kill(kid, syscall.SIGKILL)
 				killed = true
 				break
 			}
 			syscall.Kill(kid, syscall.SIGCONT)
 		}
-		time.Sleep(100 * time.Microsecond)
+		time.Sleep(100 * time.Microsecond) // the burst the copy runs between two looks
 	}
 	if !killed {
 		run.wait(t)
@@ -677,27 +678,6 @@ func TestCopyTreeWorkerKilled(t *testing.T) {
 	t.Logf("exit %d: %d files copied, %d failed with the worker", code, copied, len(failed))
 	noTemps(t, dir)
 	noProcessesLeft(t)
-}
-
-// writesUnder reports whether process pid holds a file under dir open
-// for writing.
-func writesUnder(pid int, dir string) bool {
-	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	for _, fd := range fds {
-		target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
-		if err != nil || !strings.HasPrefix(target, dir+"/") {
-			continue
-		}
-		info, _ := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, fd.Name()))
-		for _, line := range strings.Split(string(info), "\n") {
-			if v, ok := strings.CutPrefix(line, "flags:"); ok {
-				if flags, err := strconv.ParseUint(strings.TrimSpace(v), 8, 64); err == nil && flags&unix.O_ACCMODE == unix.O_WRONLY {
-					return true
-				}
-			}
-		}
-	}
-	return false
 }
 
 // TestCopyTreeKilled: a tree copy SIGKILLed mid-way leaves its new tree
