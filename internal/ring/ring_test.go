@@ -30,6 +30,22 @@ func mkRing(t testing.TB, maxMsgs, ringBytes int) *Ring {
 	return r
 }
 
+// openAgain is another handle on r's queue, as another process has one
+// (through a duplicate of its descriptor); closed when the test ends.
+func openAgain(t testing.TB, r *Ring) *Ring {
+	t.Helper()
+	fd, err := unix.Dup(r.Fd())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := Open(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
 func testCtx(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
@@ -206,16 +222,7 @@ func TestClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A second handle on the same queue, as another process would have.
-	fd, err := unix.Dup(r.Fd())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r2, err := Open(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r2.Close()
+	r2 := openAgain(t, r) // a second handle, as another process would have
 	ctx := testCtx(t, 10*time.Second)
 
 	blocked := make(chan error, 1)
@@ -667,19 +674,7 @@ func TestSeenWordsSeveralHandles(t *testing.T) {
 	}{{"limit 5", 5, 40}, {"no limit, growing", 0, 700}} {
 		t.Run(c.name, func(t *testing.T) {
 			r := mkRing(t, c.maxMsgs, 4096)
-			hs := []*Ring{r}
-			for range 3 {
-				fd, err := unix.Dup(r.Fd())
-				if err != nil {
-					t.Fatal(err)
-				}
-				h, err := Open(fd)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { h.Close() })
-				hs = append(hs, h)
-			}
+			hs := []*Ring{r, openAgain(t, r), openAgain(t, r), openAgain(t, r)}
 			prods, conss := hs[:2], hs[2:]
 			rng := rand.New(rand.NewPCG(1, 2))
 			var model [][]byte
