@@ -680,6 +680,59 @@ func TestCopyTreeWorkerKilled(t *testing.T) {
 	noProcessesLeft(t)
 }
 
+// TestCopyTreeDestinationAppears: a destination made by someone else
+// while the new tree is copied under its hidden name is never replaced,
+// even empty: the copy says where its tree is, leaves it whole, and
+// exits 1. The copy (-j 1, no worker) is stopped as soon as its hidden
+// tree exists, in short bursts from its start, and the destination made
+// then.
+func TestCopyTreeDestinationAppears(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	manySmall(t, src, 600)
+	dst := filepath.Join(dir, "dst")
+	run := startCLI(t, "copy", "-r", "-j", "1", src, dst)
+	pid := run.cmd.Process.Pid
+	deadline := time.Now().Add(30 * time.Second)
+	hidden := ""
+	for hidden == "" && !run.exited() {
+		if time.Now().After(deadline) {
+			t.Fatal("no hidden tree within 30 s")
+		}
+		if syscall.Kill(pid, syscall.SIGSTOP) != nil {
+			break
+		}
+		for procState(pid) != 'T' && !run.exited() && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Microsecond) // /proc has no event to wait on
+		}
+		if w := writing(dst); w != "" && w != dst {
+			hidden = w
+			break
+		}
+		syscall.Kill(pid, syscall.SIGCONT)
+		time.Sleep(100 * time.Microsecond) // the burst the copy runs between two looks
+	}
+	if hidden == "" {
+		run.wait(t)
+		t.Skip("the copy ended before its hidden tree was seen")
+	}
+	if err := os.Mkdir(dst, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if code := run.wait(t); code != 1 {
+		t.Fatalf("exit code %d, want 1\nstderr: %s", code, run.stderr.String())
+	}
+	want := fmt.Sprintf("multiproc copy: cannot create directory %s: file exists (the copy is in %s)\n", dst, hidden)
+	if got := run.stderr.String(); got != want {
+		t.Errorf("stderr %q, want %q", got, want)
+	}
+	onlyFiles(t, dst)
+	compareTrees(t, src, hidden, false)
+}
+
 // TestCopyTreeKilled: a tree copy SIGKILLed mid-way leaves its new tree
 // under a hidden name, never part of a tree under the final one; the next
 // copy into the same directory removes it, with all it holds, and copies
