@@ -25,6 +25,15 @@ import (
 //go:embed floor/c_limits.c
 var FloorSource []byte
 
+// FloorSocketsSource is floor/c_sockets.c, this repository's own small C
+// program for what c_limits.c lacks: round trips over a connected socket
+// (TCP loopback and a unix socket, made with listen/connect/accept), the
+// floor of the socket rows. RunFloor runs it after c_limits and merges its
+// figures into the report.
+//
+//go:embed floor/c_sockets.c
+var FloorSocketsSource []byte
+
 // FloorMetric is one figure of the floor program.
 type FloorMetric struct {
 	Name   string    `json:"name"`
@@ -39,7 +48,7 @@ type FloorMetric struct {
 
 // FloorReport is the floor program's JSON document.
 type FloorReport struct {
-	Tool    string        `json:"tool"` // "c_limits"
+	Tool    string        `json:"tool"` // "c_limits" (RunFloor's merged report), or "c_sockets"
 	Reps    int           `json:"reps"`
 	NProc   int           `json:"nproc"`
 	Results []FloorMetric `json:"results"`
@@ -52,14 +61,15 @@ type FloorReport struct {
 // maxFloorOutput bounds what is read of the floor program's output.
 const maxFloorOutput = 1 << 20
 
-// ParseFloor decodes the floor program's output.
+// ParseFloor decodes the output of a floor program (c_limits or
+// c_sockets).
 func ParseFloor(b []byte) (*FloorReport, error) {
 	var r FloorReport
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("the floor program's output is not its JSON document: %v", err)
 	}
-	if r.Tool != "c_limits" || len(r.Results) == 0 {
-		return nil, fmt.Errorf("the floor program's output has tool %q and %d results: not c_limits's report", r.Tool, len(r.Results))
+	if (r.Tool != "c_limits" && r.Tool != "c_sockets") || len(r.Results) == 0 {
+		return nil, fmt.Errorf("the floor program's output has tool %q and %d results: not c_limits's or c_sockets's report", r.Tool, len(r.Results))
 	}
 	for _, m := range r.Results {
 		if m.Name == "" || !(m.Median > 0) || (m.Better != "lower" && m.Better != "higher") {
@@ -182,10 +192,12 @@ func FindCC(cc string) (string, error) {
 	return "", ErrNoCompiler
 }
 
-// RunFloor compiles FloorSource with a C compiler in a temporary directory
-// and runs it, and returns its report. An error wrapping ErrNoCompiler
-// means there is no compiler; a compiler that fails (the program needs
-// Linux on x86-64: it uses PAUSE) is an error quoting its first lines.
+// RunFloor compiles FloorSource and FloorSocketsSource with a C compiler
+// in a temporary directory, runs them one after the other, and returns
+// c_limits's report with c_sockets's figures added. An error wrapping
+// ErrNoCompiler means there is no compiler; a compiler that fails (the
+// program needs Linux on x86-64: it uses PAUSE) is an error quoting its
+// first lines.
 func RunFloor(ctx context.Context, o FloorOptions) (*FloorReport, error) {
 	cc, err := FindCC(o.CC)
 	if err != nil {
@@ -196,14 +208,6 @@ func RunFloor(ctx context.Context, o FloorOptions) (*FloorReport, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	src, bin := filepath.Join(dir, "c_limits.c"), filepath.Join(dir, "c_limits")
-	if err := os.WriteFile(src, FloorSource, 0o644); err != nil {
-		return nil, err
-	}
-	out, err := exec.CommandContext(ctx, cc, "-O2", "-o", bin, src, "-lpthread").CombinedOutput()
-	if err != nil {
-		return nil, fmt.Errorf("compiling the floor program with %s: %v%s", cc, err, tail(string(out)))
-	}
 	args := []string{}
 	if o.Quick {
 		args = append(args, "--quick")
@@ -213,6 +217,33 @@ func RunFloor(ctx context.Context, o FloorOptions) (*FloorReport, error) {
 		args = append(args, target)
 	} else {
 		target = ""
+	}
+	rep, err := runFloorProgram(ctx, cc, dir, "c_limits", FloorSource, args, o.Progress)
+	if err != nil {
+		return nil, err
+	}
+	rep.ExecTarget = target
+	sockArgs := args[:0:0]
+	if o.Quick {
+		sockArgs = append(sockArgs, "--quick")
+	}
+	sock, err := runFloorProgram(ctx, cc, dir, "c_sockets", FloorSocketsSource, sockArgs, o.Progress)
+	if err != nil {
+		return nil, err
+	}
+	rep.Results = append(rep.Results, sock.Results...)
+	return rep, nil
+}
+
+// runFloorProgram compiles src as dir/name.c and runs it with args.
+func runFloorProgram(ctx context.Context, cc, dir, name string, src []byte, args []string, progress func(string)) (*FloorReport, error) {
+	srcPath, bin := filepath.Join(dir, name+".c"), filepath.Join(dir, name)
+	if err := os.WriteFile(srcPath, src, 0o644); err != nil {
+		return nil, err
+	}
+	out, err := exec.CommandContext(ctx, cc, "-O2", "-o", bin, srcPath, "-lpthread").CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("compiling the floor program with %s: %v%s", cc, err, tail(string(out)))
 	}
 	cmd := exec.CommandContext(ctx, bin, args...)
 	// Killed with this process, whatever kills it: it runs for a while.
@@ -229,22 +260,17 @@ func RunFloor(ctx context.Context, o FloorOptions) (*FloorReport, error) {
 	sc := bufio.NewScanner(pr)
 	for sc.Scan() {
 		line := sc.Text()
-		if o.Progress != nil {
-			o.Progress(line)
+		if progress != nil {
+			progress(line)
 		}
 		if stderr.Len() < maxFloorOutput {
 			stderr.WriteString(line + "\n")
 		}
 	}
 	if err := cmd.Wait(); err != nil {
-		return nil, fmt.Errorf("the floor program: %v%s", err, tail(stderr.String()))
+		return nil, fmt.Errorf("the floor program %s: %v%s", name, err, tail(stderr.String()))
 	}
-	rep, err := ParseFloor(stdout.Bytes())
-	if err != nil {
-		return nil, err
-	}
-	rep.ExecTarget = target
-	return rep, nil
+	return ParseFloor(stdout.Bytes())
 }
 
 // execTargetOK: the floor program splits its exec target at spaces, with

@@ -14,21 +14,31 @@ import (
 	"time"
 )
 
-// sampleFloor is the output of a real quick run of the floor program on a
-// 2-CPU VM, with this command as its exec target:
+// sampleFloor is the output of real quick runs of the floor programs on a
+// 2-CPU VM, merged as RunFloor merges them, with this command as
+// c_limits's exec target:
 //
 //	c_limits --quick "/tmp/floortest/mp help"
+//	c_sockets --quick
 func sampleFloor(t *testing.T) *FloorReport {
 	t.Helper()
-	b, err := os.ReadFile("testdata/floor-quick.json")
-	if err != nil {
-		t.Fatal(err)
+	var reps []*FloorReport
+	for _, name := range []string{"testdata/floor-quick.json", "testdata/floor-sockets-quick.json"} {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := ParseFloor(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reps = append(reps, r)
 	}
-	r, err := ParseFloor(b)
-	if err != nil {
-		t.Fatal(err)
+	if reps[0].Tool != "c_limits" || reps[1].Tool != "c_sockets" {
+		t.Fatalf("samples of %s and %s", reps[0].Tool, reps[1].Tool)
 	}
-	return r
+	reps[0].Results = append(reps[0].Results, reps[1].Results...)
+	return reps[0]
 }
 
 // TestFloorMapping: every scenario with a floor finds its metric in the
@@ -61,6 +71,8 @@ func TestFloorMapping(t *testing.T) {
 		"array-fill":     {"child sums shared double[1e6] (fork+sum+wait)", median("child sums shared double[1e6] (fork+sum+wait)")},
 		"pool-apply":     {"futex ping-pong RTT", median("futex ping-pong RTT")},
 		"signal-rt":      {"signal round trip", 1e6 / median("signal round trip")}, // round trips/s → µs
+		"socket-unix":    {"unix socket ping-pong RTT 64B", median("unix socket ping-pong RTT 64B")},
+		"socket-tcp":     {"tcp loopback ping-pong RTT 64B", median("tcp loopback ping-pong RTT 64B")},
 	}
 	for _, s := range Scenarios() {
 		f, ok := s.Floor(r)
