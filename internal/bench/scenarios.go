@@ -203,6 +203,7 @@ var all = []*Scenario{
 		Name: "signal-rt", Title: "signal round trip: SIGUSR1 to a child, which answers SIGUSR1 to the parent (signals.Waiter, KillThread)",
 		Unit: "µs", Mechanism: "signal",
 		Python:   "os.kill + signal.sigwaitinfo (SIGUSR1 blocked) in parent and child",
+		Target:   &Target{Factor: 1, Text: "≤ 1× python"},
 		FloorRef: &FloorRef{Metric: "signal round trip", Inverse: true, Max: 2},
 		full:     sizes{n: 10000}, quick: sizes{n: 2000},
 		measure: measureSignalRT,
