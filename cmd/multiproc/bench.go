@@ -214,7 +214,7 @@ func runFloor(ctx context.Context, quick bool, prog *benchProgress) *benchFloorS
 		sec.Note = "no floor figures: " + err.Error()
 		return sec
 	}
-	sec.ExecTarget, sec.Results = fr.ExecTarget, fr.Results
+	sec.ExecTarget, sec.Results, sec.Missing = fr.ExecTarget, fr.Results, fr.Missing
 	return sec
 }
 

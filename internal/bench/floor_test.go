@@ -101,6 +101,50 @@ func TestFloorMapping(t *testing.T) {
 	}
 }
 
+// TestFloorWithoutSockets: when c_sockets fails (a sandbox with no
+// loopback network), the report keeps c_limits's figures, the socket rows
+// have no floor, and the table says why; when it runs, its figures are
+// added.
+func TestFloorWithoutSockets(t *testing.T) {
+	full := sampleFloor(t)
+	b, err := os.ReadFile("testdata/floor-quick.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	limits, err := ParseFloor(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := len(limits.Results)
+	limits.addSockets(nil, errors.New("the floor program c_sockets: exit status 1\nconnect: Network is unreachable"))
+	if len(limits.Results) != n || !strings.HasPrefix(limits.Missing, "no floor for the socket rows: ") || !strings.Contains(limits.Missing, "Network is unreachable") {
+		t.Fatalf("after a failed c_sockets: %d results (want %d), missing %q", len(limits.Results), n, limits.Missing)
+	}
+	tcp, _ := Lookup("socket-tcp")
+	if f, ok := tcp.Floor(limits); ok {
+		t.Errorf("socket-tcp has floor %+v without c_sockets", f)
+	}
+	if f, ok := tcp.Floor(full); !ok || f.Metric != "tcp loopback ping-pong RTT 64B" {
+		t.Errorf("socket-tcp's floor with c_sockets: %+v %v", f, ok)
+	}
+	pipe, _ := Lookup("pipe-rt-bytes")
+	rep := Report{Floor: &FloorSection{Results: limits.Results, Missing: limits.Missing}}
+	scenarios := []*Scenario{pipe, tcp}
+	ours := map[string]Result{"pipe-rt-bytes": {Name: "pipe-rt-bytes", Unit: "µs", Median: 20}, "socket-tcp": {Name: "socket-tcp", Unit: "µs", Median: 25}}
+	rep.Compare(scenarios, ours, nil)
+	var out bytes.Buffer
+	PrintReport(&out, &rep, scenarios)
+	if !strings.Contains(out.String(), "  no floor for the socket rows: ") || !strings.Contains(out.String(), "floor of pipe-rt-bytes: socketpair ping-pong RTT 64B") {
+		t.Errorf("the table does not say which floors are missing:\n%s", out.String())
+	}
+	sock := &FloorReport{Tool: "c_sockets", Results: full.Results[n:]}
+	limits.Missing = ""
+	limits.addSockets(sock, nil)
+	if len(limits.Results) != len(full.Results) || limits.Missing != "" {
+		t.Errorf("after c_sockets ran: %d results, want %d; missing %q", len(limits.Results), len(full.Results), limits.Missing)
+	}
+}
+
 func TestParseFloorRefuses(t *testing.T) {
 	for _, in := range []string{
 		"",

@@ -38,6 +38,7 @@ type FloorSection struct {
 	ExecTarget string        `json:"exec_target,omitempty"` // the program the start floor starts
 	Results    []FloorMetric `json:"results,omitempty"`     // every figure of the floor program
 	Note       string        `json:"note,omitempty"`        // why there are no results (no C compiler, ...)
+	Missing    string        `json:"missing,omitempty"`     // which floors are missing from Results, and why
 }
 
 // FloorComparison is one scenario, ours against its floor.
@@ -395,6 +396,9 @@ func writeNotes(w io.Writer, rep *Report, scenarios []*Scenario, pyRes map[strin
 					label = strings.TrimSuffix(m, t) + "of this program (" + filepath.Base(t) + ")"
 				}
 				fmt.Fprintf(w, "  floor of %s: %s\n", strings.Join(rows[m], ", "), label)
+			}
+			if rep.Floor.Missing != "" {
+				fmt.Fprintf(w, "  %s\n", rep.Floor.Missing)
 			}
 		}
 	}

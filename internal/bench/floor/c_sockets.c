@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -119,10 +120,15 @@ static double pingpong_conn(int tcp, int n) {
         if (bind(ls, (struct sockaddr *)&a, offsetof(struct sockaddr_un, sun_path) + 1 + len) < 0) die("bind");
     }
     if (listen(ls, 1) < 0) die("listen");
+    /* accept gives up after 10 s: a child that cannot connect exits, and
+     * must not leave the parent waiting for good */
+    struct timeval tmo = {.tv_sec = 10};
+    if (setsockopt(ls, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof tmo) < 0) die("SO_RCVTIMEO");
     sl = sizeof ss;
     if (getsockname(ls, (struct sockaddr *)&ss, &sl) < 0) die("getsockname");
     char buf[64];
     memset(buf, 'x', sizeof buf);
+    fflush(stdout); /* or the child's exit on an error would print it again */
     pid_t pid = fork();
     if (pid < 0) die("fork");
     if (pid == 0) {
