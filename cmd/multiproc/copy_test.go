@@ -444,23 +444,6 @@ func waitFor(t *testing.T, r *cliRun, cond func() bool) {
 func stopMidCopy(t *testing.T, run *cliRun, writes func(path string) bool) (pid int, ok bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
-	// stop stops kid and reports whether it is stopped (not gone).
-	stop := func(kid int) bool {
-		if syscall.Kill(kid, syscall.SIGSTOP) != nil {
-			return false
-		}
-		for time.Now().Before(deadline) {
-			switch procState(kid) {
-			case 'T':
-				return true
-			case 'R', 'S', 'D':
-				time.Sleep(20 * time.Microsecond)
-				continue
-			}
-			return false // gone, or a zombie: its copy is over
-		}
-		return false
-	}
 	seen := map[int]bool{}
 	for !run.exited() {
 		if time.Now().After(deadline) {
@@ -471,7 +454,7 @@ func stopMidCopy(t *testing.T, run *cliRun, writes func(path string) bool) (pid 
 				seen[kid] = true
 				t.Cleanup(func() { syscall.Kill(kid, syscall.SIGKILL) })
 			}
-			for stop(kid) {
+			for stopProcess(kid, deadline) {
 				if writesTo(kid, writes) {
 					return kid, true
 				}
@@ -521,6 +504,26 @@ func writesTo(pid int, match func(path string) bool) bool {
 
 // procState is the state letter of /proc/pid/stat (R, S, D, T, Z, ...), or
 // 0 when the process is gone.
+// stopProcess sends pid SIGSTOP and waits, until deadline at most, for
+// it to be stopped; it reports whether it is (false: gone, a zombie, or
+// not stopped in time). /proc has no event to wait on: it is polled.
+func stopProcess(pid int, deadline time.Time) bool {
+	if syscall.Kill(pid, syscall.SIGSTOP) != nil {
+		return false
+	}
+	for time.Now().Before(deadline) {
+		switch procState(pid) {
+		case 'T':
+			return true
+		case 'R', 'S', 'D':
+			time.Sleep(20 * time.Microsecond)
+			continue
+		}
+		return false // gone, or a zombie: its copy is over
+	}
+	return false
+}
+
 func procState(pid int) byte {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {

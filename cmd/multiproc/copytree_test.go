@@ -623,11 +623,8 @@ func TestCopyTreeWorkerKilled(t *testing.T) {
 		}
 		w := writing(dst)
 		for _, kid := range childrenOf(run.cmd.Process.Pid) {
-			if w == "" || syscall.Kill(kid, syscall.SIGSTOP) != nil {
+			if w == "" || !stopProcess(kid, deadline) {
 				continue
-			}
-			for procState(kid) != 'T' && procState(kid) != 0 && time.Now().Before(deadline) {
-				time.Sleep(20 * time.Microsecond) // /proc has no event to wait on
 			}
 			if writesTo(kid, func(p string) bool { return strings.HasPrefix(p, w+"/") }) {
 				syscall.Kill(kid, syscall.SIGKILL)
@@ -699,11 +696,11 @@ func TestCopyTreeDestinationAppears(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("no hidden tree within 30 s")
 		}
-		if syscall.Kill(pid, syscall.SIGSTOP) != nil {
+		if !stopProcess(pid, deadline) {
+			if !run.exited() && time.Now().After(deadline) {
+				t.Fatal("the copy did not stop within 30 s")
+			}
 			break
-		}
-		for procState(pid) != 'T' && !run.exited() && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Microsecond) // /proc has no event to wait on
 		}
 		if w := writing(dst); w != "" && w != dst {
 			hidden = w
@@ -983,14 +980,11 @@ func TestCopyTreeSourceChanged(t *testing.T) {
 			deadline := time.Now().Add(30 * time.Second)
 			var temps []string
 			for {
-				if syscall.Kill(pid, syscall.SIGSTOP) != nil {
+				if !stopProcess(pid, deadline) {
+					if !run.exited() && time.Now().After(deadline) {
+						t.Fatal("the copy did not stop within 30 s")
+					}
 					break // gone: the race is lost (below)
-				}
-				for procState(pid) != 'T' && !run.exited() && time.Now().Before(deadline) {
-					time.Sleep(20 * time.Microsecond)
-				}
-				if run.exited() {
-					break
 				}
 				// The new tree is under its hidden name until the end.
 				if w := writing(dst); w != "" {
