@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 )
@@ -213,13 +214,14 @@ func RunFloor(ctx context.Context, o FloorOptions) (*FloorReport, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	args := []string{}
+	var quick []string // both programs' flag
 	if o.Quick {
-		args = append(args, "--quick")
+		quick = []string{"--quick"}
 	}
+	args := quick
 	target := strings.Join(o.ExecTarget, " ")
 	if target != "" && execTargetOK(o.ExecTarget) {
-		args = append(args, target)
+		args = append(slices.Clip(quick), target)
 	} else {
 		target = ""
 	}
@@ -228,11 +230,7 @@ func RunFloor(ctx context.Context, o FloorOptions) (*FloorReport, error) {
 		return nil, err
 	}
 	rep.ExecTarget = target
-	sockArgs := args[:0:0]
-	if o.Quick {
-		sockArgs = append(sockArgs, "--quick")
-	}
-	sock, err := runFloorProgram(ctx, cc, dir, "c_sockets", FloorSocketsSource, sockArgs, o.Progress)
+	sock, err := runFloorProgram(ctx, cc, dir, "c_sockets", FloorSocketsSource, quick, o.Progress)
 	if err != nil && ctx.Err() != nil {
 		return nil, err
 	}
