@@ -119,7 +119,7 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 
 	rep := &benchReport{
 		Quick: *quick, GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH,
-		CPUs: runtime.NumCPU(), Errors: map[string]string{},
+		CPUs: runtime.NumCPU(), Linking: bench.Linking(), Errors: map[string]string{},
 	}
 	ours := map[string]bench.Result{}
 	for i, s := range scenarios {
