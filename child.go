@@ -54,6 +54,9 @@ func childMain(name string) int {
 	if !ok {
 		return 0 // the parent gave up on us (or is gone): nothing to run
 	}
+	// The child started with one P, which made its start cheaper; its task
+	// gets the program's GOMAXPROCS (see spawn.EnvProcs).
+	spawn.RestoreProcs()
 	setProcName(t.name)
 	processName.Store(&t.name)
 	child.mu.Lock()

@@ -119,7 +119,9 @@
 //     package's initialisation). This package imports net, so a build
 //     with cgo (the default where a C compiler is installed) is
 //     dynamically linked and each child also runs the dynamic loader:
-//     CGO_ENABLED=0 makes starts about a fifth cheaper.
+//     CGO_ENABLED=0 makes starts about a fifth cheaper. A child
+//     initialises its packages with GOMAXPROCS=1 (cheaper still) and gets
+//     the program's setting back before its task runs.
 //   - Up to two idle child processes are kept ready while a program
 //     starts processes, so that the next Start is fast; they retire after
 //     a few seconds unused and die with their parent. SpareProcesses =

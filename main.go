@@ -17,7 +17,11 @@ import (
 // runs in a child.
 //
 // Package initialisation (every init and package-level var) runs in each
-// child before Main: keep it cheap and free of side effects. A program
+// child before Main: keep it cheap and free of side effects. It runs there
+// with GOMAXPROCS=1, which makes a start cheaper (no thread spins up for
+// the runtime's own goroutines); the task runs with the program's
+// GOMAXPROCS, set back when it arrives, the variable included. So a
+// package-level var that reads runtime.GOMAXPROCS(0) is 1 in a child. A program
 // that forgets Main cannot start processes: Start fails with an error
 // matching ErrNoMain instead, and the half-started child is killed.
 func Main() {

@@ -14,8 +14,8 @@ import (
 //
 // It is in the report because every process this package starts is this
 // program started again: on the reference VM a dynamically linked
-// cmd/multiproc took 13.4 ms a start, the same code built with
-// CGO_ENABLED=0 9.7 ms (TARGETS.md, "What a start costs"). It reads
+// cmd/multiproc took 11.2–13.4 ms a start, the same code built with
+// CGO_ENABLED=0 9.3–11.1 ms (TARGETS.md, "What a start costs"). It reads
 // /proc/self/maps rather than the executable's ELF headers: debug/elf
 // would add its packages' initialisation (compress/flate, zstd, dwarf) to
 // every child's start, the very cost reported here.

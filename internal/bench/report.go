@@ -226,7 +226,7 @@ func writeReport(w io.Writer, rep *Report, scenarios []*Scenario) {
 	if rep.Linking == "dynamic" {
 		fmt.Fprint(w, "\nEvery child is this program started again, and this one is dynamically linked (cgo):"+
 			"\neach start also runs the dynamic loader and libc's start. Built with CGO_ENABLED=0, it starts"+
-			"\nprocesses faster (10.7 ms against 13.9 on the reference VM: internal/bench/TARGETS.md).")
+			"\nprocesses about a fifth faster (internal/bench/TARGETS.md, \"What a start costs\").")
 	}
 	fmt.Fprint(w, "\n\nThe IPC comparison, measured in this run")
 	if withPy {

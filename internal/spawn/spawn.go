@@ -174,7 +174,7 @@ func childEnv(name string, spares bool) []string {
 	if !spares {
 		env = append(env, EnvSpares+"=0")
 	}
-	return env
+	return procsEnv(env)
 }
 
 // WaitExit blocks until the process behind pidfd has exited, without
