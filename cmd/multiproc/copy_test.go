@@ -502,11 +502,11 @@ func writesTo(pid int, match func(path string) bool) bool {
 	return false
 }
 
-// procState is the state letter of /proc/pid/stat (R, S, D, T, Z, ...), or
-// 0 when the process is gone.
 // stopProcess sends pid SIGSTOP and waits, until deadline at most, for
 // it to be stopped; it reports whether it is (false: gone, a zombie, or
-// not stopped in time). /proc has no event to wait on: it is polled.
+// not stopped in time). The copy's workers are the test's grandchildren,
+// so no wait call reports their stop, and /proc has no event to wait on:
+// it is polled.
 func stopProcess(pid int, deadline time.Time) bool {
 	if syscall.Kill(pid, syscall.SIGSTOP) != nil {
 		return false
@@ -524,6 +524,8 @@ func stopProcess(pid int, deadline time.Time) bool {
 	return false
 }
 
+// procState is the state letter of /proc/pid/stat (R, S, D, T, Z, ...), or
+// 0 when the process is gone.
 func procState(pid int) byte {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {

@@ -22,7 +22,8 @@ import (
 const EnvProcs = "MULTIPROC_GOMAXPROCS"
 
 // procsEnv replaces a GOMAXPROCS entry of env (the parent's) with
-// GOMAXPROCS=1 and the EnvProcs that RestoreProcs undoes it with.
+// GOMAXPROCS=1 and the EnvProcs that RestoreProcs undoes it with. It
+// filters env in place: childEnv's fresh slice, which nothing else holds.
 func procsEnv(env []string) []string {
 	orig := "-"
 	out := env[:0]
